@@ -1,0 +1,181 @@
+"""Configuration from the environment (and an optional ``.env`` file).
+
+Variable names and defaults are the seed README's, so a deployment written
+for the service fastexec replaces keeps working. Every value is validated at
+start-up: a typo in a limit must stop the engine, not trade with a default.
+
+Money limits are decimal strings converted to fixed-point here, once; nothing
+downstream sees a float.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Mapping, Optional
+
+MONEY_SCALE = 10**6
+RATE_SCALE = 10**12
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def _get(env: Mapping[str, str], name: str, default: Optional[str]) -> Optional[str]:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = _get(env, name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is below the minimum {minimum}")
+    return value
+
+
+def _scaled(env: Mapping[str, str], name: str, default: str, scale: int) -> int:
+    """Parse a decimal string exactly at ``scale``; excess precision is an error."""
+    raw = _get(env, name, default)
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ConfigError(f"{name}={raw!r} is not a decimal number") from None
+    if not value.is_finite() or value < 0:
+        raise ConfigError(f"{name}={raw!r} must be a finite non-negative number")
+    scaled = value * scale
+    if scaled != scaled.to_integral_value():
+        raise ConfigError(f"{name}={raw!r} has more decimals than supported (1/{scale})")
+    return int(scaled)
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _get(env, name, None)
+    if raw is None:
+        return default
+    low = raw.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (true/false)")
+
+
+def _tokens(raw: Optional[str]) -> dict[str, frozenset[str]]:
+    """``FASTEXEC_API_TOKENS="tokA:acct1,acct2;tokB:*"`` -> {token: accounts}.
+
+    ``*`` grants every account. Tokens are secrets: they are kept only here and
+    compared in constant time by the API layer; they are never logged.
+    """
+    out: dict[str, frozenset[str]] = {}
+    if not raw:
+        return out
+    for entry in raw.split(";"):
+        entry = entry.strip()
+        if not entry:
+            continue
+        token, sep, accounts = entry.partition(":")
+        token = token.strip()
+        if not sep or not token or not accounts.strip():
+            raise ConfigError("FASTEXEC_API_TOKENS entries must look like 'token:account1,account2' or 'token:*'")
+        if len(token) < 16:
+            raise ConfigError("FASTEXEC_API_TOKENS: every token must be at least 16 characters")
+        out[token] = frozenset(a.strip() for a in accounts.split(",") if a.strip())
+    return out
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the process reads from its environment, validated."""
+
+    # OANDA (all three set -> OANDA broker; none set -> simulated venue)
+    oanda_api_key: Optional[str] = field(default=None, repr=False)
+    oanda_account_id: Optional[str] = None
+    oanda_environment: str = "practice"
+    oanda_rest_url: Optional[str] = None
+    oanda_stream_url: Optional[str] = None
+    # risk defaults applied to every account (seed names)
+    max_concurrent_orders: int = 50
+    max_position_size: int = 100_000
+    max_leverage: int = 30 * RATE_SCALE
+    max_daily_loss: int = 1000 * MONEY_SCALE
+    max_positions_per_instrument: int = 3
+    required_margin_ratio: int = RATE_SCALE // 50  # 0.02
+    max_units_per_order: int = 100_000
+    max_orders_per_second: int = 100
+    # service
+    host: str = "127.0.0.1"
+    port: int = 8004
+    prometheus_port: int = 8091
+    log_level: str = "info"
+    api_tokens: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    data_dir: str = "var"
+    # simulated venue
+    sim_accounts: int = 1
+    sim_balance: int = 100_000 * MONEY_SCALE
+    sim_currency: str = "USD"
+    sim_seed: int = 1
+    sim_tick_interval_ms: int = 250
+
+    @property
+    def uses_oanda(self) -> bool:
+        return bool(self.oanda_api_key and self.oanda_account_id)
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None, *, dotenv: bool = True) -> "Settings":
+        if env is None:
+            if dotenv:
+                try:
+                    from dotenv import dotenv_values
+
+                    file_values = {k: v for k, v in dotenv_values(".env").items() if v is not None}
+                except ImportError:  # pragma: no cover - python-dotenv is a dependency
+                    file_values = {}
+                env = {**file_values, **os.environ}
+            else:
+                env = dict(os.environ)
+        environment = (_get(env, "OANDA_ENVIRONMENT", "practice") or "practice").lower()
+        if environment not in ("practice", "live"):
+            raise ConfigError(f"OANDA_ENVIRONMENT={environment!r} must be 'practice' or 'live'")
+        log_level = (_get(env, "LOG_LEVEL", "info") or "info").lower()
+        if log_level not in ("debug", "info", "warning", "error", "critical"):
+            raise ConfigError(f"LOG_LEVEL={log_level!r} is not one of debug, info, warning, error, critical")
+        key = _get(env, "OANDA_API_KEY", None)
+        account = _get(env, "OANDA_ACCOUNT_ID", None)
+        if bool(key) != bool(account):
+            raise ConfigError("OANDA_API_KEY and OANDA_ACCOUNT_ID must be set together (or neither, for the simulated venue)")
+        currency = (_get(env, "FASTEXEC_SIM_CURRENCY", "USD") or "USD").upper()
+        if len(currency) != 3 or not currency.isalpha():
+            raise ConfigError(f"FASTEXEC_SIM_CURRENCY={currency!r} is not a currency code")
+        return cls(
+            oanda_api_key=key,
+            oanda_account_id=account,
+            oanda_environment=environment,
+            oanda_rest_url=_get(env, "OANDA_REST_URL", None),
+            oanda_stream_url=_get(env, "OANDA_STREAM_URL", None),
+            max_concurrent_orders=_int(env, "MAX_CONCURRENT_ORDERS", 50, minimum=1),
+            max_position_size=_int(env, "MAX_POSITION_SIZE", 100_000, minimum=0),
+            max_leverage=_scaled(env, "MAX_LEVERAGE", "30", RATE_SCALE),
+            max_daily_loss=_scaled(env, "MAX_DAILY_LOSS", "1000", MONEY_SCALE),
+            max_positions_per_instrument=_int(env, "MAX_POSITIONS_PER_INSTRUMENT", 3, minimum=1),
+            required_margin_ratio=_scaled(env, "REQUIRED_MARGIN_RATIO", "0.02", RATE_SCALE),
+            max_units_per_order=_int(env, "MAX_UNITS_PER_ORDER", 100_000, minimum=1),
+            max_orders_per_second=_int(env, "MAX_ORDERS_PER_SECOND", 100, minimum=1),
+            host=_get(env, "FASTEXEC_HOST", "127.0.0.1"),
+            port=_int(env, "FASTEXEC_PORT", 8004, minimum=0),
+            prometheus_port=_int(env, "PROMETHEUS_PORT", 8091, minimum=0),
+            log_level=log_level,
+            api_tokens=_tokens(_get(env, "FASTEXEC_API_TOKENS", None)),
+            data_dir=_get(env, "FASTEXEC_DATA_DIR", "var"),
+            sim_accounts=_int(env, "FASTEXEC_SIM_ACCOUNTS", 1, minimum=1),
+            sim_balance=_scaled(env, "FASTEXEC_SIM_BALANCE", "100000", MONEY_SCALE),
+            sim_currency=currency,
+            sim_seed=_int(env, "FASTEXEC_SIM_SEED", 1),
+            sim_tick_interval_ms=_int(env, "FASTEXEC_SIM_TICK_MS", 250, minimum=1),
+        )
