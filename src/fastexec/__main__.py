@@ -1,0 +1,5 @@
+import sys
+
+from fastexec.cli import main
+
+sys.exit(main())
