@@ -1,0 +1,69 @@
+"""Settings come from the seed's variable names; bad values stop start-up."""
+import pytest
+
+from fastexec.config import MONEY_SCALE, RATE_SCALE, ConfigError, Settings
+
+
+def test_defaults_match_seed_readme():
+    s = Settings.from_env({})
+    assert s.max_concurrent_orders == 50
+    assert s.max_position_size == 100_000
+    assert s.max_leverage == 30 * RATE_SCALE
+    assert s.prometheus_port == 8091
+    assert s.port == 8004
+    assert s.host == "127.0.0.1"
+    assert s.oanda_environment == "practice"
+    assert s.log_level == "info"
+    assert not s.uses_oanda
+
+
+def test_oanda_credentials_select_oanda_broker():
+    s = Settings.from_env({"OANDA_API_KEY": "k" * 20, "OANDA_ACCOUNT_ID": "101-001-1-001"})
+    assert s.uses_oanda
+
+
+def test_api_key_never_in_repr():
+    s = Settings.from_env({"OANDA_API_KEY": "secret-token-value-123", "OANDA_ACCOUNT_ID": "101-001-1-001",
+                           "FASTEXEC_API_TOKENS": "another-secret-token-456:*"})
+    assert "secret-token-value-123" not in repr(s)
+    assert "another-secret-token-456" not in repr(s)
+
+
+def test_key_without_account_is_rejected():
+    with pytest.raises(ConfigError, match="OANDA_ACCOUNT_ID"):
+        Settings.from_env({"OANDA_API_KEY": "k" * 20})
+
+
+@pytest.mark.parametrize(
+    "name,value,fragment",
+    [
+        ("MAX_POSITION_SIZE", "ten", "MAX_POSITION_SIZE"),
+        ("MAX_POSITION_SIZE", "-1", "below the minimum"),
+        ("MAX_LEVERAGE", "abc", "MAX_LEVERAGE"),
+        ("MAX_DAILY_LOSS", "10.0000001", "more decimals"),
+        ("MAX_DAILY_LOSS", "NaN", "finite"),
+        ("OANDA_ENVIRONMENT", "sandbox", "practice"),
+        ("LOG_LEVEL", "verbose", "LOG_LEVEL"),
+        ("FASTEXEC_API_TOKENS", "short:*", "16 characters"),
+        ("FASTEXEC_API_TOKENS", "abcdefghijklmnopqrstuvwxyz", "token:account"),
+        ("FASTEXEC_SIM_CURRENCY", "DOLLAR", "currency"),
+    ],
+)
+def test_malformed_value_names_the_variable(name, value, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        Settings.from_env({name: value})
+
+
+def test_money_and_rates_are_exact_fixed_point():
+    s = Settings.from_env({"MAX_DAILY_LOSS": "1234.567891", "REQUIRED_MARGIN_RATIO": "0.033333333333"})
+    assert s.max_daily_loss == 1234567891
+    assert s.required_margin_ratio == 33333333333
+    assert isinstance(s.max_daily_loss, int) and MONEY_SCALE == 10**6
+
+
+def test_api_tokens_are_scoped_to_accounts():
+    s = Settings.from_env({"FASTEXEC_API_TOKENS": "tok-aaaaaaaaaaaaaaaa:acct-1, acct-2;tok-bbbbbbbbbbbbbbbb:*"})
+    assert s.api_tokens == {
+        "tok-aaaaaaaaaaaaaaaa": frozenset({"acct-1", "acct-2"}),
+        "tok-bbbbbbbbbbbbbbbb": frozenset({"*"}),
+    }
