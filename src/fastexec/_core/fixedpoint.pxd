@@ -1,0 +1,128 @@
+# cython: language_level=3
+"""Fixed-point scales of fastexec: the single place where they are defined.
+
+Invariants (every module in ``_core`` relies on them; change them only here and
+in docs/contracts.md section 1):
+
+    quantity  C type  scale                    range (inclusive, absolute)
+    --------  ------  -----------------------  --------------------------------
+    price     int64   PRICE_SCALE = 10**9      |p| <= MAX_PRICE = 10**18
+    units     int64   1 (signed, + = long)     |u| <= MAX_UNITS = 10**12
+    money     int64   MONEY_SCALE = 10**6      |m| <= MAX_MONEY = 9 * 10**15
+    rate      int64   RATE_SCALE  = 10**12     |r| <= MAX_RATE  = 10**18
+
+* Every value held in an int64 of one of these kinds is inside its range; the
+  range leaves head-room below INT64_MAX (9.22e18), so -(2**63 - 1) is never a
+  valid value and serves as the error sentinel of the ``except?`` clauses.
+* Products are formed in ``int128`` (``__int128``): the largest product of two
+  in-range values (MAX_PRICE * MAX_RATE = 1e36) is below INT128_MAX (1.7e38),
+  so no intermediate can wrap.
+* An operation whose result changes scale rounds half-even exactly once, to the
+  scale of its result. ``cdivision`` is on, so C ``/`` truncates toward zero;
+  ``div_half_even`` is the only place that turns a quotient into a rounded one.
+* A result outside its range raises (``FixedPointRangeError``, which is both a
+  ``FixedPointError``/``ValueError`` with code ``OUT_OF_RANGE`` and an
+  ``OverflowError``); nothing ever wraps or clamps.
+"""
+from libc.stdint cimport int64_t
+
+cdef extern from *:
+    """
+    typedef __int128 fe_int128;
+    #define FE_PRICE_SCALE 1000000000LL
+    #define FE_MONEY_SCALE 1000000LL
+    #define FE_RATE_SCALE 1000000000000LL
+    #define FE_MAX_PRICE 1000000000000000000LL
+    #define FE_MAX_UNITS 1000000000000LL
+    #define FE_MAX_MONEY 9000000000000000LL
+    #define FE_MAX_RATE 1000000000000000000LL
+    #define FE_ERR_I64 (-9223372036854775807LL)
+    """
+    # Cython is told "long long" so it lets us do arithmetic; the C compiler
+    # sees the real 128-bit type. Never convert an int128 to a Python object
+    # directly: narrow it with ``narrow`` first.
+    ctypedef long long int128 "fe_int128"
+    const int64_t C_PRICE_SCALE "FE_PRICE_SCALE"
+    const int64_t C_MONEY_SCALE "FE_MONEY_SCALE"
+    const int64_t C_RATE_SCALE "FE_RATE_SCALE"
+    const int64_t C_MAX_PRICE "FE_MAX_PRICE"
+    const int64_t C_MAX_UNITS "FE_MAX_UNITS"
+    const int64_t C_MAX_MONEY "FE_MAX_MONEY"
+    const int64_t C_MAX_RATE "FE_MAX_RATE"
+    const int64_t ERR_I64 "FE_ERR_I64"
+
+# Kinds, used to name the quantity in range errors.
+cdef enum Kind:
+    KIND_PRICE = 0
+    KIND_UNITS = 1
+    KIND_MONEY = 2
+    KIND_RATE = 3
+
+
+cdef inline int128 div_half_even(int128 num, int128 den) noexcept nogil:
+    """Round num/den half-even; den > 0. Truncating C division alone would bias
+    every result toward zero, which accumulates in P&L."""
+    cdef int128 q = num / den
+    cdef int128 r = num - q * den
+    cdef int128 twice
+    if r == 0:
+        return q
+    if r < 0:
+        twice = -2 * r
+    else:
+        twice = 2 * r
+    if twice > den or (twice == den and (q & 1) != 0):
+        if num < 0:
+            return q - 1
+        return q + 1
+    return q
+
+
+cdef inline int64_t max_of(int kind) noexcept nogil:
+    if kind == KIND_PRICE:
+        return C_MAX_PRICE
+    if kind == KIND_UNITS:
+        return C_MAX_UNITS
+    if kind == KIND_MONEY:
+        return C_MAX_MONEY
+    return C_MAX_RATE
+
+
+# Raise FixedPointRangeError naming the kind, value and limit. Always returns
+# ERR_I64 with the exception set.
+cdef int64_t raise_range(int kind, int128 value) except? -9223372036854775807
+
+cdef inline int64_t narrow(int128 value, int kind) except? -9223372036854775807:
+    """The only exit from int128: checked against the kind's range."""
+    cdef int64_t lim = max_of(kind)
+    if value > lim or value < -lim:
+        return raise_range(kind, value)
+    return <int64_t>value
+
+
+# --- operations (C level, used by the other _core modules) -----------------
+# notional: |units| * price  -> money (quote ccy), half-even at MONEY_SCALE.
+cdef inline int64_t c_notional(int64_t units, int64_t price) except? -9223372036854775807:
+    cdef int128 u = units
+    if u < 0:
+        u = -u
+    return narrow(div_half_even(u * <int128>price, C_PRICE_SCALE / C_MONEY_SCALE), KIND_MONEY)
+
+# pnl: units * (close - open)  -> money (quote ccy), half-even at MONEY_SCALE.
+cdef inline int64_t c_pnl(int64_t units, int64_t open_price, int64_t close_price) except? -9223372036854775807:
+    cdef int128 d = <int128>close_price - <int128>open_price
+    return narrow(div_half_even(<int128>units * d, C_PRICE_SCALE / C_MONEY_SCALE), KIND_MONEY)
+
+# convert: money * rate -> money, half-even at MONEY_SCALE.
+cdef inline int64_t c_convert(int64_t money, int64_t rate) except? -9223372036854775807:
+    return narrow(div_half_even(<int128>money * <int128>rate, C_RATE_SCALE), KIND_MONEY)
+
+# convert_by_price: money * price -> money (multiply by a price used as a
+# conversion factor), half-even at MONEY_SCALE.
+cdef inline int64_t c_mul_price(int64_t money, int64_t price) except? -9223372036854775807:
+    return narrow(div_half_even(<int128>money * <int128>price, C_PRICE_SCALE), KIND_MONEY)
+
+# money / price -> money (divide by a price used as a conversion factor),
+# half-even at MONEY_SCALE. price must be > 0.
+cdef inline int64_t c_div_price(int64_t money, int64_t price) except? -9223372036854775807:
+    return narrow(div_half_even(<int128>money * C_PRICE_SCALE, price), KIND_MONEY)
