@@ -1,0 +1,707 @@
+"""``OandaBroker``: the ``Broker`` interface over OANDA's v20 REST API.
+
+The rule that shapes this module: an order-changing request (create,
+replace, close) is sent exactly once. When its answer is lost (timeout,
+dropped connection, 5xx) we do not know whether OANDA applied it, so we ask:
+``GET /orders/@{clientID}`` and ``GET /transactions/sinceid`` from the last
+transaction id known *before* the request, repeated within a bounded window.
+Only a 429 — OANDA's rate limiter refusing the request before it reaches the
+order engine — permits another attempt, and even then only after the lookup
+has confirmed the venue holds nothing under that client id.
+
+Streams keep the engine whole between requests: every transaction reaches
+the event handler once (deduped by id), a reconnect first replays
+``sinceid`` from the last delivered id, and a heartbeat that reports a newer
+``lastTransactionID`` than we have seen triggers the same replay.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from importlib import resources
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+import orjson
+
+from ..base import (
+    AccountSnapshot,
+    Broker,
+    BrokerError,
+    BrokerEvent,
+    BrokerOrder,
+    BrokerPosition,
+    EventHandler,
+    OrderRejected,
+    OrderRequest,
+    PriceTick,
+)
+from . import wire
+from .config import OandaConfig
+from .http import TRANSPORT_ERRORS, V20Http, _safe_path
+from .types import AccountChanges, OandaInstrument, OandaTrade
+
+log = logging.getLogger("fastexec.brokers.oanda")
+
+NOT_PLACED = "NOT_PLACED"
+_MAX_CLIENT_IDS = 200_000
+
+
+def _now_ns() -> int:
+    return time.time_ns()
+
+
+def _packaged_precisions() -> dict[str, int]:
+    try:
+        raw = resources.files("fastexec").joinpath("data/instruments.json").read_bytes()
+        data = orjson.loads(raw)
+    except (OSError, ValueError):
+        return {}
+    items = data.get("instruments", data) if isinstance(data, dict) else data
+    return {i["name"]: int(i["displayPrecision"]) for i in items if "name" in i and "displayPrecision" in i}
+
+
+class _StreamStatus(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"stream answered HTTP {status}")
+        self.status = status
+
+
+class OandaBroker(Broker):
+    """Broker over v20 REST and streams. Construct with an ``OandaConfig``
+    (``OandaConfig.from_env()`` in production), then ``await start()``."""
+
+    name = "oanda"
+
+    def __init__(self, config: OandaConfig) -> None:
+        self.config = config
+        self.http = V20Http(config)
+        self._handler: Optional[EventHandler] = None
+        self._accounts: list[str] = list(config.account_ids)
+        self._acct_url: dict[str, str] = {}
+        self._orders_url: dict[str, str] = {}
+        self._precision: dict[str, int] = _packaged_precisions()
+        # Latest transaction id seen in any answer, per account: the floor of
+        # the sinceid scan that resolves a lost order request.
+        self._last_txn: dict[str, int] = {}
+        # Highest transaction id delivered to the handler, per account.
+        self._delivered: dict[str, int] = {}
+        self._resume: dict[str, int] = {}
+        self._client_ids: dict[str, dict[str, str]] = {}
+        self._recovering: dict[str, asyncio.Lock] = {}
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._price_instruments: tuple[str, ...] = ()
+        self._stopping = False
+        self._started = False
+        self.stats: dict[str, int] = {
+            "resolved_by_lookup": 0,
+            "not_placed": 0,
+            "resent_after_429": 0,
+            "txn_stream_connects": 0,
+            "price_stream_connects": 0,
+            "txn_stream_errors": 0,
+            "price_stream_errors": 0,
+            "recovered_txns": 0,
+            "heartbeat_gaps": 0,
+            "handler_errors": 0,
+        }
+
+    def __repr__(self) -> str:
+        return f"OandaBroker(accounts={self._accounts!r}, rest={self.config.rest_base!r})"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def set_event_handler(self, handler: EventHandler) -> None:
+        self._handler = handler
+
+    def set_resume_point(self, account_id: str, txn_id: int) -> None:
+        """Deliver stream events after ``txn_id`` (the engine's journal
+        high-water mark) instead of from the account's state at start."""
+        self._resume[account_id] = txn_id
+
+    def account_ids(self) -> Sequence[str]:
+        return tuple(self._accounts)
+
+    async def start(self, *, streams: bool = True) -> None:
+        if self._started:
+            return
+        self._stopping = False
+        await self.http.open()
+        if not self._accounts:
+            status, data = await self.http.idempotent("GET", self.config.rest_base + "/v3/accounts")
+            self._check(status, data, "GET /v3/accounts")
+            self._accounts = [a["id"] for a in data.get("accounts", ())]
+        for acct in self._accounts:
+            self._register(acct)
+        for acct in self._accounts:
+            snap = await self.account_summary(acct)
+            self._delivered[acct] = self._resume.get(acct, snap.last_txn_id)
+            try:
+                for ins in await self.instruments(acct):
+                    self._precision[ins.name] = ins.display_precision
+            except BrokerError as exc:
+                log.warning("instrument list unavailable for %s (%s); using packaged precisions", acct, exc)
+        self._started = True
+        if streams:
+            for acct in self._accounts:
+                self._spawn("txn:" + acct, self._run_txn_stream(acct))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.http.close()
+        self._started = False
+
+    async def __aenter__(self) -> "OandaBroker":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    def _register(self, acct: str) -> None:
+        base = self.config.rest_base + "/v3/accounts/" + acct
+        self._acct_url[acct] = base
+        self._orders_url[acct] = base + "/orders"
+        self._client_ids.setdefault(acct, {})
+        self._recovering.setdefault(acct, asyncio.Lock())
+
+    def _url(self, acct: str) -> str:
+        url = self._acct_url.get(acct)
+        if url is None:
+            self._register(acct)
+            url = self._acct_url[acct]
+        return url
+
+    def _spawn(self, key: str, coro) -> None:
+        old = self._tasks.pop(key, None)
+        if old is not None:
+            old.cancel()
+        self._tasks[key] = asyncio.get_running_loop().create_task(coro, name=f"oanda-{key}")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _note_last(self, acct: str, data: dict) -> None:
+        lt = data.get("lastTransactionID")
+        if lt:
+            v = int(lt)
+            if v > self._last_txn.get(acct, 0):
+                self._last_txn[acct] = v
+
+    def _cid_map(self, acct: str) -> dict[str, str]:
+        m = self._client_ids.get(acct)
+        if m is None:
+            m = self._client_ids[acct] = {}
+        elif len(m) > _MAX_CLIENT_IDS:
+            for k in list(m)[: _MAX_CLIENT_IDS // 2]:
+                del m[k]
+        return m
+
+    @staticmethod
+    def _check(status: int, data: dict, what: str) -> None:
+        if status >= 300:
+            code = data.get("errorCode") or f"HTTP_{status}"
+            raise BrokerError(f"{what}: {code}: {data.get('errorMessage', '')}".rstrip(": "), status=status)
+
+    def _rejected(self, acct: str, cid: Optional[str], status: int, data: dict, keys: tuple[str, ...]) -> list:
+        events = wire.response_events(acct, data, keys, self._cid_map(acct))
+        if any(isinstance(e, OrderRejected) for e in events):
+            return events
+        code = data.get("errorCode") or f"HTTP_{status}"
+        return events + [OrderRejected(acct, cid, None, code, data.get("errorMessage", code), _now_ns())]
+
+    # ------------------------------------------------------------------ orders
+
+    async def submit(self, request: OrderRequest) -> list[BrokerEvent]:
+        acct = request.account_id
+        cid = request.client_id
+        try:
+            body = orjson.dumps(wire.order_body(request, self._precision.get(request.instrument, 9)))
+        except wire.LocalReject as exc:
+            return [OrderRejected(acct, cid, None, exc.reason, str(exc), _now_ns())]
+        url = self._orders_url.get(acct)
+        if url is None:
+            self._url(acct)
+            url = self._orders_url[acct]
+        http = self.http
+        since = self._last_txn.get(acct, 0)
+        for attempt in range(self.config.max_attempts):
+            try:
+                status, data, headers = await http.send("POST", url, body, http.t_order)
+            except TRANSPORT_ERRORS as exc:
+                return await self._resolve_submit(acct, cid, since, type(exc).__name__)
+            if data:
+                self._note_last(acct, data)
+            if status == 201:
+                return wire.response_events(acct, data, wire.CREATE_KEYS, self._cid_map(acct))
+            if status == 429:
+                # Refused at OANDA's edge, but prove it before sending again.
+                found = await self._lookup_submit(acct, cid, since)
+                if found is not None:
+                    return found
+                self.stats["resent_after_429"] += 1
+                await asyncio.sleep(http.backoff(attempt, headers))
+                continue
+            if status >= 500:
+                return await self._resolve_submit(acct, cid, since, f"HTTP {status}")
+            return self._rejected(acct, cid, status, data, wire.CREATE_KEYS)
+        return await self._resolve_submit(acct, cid, since, "HTTP 429")
+
+    async def _lookup_submit(self, acct: str, cid: str, since: int) -> Optional[list]:
+        """Events of the order created under ``cid`` after ``since`` (or of its
+        reject), or None when the venue has neither."""
+        url = self._url(acct)
+        status, data = await self.http.idempotent("GET", url + "/orders/@" + cid)
+        self._note_last(acct, data)
+        order_id = None
+        if status == 200:
+            order_id = data["order"]["id"]
+            self.stats["resolved_by_lookup"] += 1
+        elif status not in (404, 400):
+            self._check(status, data, "GET order by client id")
+        txns = await self._txns_since(acct, since)
+        if order_id is not None:
+            if int(order_id) <= since:
+                # An older order reusing the client id: not ours.
+                order_id = None
+            else:
+                return self._events_for(acct, txns, lambda t: t.get("id") == order_id or t.get("orderID") == order_id)
+        rejects = [t for t in txns if t.get("type", "").endswith("_REJECT") and wire.client_id_of(t) == cid]
+        if rejects:
+            self.stats["resolved_by_lookup"] += 1
+            return self._events_for(acct, rejects, lambda t: True)
+        return None
+
+    async def _resolve_submit(self, acct: str, cid: str, since: int, cause: str) -> list:
+        return await self._resolve(acct, lambda: self._lookup_submit(acct, cid, since), cid, cause)
+
+    async def _resolve(self, acct: str, lookup: Callable[[], Any], cid: Optional[str], cause: str) -> list:
+        """Look up an unanswered request until found or the window closes.
+
+        A request that timed out may still be in flight at the venue, so one
+        negative lookup is not proof; the window (``resolve_window_s``) must be
+        longer than the venue's worst processing time.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.resolve_window_s
+        delay = 0.05
+        last_error: Optional[BaseException] = None
+        while True:
+            try:
+                found = await lookup()
+            except BrokerError as exc:
+                last_error = exc
+            else:
+                last_error = None
+                if found is not None:
+                    return found
+            if loop.time() >= deadline:
+                break
+            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+            delay = min(delay * 2, 1.0)
+        if last_error is not None:
+            raise BrokerError(
+                f"request outcome unknown after {cause}; lookups failing ({last_error}); the transaction "
+                "stream will report it if it was applied",
+                retryable=False,
+            )
+        self.stats["not_placed"] += 1
+        return [
+            OrderRejected(
+                acct, cid, None, NOT_PLACED, f"request failed ({cause}) and the venue has no record of it", _now_ns()
+            )
+        ]
+
+    def _events_for(self, acct: str, txns: Iterable[dict], pred: Callable[[dict], bool]) -> list:
+        cids = self._cid_map(acct)
+        out = []
+        for t in sorted((t for t in txns if pred(t)), key=lambda t: int(t["id"])):
+            ev = wire.txn_event(acct, t, "", cids)
+            if ev is not None:
+                out.append(ev)
+        return out
+
+    async def _txns_since(self, acct: str, since: int) -> list[dict]:
+        status, data = await self.http.idempotent(
+            "GET", self._url(acct) + "/transactions/sinceid", params={"id": str(since)}
+        )
+        self._check(status, data, "GET transactions/sinceid")
+        self._note_last(acct, data)
+        return data.get("transactions", [])
+
+    async def replace(self, account_id: str, broker_order_id: str, request: OrderRequest) -> list[BrokerEvent]:
+        acct = account_id
+        cid = request.client_id
+        try:
+            body = orjson.dumps(wire.order_body(request, self._precision.get(request.instrument, 9)))
+        except wire.LocalReject as exc:
+            return [OrderRejected(acct, cid, None, exc.reason, str(exc), _now_ns())]
+        url = self._url(acct) + "/orders/" + broker_order_id
+        since = self._last_txn.get(acct, 0)
+        http = self.http
+        for attempt in range(self.config.max_attempts):
+            try:
+                status, data, headers = await http.send("PUT", url, body, http.t_order)
+            except TRANSPORT_ERRORS as exc:
+                return await self._resolve_replace(acct, broker_order_id, cid, since, type(exc).__name__)
+            if data:
+                self._note_last(acct, data)
+            if status == 201:
+                return wire.response_events(acct, data, wire.REPLACE_KEYS, self._cid_map(acct))
+            if status == 429:
+                found = await self._lookup_replace(acct, broker_order_id, since)
+                if found is not None:
+                    return found
+                await asyncio.sleep(http.backoff(attempt, headers))
+                continue
+            if status >= 500:
+                return await self._resolve_replace(acct, broker_order_id, cid, since, f"HTTP {status}")
+            return self._rejected(acct, cid, status, data, wire.REPLACE_KEYS)
+        return await self._resolve_replace(acct, broker_order_id, cid, since, "HTTP 429")
+
+    async def _lookup_replace(self, acct: str, old_id: str, since: int) -> Optional[list]:
+        status, data = await self.http.idempotent("GET", self._url(acct) + "/orders/" + old_id)
+        self._note_last(acct, data)
+        if status != 200:
+            return None
+        o = data["order"]
+        if o.get("state") == "PENDING":
+            return None
+        new_id = o.get("replacedByOrderID")
+        ids = {old_id, new_id} if new_id else {old_id}
+        txns = await self._txns_since(acct, since)
+        events = self._events_for(acct, txns, lambda t: t.get("id") in ids or t.get("orderID") in ids)
+        if not new_id:
+            # Filled or cancelled before the replace landed: report that, and
+            # that the replace itself did not happen.
+            events.append(
+                OrderRejected(acct, None, None, "ORDER_DOESNT_EXIST", f"order {old_id} is {o.get('state')}", _now_ns())
+            )
+        return events
+
+    async def _resolve_replace(self, acct: str, old_id: str, cid: str, since: int, cause: str) -> list:
+        return await self._resolve(acct, lambda: self._lookup_replace(acct, old_id, since), cid, cause)
+
+    async def cancel(self, account_id: str, broker_order_id: str) -> list[BrokerEvent]:
+        """Cancels repeat safely (a second cancel is refused, never doubled),
+        so transport failures and 429/5xx are retried; a refusal after an
+        attempt whose answer was lost is checked against the order itself."""
+        acct = account_id
+        url = self._url(acct) + "/orders/" + broker_order_id + "/cancel"
+        http = self.http
+        in_doubt = False
+        last = ""
+        for attempt in range(self.config.max_attempts):
+            headers = None
+            try:
+                status, data, headers = await http.send("PUT", url, None, http.t_cancel)
+            except TRANSPORT_ERRORS as exc:
+                in_doubt = True
+                last = type(exc).__name__
+            else:
+                if data:
+                    self._note_last(acct, data)
+                if status == 200:
+                    return wire.response_events(acct, data, wire.CANCEL_KEYS, self._cid_map(acct))
+                if status == 429 or status >= 500:
+                    in_doubt = in_doubt or status >= 500
+                    last = f"HTTP {status}"
+                else:
+                    if in_doubt:
+                        done = await self._cancelled_already(acct, broker_order_id)
+                        if done is not None:
+                            return done
+                    return self._rejected(acct, None, status, data, wire.CANCEL_KEYS)
+            if attempt + 1 < self.config.max_attempts:
+                await asyncio.sleep(http.backoff(attempt, headers))
+        done = await self._cancelled_already(acct, broker_order_id)
+        if done is not None:
+            return done
+        raise BrokerError(f"cancel of order {broker_order_id} failed: {last}", retryable=True)
+
+    async def _cancelled_already(self, acct: str, oid: str) -> Optional[list]:
+        status, data = await self.http.idempotent("GET", self._url(acct) + "/orders/" + oid)
+        if status != 200:
+            return None
+        o = data["order"]
+        ctx = o.get("cancellingTransactionID")
+        if o.get("state") != "CANCELLED" or not ctx:
+            return None
+        status, data = await self.http.idempotent("GET", self._url(acct) + "/transactions/" + ctx)
+        if status != 200:
+            return None
+        ev = wire.txn_event(acct, data["transaction"], "", self._cid_map(acct))
+        return [ev] if ev is not None else []
+
+    async def close_trade(self, account_id: str, trade_id: str, units: Union[int, str] = "ALL") -> list[BrokerEvent]:
+        acct = account_id
+        try:
+            body = orjson.dumps({"units": wire.units_arg(units, "units")})
+        except wire.LocalReject as exc:
+            return [OrderRejected(acct, None, None, exc.reason, str(exc), _now_ns())]
+
+        def match(t: dict) -> bool:
+            tc = t.get("tradeClose")
+            return bool(tc) and tc.get("tradeID") == trade_id
+
+        return await self._close(acct, self._url(acct) + "/trades/" + trade_id + "/close", body, match, wire.CLOSE_TRADE_KEYS)
+
+    async def close_position(
+        self, account_id: str, instrument: str, long_units: Union[int, str, None], short_units: Union[int, str, None]
+    ) -> list[BrokerEvent]:
+        acct = account_id
+        payload: dict[str, str] = {}
+        try:
+            if long_units is not None:
+                payload["longUnits"] = wire.units_arg(long_units, "longUnits")
+            if short_units is not None:
+                payload["shortUnits"] = wire.units_arg(short_units, "shortUnits")
+        except wire.LocalReject as exc:
+            return [OrderRejected(acct, None, None, exc.reason, str(exc), _now_ns())]
+        if not payload:
+            return [OrderRejected(acct, None, None, "CLOSEOUT_POSITION_INCOMPLETE_SPECIFICATION", "nothing to close", _now_ns())]
+
+        def match(t: dict) -> bool:
+            for key in ("longPositionCloseout", "shortPositionCloseout"):
+                pc = t.get(key)
+                if pc and pc.get("instrument") == instrument:
+                    return True
+            return False
+
+        url = self._url(acct) + "/positions/" + instrument + "/close"
+        return await self._close(acct, url, orjson.dumps(payload), match, wire.CLOSE_POSITION_KEYS)
+
+    async def _close(self, acct: str, url: str, body: bytes, match: Callable[[dict], bool], keys) -> list:
+        """Closes are not idempotent (a repeated partial close closes twice):
+        one attempt, then resolution by the closing MARKET_ORDER the venue
+        records in its transactions."""
+        since = self._last_txn.get(acct, 0)
+        http = self.http
+
+        async def lookup() -> Optional[list]:
+            txns = await self._txns_since(acct, since)
+            ids = {t["id"] for t in txns if match(t)}
+            if not ids:
+                return None
+            self.stats["resolved_by_lookup"] += 1
+            return self._events_for(acct, txns, lambda t: t.get("id") in ids or t.get("orderID") in ids)
+
+        for attempt in range(self.config.max_attempts):
+            try:
+                status, data, headers = await http.send("PUT", url, body, http.t_order)
+            except TRANSPORT_ERRORS as exc:
+                return await self._resolve(acct, lookup, None, type(exc).__name__)
+            if data:
+                self._note_last(acct, data)
+            if status == 200:
+                return wire.response_events(acct, data, keys, self._cid_map(acct))
+            if status == 429:
+                found = await lookup()
+                if found is not None:
+                    return found
+                await asyncio.sleep(http.backoff(attempt, headers))
+                continue
+            if status >= 500:
+                return await self._resolve(acct, lookup, None, f"HTTP {status}")
+            return self._rejected(acct, None, status, data, keys)
+        return await self._resolve(acct, lookup, None, "HTTP 429")
+
+    # ------------------------------------------------------------------ reads
+
+    async def _get(self, acct: str, path: str, what: str, params: Any = None) -> dict:
+        status, data = await self.http.idempotent("GET", self._url(acct) + path, params=params)
+        self._check(status, data, what)
+        self._note_last(acct, data)
+        return data
+
+    async def account_summary(self, account_id: str) -> AccountSnapshot:
+        data = await self._get(account_id, "/summary", "GET account summary")
+        a = data["account"]
+        if "lastTransactionID" not in a and "lastTransactionID" in data:
+            a = dict(a, lastTransactionID=data["lastTransactionID"])
+        return wire.account_snapshot(a)
+
+    async def account_changes(self, account_id: str, since_txn_id: int) -> AccountChanges:
+        data = await self._get(
+            account_id, "/changes", "GET account changes", params={"sinceTransactionID": str(since_txn_id)}
+        )
+        changes = data.get("changes", {})
+        events = self._events_for(account_id, changes.get("transactions", ()), lambda t: True)
+        return AccountChanges(
+            account_id=account_id,
+            last_txn_id=int(data.get("lastTransactionID", since_txn_id)),
+            events=events,
+            changes=changes,
+            state=data.get("state", {}),
+        )
+
+    async def instruments(self, account_id: str, names: Optional[Sequence[str]] = None) -> list[OandaInstrument]:
+        params = {"instruments": ",".join(names)} if names else None
+        data = await self._get(account_id, "/instruments", "GET instruments", params=params)
+        return [OandaInstrument.from_v20(i) for i in data.get("instruments", ())]
+
+    async def open_positions(self, account_id: str) -> list[BrokerPosition]:
+        data = await self._get(account_id, "/openPositions", "GET open positions")
+        return [wire.position(account_id, p) for p in data.get("positions", ())]
+
+    async def pending_orders(self, account_id: str) -> list[BrokerOrder]:
+        data = await self._get(account_id, "/pendingOrders", "GET pending orders")
+        return [wire.order(account_id, o) for o in data.get("orders", ())]
+
+    async def open_trades(self, account_id: str) -> list[OandaTrade]:
+        data = await self._get(account_id, "/openTrades", "GET open trades")
+        return [OandaTrade.from_v20(account_id, t) for t in data.get("trades", ())]
+
+    async def order(self, account_id: str, order_specifier: str) -> Optional[BrokerOrder]:
+        status, data = await self.http.idempotent("GET", self._url(account_id) + "/orders/" + order_specifier)
+        if status == 404:
+            return None
+        self._check(status, data, "GET order")
+        self._note_last(account_id, data)
+        return wire.order(account_id, data["order"])
+
+    async def order_by_client_id(self, account_id: str, client_id: str) -> Optional[BrokerOrder]:
+        return await self.order(account_id, "@" + client_id)
+
+    async def transactions_since(self, account_id: str, txn_id: int) -> list[BrokerEvent]:
+        return self._events_for(account_id, await self._txns_since(account_id, txn_id), lambda t: True)
+
+    async def latest_prices(self, instruments: Sequence[str]) -> list[PriceTick]:
+        acct = self._accounts[0]
+        data = await self._get(acct, "/pricing", "GET pricing", params={"instruments": ",".join(instruments)})
+        out = []
+        for p in data.get("prices", ()):
+            tick = wire.price_tick(p)
+            if tick is not None:
+                out.append(tick)
+        return out
+
+    # ------------------------------------------------------------------ streams
+
+    def _emit(self, ev: BrokerEvent) -> None:
+        h = self._handler
+        if h is None:
+            return
+        try:
+            h(ev)
+        except Exception:  # a faulty handler must not kill the stream
+            self.stats["handler_errors"] += 1
+            log.exception("event handler raised")
+
+    def _deliver(self, acct: str, t: dict) -> None:
+        tid = int(t["id"])
+        if tid <= self._delivered.get(acct, 0):
+            return
+        self._delivered[acct] = tid
+        if tid > self._last_txn.get(acct, 0):
+            self._last_txn[acct] = tid
+        ev = wire.txn_event(acct, t, "", self._cid_map(acct))
+        if ev is not None:
+            self._emit(ev)
+
+    async def _recover(self, acct: str) -> None:
+        """Replay transactions after the last delivered id (gap recovery)."""
+        async with self._recovering[acct]:
+            txns = await self._txns_since(acct, self._delivered.get(acct, 0))
+            for t in sorted(txns, key=lambda t: int(t["id"])):
+                if int(t["id"]) > self._delivered.get(acct, 0):
+                    self.stats["recovered_txns"] += 1
+                    self._deliver(acct, t)
+
+    def delivered_txn_id(self, account_id: str) -> int:
+        """Highest transaction id handed to the event handler."""
+        return self._delivered.get(account_id, 0)
+
+    async def _stream_loop(self, kind: str, url: str, params: Any, on_open, on_line) -> None:
+        cfg = self.config
+        session = self.http.stream_session
+        backoff = cfg.stream_backoff_base_s
+        while not self._stopping:
+            try:
+                async with session.get(url, params=params, timeout=self.http.t_stream) as resp:
+                    if resp.status != 200:
+                        raise _StreamStatus(resp.status)
+                    self.stats[kind + "_stream_connects"] += 1
+                    await on_open()
+                    got_line = False
+                    async for line in resp.content:
+                        if len(line) <= 1:
+                            continue
+                        if not got_line:
+                            got_line = True
+                            backoff = cfg.stream_backoff_base_s
+                        on_line(orjson.loads(line))
+                    raise ConnectionResetError("stream closed by the venue")
+            except asyncio.CancelledError:
+                raise
+            except (BrokerError, _StreamStatus, ValueError, *TRANSPORT_ERRORS) as exc:
+                self.stats[kind + "_stream_errors"] += 1
+                log.warning("%s stream %s: %s; reconnecting", kind, _safe_path(url), type(exc).__name__)
+            await asyncio.sleep(random.uniform(backoff / 2, backoff))
+            backoff = min(backoff * 2, cfg.stream_backoff_max_s)
+
+    async def _run_txn_stream(self, acct: str) -> None:
+        url = self.config.stream_base + "/v3/accounts/" + acct + "/transactions/stream"
+        loop = asyncio.get_running_loop()
+        pending: set[asyncio.Task] = set()
+
+        async def on_open() -> None:
+            # The stream is open before the replay, so anything newer than the
+            # replay's snapshot is already queued on it: no gap between them.
+            await self._recover(acct)
+
+        def on_line(t: dict) -> None:
+            if t.get("type") == "HEARTBEAT":
+                lt = t.get("lastTransactionID")
+                if lt and int(lt) > self._delivered.get(acct, 0):
+                    self.stats["heartbeat_gaps"] += 1
+                    task = loop.create_task(self._recover_quietly(acct))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                return
+            if "id" in t:
+                self._deliver(acct, t)
+
+        try:
+            await self._stream_loop("txn", url, None, on_open, on_line)
+        finally:
+            for task in pending:
+                task.cancel()
+
+    async def _recover_quietly(self, acct: str) -> None:
+        try:
+            await self._recover(acct)
+        except BrokerError as exc:
+            log.warning("transaction gap recovery for %s failed: %s", acct, exc)
+
+    async def subscribe_prices(self, instruments: Sequence[str]) -> None:
+        wanted = tuple(sorted(set(self._price_instruments) | set(instruments)))
+        if wanted == self._price_instruments and "prices" in self._tasks:
+            return
+        self._price_instruments = wanted
+        acct = self._accounts[0]
+        url = self.config.stream_base + "/v3/accounts/" + acct + "/pricing/stream"
+        params = {"instruments": ",".join(wanted), "snapshot": "true"}
+
+        async def on_open() -> None:
+            return None
+
+        emit = self._emit
+
+        def on_line(p: dict) -> None:
+            typ = p.get("type")
+            if typ is None or typ == "PRICE":
+                tick = wire.price_tick(p)
+                if tick is not None:
+                    emit(tick)
+
+        self._spawn("prices", self._stream_loop("price", url, params, on_open, on_line))

@@ -1,0 +1,108 @@
+"""OANDA's two hard limits, enforced inside the connection pool.
+
+Both limiters sit in the aiohttp connector, so they act at the last moment
+before bytes leave: a request takes its rate token only once it holds a
+connection, and a new TCP connection is only opened when the per-second
+budget allows. Taking the token earlier (before waiting for a pooled
+connection) would let requests that queued behind a slow connect leave
+bunched together and break the per-window limit at the venue.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Optional
+
+import aiohttp
+
+
+class RequestRateLimiter:
+    """Token bucket (GCRA form) that bounds requests in *any* 1 s window.
+
+    With capacity ``burst`` and refill rate ``r``, at most ``burst + r*T``
+    requests leave in any window of length ``T``. We pick
+    ``r = (limit - burst) / (1 + slack)`` so that even windows stretched by
+    ``slack`` seconds of network jitter (requests sent apart but arriving
+    bunched) stay at or below ``limit`` at the venue.
+    """
+
+    __slots__ = ("limit", "burst", "rate", "_interval", "_tolerance", "_tat", "_loop", "sent")
+
+    def __init__(self, limit: int, burst: int, slack: float = 0.05) -> None:
+        if not 1 <= burst < limit:
+            raise ValueError("need 1 <= burst < limit")
+        self.limit = limit
+        self.burst = burst
+        self.rate = (limit - burst) / (1.0 + slack)
+        self._interval = 1.0 / self.rate
+        self._tolerance = (burst - 1) * self._interval
+        self._tat = 0.0
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self.sent = 0
+
+    async def acquire(self) -> None:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        now = loop.time()
+        tat = self._tat if self._tat > now else now
+        # Reserve the slot before sleeping: concurrent callers queue in FIFO
+        # order without a lock (one event loop owns this object).
+        self._tat = tat + self._interval
+        self.sent += 1
+        wait = tat - self._tolerance - now
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+class ConnectionRateLimiter:
+    """At most ``limit`` new connections in any window of ``window`` seconds.
+
+    Reservations are appended before sleeping, so the n-th caller waits for
+    the (n-limit)-th reservation to age out of the window; a failed connect
+    still counts (OANDA counts attempts, not successes).
+    """
+
+    __slots__ = ("limit", "window", "_times", "opened")
+
+    def __init__(self, limit: int, window: float = 1.05) -> None:
+        self.limit = limit
+        self.window = window
+        self._times: collections.deque[float] = collections.deque(maxlen=limit)
+        self.opened = 0
+
+    async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        times = self._times
+        at = now
+        if len(times) == self.limit:
+            earliest = times[0] + self.window
+            if earliest > at:
+                at = earliest
+        times.append(at)
+        self.opened += 1
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
+class LimitedConnector(aiohttp.TCPConnector):
+    """TCP connector that applies both limiters (see module docstring)."""
+
+    def __init__(self, *, requests: RequestRateLimiter, connections: ConnectionRateLimiter, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._fx_requests = requests
+        self._fx_connections = connections
+
+    async def connect(self, req, traces, timeout):  # type: ignore[override]
+        conn = await super().connect(req, traces, timeout)
+        try:
+            await self._fx_requests.acquire()
+        except BaseException:
+            conn.release()
+            raise
+        return conn
+
+    async def _create_connection(self, req, traces, timeout):  # type: ignore[override]
+        await self._fx_connections.acquire()
+        return await super()._create_connection(req, traces, timeout)
