@@ -1,0 +1,326 @@
+"""The state the journal can rebuild on its own: a fold over its records.
+
+Recovery must not depend on the engine's internals (they change; old
+journals must still replay), so the journal keeps its own small model of what
+matters after a crash: every order and where it stands, net positions,
+balances, the last broker transaction seen per account, kill switches, risk
+limits in force and trading states. The engine restores itself from this
+model (``to_dict()``), and reconciliation compares it with the broker.
+
+``apply`` is deterministic and total: the same records in the same order give
+the same state, whether they come from a snapshot plus a tail or from the
+beginning — which is what makes a snapshot safe to use.
+"""
+from __future__ import annotations
+
+import copy
+from collections import deque
+from typing import Any, Optional
+
+TERMINAL = frozenset({"filled", "cancelled", "rejected"})
+OPEN = frozenset({"accepted", "emulated", "working", "partially_filled"})
+#: Broker transaction ids remembered per account to drop an event applied twice
+#: (the same transaction arrives in an HTTP response and on the stream).
+RECENT_TXNS = 4096
+
+
+class JournalState:
+    __slots__ = ("seq", "orders", "by_client", "by_broker", "positions", "balances", "last_txn", "watermark",
+                 "kill_switches", "risk_limits", "trading_states", "_recent", "_recent_order")
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.orders: dict[str, dict] = {}
+        self.by_client: dict[str, str] = {}
+        self.by_broker: dict[str, str] = {}  # "account/broker id" -> order id
+        self.positions: dict[str, dict[str, int]] = {}  # account -> instrument -> net units
+        self.balances: dict[str, int] = {}
+        self.last_txn: dict[str, int] = {}  # highest broker txn id applied per account
+        self.watermark: dict[str, int] = {}  # broker txn id up to which a reconciliation verified everything
+        self.kill_switches: dict[str, dict] = {}  # "*" = global
+        self.risk_limits: dict[str, dict] = {}  # "*" = defaults
+        self.trading_states: dict[str, str] = {}
+        self._recent: dict[str, set[int]] = {}
+        self._recent_order: dict[str, deque] = {}
+
+    # ------------------------------------------------------------------ queries
+
+    def open_orders(self, account_id: Optional[str] = None) -> list[dict]:
+        return [o for o in self.orders.values()
+                if o["status"] in OPEN and (account_id is None or o["account_id"] == account_id)]
+
+    def order_for(self, account_id: str, client_id: Optional[str], broker_order_id: Optional[str]) -> Optional[dict]:
+        oid = None
+        if client_id is not None:
+            oid = self.by_client.get(client_id)
+        if oid is None and broker_order_id is not None:
+            oid = self.by_broker.get(f"{account_id}/{broker_order_id}")
+        return self.orders.get(oid) if oid is not None else None
+
+    def position(self, account_id: str, instrument: str) -> int:
+        return self.positions.get(account_id, {}).get(instrument, 0)
+
+    def accounts(self) -> set[str]:
+        out = set(self.positions) | set(self.balances) | set(self.last_txn)
+        out.update(o["account_id"] for o in self.orders.values())
+        return out
+
+    def seen_txn(self, account_id: str, txn_id: Optional[int]) -> bool:
+        return txn_id is not None and txn_id in self._recent.get(account_id, ())
+
+    # ------------------------------------------------------------------ fold
+
+    def apply(self, rec: dict, seq: Optional[int] = None) -> None:
+        if seq is not None:
+            self.seq = seq
+        handler = _HANDLERS.get(rec.get("type"))
+        if handler is not None:
+            handler(self, rec)
+        # unknown types (future record kinds, free-form notes) change nothing
+
+    def _remember_txn(self, account: str, txn_id: Optional[int]) -> bool:
+        """False if this transaction was already applied."""
+        if txn_id is None:
+            return True
+        seen = self._recent.setdefault(account, set())
+        if txn_id in seen:
+            return False
+        order = self._recent_order.setdefault(account, deque())
+        seen.add(txn_id)
+        order.append(txn_id)
+        if len(order) > RECENT_TXNS:
+            seen.discard(order.popleft())
+        if txn_id > self.last_txn.get(account, 0):
+            self.last_txn[account] = txn_id
+        return True
+
+    def _index_broker(self, account: str, broker_id: Optional[str], order_id: str) -> None:
+        if broker_id is not None:
+            self.by_broker[f"{account}/{broker_id}"] = order_id
+
+    def _on_submitted(self, rec: dict) -> None:
+        oid = rec["order_id"]
+        order = {k: v for k, v in rec.items() if k not in ("type", "source")}
+        order["created_at"] = rec.get("ts")
+        order["updated_at"] = rec.get("ts")
+        order["status"] = "emulated" if rec.get("emulated") else "accepted"
+        order.setdefault("broker_order_id", None)
+        order["filled_units"] = 0
+        order["fill_notional"] = 0  # sum of |units| * price (PRICE_SCALE): exact VWAP without floats
+        order["reject_reason"] = None
+        self.orders[oid] = order
+        if rec.get("client_order_id"):
+            self.by_client[rec["client_order_id"]] = oid
+        self._index_broker(rec["account_id"], order.get("broker_order_id"), oid)
+
+    def _on_modify(self, rec: dict) -> None:
+        order = self.orders.get(rec["order_id"])
+        if order is None:
+            return
+        for key in ("price", "units", "stop_loss", "take_profit", "stop_price", "trailing_distance"):
+            if rec.get(key) is not None:
+                order[key] = rec[key]
+        order["updated_at"] = rec.get("ts")
+
+    def _on_cancel_requested(self, rec: dict) -> None:
+        order = self.orders.get(rec["order_id"])
+        if order is not None:
+            order["cancel_requested"] = True
+            order["updated_at"] = rec.get("ts")
+
+    def _on_emulation(self, rec: dict) -> None:
+        order = self.orders.get(rec["order_id"])
+        if order is not None:
+            order.setdefault("emulation", {}).update(rec.get("emulation") or {})
+            if rec.get("status"):
+                order["status"] = rec["status"]
+            order["updated_at"] = rec.get("ts")
+
+    def _on_status(self, rec: dict) -> None:
+        order = self.orders.get(rec["order_id"])
+        if order is not None:
+            order["status"] = rec["status"]
+            if rec.get("reason") is not None:
+                order["reject_reason"] = rec["reason"]
+            if rec.get("broker_order_id") is not None:
+                order["broker_order_id"] = rec["broker_order_id"]
+                self._index_broker(order["account_id"], rec["broker_order_id"], order["order_id"])
+            order["updated_at"] = rec.get("ts")
+
+    def _on_kill_switch(self, rec: dict) -> None:
+        key = rec.get("account_id") or "*"
+        self.kill_switches[key] = {k: rec.get(k) for k in ("active", "reason", "actor", "flatten", "ts")}
+
+    def _on_limits(self, rec: dict) -> None:
+        key = rec.get("account_id") or "*"
+        self.risk_limits[key] = dict(rec.get("limits") or {})
+
+    def _on_trading_state(self, rec: dict) -> None:
+        self.trading_states[rec["account_id"]] = rec["state"]
+
+    # broker events
+
+    def _on_accepted(self, rec: dict) -> None:
+        acct = rec["account_id"]
+        if not self._remember_txn(acct, rec.get("txn_id")):
+            return
+        order = self.order_for(acct, rec.get("client_id"), rec.get("broker_order_id"))
+        if order is None:
+            return
+        order["broker_order_id"] = rec["broker_order_id"]
+        self._index_broker(acct, rec["broker_order_id"], order["order_id"])
+        if order["status"] in ("accepted", "emulated"):
+            order["status"] = "working"
+        order["updated_at"] = rec.get("ts")
+
+    def _on_filled(self, rec: dict) -> None:
+        acct = rec["account_id"]
+        if not self._remember_txn(acct, rec.get("txn_id")):
+            return
+        units = rec["units"]
+        inst = rec["instrument"]
+        book = self.positions.setdefault(acct, {})
+        net = book.get(inst, 0) + units
+        if net:
+            book[inst] = net
+        else:
+            book.pop(inst, None)
+        if rec.get("account_balance") is not None:
+            self.balances[acct] = rec["account_balance"]
+        elif acct in self.balances:
+            self.balances[acct] += rec.get("pl", 0) + rec.get("financing", 0) - rec.get("commission", 0)
+        order = self.order_for(acct, rec.get("client_id"), rec.get("broker_order_id"))
+        if order is None:
+            return  # an exit (stop loss, take profit, close) with no engine order behind it
+        if order.get("broker_order_id") is None:
+            order["broker_order_id"] = rec["broker_order_id"]
+            self._index_broker(acct, rec["broker_order_id"], order["order_id"])
+        order["filled_units"] += abs(units)
+        order["fill_notional"] += abs(units) * rec["price"]
+        order["status"] = "filled" if order["filled_units"] >= order["units"] else "partially_filled"
+        order["updated_at"] = rec.get("ts")
+
+    def _on_cancelled(self, rec: dict) -> None:
+        acct = rec["account_id"]
+        if not self._remember_txn(acct, rec.get("txn_id")):
+            return
+        order = self.order_for(acct, rec.get("client_id"), rec.get("broker_order_id"))
+        if order is None or rec.get("replaced_by_order_id"):
+            return  # a replace keeps the engine order alive under a new broker id
+        if order["status"] not in TERMINAL:
+            order["status"] = "cancelled"
+            order["reject_reason"] = rec.get("reason")
+        order["updated_at"] = rec.get("ts")
+
+    def _on_rejected(self, rec: dict) -> None:
+        acct = rec["account_id"]
+        if not self._remember_txn(acct, rec.get("txn_id")):
+            return
+        order = self.order_for(acct, rec.get("client_id"), None)
+        if order is None:
+            return
+        if order["status"] in ("accepted", "emulated"):
+            order["status"] = "rejected"
+            order["reject_reason"] = rec.get("reason")
+        order["updated_at"] = rec.get("ts")
+
+    def _on_replaced(self, rec: dict) -> None:
+        acct = rec["account_id"]
+        if not self._remember_txn(acct, rec.get("txn_id")):
+            return
+        order = self.order_for(acct, rec.get("client_id"), rec.get("old_broker_order_id"))
+        if order is None:
+            return
+        order["broker_order_id"] = rec["new_broker_order_id"]
+        self._index_broker(acct, rec["new_broker_order_id"], order["order_id"])
+        order["updated_at"] = rec.get("ts")
+
+    # reconciliation corrections
+
+    def _on_reconcile_order(self, rec: dict) -> None:
+        self._on_status(rec)
+
+    def _on_reconcile_adopted(self, rec: dict) -> None:
+        self._on_submitted(rec)
+        self.orders[rec["order_id"]]["status"] = "working"
+
+    def _on_reconcile_position(self, rec: dict) -> None:
+        book = self.positions.setdefault(rec["account_id"], {})
+        if rec["units"]:
+            book[rec["instrument"]] = rec["units"]
+        else:
+            book.pop(rec["instrument"], None)
+
+    def _on_reconcile_balance(self, rec: dict) -> None:
+        self.balances[rec["account_id"]] = rec["balance"]
+
+    def _on_reconcile_watermark(self, rec: dict) -> None:
+        acct = rec["account_id"]
+        self.watermark[acct] = rec["txn_id"]
+        if rec["txn_id"] > self.last_txn.get(acct, 0):
+            self.last_txn[acct] = rec["txn_id"]
+
+    # ------------------------------------------------------------------ (de)serialisation
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready deep copy (ints and strings only): the snapshot body."""
+        return {
+            "seq": self.seq,
+            "orders": copy.deepcopy(self.orders),
+            "positions": copy.deepcopy(self.positions),
+            "balances": dict(self.balances),
+            "last_txn": dict(self.last_txn),
+            "watermark": dict(self.watermark),
+            "kill_switches": copy.deepcopy(self.kill_switches),
+            "risk_limits": copy.deepcopy(self.risk_limits),
+            "trading_states": dict(self.trading_states),
+            "recent_txns": {a: list(d) for a, d in self._recent_order.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "JournalState":
+        st = cls()
+        st.seq = data["seq"]
+        st.orders = copy.deepcopy(data["orders"])
+        st.positions = copy.deepcopy(data["positions"])
+        st.balances = dict(data["balances"])
+        st.last_txn = dict(data["last_txn"])
+        st.watermark = dict(data.get("watermark", {}))
+        st.kill_switches = copy.deepcopy(data["kill_switches"])
+        st.risk_limits = copy.deepcopy(data["risk_limits"])
+        st.trading_states = dict(data["trading_states"])
+        for acct, txns in data.get("recent_txns", {}).items():
+            st._recent_order[acct] = deque(txns)
+            st._recent[acct] = set(txns)
+        for oid, order in st.orders.items():
+            if order.get("client_order_id"):
+                st.by_client[order["client_order_id"]] = oid
+            st._index_broker(order["account_id"], order.get("broker_order_id"), oid)
+        return st
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JournalState) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+_HANDLERS = {
+    "order.submitted": JournalState._on_submitted,
+    "order.modify_requested": JournalState._on_modify,
+    "order.cancel_requested": JournalState._on_cancel_requested,
+    "order.emulation": JournalState._on_emulation,
+    "order.status": JournalState._on_status,
+    "kill_switch": JournalState._on_kill_switch,
+    "risk.limits": JournalState._on_limits,
+    "trading_state": JournalState._on_trading_state,
+    "broker.accepted": JournalState._on_accepted,
+    "broker.filled": JournalState._on_filled,
+    "broker.cancelled": JournalState._on_cancelled,
+    "broker.rejected": JournalState._on_rejected,
+    "broker.replaced": JournalState._on_replaced,
+    "reconcile.order": JournalState._on_reconcile_order,
+    "reconcile.adopted": JournalState._on_reconcile_adopted,
+    "reconcile.position": JournalState._on_reconcile_position,
+    "reconcile.balance": JournalState._on_reconcile_balance,
+    "reconcile.watermark": JournalState._on_reconcile_watermark,
+}

@@ -1,0 +1,167 @@
+"""``Journal``: the writer, snapshots, replay and retention behind one object.
+
+This is what the engine holds. Opening it is start-up step one: load the
+newest snapshot, replay (and validate) every later record into a
+``JournalState``, drop a torn final record, and get ready to append. Appends
+go to disk by group commit and are folded into the state at the same time, so
+a snapshot can be cut at any moment without asking the engine anything.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from .codec import Record
+from .reader import read_records
+from .snapshot import Snapshot, apply_retention, load_latest_snapshot, write_snapshot
+from .state import JournalState
+from .writer import DEFAULT_SEGMENT_BYTES, Durability, JournalWriter, OpenInfo
+
+log = logging.getLogger("fastexec.journal")
+
+
+@dataclass
+class OpenReport:
+    """What start-up found on disk."""
+
+    snapshot_seq: Optional[int]
+    replayed: int
+    last_seq: int
+    truncated_bytes: int
+    tail_reason: str
+    elapsed_ns: int
+    tail: list[Record] = field(default_factory=list, repr=False)
+
+
+class Journal:
+    """Durable, replayable record of every accepted command and broker event.
+
+    ``state_provider`` (optional) returns the engine's own state as a JSON-ready
+    dict; it is stored in every snapshot next to the journal's ``JournalState``
+    and handed back as ``engine_state`` on the next start.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        durability: Durability | str = Durability.FSYNC,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        keep_snapshots: int = 3,
+        snapshot_every: int = 0,
+        state_provider: Optional[Callable[[], dict]] = None,
+        keep_tail: bool = False,
+    ):
+        self.directory = directory
+        self.durability = Durability(durability)
+        self.segment_bytes = segment_bytes
+        self.keep_snapshots = keep_snapshots
+        self.snapshot_every = snapshot_every
+        self.state_provider = state_provider
+        self.keep_tail = keep_tail
+        self.state = JournalState()
+        self.engine_state: Optional[dict] = None
+        self.writer: Optional[JournalWriter] = None
+        self._since_snapshot = 0
+        self._snapshot_task: Optional[asyncio.Task] = None
+        self.last_snapshot: Optional[Snapshot] = None
+
+    # ------------------------------------------------------------------ start-up
+
+    def open(self) -> OpenReport:
+        """Load the newest snapshot, replay the rest, open for appending.
+
+        Raises ``CorruptJournalError`` / ``JournalGapError`` rather than start
+        on a state that may lack acknowledged records.
+        """
+        t0 = time.perf_counter_ns()
+        snap = load_latest_snapshot(self.directory)
+        self.last_snapshot = snap
+        if snap is not None:
+            self.state = JournalState.from_dict(snap.state["journal"])
+            self.engine_state = snap.state.get("engine")
+        after = snap.seq if snap is not None else 0
+        tail: list[Record] = []
+        count = 0
+        for rec in read_records(self.directory, after_seq=after):
+            self.state.apply(rec.payload, rec.seq)
+            count += 1
+            if self.keep_tail:
+                tail.append(rec)
+        self.writer = JournalWriter(self.directory, durability=self.durability,
+                                    segment_bytes=self.segment_bytes, min_next_seq=after + 1)
+        info: OpenInfo = self.writer.open()
+        self.state.seq = info.last_seq
+        report = OpenReport(snap.seq if snap else None, count, info.last_seq, info.truncated_bytes,
+                            info.tail_reason, time.perf_counter_ns() - t0, tail)
+        log.info("journal opened: snapshot=%s replayed=%d last_seq=%d truncated=%d",
+                 report.snapshot_seq, count, info.last_seq, info.truncated_bytes)
+        return report
+
+    # ------------------------------------------------------------------ appending
+
+    def append(self, record: dict) -> "asyncio.Future[int]":
+        """Journal one record; await the result before acknowledging anything
+        that depends on it. Adds ``ts`` (wall-clock ns) when missing."""
+        if "ts" not in record:
+            record["ts"] = time.time_ns()
+        fut = self.writer.append(record)
+        self.state.apply(record, self.writer.last_seq)
+        if self.snapshot_every:
+            self._since_snapshot += 1
+            if self._since_snapshot >= self.snapshot_every and self._snapshot_task is None:
+                self._since_snapshot = 0
+                self._snapshot_task = asyncio.get_running_loop().create_task(self._auto_snapshot())
+        return fut
+
+    async def write(self, record: dict) -> int:
+        fut = self.append(record)
+        seq = self.writer.last_seq
+        await fut
+        return seq
+
+    @property
+    def last_seq(self) -> int:
+        return self.writer.last_seq if self.writer else self.state.seq
+
+    async def flush(self) -> int:
+        return await self.writer.flush()
+
+    # ------------------------------------------------------------------ snapshots
+
+    async def snapshot(self, engine_state: Optional[dict] = None) -> str:
+        """Cut a snapshot of the state as of now; returns its path.
+
+        State and sequence number are captured together, synchronously (one
+        loop owns both, so they agree); the file is written only once every
+        record up to that sequence number is durable, so a snapshot is never
+        ahead of the journal.
+        """
+        if engine_state is None and self.state_provider is not None:
+            engine_state = self.state_provider()
+        seq = self.writer.last_seq
+        body = {"journal": self.state.to_dict(), "engine": engine_state}
+        await self.writer.flush()
+        loop = asyncio.get_running_loop()
+        durable = self.durability is not Durability.NONE
+        path = await loop.run_in_executor(None, lambda: write_snapshot(self.directory, seq, body, durable=durable))
+        await loop.run_in_executor(None, lambda: apply_retention(self.directory, keep_snapshots=self.keep_snapshots))
+        log.info("journal snapshot at seq %d: %s", seq, path)
+        return path
+
+    async def _auto_snapshot(self) -> None:
+        try:
+            await self.snapshot()
+        except Exception:  # noqa: BLE001 - a failed snapshot costs replay time, not data
+            log.exception("journal: automatic snapshot failed")
+        finally:
+            self._snapshot_task = None
+
+    async def close(self) -> None:
+        if self._snapshot_task is not None:
+            await self._snapshot_task
+        if self.writer is not None:
+            await self.writer.close()
