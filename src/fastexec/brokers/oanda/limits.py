@@ -65,6 +65,13 @@ class ConnectionRateLimiter:
 
     __slots__ = ("limit", "window", "_times", "opened")
 
+    def next_free(self, now: float) -> float:
+        """Earliest time a new connection could open without waiting."""
+        times = self._times
+        if len(times) < self.limit:
+            return now
+        return times[0] + self.window
+
     def __init__(self, limit: int, window: float = 1.05) -> None:
         self.limit = limit
         self.window = window
@@ -87,14 +94,38 @@ class ConnectionRateLimiter:
 
 
 class LimitedConnector(aiohttp.TCPConnector):
-    """TCP connector that applies both limiters (see module docstring)."""
+    """TCP connector that applies both limiters (see module docstring).
+
+    While the new-connection budget is spent, a request that finds no idle
+    connection waits for whichever comes first: a pooled connection being
+    released or the budget reopening. Plain aiohttp would commit it to a new
+    connection and park it behind the limiter for up to a few seconds while
+    the connections already open sit idle.
+    """
 
     def __init__(self, *, requests: RequestRateLimiter, connections: ConnectionRateLimiter, **kwargs) -> None:
         super().__init__(**kwargs)
         self._fx_requests = requests
         self._fx_connections = connections
+        self._fx_waiters: list[asyncio.Future] = []
 
     async def connect(self, req, traces, timeout):  # type: ignore[override]
+        key = req.connection_key
+        limiter = self._fx_connections
+        while not self._conns.get(key) and self._acquired and (not self._limit or len(self._acquired) < self._limit):
+            now = self._loop.time()
+            free_at = limiter.next_free(now)
+            if free_at <= now:
+                break
+            fut = self._loop.create_future()
+            self._fx_waiters.append(fut)
+            try:
+                await asyncio.wait_for(fut, free_at - now)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                if fut in self._fx_waiters:
+                    self._fx_waiters.remove(fut)
         conn = await super().connect(req, traces, timeout)
         try:
             await self._fx_requests.acquire()
@@ -102,6 +133,15 @@ class LimitedConnector(aiohttp.TCPConnector):
             conn.release()
             raise
         return conn
+
+    def _release(self, key, protocol, *, should_close: bool = False) -> None:  # type: ignore[override]
+        super()._release(key, protocol, should_close=should_close)
+        waiters = self._fx_waiters
+        while waiters:
+            fut = waiters.pop(0)
+            if not fut.done():
+                fut.set_result(None)
+                break
 
     async def _create_connection(self, req, traces, timeout):  # type: ignore[override]
         await self._fx_connections.acquire()
