@@ -1,0 +1,689 @@
+"""The REST service: the seed README's endpoints over one engine.
+
+Every route is declared once as an ``Operation`` (method, path, parameters,
+body schema, responses, auth); the same list registers the aiohttp routes,
+drives request validation and renders ``/openapi.json``. Handlers receive
+already-validated values and return ``(status, payload)``; one middleware
+turns every failure into the single error model ``{"error": {"code",
+"message", "field"}}`` — aiohttp's own 404/405/413 included — so bad input
+can never surface as a 500.
+
+The layer is deliberately thin: it parses, checks the caller may touch the
+account, converts decimal text to fixed-point at the instrument's precision
+and calls the engine. Everything about orders (which fields a type needs,
+risk, state) is the engine's; its errors pass through 1:1.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Optional
+
+import orjson
+from aiohttp import web
+
+from fastexec import __version__
+from fastexec.errors import (
+    BrokerUnavailableError,
+    FastexecError,
+    KillSwitchActiveError,
+    NotFoundError,
+    RiskDeniedError,
+    ValidationError,
+)
+from fastexec.logging import request_id_var
+
+from . import models as m
+from .auth import ANONYMOUS, Authenticator, Principal
+from .idempotency import IdempotencyStore, check_key
+from .schemas import MAX_BODY_BYTES, Object, Param, bool_param, decode_body, int_param, text_param, String
+
+log = logging.getLogger("fastexec.api")
+
+ENGINE_KEY = web.AppKey("fastexec_engine", object)
+API_KEY = web.AppKey("fastexec_api", object)
+
+_JSON = "application/json"
+_RID_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
+_RID_PREFIX = os.urandom(4).hex()
+_rid_counter = itertools.count(1)
+
+
+def _request_id(header: Optional[str]) -> str:
+    """The client's ``X-Request-ID`` when it is sane, else a new one.
+
+    Client ids are echoed into logs and the journal, so anything that is not a
+    short token of safe characters is replaced rather than trusted.
+    """
+    if header and len(header) <= 128 and _RID_OK.issuperset(header):
+        return header
+    return f"{_RID_PREFIX}-{next(_rid_counter)}"
+
+
+def _json(status: int, payload: Any, headers: Optional[dict] = None) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, content_type=_JSON, headers=headers)
+
+
+# --------------------------------------------------------------------------- operations
+
+
+@dataclass
+class Ctx:
+    """What a handler gets: validated parameters and body, the caller."""
+
+    request: web.Request
+    principal: Principal
+    params: dict
+    body: Optional[dict]
+    request_id: str
+
+
+Handler = Callable[["Api", Ctx], Awaitable[tuple[int, Any]]]
+
+
+@dataclass
+class Operation:
+    method: str
+    path: str
+    name: str
+    summary: str
+    handler: Handler
+    tag: str
+    ok_status: int = 200
+    ok_schema: Optional[str] = None
+    params: list[Param] = field(default_factory=list)
+    body: Optional[Object] = None
+    auth: bool = True
+    errors: tuple[int, ...] = (400, 401, 403, 404)
+    description: str = ""
+    headers: list[Param] = field(default_factory=list)
+
+
+# Parameters (one definition each, shared by the routes that take them)
+P_ORDER_ID = text_param("order_id", "path", m.order_id, description="Engine order id or client order id.")
+P_ACCOUNT_PATH = text_param("account_id", "path", m.account_id, description="Account id.")
+P_INSTRUMENT_PATH = text_param("instrument", "path", m.instrument, description="Instrument, e.g. EUR_USD.")
+P_ACCOUNT_QUERY = text_param(
+    "account_id", "query", m.account_id, description="Account id; optional when the token (or the engine) has exactly one account."
+)
+P_STATUS = text_param("status", "query", String(max_length=32, pattern=r"^[a-z_]{1,32}$"), description="Only orders in this state.")
+P_INSTRUMENT_QUERY = text_param("instrument", "query", m.instrument, description="Only this instrument.")
+P_LIMIT = int_param("limit", minimum=1, maximum=1000, default=100, description="Page size.")
+P_CURSOR = text_param("cursor", "query", String(max_length=128, pattern=r"^[A-Za-z0-9@][A-Za-z0-9_.:@\-]{0,127}$"), description="`next_cursor` of the previous page.")
+P_REASON = text_param(
+    "reason", "query", String(max_length=128, pattern=m.REASON_PATTERN), description="Why (kept with the activation); default `manual`."
+)
+P_FLATTEN = bool_param("flatten", default=False, description="Also close every open position of the account.")
+H_IDEMPOTENCY = Param(
+    "Idempotency-Key",
+    "header",
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[\x21-\x7e][\x20-\x7e]*$"},
+    check_key,
+    description="Retrying a submit with the same key returns the first result instead of placing a second order (same body required, else 422).",
+)
+
+
+class Api:
+    """Request handling state: engine, auth, idempotency, metrics."""
+
+    def __init__(self, engine: Any, *, tokens=None, metrics: Any = None, instruments: Any = None, idempotency_max: int = 10_000) -> None:
+        self.engine = engine
+        self.auth = Authenticator(tokens)
+        self.metrics = metrics
+        self.idempotency = IdempotencyStore(max_entries=idempotency_max)
+        self.started = time.monotonic()
+        self.state = "ok"
+        if instruments is None:
+            instruments = getattr(engine, "instruments", None)
+        if instruments is None:
+            from fastexec._core.instruments import load_instruments
+
+            instruments = load_instruments()
+        self._precision = {inst.name: inst.display_precision for inst in instruments}
+        from fastexec.engine.perf import Performance
+
+        self.perf = Performance()
+
+    # ---------------------------------------------------------------- helpers
+    def precision(self, instrument: str, field: str = "instrument") -> int:
+        p = self._precision.get(instrument)
+        if p is None:
+            raise ValidationError(f"unknown instrument {instrument}", code="UNKNOWN_INSTRUMENT", field=field)
+        return p
+
+    @staticmethod
+    def price(text: Optional[str], precision: int, field: str) -> Optional[int]:
+        if text is None:
+            return None
+        from fastexec._core.fixedpoint import FixedPointError, parse_price
+
+        try:
+            return parse_price(text, precision)
+        except FixedPointError as exc:
+            if exc.code == "PRECISION_EXCEEDED":
+                msg = f"{field} {text} has more than {precision} decimal places"
+            elif exc.code == "OUT_OF_RANGE":
+                msg = f"{field} {text} is out of range"
+            else:
+                msg = f"{field} {text!r} is not a decimal number"
+            raise ValidationError(msg, code=exc.code, field=field) from None
+
+    def exit_spec(self, raw: Optional[dict], precision: int, field: str):
+        if raw is None:
+            return None
+        from fastexec.engine.types import ExitSpec
+
+        return ExitSpec(
+            price=self.price(raw.get("price"), precision, field + ".price"),
+            distance=self.price(raw.get("distance"), precision, field + ".distance"),
+            guaranteed=raw.get("guaranteed", False),
+        )
+
+    def order_spec(self, body: dict):
+        from fastexec.engine.types import OrderSpec
+
+        instrument = body["instrument"]
+        p = self.precision(instrument)
+        return OrderSpec(
+            account_id=body["account_id"],
+            instrument=instrument,
+            side=body["side"],
+            units=body["units"],
+            type=body.get("type", "market"),
+            price=self.price(body.get("price"), p, "price"),
+            stop_price=self.price(body.get("stop_price"), p, "stop_price"),
+            trailing_distance=self.price(body.get("trailing_distance"), p, "trailing_distance"),
+            time_in_force=body.get("time_in_force"),
+            gtd_time=body.get("gtd_time"),
+            stop_loss=self.exit_spec(body.get("stop_loss"), p, "stop_loss"),
+            take_profit=self.exit_spec(body.get("take_profit"), p, "take_profit"),
+            trailing_stop_distance=self.price(body.get("trailing_stop_distance"), p, "trailing_stop_distance"),
+            client_order_id=body.get("client_order_id"),
+        )
+
+    def resolve_account(self, principal: Principal, account_id: Optional[str]) -> str:
+        """The account a request is about: explicit, else the only one the
+        caller (or the engine) has. Ambiguity is a 400, not a guess."""
+        if account_id is not None:
+            principal.check(account_id)
+            return account_id
+        if principal.accounts is not None:
+            if len(principal.accounts) == 1:
+                return next(iter(principal.accounts))
+            raise ValidationError("account_id is required: this token has several accounts", code="MISSING_FIELD", field="account_id")
+        ids = list(self.engine.account_ids)
+        if len(ids) == 1:
+            return ids[0]
+        raise ValidationError("account_id is required: the engine has several accounts", code="MISSING_FIELD", field="account_id")
+
+    def visible_order(self, principal: Principal, order_id: str):
+        """An order the caller may see. Another account's order is reported
+        as not found, so ids of other accounts cannot be probed."""
+        view = self.engine.get_order(order_id)
+        if not principal.allows(view.account_id):
+            raise NotFoundError(f"order {order_id} not found", code="ORDER_NOT_FOUND", field="order_id")
+        return view
+
+    # ---------------------------------------------------------------- orders
+    async def submit(self, ctx: Ctx) -> tuple[int, Any]:
+        body = ctx.body
+        assert body is not None
+        ctx.principal.check(body["account_id"])
+        spec = self.order_spec(body)
+        key = ctx.params.get("Idempotency-Key")
+        if key is None:
+            view = await self._submit(spec, ctx.request_id)
+            return 201, view.to_dict()
+        # idempotent path: outcome replayed byte for byte
+        raw = ctx.request["fastexec_raw_body"]
+        digest = IdempotencyStore.digest(raw)
+        stored = self.idempotency.begin(ctx.principal.name, key, digest)
+        if stored is not None:
+            status, payload = stored
+            return status, _Replay(payload)
+        try:
+            view = await self._submit(spec, ctx.request_id)
+        except FastexecError as exc:
+            if exc.http_status < 500 and exc.http_status != 400:
+                self.idempotency.finish(ctx.principal.name, key, digest, exc.http_status, orjson.dumps(exc.to_dict()))
+            else:
+                self.idempotency.abandon(ctx.principal.name, key)
+            raise
+        except BaseException:
+            self.idempotency.abandon(ctx.principal.name, key)
+            raise
+        payload = orjson.dumps(view.to_dict())
+        self.idempotency.finish(ctx.principal.name, key, digest, 201, payload)
+        return 201, _Replay(payload)
+
+    async def _submit(self, spec, request_id: str):
+        t0 = time.perf_counter()
+        otype = spec.type if isinstance(spec.type, str) else spec.type.value
+        metrics = self.metrics
+        try:
+            view = await self.engine.submit(spec, request_id=request_id)
+        except RiskDeniedError as exc:
+            if metrics is not None:
+                metrics.risk_violation(spec.account_id, exc.code)
+                metrics.order(otype, spec.instrument, "denied", "rejected", time.perf_counter() - t0)
+            raise
+        except KillSwitchActiveError:
+            if metrics is not None:
+                metrics.risk_violation(spec.account_id, "kill_switch")
+                metrics.order(otype, spec.instrument, "denied", "rejected", time.perf_counter() - t0)
+            raise
+        except BrokerUnavailableError:
+            if metrics is not None:
+                metrics.broker_error("submit")
+                metrics.order(otype, spec.instrument, "error", "error", time.perf_counter() - t0)
+            raise
+        except FastexecError:
+            if metrics is not None:
+                metrics.order(otype, spec.instrument, "rejected", "rejected", time.perf_counter() - t0)
+            raise
+        if metrics is not None:
+            status = view.status
+            result = "rejected" if status == "rejected" else "success"
+            metrics.order(otype, spec.instrument, status, result, time.perf_counter() - t0)
+            if view.average_fill_price is not None and view.price is not None and view.filled_units:
+                # Reference price for slippage: the order's own limit/trigger price.
+                diff = view.average_fill_price - view.price
+                bp = diff * 10_000 / view.price
+                metrics.slippage_bp(spec.instrument, otype, bp if view.side == "buy" else -bp)
+        return view
+
+    async def modify(self, ctx: Ctx) -> tuple[int, Any]:
+        view = self.visible_order(ctx.principal, ctx.params["order_id"])
+        body = ctx.body
+        assert body is not None
+        p = self.precision(view.instrument)
+        t0 = time.perf_counter()
+        result = "error"
+        try:
+            new = await self.engine.modify(
+                view.order_id,
+                price=self.price(body.get("price"), p, "price"),
+                units=body.get("units"),
+                stop_loss=self.exit_spec(body.get("stop_loss"), p, "stop_loss"),
+                take_profit=self.exit_spec(body.get("take_profit"), p, "take_profit"),
+            )
+            result = "success"
+        except RiskDeniedError as exc:
+            result = "rejected"
+            if self.metrics is not None:
+                self.metrics.risk_violation(view.account_id, exc.code)
+            raise
+        except FastexecError:
+            result = "rejected"
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.operation("modify", result, time.perf_counter() - t0)
+        return 200, new.to_dict()
+
+    async def cancel(self, ctx: Ctx) -> tuple[int, Any]:
+        view = self.visible_order(ctx.principal, ctx.params["order_id"])
+        t0 = time.perf_counter()
+        result = "error"
+        try:
+            new = await self.engine.cancel(view.order_id)
+            result = "success"
+        except FastexecError:
+            result = "rejected"
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.operation("cancel", result, time.perf_counter() - t0)
+        return 200, new.to_dict()
+
+    async def get_order(self, ctx: Ctx) -> tuple[int, Any]:
+        return 200, self.visible_order(ctx.principal, ctx.params["order_id"]).to_dict()
+
+    async def list_orders(self, ctx: Ctx) -> tuple[int, Any]:
+        q = ctx.params
+        account = q.get("account_id")
+        if account is not None or ctx.principal.accounts is not None:
+            account = self.resolve_account(ctx.principal, account)
+            self.engine.account(account)  # 404 for an unknown account
+        limit = q["limit"]
+        orders = self.engine.list_orders(
+            account_id=account, status=q.get("status"), instrument=q.get("instrument"), limit=limit + 1, after=q.get("cursor")
+        )
+        more = len(orders) > limit
+        orders = orders[:limit]
+        return 200, {
+            "orders": [o.to_dict() for o in orders],
+            "next_cursor": orders[-1].order_id if more and orders else None,
+        }
+
+    # ---------------------------------------------------------------- positions
+    async def list_positions(self, ctx: Ctx) -> tuple[int, Any]:
+        account = self.resolve_account(ctx.principal, ctx.params.get("account_id"))
+        positions = sorted(self.engine.positions(account), key=lambda p: p.instrument)
+        cursor = ctx.params.get("cursor")
+        if cursor is not None:
+            positions = [p for p in positions if p.instrument > cursor]
+        limit = ctx.params["limit"]
+        page = positions[:limit]
+        return 200, {
+            "account_id": account,
+            "positions": [p.to_dict() for p in page],
+            "next_cursor": page[-1].instrument if len(positions) > limit else None,
+        }
+
+    async def get_position(self, ctx: Ctx) -> tuple[int, Any]:
+        account = ctx.params["account_id"]
+        ctx.principal.check(account)
+        instrument = ctx.params["instrument"]
+        self.precision(instrument)
+        return 200, self.engine.position(account, instrument).to_dict()
+
+    async def close_position(self, ctx: Ctx) -> tuple[int, Any]:
+        body = ctx.body
+        assert body is not None
+        account = self.resolve_account(ctx.principal, body.get("account_id"))
+        instrument = body["instrument"]
+        self.precision(instrument)
+        t0 = time.perf_counter()
+        result = "error"
+        try:
+            view = await self.engine.close_position(account, instrument, units=body.get("units"), reason=body.get("reason", ""))
+            result = "success"
+        except FastexecError:
+            result = "rejected"
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.operation("close_position", result, time.perf_counter() - t0)
+        return 200, view.to_dict()
+
+    async def list_accounts(self, ctx: Ctx) -> tuple[int, Any]:
+        ids = [a for a in self.engine.account_ids if ctx.principal.allows(a)]
+        return 200, {"accounts": [self.engine.account(a).to_dict() for a in ids]}
+
+    # ---------------------------------------------------------------- risk
+    async def validate(self, ctx: Ctx) -> tuple[int, Any]:
+        body = ctx.body
+        assert body is not None
+        ctx.principal.check(body["account_id"])
+        decision = self.engine.validate(self.order_spec(body))
+        return 200, decision.to_dict()
+
+    async def kill_switch_on(self, ctx: Ctx) -> tuple[int, Any]:
+        account = ctx.params["account_id"]
+        ctx.principal.check(account)
+        self.engine.account(account)  # 404 for an unknown account
+        reason = ctx.params.get("reason") or "manual"
+        view = await self.engine.activate_kill_switch(account, reason=reason, actor=ctx.principal.name, flatten=ctx.params["flatten"])
+        log.warning("kill switch activated", extra={"account_id": account, "reason": reason, "actor": ctx.principal.name})
+        return 200, view.to_dict()
+
+    async def kill_switch_off(self, ctx: Ctx) -> tuple[int, Any]:
+        account = ctx.params["account_id"]
+        ctx.principal.check(account)
+        self.engine.account(account)
+        view = await self.engine.release_kill_switch(account, actor=ctx.principal.name)
+        log.warning("kill switch released", extra={"account_id": account, "actor": ctx.principal.name})
+        return 200, view.to_dict()
+
+    async def risk_metrics(self, ctx: Ctx) -> tuple[int, Any]:
+        account = ctx.params["account_id"]
+        ctx.principal.check(account)
+        return 200, self.engine.risk_metrics(account).to_dict()
+
+    async def performance(self, ctx: Ctx) -> tuple[int, Any]:
+        return 200, {"engine": self.engine.performance(), "api": self.perf.snapshot()}
+
+    # ---------------------------------------------------------------- health
+    def _uptime(self) -> float:
+        return round(time.monotonic() - self.started, 3)
+
+    async def health(self, ctx: Ctx) -> tuple[int, Any]:
+        status = self.state
+        return (200 if status == "ok" else 503), {"status": status, "version": __version__, "uptime_seconds": self._uptime()}
+
+    async def health_detailed(self, ctx: Ctx) -> tuple[int, Any]:
+        from fastexec.metrics import rss_bytes
+
+        engine = self.engine
+        components: dict[str, Any] = {}
+        health = getattr(engine, "health", None)
+        if callable(health):
+            try:
+                components["engine"] = health()
+            except Exception as exc:  # health must answer even when a part is sick
+                components["engine"] = {"ok": False, "error": type(exc).__name__}
+        broker = getattr(engine, "broker", None)
+        components.setdefault("broker", {"name": getattr(broker, "name", None)})
+        ids = list(engine.account_ids)
+        halted = sum(1 for a in ids if engine.account(a).kill_switch_active)
+        components["accounts"] = {"count": len(ids), "kill_switches_active": halted}
+        components["api"] = {
+            "auth": "bearer" if self.auth.enabled else "none",
+            "idempotency_entries": len(self.idempotency),
+        }
+        status = self.state
+        if status == "ok" and isinstance(components.get("engine"), dict) and components["engine"].get("ok") is False:
+            status = "degraded"
+        return (200 if status == "ok" else 503), {
+            "status": status,
+            "version": __version__,
+            "uptime_seconds": self._uptime(),
+            "components": components,
+            "process": {"pid": os.getpid(), "rss_bytes": rss_bytes()},
+        }
+
+
+class _Replay:
+    """An already-serialised payload (idempotent replays are byte-identical)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+
+_ORDER_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 423, 503)
+
+OPERATIONS: list[Operation] = [
+    Operation("POST", "/api/v1/orders", "submitOrder", "Submit an order", Api.submit, "orders", 201, "Order",
+              body=m.ORDER_REQUEST, errors=_ORDER_ERRORS, headers=[H_IDEMPOTENCY],
+              description="Risk-checks, journals and routes the order; answers with the engine's view of it "
+                          "(order id, status, fill details, timings). Risk denials are 422 with the gateway's code; "
+                          "an active kill switch is 423."),
+    Operation("GET", "/api/v1/orders", "listOrders", "List orders", Api.list_orders, "orders", 200, "OrderList",
+              params=[P_ACCOUNT_QUERY, P_STATUS, P_INSTRUMENT_QUERY, P_LIMIT, P_CURSOR],
+              description="Newest first; paginate with `limit` and `cursor` (the previous page's `next_cursor`)."),
+    Operation("GET", "/api/v1/orders/{order_id}", "getOrder", "Get an order", Api.get_order, "orders", 200, "Order",
+              params=[P_ORDER_ID]),
+    Operation("PUT", "/api/v1/orders/{order_id}/modify", "modifyOrder", "Modify a working order", Api.modify, "orders", 200, "Order",
+              params=[P_ORDER_ID], body=m.MODIFY_REQUEST, errors=(400, 401, 403, 404, 409, 413, 415, 422, 423, 503)),
+    Operation("PUT", "/api/v1/orders/{order_id}/cancel", "cancelOrder", "Cancel a working order", Api.cancel, "orders", 200, "Order",
+              params=[P_ORDER_ID], errors=(400, 401, 403, 404, 409, 503)),
+    Operation("GET", "/api/v1/positions", "listPositions", "Open positions of an account", Api.list_positions, "positions", 200,
+              "PositionList", params=[P_ACCOUNT_QUERY, P_LIMIT, P_CURSOR]),
+    Operation("GET", "/api/v1/positions/{account_id}/{instrument}", "getPosition", "One position", Api.get_position, "positions",
+              200, "Position", params=[P_ACCOUNT_PATH, P_INSTRUMENT_PATH]),
+    Operation("POST", "/api/v1/positions/close", "closePosition", "Close all or part of a position", Api.close_position,
+              "positions", 200, "Position", body=m.CLOSE_REQUEST, errors=(400, 401, 403, 404, 409, 413, 415, 422, 423, 503)),
+    Operation("GET", "/api/v1/accounts", "listAccounts", "Accounts this token may use", Api.list_accounts, "accounts", 200,
+              "AccountList", errors=(400, 401)),
+    Operation("POST", "/api/v1/risk/validate", "validateOrder", "Check an order against the risk gateway (nothing is sent)",
+              Api.validate, "risk", 200, "RiskDecision", body=m.VALIDATE_REQUEST, errors=(400, 401, 403, 404, 413, 415, 422)),
+    Operation("POST", "/api/v1/risk/{account_id}/kill-switch", "activateKillSwitch", "Activate an account's kill switch",
+              Api.kill_switch_on, "risk", 200, "KillSwitch", params=[P_ACCOUNT_PATH, P_REASON, P_FLATTEN],
+              errors=(400, 401, 403, 404, 503),
+              description="Halts new orders and cancels working ones (and closes positions with flatten=true)."),
+    Operation("DELETE", "/api/v1/risk/{account_id}/kill-switch", "releaseKillSwitch", "Release an account's kill switch",
+              Api.kill_switch_off, "risk", 200, "KillSwitch", params=[P_ACCOUNT_PATH], errors=(400, 401, 403, 404, 409)),
+    Operation("GET", "/api/v1/risk/{account_id}/metrics", "riskMetrics", "Risk metrics of an account", Api.risk_metrics, "risk",
+              200, "RiskMetrics", params=[P_ACCOUNT_PATH]),
+    Operation("GET", "/api/v1/performance/metrics", "performanceMetrics", "Latency percentiles and counters", Api.performance,
+              "monitoring", 200, "Performance", errors=(400, 401)),
+    Operation("GET", "/health", "health", "Liveness and readiness", Api.health, "monitoring", 200, "Health", auth=False,
+              errors=(400, 503)),
+    Operation("GET", "/health/detailed", "healthDetailed", "Component health", Api.health_detailed, "monitoring", 200,
+              "HealthDetailed", auth=False, errors=(400, 503)),
+]
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    path_params = [p for p in op.params if p.where == "path"]
+    query_params = {p.name: p for p in op.params if p.where == "query"}
+    query_defaults = {p.name: p.default for p in query_params.values() if p.default is not None}
+    header_params = op.headers
+    body_schema = op.body
+    handler = op.handler
+    auth = api.auth
+    perf_ring = api.perf.ring(f"{op.method} {op.path}")
+
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        t0 = time.perf_counter_ns()
+        principal = auth.authenticate(request.headers.get("Authorization")) if op.auth else ANONYMOUS
+        params: dict = dict(query_defaults)
+        if path_params:
+            info = request.match_info
+            for p in path_params:
+                params[p.name] = p.parse_text(info[p.name])
+        query = request.query
+        if query:
+            for name in query.keys():
+                p = query_params.get(name)
+                if p is None:
+                    raise ValidationError(
+                        f"unknown query parameter {name[:40]}" + (f"; allowed: {', '.join(query_params)}" if query_params else ""),
+                        code="UNKNOWN_PARAMETER",
+                        field=name[:64],
+                    )
+                values = query.getall(name)
+                if len(values) > 1:
+                    raise ValidationError(f"query parameter {name} given more than once", code="INVALID_VALUE", field=name)
+                params[name] = p.parse_text(values[0])
+        for h in header_params:
+            value = request.headers.get(h.name)
+            if value is not None:
+                params[h.name] = h.parse_text(value)
+        body = None
+        if body_schema is not None:
+            ctype = request.headers.get("Content-Type")
+            if ctype is not None and not ctype.lower().startswith("application/json"):
+                raise _UnsupportedMedia(f"Content-Type must be application/json, got {ctype[:60]}")
+            raw = await request.read()
+            if len(raw) > MAX_BODY_BYTES:  # pragma: no cover - client_max_size answers first
+                raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=len(raw))
+            request["fastexec_raw_body"] = raw
+            body = body_schema.parse(decode_body(raw))
+        elif request.body_exists:
+            raw = await request.read()
+            if raw.strip() not in (b"", b"{}", b"null"):
+                raise ValidationError("this endpoint takes no request body", code="UNEXPECTED_BODY")
+        status, payload = await handler(api, Ctx(request, principal, params, body, request_id_var.get() or ""))
+        if type(payload) is _Replay:
+            resp = web.Response(body=payload.raw, status=status, content_type=_JSON)
+        else:
+            resp = web.Response(body=orjson.dumps(payload), status=status, content_type=_JSON)
+        perf_ring.add(time.perf_counter_ns() - t0)
+        return resp
+
+    endpoint.__name__ = op.name
+    return endpoint
+
+
+class _UnsupportedMedia(FastexecError):
+    http_status = 415
+    default_code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "BODY_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+def _make_middleware(api: Api):
+    metrics = api.metrics
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        rid = _request_id(request.headers.get("X-Request-ID"))
+        token = request_id_var.set(rid)
+        try:
+            try:
+                resp = await handler(request)
+            except FastexecError as exc:
+                headers = {"WWW-Authenticate": 'Bearer realm="fastexec"'} if exc.http_status == 401 else None
+                resp = _json(exc.http_status, exc.to_dict(), headers)
+                if exc.http_status >= 500:
+                    log.warning("request failed", extra={"code": exc.code, "path": request.path, "status": exc.http_status})
+                elif log.isEnabledFor(logging.INFO):
+                    log.info("request refused", extra={"code": exc.code, "path": request.path, "status": exc.http_status, "method": request.method})
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                code = _HTTP_CODES.get(exc.status, "HTTP_%d" % exc.status)
+                if exc.status == 404:
+                    message = f"no such endpoint: {request.method} {request.path[:200]}"
+                elif exc.status == 405:
+                    message = f"method {request.method} not allowed on {request.path[:200]}; allowed: {exc.headers.get('Allow', '')}"
+                elif exc.status == 413:
+                    message = f"request body larger than {MAX_BODY_BYTES} bytes"
+                else:
+                    message = exc.reason
+                headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+                resp = _json(exc.status, {"error": {"code": code, "message": message}}, headers)
+            except Exception:
+                log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+                resp = _json(500, {"error": {"code": "INTERNAL_ERROR", "message": "internal error; see the server log for request " + rid}})
+            resp.headers["X-Request-ID"] = rid
+            if metrics is not None:
+                route = request.match_info.route.resource
+                metrics.http(route.canonical if route is not None else "unmatched", request.method, resp.status)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("request", extra={"method": request.method, "path": request.path, "status": resp.status})
+            return resp
+        finally:
+            request_id_var.reset(token)
+
+    return middleware
+
+
+def create_app(
+    engine: Any,
+    *,
+    tokens=None,
+    metrics: Any = None,
+    instruments: Any = None,
+    idempotency_max: int = 10_000,
+) -> web.Application:
+    """The REST application over a started engine.
+
+    ``tokens`` is ``Settings.api_tokens`` (token -> accounts, ``*`` = all);
+    ``metrics`` a ``fastexec.metrics.Metrics`` or None.
+    """
+    api = Api(engine, tokens=tokens, metrics=metrics, instruments=instruments, idempotency_max=idempotency_max)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_make_middleware(api)])
+    app[API_KEY] = api
+    app[ENGINE_KEY] = engine
+    for op in OPERATIONS:
+        app.router.add_route(op.method, op.path, _bind(api, op))
+
+    from .docs import docs_handler
+    from .openapi import build_openapi
+
+    spec_bytes = orjson.dumps(build_openapi())
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.Response(body=spec_bytes, content_type=_JSON)
+
+    app.router.add_get("/openapi.json", openapi_json)
+    app.router.add_get("/docs", docs_handler)
+    return app

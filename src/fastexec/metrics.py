@@ -1,0 +1,263 @@
+"""Prometheus metrics with the seed's names and labels, served on their own port.
+
+Hot-path cost is kept to a dict lookup plus a ``observe``/``inc`` on a
+pre-bound child: label children are cached per label tuple, so
+``.labels()`` (which formats and validates every call) runs once per
+combination. State that already lives in the engine (working orders, open
+positions, risk score, kill switches) is not mirrored into gauges on every
+change; a custom collector reads it from the engine at scrape time, which is
+also what makes the gauges always agree with the engine.
+
+Label values that come from clients (kill-switch reasons) are reduced to a
+short ``[a-z0-9_]`` token so a caller cannot blow up the series count or
+inject odd text into the exposition.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import resource
+import time
+from typing import Any, Optional
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+log = logging.getLogger("fastexec.metrics")
+
+# Seconds; dense below 10 ms where the engine lives, then the seed's 50/100/200 ms marks.
+DURATION_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0,
+)
+SLIPPAGE_BUCKETS = (-10.0, -5.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0)
+
+_LABEL_RE = re.compile(r"[^a-z0-9_]+")
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def label_token(text: Optional[str], default: str = "unspecified") -> str:
+    """A bounded, safe label value for client-supplied text."""
+    if not text:
+        return default
+    token = _LABEL_RE.sub("_", text.lower()).strip("_")[:32]
+    return token or default
+
+
+def rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except OSError:  # pragma: no cover - non-Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class _CpuSampler:
+    """Process CPU % over the interval since the previous scrape (100 = one core)."""
+
+    def __init__(self) -> None:
+        self._wall = time.monotonic()
+        self._cpu = time.process_time()
+
+    def sample(self) -> float:
+        wall, cpu = time.monotonic(), time.process_time()
+        dw = wall - self._wall
+        pct = 0.0 if dw <= 0 else 100.0 * (cpu - self._cpu) / dw
+        self._wall, self._cpu = wall, cpu
+        return pct
+
+
+class EngineCollector:
+    """Gauges computed from engine state when Prometheus scrapes."""
+
+    def __init__(self, metrics: "Metrics") -> None:
+        self.metrics = metrics
+        self._cpu = _CpuSampler()
+
+    def describe(self):  # no up-front description: families depend on the engine
+        return []
+
+    def collect(self):
+        engine = self.metrics.engine
+        active = GaugeMetricFamily("execution_active_orders", "Working (not yet final) orders per account", labels=["account_id"])
+        positions = GaugeMetricFamily(
+            "execution_open_positions", "Open net position (units, signed) per account and instrument", labels=["account_id", "instrument"]
+        )
+        risk = GaugeMetricFamily("execution_risk_score", "Engine risk score 0-100 per account", labels=["account_id"])
+        halted = GaugeMetricFamily("execution_kill_switch_active", "1 while an account's kill switch is on", labels=["account_id"])
+        broker_up = GaugeMetricFamily("execution_broker_connected", "1 while the broker answers", labels=["broker"])
+        mem = GaugeMetricFamily("execution_memory_usage_bytes", "Resident memory", labels=["component"])
+        cpu = GaugeMetricFamily("execution_cpu_usage_percent", "CPU use since the previous scrape (100 = one core)", labels=["component"])
+        mem.add_metric(["process"], float(rss_bytes()))
+        cpu.add_metric(["process"], self._cpu.sample())
+        if engine is not None:
+            try:
+                for account_id in list(engine.account_ids):
+                    rm = engine.risk_metrics(account_id)
+                    active.add_metric([account_id], float(rm.working_orders))
+                    risk.add_metric([account_id], float(rm.risk_score))
+                    acct = engine.account(account_id)
+                    halted.add_metric([account_id], 1.0 if acct.kill_switch_active else 0.0)
+                    for pos in engine.positions(account_id):
+                        if pos.units:
+                            positions.add_metric([account_id, pos.instrument], float(pos.units))
+                name, ok = self.metrics.broker_status()
+                broker_up.add_metric([name], 1.0 if ok else 0.0)
+            except Exception:  # a scrape must never take the process down
+                log.exception("metrics collection from the engine failed")
+        return [active, positions, risk, halted, broker_up, mem, cpu]
+
+
+class Metrics:
+    """The process's metric set. One instance per engine (tests make several)."""
+
+    def __init__(self, registry: Optional[CollectorRegistry] = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.engine: Any = None
+        self.order_duration = Histogram(
+            "execution_order_duration_seconds",
+            "Order submission time inside fastexec, from request parsed to engine answer",
+            ["order_type", "instrument", "result"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.orders = Counter(
+            "execution_orders", "Orders submitted, by outcome", ["order_type", "instrument", "status", "result"], registry=r
+        )
+        self.slippage = Histogram(
+            "execution_slippage_basis_points",
+            "Fill price versus the order's reference price in basis points (positive = worse for the client)",
+            ["instrument", "order_type"],
+            buckets=SLIPPAGE_BUCKETS,
+            registry=r,
+        )
+        self.risk_violations = Counter(
+            "execution_risk_violations", "Orders refused by the risk gateway", ["account_id", "violation_type"], registry=r
+        )
+        self.kill_switch_activations = Counter(
+            "execution_kill_switch_activations", "Kill switch activations", ["account_id", "reason"], registry=r
+        )
+        self.broker_errors = Counter(
+            "execution_broker_errors", "Broker requests that failed (connection, timeout, 5xx)", ["operation"], registry=r
+        )
+        self.http_requests = Counter(
+            "execution_http_requests", "REST requests by route and status class", ["route", "method", "status"], registry=r
+        )
+        self.operation_duration = Histogram(
+            "execution_operation_duration_seconds",
+            "Modify, cancel and position close time inside fastexec",
+            ["operation", "result"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self._children: dict[tuple, Any] = {}
+        self._collector = EngineCollector(self)
+        r.register(self._collector)
+        self._unsubscribe = None
+        self._last_broker_ok = True
+
+    # ------------------------------------------------------------ engine wiring
+    def attach_engine(self, engine: Any) -> None:
+        """Read gauges from ``engine`` and count kill-switch activations from
+        its events, so automatic activations (daily-loss breach) are counted
+        as well as those made over HTTP."""
+        self.engine = engine
+        subscribe = getattr(engine, "subscribe", None)
+        if subscribe is not None:
+            self._unsubscribe = subscribe(self._on_event)
+
+    def detach(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.engine = None
+
+    def _on_event(self, event: Any) -> None:
+        if event.kind == "kill_switch_activated":
+            data = event.data
+            self.kill_switch(event.account_id or "all", getattr(data, "reason", None))
+
+    def broker_status(self) -> tuple[str, bool]:
+        engine = self.engine
+        broker = getattr(engine, "broker", None)
+        name = getattr(broker, "name", "broker")
+        health = getattr(engine, "health", None)
+        if callable(health):
+            try:
+                h = health()
+                ok = bool(h.get("broker", {}).get("ok", self._last_broker_ok)) if isinstance(h, dict) else self._last_broker_ok
+                return name, ok
+            except Exception:  # pragma: no cover - defensive
+                return name, False
+        return name, self._last_broker_ok
+
+    # ------------------------------------------------------------ hot path
+    def order(self, order_type: str, instrument: str, status: str, result: str, seconds: float) -> None:
+        key = ("o", order_type, instrument, status, result)
+        pair = self._children.get(key)
+        if pair is None:
+            pair = self._children[key] = (
+                self.orders.labels(order_type, instrument, status, result),
+                self.order_duration.labels(order_type, instrument, result),
+            )
+        pair[0].inc()
+        pair[1].observe(seconds)
+
+    def operation(self, operation: str, result: str, seconds: float) -> None:
+        key = ("op", operation, result)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.operation_duration.labels(operation, result)
+        child.observe(seconds)
+
+    def slippage_bp(self, instrument: str, order_type: str, bp: float) -> None:
+        key = ("s", instrument, order_type)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.slippage.labels(instrument, order_type)
+        child.observe(bp)
+
+    def risk_violation(self, account_id: str, violation_type: str) -> None:
+        key = ("r", account_id, violation_type)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.risk_violations.labels(account_id, label_token(violation_type))
+        child.inc()
+
+    def kill_switch(self, account_id: str, reason: Optional[str]) -> None:
+        self.kill_switch_activations.labels(account_id, label_token(reason)).inc()
+
+    def broker_error(self, operation: str) -> None:
+        self._last_broker_ok = False
+        self.broker_errors.labels(operation).inc()
+
+    def broker_ok(self) -> None:
+        self._last_broker_ok = True
+
+    def http(self, route: str, method: str, status: int) -> None:
+        key = ("h", route, method, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.http_requests.labels(route, method, str(status))
+        child.inc()
+
+    # ------------------------------------------------------------ exposition
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    content_type = CONTENT_TYPE_LATEST
+
+
+def metrics_app(metrics: Metrics):
+    """The aiohttp app of the metrics port: ``/metrics`` only."""
+    from aiohttp import web
+
+    async def handle(request: web.Request) -> web.Response:
+        body = metrics.render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    return app
