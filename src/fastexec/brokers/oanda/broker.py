@@ -639,7 +639,9 @@ class OandaBroker(Broker):
                         if not got_line:
                             got_line = True
                             backoff = cfg.stream_backoff_base_s
-                        on_line(orjson.loads(line))
+                        pending = on_line(orjson.loads(line))
+                        if pending is not None:
+                            await pending
                     raise ConnectionResetError("stream closed by the venue")
             except asyncio.CancelledError:
                 raise
@@ -651,37 +653,34 @@ class OandaBroker(Broker):
 
     async def _run_txn_stream(self, acct: str) -> None:
         url = self.config.stream_base + "/v3/accounts/" + acct + "/transactions/stream"
-        loop = asyncio.get_running_loop()
-        pending: set[asyncio.Task] = set()
+        delivered = self._delivered
 
         async def on_open() -> None:
             # The stream is open before the replay, so anything newer than the
             # replay's snapshot is already queued on it: no gap between them.
             await self._recover(acct)
 
-        def on_line(t: dict) -> None:
-            if t.get("type") == "HEARTBEAT":
-                lt = t.get("lastTransactionID")
-                if lt and int(lt) > self._delivered.get(acct, 0):
-                    self.stats["heartbeat_gaps"] += 1
-                    task = loop.create_task(self._recover_quietly(acct))
-                    pending.add(task)
-                    task.add_done_callback(pending.discard)
-                return
-            if "id" in t:
+        async def gap(t: Optional[dict]) -> None:
+            self.stats["heartbeat_gaps"] += 1
+            await self._recover(acct)
+            if t is not None:
                 self._deliver(acct, t)
 
-        try:
-            await self._stream_loop("txn", url, None, on_open, on_line)
-        finally:
-            for task in pending:
-                task.cancel()
+        def on_line(t: dict):
+            tid = t.get("id")
+            if tid is not None:
+                # Transaction ids are consecutive per account: a jump means the
+                # stream skipped something, so replay before going on.
+                if int(tid) > delivered.get(acct, 0) + 1:
+                    return gap(t)
+                self._deliver(acct, t)
+                return None
+            lt = t.get("lastTransactionID")
+            if lt and int(lt) > delivered.get(acct, 0):
+                return gap(None)
+            return None
 
-    async def _recover_quietly(self, acct: str) -> None:
-        try:
-            await self._recover(acct)
-        except BrokerError as exc:
-            log.warning("transaction gap recovery for %s failed: %s", acct, exc)
+        await self._stream_loop("txn", url, None, on_open, on_line)
 
     async def subscribe_prices(self, instruments: Sequence[str]) -> None:
         wanted = tuple(sorted(set(self._price_instruments) | set(instruments)))
