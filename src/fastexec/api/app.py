@@ -268,12 +268,12 @@ class Api:
         except RiskDeniedError as exc:
             if metrics is not None:
                 metrics.risk_violation(spec.account_id, exc.code)
-                metrics.order(otype, spec.instrument, "denied", "rejected", time.perf_counter() - t0)
+                metrics.order(otype, spec.instrument, "denied", "denied", time.perf_counter() - t0)
             raise
         except KillSwitchActiveError:
             if metrics is not None:
                 metrics.risk_violation(spec.account_id, "kill_switch")
-                metrics.order(otype, spec.instrument, "denied", "rejected", time.perf_counter() - t0)
+                metrics.order(otype, spec.instrument, "denied", "denied", time.perf_counter() - t0)
             raise
         except BrokerUnavailableError:
             if metrics is not None:

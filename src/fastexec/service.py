@@ -1,0 +1,209 @@
+"""``fastexec serve``: engine + REST API + Prometheus endpoint in one process.
+
+Everything runs on one uvloop event loop — the engine owns its state on that
+loop and the HTTP handlers call it directly, so there is no queue or thread
+hop between a request and the engine. The API and the metrics endpoint are
+two aiohttp sites on separate ports (8004 and 8091 by default, the seed's),
+both bound to 127.0.0.1 unless told otherwise.
+
+Binding a non-loopback address without API tokens is refused (override with
+``--allow-unauthenticated``): a trading API left open on a network is not a
+default anyone should get by accident.
+
+SIGINT/SIGTERM stop accepting connections, let in-flight requests finish, then
+stop the engine (which flushes its journal).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import ipaddress
+import logging
+import signal
+import sys
+from typing import Any, Optional, Sequence
+
+from aiohttp import web
+
+from fastexec.config import ConfigError, Settings
+
+log = logging.getLogger("fastexec.service")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Service:
+    """The running pieces; ``start``/``stop`` are what ``serve`` and the tests use."""
+
+    def __init__(self, settings: Settings, *, engine: Any = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self._own_engine = engine is None
+        self.metrics: Any = None
+        self.app: Optional[web.Application] = None
+        self._runner: Optional[web.AppRunner] = None
+        self._metrics_runner: Optional[web.AppRunner] = None
+        self.port: Optional[int] = None
+        self.metrics_port: Optional[int] = None
+
+    async def start(self) -> None:
+        from fastexec.api import create_app
+        from fastexec.api.app import API_KEY
+        from fastexec.metrics import Metrics, metrics_app
+
+        s = self.settings
+        if self.engine is None:
+            from fastexec.engine import Engine
+
+            self.engine = Engine(s)
+        if self._own_engine:
+            await self.engine.start()
+        self.metrics = Metrics()
+        self.metrics.attach_engine(self.engine)
+        self.app = create_app(self.engine, tokens=s.api_tokens, metrics=self.metrics)
+        self._api = self.app[API_KEY]
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, s.host, s.port, backlog=1024, reuse_address=True)
+        await site.start()
+        self.port = self._bound_port(self._runner)
+        self._metrics_runner = web.AppRunner(metrics_app(self.metrics), access_log=None, handle_signals=False)
+        await self._metrics_runner.setup()
+        msite = web.TCPSite(self._metrics_runner, s.host, s.prometheus_port, reuse_address=True)
+        await msite.start()
+        self.metrics_port = self._bound_port(self._metrics_runner)
+        broker = getattr(self.engine, "broker", None)
+        log.info(
+            "listening",
+            extra={
+                "api": f"http://{s.host}:{self.port}",
+                "metrics": f"http://{s.host}:{self.metrics_port}/metrics",
+                "broker": getattr(broker, "name", None) or ("oanda" if s.uses_oanda else "simulated"),
+                "auth": "bearer" if s.api_tokens else "none",
+                "accounts": list(self.engine.account_ids),
+            },
+        )
+
+    @staticmethod
+    def _bound_port(runner: web.AppRunner) -> int:
+        for server in runner.sites:
+            sock = server._server.sockets[0] if server._server and server._server.sockets else None  # type: ignore[attr-defined]
+            if sock is not None:
+                return sock.getsockname()[1]
+        raise RuntimeError("site has no socket")  # pragma: no cover
+
+    async def stop(self) -> None:
+        if self.app is not None:
+            self._api.state = "stopping"
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+            self._metrics_runner = None
+        if self.metrics is not None:
+            self.metrics.detach()
+        if self.engine is not None and self._own_engine:
+            await self.engine.stop()
+        log.info("stopped")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fastexec serve",
+        description="Run the engine with its REST API and Prometheus metrics. Simulated venue with synthetic prices "
+        "unless OANDA_API_KEY and OANDA_ACCOUNT_ID are set. Other settings come from the environment (.env).",
+    )
+    p.add_argument("--host", help="bind address for API and metrics (default FASTEXEC_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="API port (default FASTEXEC_PORT or 8004; 0 = any free port)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus port (default PROMETHEUS_PORT or 8091; 0 = any free port)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"], help="default LOG_LEVEL or info")
+    p.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="allow binding a non-loopback address with no API tokens configured (not recommended)",
+    )
+    return p
+
+
+def settings_from_args(args: argparse.Namespace, env=None) -> Settings:
+    settings = Settings.from_env(env)
+    changes: dict[str, Any] = {}
+    if args.host is not None:
+        changes["host"] = args.host
+    if args.port is not None:
+        changes["port"] = args.port
+    if args.metrics_port is not None:
+        changes["prometheus_port"] = args.metrics_port
+    if args.log_level is not None:
+        changes["log_level"] = args.log_level
+    for name in ("port", "prometheus_port"):
+        value = changes.get(name, getattr(settings, name))
+        if not 0 <= value <= 65535:
+            raise ConfigError(f"--{name.replace('prometheus_', 'metrics-')} {value} is not a TCP port")
+    settings = dataclasses.replace(settings, **changes)
+    if not _is_loopback(settings.host) and not settings.api_tokens and not args.allow_unauthenticated:
+        raise ConfigError(
+            f"refusing to bind {settings.host} without API tokens: set FASTEXEC_API_TOKENS, "
+            "bind 127.0.0.1, or pass --allow-unauthenticated"
+        )
+    return settings
+
+
+async def _run(settings: Settings) -> int:
+    service = Service(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            pass
+    try:
+        await service.start()
+    except OSError as exc:
+        log.error("cannot start", extra={"error": str(exc)})
+        await service.stop()
+        return 1
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await service.stop()
+    return 0
+
+
+def _loop_factory():
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Unix
+        return None
+
+
+def serve_main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``fastexec serve``; returns the process exit code."""
+    from fastexec.logging import configure_logging
+
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as exc:
+        print(f"fastexec serve: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, secrets=[settings.oanda_api_key, *settings.api_tokens])
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_run(settings))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(serve_main())
