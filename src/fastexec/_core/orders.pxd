@@ -1,0 +1,79 @@
+# cython: language_level=3
+"""Order book state: the engine's own orders, keyed by client order id.
+
+Invariants:
+* Each live order occupies one slot ``k`` of the C arrays; string ids live only
+  in ``_ids`` (id -> slot) and ``_id_of`` (slot -> id). Evicted slots go on a
+  free list and are reused, so memory is bounded by ``max_orders``.
+* ``state[k]`` only changes through ``transition``, which reads the one table
+  ``TABLE[state][event]``. ``prev[k]`` is the working state to return to when
+  a pending cancel/replace is rejected (or a replace completes).
+* ``units[k]`` is signed (+ buy), ``0 <= |filled[k]| <= |units[k]|`` and
+  ``filled[k]`` has the sign of ``units[k]``.
+* ``working[a * n_instruments + i]`` = number of non-terminal orders of account
+  a on instrument i; ``working_acct[a]`` their sum over instruments. The risk
+  kernel reads these in C.
+* Prices are at PRICE_SCALE (0 = none); units whole.
+"""
+from libc.stdint cimport int8_t, int32_t, int64_t
+
+cdef enum:
+    N_STATES = 11
+    N_EVENTS = 13
+    T_INVALID = -1
+    T_PREVIOUS = -2
+
+cdef enum:
+    ST_PENDING_SUBMIT = 0
+    ST_SUBMITTED = 1
+    ST_EMULATED = 2
+    ST_TRIGGERED = 3
+    ST_PARTIALLY_FILLED = 4
+    ST_FILLED = 5
+    ST_PENDING_CANCEL = 6
+    ST_PENDING_REPLACE = 7
+    ST_CANCELLED = 8
+    ST_REJECTED = 9
+    ST_EXPIRED = 10
+
+cdef enum:
+    EV_SUBMIT = 0
+    EV_ACCEPT = 1
+    EV_REJECT = 2
+    EV_TRIGGER = 3
+    EV_PARTIAL_FILL = 4
+    EV_FILL = 5
+    EV_CANCEL_REQUEST = 6
+    EV_CANCEL = 7
+    EV_CANCEL_REJECT = 8
+    EV_REPLACE_REQUEST = 9
+    EV_REPLACE = 10
+    EV_REPLACE_REJECT = 11
+    EV_EXPIRE = 12
+
+
+cdef class OrderStore:
+    cdef readonly int max_accounts
+    cdef readonly int n_instruments
+    cdef readonly int64_t max_orders
+    cdef int64_t cap
+    cdef int64_t hi
+    cdef int32_t* account
+    cdef int32_t* instrument
+    cdef int64_t* units
+    cdef int64_t* filled
+    cdef int64_t* price
+    cdef int64_t* stop_price
+    cdef int8_t* state
+    cdef int8_t* prev
+    cdef int32_t* working
+    cdef int32_t* working_acct
+    cdef dict _ids
+    cdef list _id_of
+    cdef list _free
+    cdef object _terminal
+
+    cdef int _grow(self) except -1
+    cdef int64_t _slot(self, str order_id) except -1
+    cdef int transition(self, int64_t k, int event) except -1
+    cdef int _set_fill(self, int64_t k, int64_t fill_units) except -1
