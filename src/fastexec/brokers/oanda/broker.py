@@ -39,12 +39,15 @@ from ..base import (
 )
 from . import wire
 from .config import OandaConfig
-from .http import TRANSPORT_ERRORS, V20Http, _safe_path
+from .transport import TRANSPORT_ERRORS, V20Http, _safe_path
 from .types import AccountChanges, OandaInstrument, OandaTrade
 
 log = logging.getLogger("fastexec.brokers.oanda")
 
 NOT_PLACED = "NOT_PLACED"
+# Answers that mean the request was refused before it reached the order
+# engine; anything else in 5xx (502, 504) may still be executing upstream.
+_REFUSED = frozenset({429, 500, 503})
 _MAX_CLIENT_IDS = 200_000
 
 
@@ -97,7 +100,7 @@ class OandaBroker(Broker):
         self.stats: dict[str, int] = {
             "resolved_by_lookup": 0,
             "not_placed": 0,
-            "resent_after_429": 0,
+            "resent_after_refusal": 0,
             "txn_stream_connects": 0,
             "price_stream_connects": 0,
             "txn_stream_errors": 0,
@@ -232,29 +235,50 @@ class OandaBroker(Broker):
         if url is None:
             self._url(acct)
             url = self._orders_url[acct]
-        http = self.http
         since = self._last_txn.get(acct, 0)
+        return await self._send_resolved(
+            acct, "POST", url, body, 201, wire.CREATE_KEYS, lambda: self._lookup_submit(acct, cid, since), cid
+        )
+
+    async def _send_resolved(
+        self, acct: str, method: str, url: str, body: bytes, ok: int, keys: tuple, lookup, cid: Optional[str]
+    ) -> list:
+        """Send a request that changes the venue, at most once per proven
+        absence: only an answer that says "not processed" (429, 500, 503)
+        followed by a lookup that finds nothing allows another attempt; a lost
+        answer (timeout, dropped connection, 502/504) is resolved by lookups
+        alone and never resent."""
+        http = self.http
         for attempt in range(self.config.max_attempts):
             try:
-                status, data, headers = await http.send("POST", url, body, http.t_order)
+                status, data, headers = await http.send(method, url, body, http.t_order)
             except TRANSPORT_ERRORS as exc:
-                return await self._resolve_submit(acct, cid, since, type(exc).__name__)
+                return await self._resolve(acct, lookup, cid, type(exc).__name__)
             if data:
                 self._note_last(acct, data)
-            if status == 201:
-                return wire.response_events(acct, data, wire.CREATE_KEYS, self._cid_map(acct))
-            if status == 429:
-                # Refused at OANDA's edge, but prove it before sending again.
-                found = await self._lookup_submit(acct, cid, since)
+            if status == ok:
+                return wire.response_events(acct, data, keys, self._cid_map(acct))
+            if status in _REFUSED:
+                try:
+                    found = await lookup()
+                except BrokerError:
+                    return await self._resolve(acct, lookup, cid, f"HTTP {status}")
                 if found is not None:
                     return found
-                self.stats["resent_after_429"] += 1
-                await asyncio.sleep(http.backoff(attempt, headers))
+                if attempt + 1 < self.config.max_attempts:
+                    self.stats["resent_after_refusal"] += 1
+                    await asyncio.sleep(http.backoff(attempt, headers))
                 continue
             if status >= 500:
-                return await self._resolve_submit(acct, cid, since, f"HTTP {status}")
-            return self._rejected(acct, cid, status, data, wire.CREATE_KEYS)
-        return await self._resolve_submit(acct, cid, since, "HTTP 429")
+                return await self._resolve(acct, lookup, cid, f"HTTP {status}")
+            return self._rejected(acct, cid, status, data, keys)
+        self.stats["not_placed"] += 1
+        return [
+            OrderRejected(
+                acct, cid, None, NOT_PLACED, f"venue refused {self.config.max_attempts} attempts (last HTTP {status})",
+                _now_ns(),
+            )
+        ]
 
     async def _lookup_submit(self, acct: str, cid: str, since: int) -> Optional[list]:
         """Events of the order created under ``cid`` after ``since`` (or of its
@@ -280,9 +304,6 @@ class OandaBroker(Broker):
             self.stats["resolved_by_lookup"] += 1
             return self._events_for(acct, rejects, lambda t: True)
         return None
-
-    async def _resolve_submit(self, acct: str, cid: str, since: int, cause: str) -> list:
-        return await self._resolve(acct, lambda: self._lookup_submit(acct, cid, since), cid, cause)
 
     async def _resolve(self, acct: str, lookup: Callable[[], Any], cid: Optional[str], cause: str) -> list:
         """Look up an unanswered request until found or the window closes.
@@ -347,26 +368,9 @@ class OandaBroker(Broker):
             return [OrderRejected(acct, cid, None, exc.reason, str(exc), _now_ns())]
         url = self._url(acct) + "/orders/" + broker_order_id
         since = self._last_txn.get(acct, 0)
-        http = self.http
-        for attempt in range(self.config.max_attempts):
-            try:
-                status, data, headers = await http.send("PUT", url, body, http.t_order)
-            except TRANSPORT_ERRORS as exc:
-                return await self._resolve_replace(acct, broker_order_id, cid, since, type(exc).__name__)
-            if data:
-                self._note_last(acct, data)
-            if status == 201:
-                return wire.response_events(acct, data, wire.REPLACE_KEYS, self._cid_map(acct))
-            if status == 429:
-                found = await self._lookup_replace(acct, broker_order_id, since)
-                if found is not None:
-                    return found
-                await asyncio.sleep(http.backoff(attempt, headers))
-                continue
-            if status >= 500:
-                return await self._resolve_replace(acct, broker_order_id, cid, since, f"HTTP {status}")
-            return self._rejected(acct, cid, status, data, wire.REPLACE_KEYS)
-        return await self._resolve_replace(acct, broker_order_id, cid, since, "HTTP 429")
+        return await self._send_resolved(
+            acct, "PUT", url, body, 201, wire.REPLACE_KEYS, lambda: self._lookup_replace(acct, broker_order_id, since), cid
+        )
 
     async def _lookup_replace(self, acct: str, old_id: str, since: int) -> Optional[list]:
         status, data = await self.http.idempotent("GET", self._url(acct) + "/orders/" + old_id)
@@ -387,9 +391,6 @@ class OandaBroker(Broker):
                 OrderRejected(acct, None, None, "ORDER_DOESNT_EXIST", f"order {old_id} is {o.get('state')}", _now_ns())
             )
         return events
-
-    async def _resolve_replace(self, acct: str, old_id: str, cid: str, since: int, cause: str) -> list:
-        return await self._resolve(acct, lambda: self._lookup_replace(acct, old_id, since), cid, cause)
 
     async def cancel(self, account_id: str, broker_order_id: str) -> list[BrokerEvent]:
         """Cancels repeat safely (a second cancel is refused, never doubled),
@@ -485,7 +486,6 @@ class OandaBroker(Broker):
         one attempt, then resolution by the closing MARKET_ORDER the venue
         records in its transactions."""
         since = self._last_txn.get(acct, 0)
-        http = self.http
 
         async def lookup() -> Optional[list]:
             txns = await self._txns_since(acct, since)
@@ -495,25 +495,7 @@ class OandaBroker(Broker):
             self.stats["resolved_by_lookup"] += 1
             return self._events_for(acct, txns, lambda t: t.get("id") in ids or t.get("orderID") in ids)
 
-        for attempt in range(self.config.max_attempts):
-            try:
-                status, data, headers = await http.send("PUT", url, body, http.t_order)
-            except TRANSPORT_ERRORS as exc:
-                return await self._resolve(acct, lookup, None, type(exc).__name__)
-            if data:
-                self._note_last(acct, data)
-            if status == 200:
-                return wire.response_events(acct, data, keys, self._cid_map(acct))
-            if status == 429:
-                found = await lookup()
-                if found is not None:
-                    return found
-                await asyncio.sleep(http.backoff(attempt, headers))
-                continue
-            if status >= 500:
-                return await self._resolve(acct, lookup, None, f"HTTP {status}")
-            return self._rejected(acct, None, status, data, keys)
-        return await self._resolve(acct, lookup, None, "HTTP 429")
+        return await self._send_resolved(acct, "PUT", url, body, 200, keys, lookup, None)
 
     # ------------------------------------------------------------------ reads
 
