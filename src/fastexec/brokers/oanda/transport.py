@@ -111,6 +111,14 @@ class V20Http:
         )
         self.session = aiohttp.ClientSession(connector=rest, **common)
         self.stream_session = aiohttp.ClientSession(connector=streams, **common)
+        # aiohttp silently re-sends PUT/GET once when a kept-alive connection
+        # drops mid-request; v20's PUTs (replace, trade/position close) are not
+        # idempotent, so that resend could close a position twice. Every retry
+        # must be ours, where it is decided by lookup.
+        for s in (self.session, self.stream_session):
+            if not hasattr(s, "_retry_connection"):
+                raise RuntimeError("aiohttp changed: cannot disable its automatic request retry")
+            s._retry_connection = False
 
     async def close(self) -> None:
         for s in (self.session, self.stream_session):
