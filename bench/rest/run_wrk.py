@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""REST submit throughput and single-client latency, beside a bare echo server.
+
+    python bench/rest/run_wrk.py [--reps 5] [--seconds 5] [--connections 32] [--json]
+
+Starts ``fastexec serve`` (simulated venue, logs at warning) and
+``bench/rest/echo_server.py`` on loopback, each pinned to CPU 0, and drives
+both with wrk pinned to CPU 1, alternating between them in every repetition so
+both see the same machine load. Reports medians over the repetitions:
+
+* orders/s of ``POST /api/v1/orders`` (market orders, alternating buy/sell,
+  filled by the simulated venue) and req/s of the echo server, and the ratio;
+* single-client (1 connection) p50 latency of each, from wrk ``--latency``.
+
+Targets (DESIGN.md): >= 10,000 orders/s, >= 0.6 x echo, single-client p50 <= 150 us.
+Every run is bounded (``--seconds`` per wrk call, ``--reps`` calls) and loopback-only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, method: str = "GET", body: bytes | None = None, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=2) as resp:
+                if resp.status < 500:
+                    return
+        except Exception as exc:  # not up yet
+            last = exc
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up: {last}")
+
+
+def _taskset(cpu: int) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def _duration(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)$", text)
+    if not m:
+        raise ValueError(text)
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def run_wrk(url: str, account: str, seconds: float, connections: int, latency: bool, token: str | None = None) -> dict:
+    cmd = _taskset(1) + [
+        "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+        "-s", str(HERE / "post.lua"),
+    ]
+    if latency:
+        cmd.append("--latency")
+    cmd += [url, "--", account] + ([token] if token else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    result = {"rps": rps, "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(0) if errors else None}
+    if latency:
+        m = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+        result["p50_s"] = _duration(m.group(1))
+        m99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+        result["p99_s"] = _duration(m99.group(1))
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=5.0, help="per wrk run")
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    if not shutil.which("wrk"):
+        print("wrk not found: apt-get install wrk", file=sys.stderr)
+        return 2
+    if not (0 < args.reps <= 20 and 0 < args.seconds <= 30):
+        p.error("--reps must be 1..20 and --seconds 0..30")
+
+    api_port, metrics_port, echo_port = free_port(), free_port(), free_port()
+    data_dir = tempfile.mkdtemp(prefix="fastexec-wrk-")
+    env = dict(os.environ)
+    env.update(
+        {
+            "LOG_LEVEL": "warning",
+            "FASTEXEC_DATA_DIR": data_dir,
+            "MAX_ORDERS_PER_SECOND": "1000000",
+            "MAX_CONCURRENT_ORDERS": "100000",
+            "FASTEXEC_API_TOKENS": "",
+        }
+    )
+    env.pop("OANDA_API_KEY", None)
+    env.pop("OANDA_ACCOUNT_ID", None)
+    procs = []
+    try:
+        serve = subprocess.Popen(
+            _taskset(0) + [sys.executable, "-m", "fastexec.service", "--port", str(api_port), "--metrics-port", str(metrics_port)],
+            env=env, cwd=data_dir, stdout=subprocess.DEVNULL, stderr=open(os.path.join(data_dir, "serve.log"), "w"),
+        )
+        procs.append(serve)
+        echo = subprocess.Popen(
+            _taskset(0) + [sys.executable, str(HERE / "echo_server.py"), "--port", str(echo_port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        procs.append(echo)
+        base = f"http://127.0.0.1:{api_port}"
+        wait_http(base + "/health")
+        wait_http(f"http://127.0.0.1:{echo_port}/echo", "POST", b"{}")
+        with urllib.request.urlopen(base + "/api/v1/accounts") as resp:
+            account = json.load(resp)["accounts"][0]["account_id"]
+        orders_url, echo_url = base + "/api/v1/orders", f"http://127.0.0.1:{echo_port}/echo"
+        # warm-up: imports, caches, first allocations
+        run_wrk(orders_url, account, 1, args.connections, False)
+        run_wrk(echo_url, account, 1, args.connections, False)
+        rows = []
+        for rep in range(args.reps):
+            row = {
+                "echo": run_wrk(echo_url, account, args.seconds, args.connections, False),
+                "orders": run_wrk(orders_url, account, args.seconds, args.connections, False),
+                "echo_1": run_wrk(echo_url, account, args.seconds / 2, 1, True),
+                "orders_1": run_wrk(orders_url, account, args.seconds / 2, 1, True),
+            }
+            rows.append(row)
+            print(
+                f"rep {rep + 1}: orders {row['orders']['rps']:.0f}/s echo {row['echo']['rps']:.0f}/s "
+                f"ratio {row['orders']['rps'] / row['echo']['rps']:.2f}  single-client p50 orders "
+                f"{row['orders_1']['p50_s'] * 1e6:.0f}us echo {row['echo_1']['p50_s'] * 1e6:.0f}us  "
+                f"non-2xx orders={row['orders']['non_2xx'] + row['orders_1']['non_2xx']}",
+                file=sys.stderr,
+            )
+        med = statistics.median
+        summary = {
+            "reps": args.reps,
+            "seconds": args.seconds,
+            "connections": args.connections,
+            "orders_per_s": round(med(r["orders"]["rps"] for r in rows)),
+            "echo_per_s": round(med(r["echo"]["rps"] for r in rows)),
+            "ratio": round(med(r["orders"]["rps"] / r["echo"]["rps"] for r in rows), 3),
+            "orders_p50_us_1client": round(med(r["orders_1"]["p50_s"] for r in rows) * 1e6, 1),
+            "echo_p50_us_1client": round(med(r["echo_1"]["p50_s"] for r in rows) * 1e6, 1),
+            "orders_p99_us_1client": round(med(r["orders_1"]["p99_s"] for r in rows) * 1e6, 1),
+            "orders_non_2xx": sum(r["orders"]["non_2xx"] + r["orders_1"]["non_2xx"] for r in rows),
+        }
+        if args.json:
+            print(json.dumps(summary, indent=2))
+        else:
+            print(
+                f"REST submit: {summary['orders_per_s']} orders/s (median of {args.reps} x {args.seconds}s, {args.connections} connections)\n"
+                f"echo server: {summary['echo_per_s']} req/s\n"
+                f"ratio:       {summary['ratio']}\n"
+                f"single-client p50: orders {summary['orders_p50_us_1client']} us, echo {summary['echo_p50_us_1client']} us "
+                f"(orders p99 {summary['orders_p99_us_1client']} us)\n"
+                f"non-2xx order responses: {summary['orders_non_2xx']}"
+            )
+        return 0
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
