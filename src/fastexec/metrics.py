@@ -21,7 +21,7 @@ import resource
 import time
 from typing import Any, Optional
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -113,6 +113,8 @@ class Metrics:
     """The process's metric set. One instance per engine (tests make several)."""
 
     def __init__(self, registry: Optional[CollectorRegistry] = None) -> None:
+        # *_created series double the exposition for no use here
+        disable_created_metrics()
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.engine: Any = None

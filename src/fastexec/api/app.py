@@ -486,7 +486,7 @@ class _Replay:
         self.raw = raw
 
 
-_ORDER_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 423, 503)
+_ORDER_ERRORS = (400, 401, 403, 404, 409, 413, 422, 423, 503)
 
 OPERATIONS: list[Operation] = [
     Operation("POST", "/api/v1/orders", "submitOrder", "Submit an order", Api.submit, "orders", 201, "Order",
@@ -500,7 +500,7 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/api/v1/orders/{order_id}", "getOrder", "Get an order", Api.get_order, "orders", 200, "Order",
               params=[P_ORDER_ID]),
     Operation("PUT", "/api/v1/orders/{order_id}/modify", "modifyOrder", "Modify a working order", Api.modify, "orders", 200, "Order",
-              params=[P_ORDER_ID], body=m.MODIFY_REQUEST, errors=(400, 401, 403, 404, 409, 413, 415, 422, 423, 503)),
+              params=[P_ORDER_ID], body=m.MODIFY_REQUEST, errors=(400, 401, 403, 404, 409, 413, 422, 423, 503)),
     Operation("PUT", "/api/v1/orders/{order_id}/cancel", "cancelOrder", "Cancel a working order", Api.cancel, "orders", 200, "Order",
               params=[P_ORDER_ID], errors=(400, 401, 403, 404, 409, 503)),
     Operation("GET", "/api/v1/positions", "listPositions", "Open positions of an account", Api.list_positions, "positions", 200,
@@ -508,11 +508,11 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/api/v1/positions/{account_id}/{instrument}", "getPosition", "One position", Api.get_position, "positions",
               200, "Position", params=[P_ACCOUNT_PATH, P_INSTRUMENT_PATH]),
     Operation("POST", "/api/v1/positions/close", "closePosition", "Close all or part of a position", Api.close_position,
-              "positions", 200, "Position", body=m.CLOSE_REQUEST, errors=(400, 401, 403, 404, 409, 413, 415, 422, 423, 503)),
+              "positions", 200, "Position", body=m.CLOSE_REQUEST, errors=(400, 401, 403, 404, 409, 413, 422, 423, 503)),
     Operation("GET", "/api/v1/accounts", "listAccounts", "Accounts this token may use", Api.list_accounts, "accounts", 200,
               "AccountList", errors=(400, 401)),
     Operation("POST", "/api/v1/risk/validate", "validateOrder", "Check an order against the risk gateway (nothing is sent)",
-              Api.validate, "risk", 200, "RiskDecision", body=m.VALIDATE_REQUEST, errors=(400, 401, 403, 404, 413, 415, 422)),
+              Api.validate, "risk", 200, "RiskDecision", body=m.VALIDATE_REQUEST, errors=(400, 401, 403, 404, 413, 422)),
     Operation("POST", "/api/v1/risk/{account_id}/kill-switch", "activateKillSwitch", "Activate an account's kill switch",
               Api.kill_switch_on, "risk", 200, "KillSwitch", params=[P_ACCOUNT_PATH, P_REASON, P_FLATTEN],
               errors=(400, 401, 403, 404, 503),
@@ -571,9 +571,8 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
                 params[h.name] = h.parse_text(value)
         body = None
         if body_schema is not None:
-            ctype = request.headers.get("Content-Type")
-            if ctype is not None and not ctype.lower().startswith("application/json"):
-                raise _UnsupportedMedia(f"Content-Type must be application/json, got {ctype[:60]}")
+            # Content-Type is not enforced: `curl -d` sends form-urlencoded by
+            # default and the body must parse as a JSON object regardless.
             raw = await request.read()
             if len(raw) > MAX_BODY_BYTES:  # pragma: no cover - client_max_size answers first
                 raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=len(raw))
@@ -593,11 +592,6 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
 
     endpoint.__name__ = op.name
     return endpoint
-
-
-class _UnsupportedMedia(FastexecError):
-    http_status = 415
-    default_code = "UNSUPPORTED_MEDIA_TYPE"
 
 
 _HTTP_CODES = {

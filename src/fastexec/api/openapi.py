@@ -19,7 +19,6 @@ _ERROR_TEXT = {
     404: "Unknown order, account or position.",
     409: "Conflict with the current state (e.g. cancel of a filled order, Idempotency-Key in use).",
     413: "Request body larger than 64 KiB.",
-    415: "Content-Type is not application/json.",
     422: "Refused by the risk gateway (code = the gateway's denial code) or by the broker; or Idempotency-Key reused with another body.",
     423: "The account's kill switch is active.",
     503: "Broker unavailable, or the service is not ready.",
@@ -58,7 +57,7 @@ def build_openapi() -> dict[str, Any]:
         if op.auth:
             errors |= {401, 403}
         if op.body is not None:
-            errors |= {400, 413, 415}
+            errors |= {400, 413}
         if op.params or op.headers or op.body is not None:
             errors.add(400)
         for status in sorted(errors):
