@@ -1,0 +1,160 @@
+"""Fault injection and request statistics for the v20 HTTP simulator.
+
+A client that only ever meets a perfect broker is untested where it matters:
+OANDA limits request and connection rates, answers 5xx, and sometimes applies
+an order but never delivers the response. ``FaultConfig`` switches each of
+those on, by probability (from a seeded RNG, so a run is repeatable) or for
+the next N matching requests (so a test can force exactly one), and it can be
+changed while the server runs. ``Stats`` records what the server saw so tests
+can check a client kept under the limits.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class FaultConfig:
+    """Faults applied to the next requests; mutate fields at run time freely.
+
+    Times are in seconds (latency is scheduling, never money). Probabilities
+    are drawn from ``random.Random(seed)``; ``*_next`` counters force the next
+    N matching requests regardless of probability and count down.
+    """
+
+    seed: int = 1
+    # added latency before each request is handled: fixed + uniform [0, jitter]
+    latency: float = 0.0
+    jitter: float = 0.0
+    # OANDA's limits; None = unlimited. Excess requests get 429, excess new
+    # connections are refused (closed at once, or answered 429 when
+    # connection_reject_with_429 is set).
+    rate_limit: Optional[int] = None
+    connection_rate_limit: Optional[int] = None
+    connection_reject_with_429: bool = False
+    # random server errors, answered before the request touches the venue
+    error_rate: float = 0.0
+    error_next: int = 0
+    error_status: int = 503
+    # held requests: the server sits on the request for ``hold`` seconds (longer
+    # than the client's timeout) and then applies it or not
+    timeout_rate: float = 0.0
+    timeout_next: int = 0
+    hold: float = 5.0
+    timeout_applies: bool = True
+    # the request is applied at the venue, then the connection is dropped
+    # without a response (the order exists; the client never hears of it)
+    drop_rate: float = 0.0
+    drop_next: int = 0
+    # which requests the error/timeout/drop faults apply to
+    fault_methods: tuple = ("POST", "PUT", "PATCH", "GET")
+    fault_path: Optional[str] = None  # substring of the path, e.g. "/orders"
+    # streams
+    heartbeat: float = 5.0
+    stream_stall_after: Optional[int] = None  # lines sent before the stream goes silent
+    stream_stall_for: float = 30.0
+    stream_disconnect_after: Optional[int] = None  # lines sent before the server closes the stream
+    max_streams: int = 20
+    price_interval: float = 0.25  # seconds between stream price updates per instrument (≤ 4/s)
+
+    _rng: random.Random = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def reseed(self, seed: int) -> None:
+        self.seed = seed
+        self._rng = random.Random(seed)
+
+    def matches(self, method: str, path: str) -> bool:
+        return method in self.fault_methods and (self.fault_path is None or self.fault_path in path)
+
+    def delay(self) -> float:
+        if self.jitter:
+            return self.latency + self._rng.uniform(0.0, self.jitter)
+        return self.latency
+
+    def _take(self, next_attr: str, rate: float) -> bool:
+        n = getattr(self, next_attr)
+        if n > 0:
+            setattr(self, next_attr, n - 1)
+            return True
+        return rate > 0 and self._rng.random() < rate
+
+    def take_error(self) -> bool:
+        return self._take("error_next", self.error_rate)
+
+    def take_timeout(self) -> bool:
+        return self._take("timeout_next", self.timeout_rate)
+
+    def take_drop(self) -> bool:
+        return self._take("drop_next", self.drop_rate)
+
+
+@dataclass
+class RequestRecord:
+    time: float  # time.monotonic() when the request arrived
+    method: str
+    path: str
+    status: int = 0
+    fault: Optional[str] = None  # None | "429" | "5xx" | "timeout" | "drop"
+
+
+@dataclass
+class Stats:
+    """What the server saw, in arrival order (monotonic seconds)."""
+
+    requests: list = field(default_factory=list)
+    connections: list = field(default_factory=list)  # accepted new connections
+    rejected_connections: list = field(default_factory=list)
+    streams_opened: int = 0
+    streams_rejected: int = 0
+
+    def request_times(self) -> list:
+        return [r.time for r in self.requests]
+
+    def count(self, fault: Optional[str] = None, path: Optional[str] = None) -> int:
+        return sum(1 for r in self.requests if (fault is None or r.fault == fault) and (path is None or path in r.path))
+
+    @staticmethod
+    def max_in_window(times: list, window: float = 1.0) -> int:
+        """Largest number of events inside any window of ``window`` seconds."""
+        best = 0
+        j = 0
+        ts = sorted(times)
+        for i, t in enumerate(ts):
+            while ts[j] <= t - window:
+                j += 1
+            best = max(best, i - j + 1)
+        return best
+
+    def clear(self) -> None:
+        self.requests.clear()
+        self.connections.clear()
+        self.rejected_connections.clear()
+        self.streams_opened = 0
+        self.streams_rejected = 0
+
+
+class SlidingWindow:
+    """Events in the last second, for OANDA's per-second limits."""
+
+    __slots__ = ("times",)
+
+    def __init__(self) -> None:
+        from collections import deque
+
+        self.times = deque()
+
+    def admit(self, limit: Optional[int], now: Optional[float] = None) -> bool:
+        now = time.monotonic() if now is None else now
+        q = self.times
+        while q and q[0] <= now - 1.0:
+            q.popleft()
+        if limit is not None and len(q) >= limit:
+            return False
+        q.append(now)
+        return True
