@@ -673,7 +673,7 @@ def create_app(
     from .docs import docs_handler
     from .openapi import build_openapi
 
-    spec_bytes = orjson.dumps(build_openapi())
+    spec_bytes = orjson.dumps(build_openapi(auth=api.auth.enabled))
 
     async def openapi_json(request: web.Request) -> web.Response:
         return web.Response(body=spec_bytes, content_type=_JSON)

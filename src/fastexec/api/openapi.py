@@ -25,7 +25,10 @@ _ERROR_TEXT = {
 }
 
 
-def build_openapi() -> dict[str, Any]:
+def build_openapi(*, auth: bool = True) -> dict[str, Any]:
+    """The document for a server with (``auth``) or without configured tokens:
+    the served spec describes the server that serves it, so a client generator
+    or fuzzer sees security requirements only where they apply."""
     from .app import OPERATIONS
 
     schemas: dict[str, Any] = dict(m.RESPONSE_SCHEMAS)
@@ -54,7 +57,7 @@ def build_openapi() -> dict[str, Any]:
             ok["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{op.ok_schema}"}}}
         entry["responses"][str(op.ok_status)] = ok
         errors = set(op.errors)
-        if op.auth:
+        if op.auth and auth:
             errors |= {401, 403}
         if op.body is not None:
             errors |= {400, 413}
@@ -65,10 +68,7 @@ def build_openapi() -> dict[str, Any]:
                 "description": _ERROR_TEXT.get(status, "Error"),
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
             }
-        if op.auth:
-            entry["security"] = [{"bearer": []}]
-        else:
-            entry["security"] = []
+        entry["security"] = [{"bearer": []}] if (op.auth and auth) else []
         paths.setdefault(op.path, {})[op.method.lower()] = entry
     return {
         "openapi": "3.0.3",

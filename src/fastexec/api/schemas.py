@@ -259,7 +259,7 @@ class Boolean(T):
 # Decimal text as the API accepts it: no sign, no exponent, no spaces.
 DECIMAL_PATTERN = r"^[0-9]{1,19}(\.[0-9]{1,20})?$"
 _DECIMAL_RE = re.compile(DECIMAL_PATTERN)
-UNITS_PATTERN = r"^[0-9]{1,13}$"
+UNITS_PATTERN = r"^([1-9][0-9]{0,11}|1000000000000)$"
 _UNITS_RE = re.compile(UNITS_PATTERN)
 
 
