@@ -1171,6 +1171,7 @@ class Venue:
         f = Fill(o, units, px, reason, bid, ask, self.ptimes[inst.index], gain, loss)
         ft = self._txn(acct, "ORDER_FILL", f)
         fid = ft.id
+        o.state = "FILLED"  # before closing trades, so an exit does not cancel itself as a dependent
         if pos is None:
             pos = acct.positions[inst.index] = Position(inst)
         spread = ask - bid
