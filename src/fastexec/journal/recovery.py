@@ -52,7 +52,7 @@ MAX_CONSISTENT_READS = 8
 @dataclass
 class Correction:
     account_id: str
-    kind: str  # order | adopted | cancelled_unknown | position | balance | event
+    kind: str  # order | adopted | cancelled_unknown | position | balance | event | baseline (first sight of an account)
     detail: dict
 
 
@@ -124,12 +124,18 @@ class Reconciler:
     # ------------------------------------------------------------------ per account
 
     async def _account(self, acct: str) -> None:
-        await self._catch_up(acct)
-        await self._resolve_open_orders(acct)
+        st = self.journal.state
+        # An account this journal has never seen: its history at the broker is
+        # not ours to replay (it may be years long); start from its present.
+        fresh = acct not in st.last_txn and not any(o["account_id"] == acct for o in st.orders.values())
+        if not fresh:
+            await self._catch_up(acct)
+            await self._resolve_open_orders(acct)
         consistent = False
         for _ in range(MAX_CONSISTENT_READS):
             before = await self.broker.account_summary(acct)
-            await self._catch_up(acct)
+            if not fresh:
+                await self._catch_up(acct)
             positions = await self.broker.open_positions(acct)
             pending = await self.broker.pending_orders(acct)
             after = await self.broker.account_summary(acct)
@@ -140,11 +146,10 @@ class Reconciler:
         if not consistent:
             log.error("reconcile %s: broker kept moving during %d reads; using the last read", acct, MAX_CONSISTENT_READS)
         await self._unknown_orders(acct, pending)
-        self._positions(acct, positions)
-        st = self.journal.state
+        self._positions(acct, positions, fresh)
         if st.balances.get(acct) != after.balance:
             self._journal({"type": "reconcile.balance", "account_id": acct, "balance": after.balance,
-                           "before": st.balances.get(acct)}, "balance")
+                           "before": st.balances.get(acct)}, "baseline" if fresh else "balance")
         self._journal({"type": "reconcile.watermark", "account_id": acct, "txn_id": after.last_txn_id})
 
     async def _resolve_open_orders(self, acct: str) -> None:
@@ -191,10 +196,12 @@ class Reconciler:
             if st.order_for(acct, bo.client_id, bo.broker_order_id) is not None:
                 continue
             if self.unknown_orders == "cancel":
-                await self.broker.cancel(acct, bo.broker_order_id)
+                events = await self.broker.cancel(acct, bo.broker_order_id)
                 self._journal({"type": "reconcile.cancelled_unknown", "account_id": acct,
                                "broker_order_id": bo.broker_order_id, "client_order_id": bo.client_id},
                               "cancelled_unknown")
+                for ev in events:
+                    self._apply_event(ev)
                 continue
             oid = bo.client_id or f"broker-{bo.broker_order_id}"
             self._journal({"type": "reconcile.adopted", "account_id": acct, "order_id": oid,
@@ -203,7 +210,7 @@ class Reconciler:
                            "units": abs(bo.units), "order_type": bo.type.lower(), "price": bo.price},
                           "adopted")
 
-    def _positions(self, acct: str, positions) -> None:
+    def _positions(self, acct: str, positions, fresh: bool = False) -> None:
         st = self.journal.state
         broker_net = {p.instrument: p.long_units + p.short_units for p in positions}
         broker_net = {k: v for k, v in broker_net.items() if v}
@@ -212,7 +219,7 @@ class Reconciler:
             b, o = broker_net.get(inst, 0), ours.get(inst, 0)
             if b != o:
                 self._journal({"type": "reconcile.position", "account_id": acct, "instrument": inst,
-                               "units": b, "before": o}, "position")
+                               "units": b, "before": o}, "baseline" if fresh else "position")
 
 
 async def recover(journal: Journal, broker: Broker, *, accounts: Optional[Iterable[str]] = None,
