@@ -37,6 +37,10 @@ cdef extern from *:
     #define FE_MAX_MONEY 9000000000000000LL
     #define FE_MAX_RATE 1000000000000000000LL
     #define FE_ERR_I64 (-9223372036854775807LL)
+    #include <stdint.h>
+    static inline int fe_mul_overflow(int64_t a, int64_t b, int64_t* r) {
+        return __builtin_mul_overflow(a, b, r);
+    }
     """
     # Cython is told "long long" so it lets us do arithmetic; the C compiler
     # sees the real 128-bit type. Never convert an int128 to a Python object
@@ -50,6 +54,7 @@ cdef extern from *:
     const int64_t C_MAX_MONEY "FE_MAX_MONEY"
     const int64_t C_MAX_RATE "FE_MAX_RATE"
     const int64_t ERR_I64 "FE_ERR_I64"
+    bint mul_overflow "fe_mul_overflow"(int64_t a, int64_t b, int64_t* r) nogil
 
 # Kinds, used to name the quantity in range errors.
 cdef enum Kind:
@@ -126,3 +131,18 @@ cdef inline int64_t c_mul_price(int64_t money, int64_t price) except? -922337203
 # half-even at MONEY_SCALE. price must be > 0.
 cdef inline int64_t c_div_price(int64_t money, int64_t price) except? -9223372036854775807:
     return narrow(div_half_even(<int128>money * C_PRICE_SCALE, price), KIND_MONEY)
+
+
+# units_value: |units| * per_unit (a rate: home money per unit at RATE_SCALE)
+# -> money, half-even at MONEY_SCALE. Left as int128 (unchecked) so the risk
+# kernel can compare an oversized order against limits instead of raising.
+# The common case fits int64 and divides by a constant (no __int128 division).
+cdef inline int128 c_units_value(int64_t abs_units, int64_t per_unit) noexcept nogil:
+    cdef int64_t p, q, r
+    if not mul_overflow(abs_units, per_unit, &p) and p >= 0:
+        q = p / 1000000
+        r = p - q * 1000000
+        if r > 500000 or (r == 500000 and (q & 1) != 0):
+            q += 1
+        return q
+    return div_half_even(<int128>abs_units * <int128>per_unit, 1000000)

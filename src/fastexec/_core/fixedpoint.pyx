@@ -284,6 +284,19 @@ def div_price(money, price):
     return c_div_price(_checked(money, KIND_MONEY, "money"), p)
 
 
+def units_value(units, per_unit):
+    """|units| * per_unit (home money per unit, at RATE_SCALE) -> money,
+    half-even. This is how position value and margin are formed from the
+    per-unit values the ledger keeps at each mark."""
+    cdef int64_t u = _checked(units, KIND_UNITS, "units")
+    cdef int64_t r = _checked(per_unit, KIND_RATE, "per_unit")
+    if r < 0:
+        raise FixedPointError(OUT_OF_RANGE, f"per_unit {per_unit} must not be negative")
+    if u < 0:
+        u = -u
+    return narrow(c_units_value(u, r), KIND_MONEY)
+
+
 def round_half_even(numerator, denominator):
     """numerator / denominator rounded half-even (denominator > 0); exposed so
     tests can pin the one rounding primitive every operation uses. Both must

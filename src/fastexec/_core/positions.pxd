@@ -1,0 +1,80 @@
+# cython: language_level=3
+"""Netting positions, prices, home-currency conversion and account numbers.
+
+Shared with the risk kernel (``risk.pyx`` cimports ``Ledger`` and reads these
+arrays directly), so the check never calls back into Python.
+
+Indexing: accounts ``a`` in 0..max_accounts-1, instruments ``i`` in 0..n_i-1,
+currencies ``c``/``h`` in 0..n_c-1 (the instrument table's currencies).
+Position arrays use ``k = a * n_i + i``; conversion arrays ``c * n_c + h``;
+per-unit arrays ``i * n_c + h``.
+
+Invariants (after every public call returns):
+* ``units[k]`` signed whole units; ``avg[k]`` PRICE_SCALE, 0 iff flat.
+* ``upl/value/margin[k]`` are the position's values in the account's home
+  currency at MONEY_SCALE as of the last mark (0 while unvalued);
+  ``upl_tot/value_tot/margin_tot[a]`` are their exact sums over the account.
+* ``mid[i] = half_even((bid + ask) / 2)``; ``has_price[i]`` once marked.
+* ``conv[c*n_c+h]`` quote->home factor at RATE_SCALE (1.0 when c == h),
+  valid iff ``conv_ok``; ``vpu[i*n_c+h]`` = home value of one unit of i
+  (RATE_SCALE), ``mpu`` its margin; valid iff ``vpu_ok``.
+* NAV = balance + upl_tot; margin available = NAV - margin_tot.
+"""
+from libc.stdint cimport int8_t, int32_t, int64_t
+
+from fastexec._core.instruments cimport InstrumentTable
+
+
+cdef class Ledger:
+    cdef readonly InstrumentTable instruments
+    cdef readonly int max_accounts
+    cdef readonly int n_accounts
+    cdef int n_i
+    cdef int n_c
+    # prices, per instrument
+    cdef int64_t* bid
+    cdef int64_t* ask
+    cdef int64_t* mid
+    cdef int8_t* has_price
+    # conversions, per (currency, home)
+    cdef int64_t* conv
+    cdef int8_t* conv_ok
+    cdef int32_t* leg1
+    cdef int32_t* leg2
+    cdef int8_t* leg1_inv
+    cdef int8_t* leg2_inv
+    cdef int8_t* home_used
+    # per-unit value/margin, per (instrument, home)
+    cdef int64_t* vpu
+    cdef int64_t* mpu
+    cdef int8_t* vpu_ok
+    # positions, per (account, instrument)
+    cdef int64_t* units
+    cdef int64_t* avg
+    cdef int64_t* realized
+    cdef int64_t* upl
+    cdef int64_t* value
+    cdef int64_t* margin
+    # accounts
+    cdef int32_t* home
+    cdef int64_t* balance
+    cdef int64_t* upl_tot
+    cdef int64_t* value_tot
+    cdef int64_t* margin_tot
+    cdef int64_t* realized_tot
+    cdef int64_t* day_start_nav
+    cdef int32_t* n_open
+    # scratch for mark(): instruments to revalue, per home
+    cdef int32_t* aff
+    cdef int32_t* n_aff
+    cdef int8_t* chg
+    cdef dict _pair
+    cdef int usd
+    cdef dict _acct_index
+    cdef list _acct_names
+
+    cdef int _check_account(self, int a) except -1
+    cdef int _check_instrument(self, int i) except -1
+    cdef int _recompute_conv(self, int c, int h) except -1
+    cdef int _recompute_vpu(self, int i, int h) except -1
+    cdef int _revalue(self, int a, int i) except -1

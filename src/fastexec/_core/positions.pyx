@@ -1,0 +1,484 @@
+# cython: language_level=3
+"""Positions, P&L, margin and NAV per account, in fixed-point integers.
+
+Rules (each rounds half-even exactly once, to the scale of its result; the
+Decimal model in tests/reference_model.py states the same rules):
+
+* Netting: one position per (account, instrument), signed units.
+* Average price: adding to a position (or opening one) sets
+  ``avg = (|p| * avg + |u| * price) / |p + u|`` rounded at PRICE_SCALE;
+  reducing leaves it unchanged; closing to zero resets it to 0; a flip
+  through zero starts the new side at the fill price.
+* Realized P&L on the closed part: ``closed * (fill - avg)`` in the quote
+  currency (rounded at MONEY_SCALE), then times the quote->home factor
+  (rounded at MONEY_SCALE). It is added to the balance.
+* Mid: ``(bid + ask) / 2`` rounded at PRICE_SCALE.
+* Quote->home factor (RATE_SCALE), from mids, one rounding per factor:
+  same currency 1; direct pair C_H: mid; inverse pair H_C: 1/mid; otherwise
+  a cross through USD, the two legs combined exactly before the one rounding.
+* Unrealized P&L: ``units * (close - avg)`` at the closing side (bid for a
+  long, ask for a short) in quote (rounded), then converted (rounded).
+* Value per unit (home, RATE_SCALE) = mid * factor (rounded); margin per unit
+  = value per unit * instrument margin rate (rounded). Position value =
+  |units| * value per unit, margin used = |units| * margin per unit (each
+  rounded at MONEY_SCALE). Margin uses mids only (OANDA, REFERENCE.md 9.1);
+  the per-unit form keeps the risk kernel free of 128-bit division and differs
+  from ``marginRate * positionValue`` by under 1e-12 home per unit.
+* NAV = balance + unrealized; margin available = NAV - margin used; daily
+  P&L = NAV - NAV at the start of the trading day (deposits move both).
+A position is valued from the first mark of its instrument and of the
+instruments its conversion needs; until then its values are 0.
+"""
+from collections import namedtuple
+
+from libc.stdint cimport int8_t, int32_t, int64_t
+from libc.stdlib cimport calloc, free
+
+from fastexec._core.fixedpoint cimport (
+    int128, div_half_even, narrow, c_pnl, c_convert, c_units_value,
+    KIND_MONEY, KIND_RATE, KIND_PRICE, KIND_UNITS,
+    C_MAX_UNITS, C_MAX_PRICE, C_MAX_RATE, C_MAX_MONEY, C_RATE_SCALE,
+)
+from fastexec._core.instruments cimport InstrumentTable
+
+AccountState = namedtuple("AccountState", [
+    "balance", "unrealized_pl", "nav", "margin_used", "margin_available",
+    "position_value", "realized_pl", "daily_pl", "day_start_nav", "open_positions",
+])
+AccountState.__doc__ = ("All numbers of one account, money at MONEY_SCALE in its home currency; "
+                        "position_value is the gross exposure (sum of |position values|).")
+
+PositionState = namedtuple("PositionState", [
+    "units", "average_price", "unrealized_pl", "position_value", "margin_used", "realized_pl",
+])
+
+
+class LedgerError(ValueError):
+    """Bad input to the ledger; ``code`` is stable."""
+
+    def __init__(self, code, message):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+cdef inline void* _alloc(size_t n, size_t size) except NULL:
+    cdef void* p = calloc(n if n > 0 else 1, size)
+    if p == NULL:
+        raise MemoryError()
+    return p
+
+
+cdef inline int64_t _abs(int64_t x) noexcept nogil:
+    return -x if x < 0 else x
+
+
+cdef class Ledger:
+    """Prices, conversion factors, positions and account numbers for many
+    accounts; accounts and instruments are small int indexes."""
+
+    def __cinit__(self, InstrumentTable instruments, int max_accounts=256):
+        if max_accounts <= 0:
+            raise ValueError("max_accounts must be positive")
+        cdef int ni = instruments.n
+        cdef int nc = len(instruments.currencies)
+        cdef size_t na = max_accounts
+        self.instruments = instruments
+        self.max_accounts = max_accounts
+        self.n_accounts = 0
+        self.n_i = ni
+        self.n_c = nc
+        self.bid = <int64_t*>_alloc(ni, sizeof(int64_t))
+        self.ask = <int64_t*>_alloc(ni, sizeof(int64_t))
+        self.mid = <int64_t*>_alloc(ni, sizeof(int64_t))
+        self.has_price = <int8_t*>_alloc(ni, sizeof(int8_t))
+        self.conv = <int64_t*>_alloc(nc * nc, sizeof(int64_t))
+        self.conv_ok = <int8_t*>_alloc(nc * nc, sizeof(int8_t))
+        self.leg1 = <int32_t*>_alloc(nc * nc, sizeof(int32_t))
+        self.leg2 = <int32_t*>_alloc(nc * nc, sizeof(int32_t))
+        self.leg1_inv = <int8_t*>_alloc(nc * nc, sizeof(int8_t))
+        self.leg2_inv = <int8_t*>_alloc(nc * nc, sizeof(int8_t))
+        self.home_used = <int8_t*>_alloc(nc, sizeof(int8_t))
+        self.vpu = <int64_t*>_alloc(ni * nc, sizeof(int64_t))
+        self.mpu = <int64_t*>_alloc(ni * nc, sizeof(int64_t))
+        self.vpu_ok = <int8_t*>_alloc(ni * nc, sizeof(int8_t))
+        self.units = <int64_t*>_alloc(na * ni, sizeof(int64_t))
+        self.avg = <int64_t*>_alloc(na * ni, sizeof(int64_t))
+        self.realized = <int64_t*>_alloc(na * ni, sizeof(int64_t))
+        self.upl = <int64_t*>_alloc(na * ni, sizeof(int64_t))
+        self.value = <int64_t*>_alloc(na * ni, sizeof(int64_t))
+        self.margin = <int64_t*>_alloc(na * ni, sizeof(int64_t))
+        self.home = <int32_t*>_alloc(na, sizeof(int32_t))
+        self.balance = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.upl_tot = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.value_tot = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.margin_tot = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.realized_tot = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.day_start_nav = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.n_open = <int32_t*>_alloc(na, sizeof(int32_t))
+        self.aff = <int32_t*>_alloc(nc * ni, sizeof(int32_t))
+        self.n_aff = <int32_t*>_alloc(nc, sizeof(int32_t))
+        self.chg = <int8_t*>_alloc(nc, sizeof(int8_t))
+        self._acct_index = {}
+        self._acct_names = []
+        self._pair = {}
+        for j in range(ni):
+            self._pair[(instruments.base_ccy[j], instruments.quote_ccy[j])] = j
+        self.usd = instruments.currencies.index("USD") if "USD" in instruments.currencies else -1
+
+    def __dealloc__(self):
+        free(self.bid); free(self.ask); free(self.mid); free(self.has_price)
+        free(self.conv); free(self.conv_ok); free(self.leg1); free(self.leg2)
+        free(self.leg1_inv); free(self.leg2_inv); free(self.home_used)
+        free(self.vpu); free(self.mpu); free(self.vpu_ok)
+        free(self.units); free(self.avg); free(self.realized); free(self.upl)
+        free(self.value); free(self.margin)
+        free(self.home); free(self.balance); free(self.upl_tot); free(self.value_tot)
+        free(self.margin_tot); free(self.realized_tot); free(self.day_start_nav)
+        free(self.n_open); free(self.aff); free(self.n_aff); free(self.chg)
+
+    # --- accounts -------------------------------------------------------------
+
+    def add_account(self, str name, str home_currency, int64_t balance=0):
+        """Register an account; returns its index. ``balance`` at MONEY_SCALE."""
+        cdef int a, h
+        if name in self._acct_index:
+            raise LedgerError("DUPLICATE_ACCOUNT", f"account {name!r} already exists")
+        if self.n_accounts >= self.max_accounts:
+            raise LedgerError("TOO_MANY_ACCOUNTS", f"max_accounts={self.max_accounts} reached")
+        if home_currency not in self.instruments.currencies:
+            raise LedgerError("UNKNOWN_CURRENCY",
+                              f"home currency {home_currency!r} is not a currency of any instrument")
+        narrow(balance, KIND_MONEY)
+        h = self.instruments.currency_index(home_currency)
+        if not self.home_used[h]:
+            self._setup_home(h)
+        a = self.n_accounts
+        self.home[a] = h
+        self.balance[a] = balance
+        self.day_start_nav[a] = balance
+        self.n_accounts += 1
+        self._acct_index[name] = a
+        self._acct_names.append(name)
+        return a
+
+    def account_index(self, str name):
+        try:
+            return self._acct_index[name]
+        except KeyError:
+            raise KeyError(f"unknown account {name!r}") from None
+
+    def account_name(self, int a):
+        self._check_account(a)
+        return self._acct_names[a]
+
+    def home_currency(self, int a):
+        self._check_account(a)
+        return self.instruments.currencies[self.home[a]]
+
+    cdef int _check_account(self, int a) except -1:
+        if a < 0 or a >= self.n_accounts:
+            raise LedgerError("UNKNOWN_ACCOUNT", f"account={a} outside 0..{self.n_accounts - 1}")
+        return 0
+
+    cdef int _check_instrument(self, int i) except -1:
+        if i < 0 or i >= self.n_i:
+            raise LedgerError("UNKNOWN_INSTRUMENT", f"instrument={i} outside 0..{self.n_i - 1}")
+        return 0
+
+    def deposit(self, int a, int64_t amount):
+        """Add (or withdraw, if negative) cash. Not P&L: the day's starting NAV
+        moves with it so daily P&L is unchanged."""
+        self._check_account(a)
+        cdef int64_t b = narrow(<int128>self.balance[a] + amount, KIND_MONEY)
+        cdef int64_t d = narrow(<int128>self.day_start_nav[a] + amount, KIND_MONEY)
+        self.balance[a] = b
+        self.day_start_nav[a] = d
+        return b
+
+    def apply_charge(self, int a, int64_t amount):
+        """Financing, commission or fees (signed, home currency): moves the
+        balance and counts in daily P&L."""
+        self._check_account(a)
+        self.balance[a] = narrow(<int128>self.balance[a] + amount, KIND_MONEY)
+        return self.balance[a]
+
+    def start_trading_day(self, int a):
+        """Snapshot NAV as the start of the trading day (daily-loss limit base)."""
+        self._check_account(a)
+        self.day_start_nav[a] = narrow(<int128>self.balance[a] + self.upl_tot[a], KIND_MONEY)
+        return self.day_start_nav[a]
+
+    # --- conversion setup -------------------------------------------------------
+
+    def _setup_home(self, int h):
+        cdef int c, x, l1, l2, u = self.usd
+        cdef int nc = self.n_c
+        for c in range(nc):
+            x = c * nc + h
+            self.leg1[x] = -2
+            self.leg2[x] = -1
+            self.leg1_inv[x] = 0
+            self.leg2_inv[x] = 0
+            if c == h:
+                self.leg1[x] = -1
+            elif (c, h) in self._pair:
+                self.leg1[x] = self._pair[(c, h)]
+            elif (h, c) in self._pair:
+                self.leg1[x] = self._pair[(h, c)]
+                self.leg1_inv[x] = 1
+            elif u >= 0 and c != u and h != u:
+                l1 = -1
+                l2 = -1
+                if (c, u) in self._pair:
+                    l1 = self._pair[(c, u)]
+                elif (u, c) in self._pair:
+                    l1 = self._pair[(u, c)]
+                    self.leg1_inv[x] = 1
+                if (u, h) in self._pair:
+                    l2 = self._pair[(u, h)]
+                elif (h, u) in self._pair:
+                    l2 = self._pair[(h, u)]
+                    self.leg2_inv[x] = 1
+                if l1 >= 0 and l2 >= 0:
+                    self.leg1[x] = l1
+                    self.leg2[x] = l2
+            self._recompute_conv(c, h)
+        self.home_used[h] = 1
+        for c in range(self.n_i):
+            self._recompute_vpu(c, h)
+
+    cdef int _recompute_conv(self, int c, int h) except -1:
+        cdef int x = c * self.n_c + h
+        cdef int l1 = self.leg1[x]
+        cdef int l2 = self.leg2[x]
+        cdef int128 m1, m2, f
+        self.conv_ok[x] = 0
+        if l1 == -1:
+            self.conv[x] = C_RATE_SCALE
+            self.conv_ok[x] = 1
+            return 0
+        if l1 < 0 or not self.has_price[l1] or (l2 >= 0 and not self.has_price[l2]):
+            return 0
+        m1 = self.mid[l1]
+        if l2 < 0:
+            if self.leg1_inv[x]:
+                f = div_half_even(<int128>1000000000 * <int128>1000000000000, m1)  # 1e21 / mid
+            else:
+                f = m1 * 1000
+        else:
+            m2 = self.mid[l2]
+            if not self.leg1_inv[x] and not self.leg2_inv[x]:
+                f = div_half_even(m1 * m2, 1000000)
+            elif not self.leg1_inv[x]:
+                f = div_half_even(m1 * <int128>1000000000000, m2)
+            elif not self.leg2_inv[x]:
+                f = div_half_even(m2 * <int128>1000000000000, m1)
+            else:
+                f = div_half_even(<int128>1000000000000000 * <int128>1000000000000000, m1 * m2)
+        self.conv[x] = narrow(f, KIND_RATE)
+        self.conv_ok[x] = 1
+        return 0
+
+    cdef int _recompute_vpu(self, int i, int h) except -1:
+        cdef int x = i * self.n_c + h
+        cdef int q = self.instruments.quote_ccy[i]
+        cdef int cx = q * self.n_c + h
+        cdef int64_t v
+        self.vpu_ok[x] = 0
+        if not self.has_price[i] or not self.conv_ok[cx]:
+            return 0
+        v = narrow(div_half_even(<int128>self.mid[i] * self.conv[cx], 1000000000), KIND_RATE)
+        self.mpu[x] = narrow(div_half_even(<int128>v * self.instruments.margin_rate[i], C_RATE_SCALE),
+                             KIND_RATE)
+        self.vpu[x] = v
+        self.vpu_ok[x] = 1
+        return 0
+
+    cdef int _revalue(self, int a, int i) except -1:
+        cdef int64_t k = <int64_t>a * self.n_i + i
+        cdef int64_t u = self.units[k]
+        cdef int h = self.home[a]
+        cdef int x = i * self.n_c + h
+        cdef int cx = self.instruments.quote_ccy[i] * self.n_c + h
+        cdef int64_t nu = 0, nv = 0, nm = 0, close, tu, tv, tm
+        if u != 0 and self.vpu_ok[x]:
+            close = self.bid[i] if u > 0 else self.ask[i]
+            nu = c_convert(c_pnl(u, self.avg[k], close), self.conv[cx])
+            nv = narrow(c_units_value(_abs(u), self.vpu[x]), KIND_MONEY)
+            nm = narrow(c_units_value(_abs(u), self.mpu[x]), KIND_MONEY)
+        tu = narrow(<int128>self.upl_tot[a] - self.upl[k] + nu, KIND_MONEY)
+        tv = narrow(<int128>self.value_tot[a] - self.value[k] + nv, KIND_MONEY)
+        tm = narrow(<int128>self.margin_tot[a] - self.margin[k] + nm, KIND_MONEY)
+        self.upl[k] = nu
+        self.value[k] = nv
+        self.margin[k] = nm
+        self.upl_tot[a] = tu
+        self.value_tot[a] = tv
+        self.margin_tot[a] = tm
+        return 0
+
+    # --- the three steps ----------------------------------------------------------
+
+    def mark(self, int instrument, int64_t bid, int64_t ask):
+        """New bid/ask for an instrument: revalues every position in it and every
+        position whose home conversion goes through it. Prices at PRICE_SCALE,
+        on the instrument's tick, 0 < bid <= ask."""
+        cdef int i = instrument
+        cdef int h, c, j, t, a, n, x
+        cdef int nc = self.n_c, ni = self.n_i
+        cdef int64_t tick
+        cdef int64_t* units = self.units
+        self._check_instrument(i)
+        tick = self.instruments.price_tick[i]
+        if bid <= 0 or ask < bid or ask > C_MAX_PRICE:
+            raise LedgerError("INVALID_PRICE", f"bid={bid} ask={ask} need 0 < bid <= ask <= {C_MAX_PRICE}")
+        if bid % tick != 0 or ask % tick != 0:
+            raise LedgerError("INVALID_PRICE",
+                              f"bid={bid} ask={ask} not multiples of tick={tick} "
+                              f"(instrument {self.instruments.by_index(i).name})")
+        self.bid[i] = bid
+        self.ask[i] = ask
+        self.mid[i] = <int64_t>div_half_even(<int128>bid + ask, 2)
+        self.has_price[i] = 1
+        for h in range(nc):
+            if not self.home_used[h]:
+                continue
+            for c in range(nc):
+                x = c * nc + h
+                self.chg[c] = self.leg1[x] == i or self.leg2[x] == i
+                if self.chg[c]:
+                    self._recompute_conv(c, h)
+            n = 0
+            for j in range(ni):
+                if j == i or self.chg[self.instruments.quote_ccy[j]]:
+                    self._recompute_vpu(j, h)
+                    self.aff[h * ni + n] = j
+                    n += 1
+            self.n_aff[h] = n
+        for a in range(self.n_accounts):
+            if self.n_open[a] == 0:
+                continue
+            h = self.home[a]
+            for t in range(self.n_aff[h]):
+                j = self.aff[h * ni + t]
+                if units[<int64_t>a * ni + j] != 0:
+                    self._revalue(a, j)
+
+    def apply_fill(self, int account, int instrument, int64_t units, int64_t price,
+                   int64_t quote_home_rate=0):
+        """Apply one fill to the netting position; returns the realized P&L in
+        home currency (MONEY_SCALE), already added to the balance.
+
+        ``quote_home_rate`` (RATE_SCALE) overrides the marked quote->home factor,
+        e.g. with the broker's gain/loss factor from the fill; without it a
+        reducing fill needs marked prices for the conversion."""
+        cdef int a = account, i = instrument
+        self._check_account(a)
+        self._check_instrument(i)
+        if units == 0 or units > C_MAX_UNITS or units < -C_MAX_UNITS:
+            raise LedgerError("INVALID_UNITS", f"units={units} need 0 < |units| <= {C_MAX_UNITS}")
+        if price <= 0 or price > C_MAX_PRICE:
+            raise LedgerError("INVALID_PRICE", f"price={price} need 0 < price <= {C_MAX_PRICE}")
+        if quote_home_rate < 0 or quote_home_rate > C_MAX_RATE:
+            raise LedgerError("INVALID_RATE", f"quote_home_rate={quote_home_rate} outside 0..{C_MAX_RATE}")
+        cdef int64_t k = <int64_t>a * self.n_i + i
+        cdef int64_t p = self.units[k]
+        cdef int64_t avg = self.avg[k]
+        cdef int128 n = <int128>p + units
+        cdef int64_t new_avg, closed, f, realized_q, realized_h = 0
+        cdef int64_t new_bal, new_rk, new_rt
+        cdef int cx
+        if n > C_MAX_UNITS or n < -C_MAX_UNITS:
+            raise LedgerError("POSITION_TOO_LARGE",
+                              f"position {p} + fill {units} outside +-{C_MAX_UNITS} units")
+        if p == 0 or (p > 0) == (units > 0):
+            new_avg = narrow(div_half_even(<int128>_abs(p) * avg + <int128>_abs(units) * price,
+                                           _abs(<int64_t>n)), KIND_PRICE)
+        else:
+            closed = _abs(units) if _abs(units) < _abs(p) else _abs(p)
+            if p < 0:
+                closed = -closed
+            if quote_home_rate > 0:
+                f = quote_home_rate
+            else:
+                cx = self.instruments.quote_ccy[i] * self.n_c + self.home[a]
+                if not self.conv_ok[cx]:
+                    raise LedgerError(
+                        "NO_CONVERSION_RATE",
+                        f"no quote->home rate for {self.instruments.by_index(i).name} in "
+                        f"{self.instruments.currencies[self.home[a]]}: mark the conversion "
+                        f"instruments or pass quote_home_rate")
+                f = self.conv[cx]
+            realized_q = c_pnl(closed, avg, price)
+            realized_h = c_convert(realized_q, f)
+            if n == 0:
+                new_avg = 0
+            elif (n > 0) == (p > 0):
+                new_avg = avg
+            else:
+                new_avg = price
+        new_bal = narrow(<int128>self.balance[a] + realized_h, KIND_MONEY)
+        new_rk = narrow(<int128>self.realized[k] + realized_h, KIND_MONEY)
+        new_rt = narrow(<int128>self.realized_tot[a] + realized_h, KIND_MONEY)
+        # All checks passed: commit.
+        if p == 0:
+            self.n_open[a] += 1
+        elif n == 0:
+            self.n_open[a] -= 1
+        self.units[k] = <int64_t>n
+        self.avg[k] = new_avg
+        self.balance[a] = new_bal
+        self.realized[k] = new_rk
+        self.realized_tot[a] = new_rt
+        self._revalue(a, i)
+        return realized_h
+
+    # --- reads ------------------------------------------------------------------------
+
+    def account_state(self, int account):
+        cdef int a = account
+        self._check_account(a)
+        cdef int64_t nav = self.balance[a] + self.upl_tot[a]
+        return AccountState(
+            self.balance[a], self.upl_tot[a], nav, self.margin_tot[a],
+            nav - self.margin_tot[a], self.value_tot[a], self.realized_tot[a],
+            nav - self.day_start_nav[a], self.day_start_nav[a], self.n_open[a],
+        )
+
+    def position(self, int account, int instrument):
+        self._check_account(account)
+        self._check_instrument(instrument)
+        cdef int64_t k = <int64_t>account * self.n_i + instrument
+        return PositionState(self.units[k], self.avg[k], self.upl[k], self.value[k],
+                             self.margin[k], self.realized[k])
+
+    def positions(self, int account):
+        """{instrument index: PositionState} of the account's open positions."""
+        self._check_account(account)
+        return {i: self.position(account, i) for i in range(self.n_i)
+                if self.units[<int64_t>account * self.n_i + i] != 0}
+
+    def price(self, int instrument):
+        """(bid, ask, mid) or None before the first mark."""
+        self._check_instrument(instrument)
+        if not self.has_price[instrument]:
+            return None
+        return (self.bid[instrument], self.ask[instrument], self.mid[instrument])
+
+    def conversion(self, str currency, str home_currency):
+        """Current currency->home factor (RATE_SCALE), or None if not available
+        (home not used by any account, or its instruments not marked)."""
+        cdef int c = self.instruments.currency_index(currency)
+        cdef int h = self.instruments.currency_index(home_currency)
+        if not self.home_used[h] or not self.conv_ok[c * self.n_c + h]:
+            return None
+        return self.conv[c * self.n_c + h]
+
+    def value_per_unit(self, int instrument, str home_currency):
+        """(value per unit, margin per unit) in home currency at RATE_SCALE, or None."""
+        self._check_instrument(instrument)
+        cdef int h = self.instruments.currency_index(home_currency)
+        cdef int x = instrument * self.n_c + h
+        if not self.home_used[h] or not self.vpu_ok[x]:
+            return None
+        return (self.vpu[x], self.mpu[x])
