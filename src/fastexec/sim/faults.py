@@ -45,6 +45,7 @@ class FaultConfig:
     timeout_next: int = 0
     hold: float = 5.0
     timeout_applies: bool = True
+    timeout_apply_late: bool = False  # apply after the hold (the client has given up and may have looked already)
     # the request is applied at the venue, then the connection is dropped
     # without a response (the order exists; the client never hears of it)
     drop_rate: float = 0.0
@@ -101,6 +102,8 @@ class RequestRecord:
     path: str
     status: int = 0
     fault: Optional[str] = None  # None | "429" | "5xx" | "timeout" | "drop"
+    delay: float = 0.0  # latency added by the fault config, seconds
+    applied: Optional[bool] = None  # for timeout/drop faults: did the request reach the venue
 
 
 @dataclass

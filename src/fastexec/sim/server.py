@@ -195,6 +195,7 @@ class V20Sim:
                                                        "requests per second"}, {"Retry-After": "1"})
         d = f.delay()
         if d > 0:
+            rec.delay = d
             await asyncio.sleep(d)
         if request.headers.get("Authorization") != "Bearer " + self.token:
             rec.status = 401
@@ -207,17 +208,24 @@ class V20Sim:
             if not stream and f.take_timeout():
                 rec.fault = "timeout"
                 hold = f.hold
-                if f.timeout_applies:
+                await request.read()  # the body arrived; only the answer is held
+                if f.timeout_applies and not f.timeout_apply_late:
                     resp = await handler(request)
+                    rec.applied = True
                     await asyncio.sleep(hold)
+                elif f.timeout_applies:
+                    await asyncio.sleep(hold)
+                    resp = await handler(request)
+                    rec.applied = True
                 else:
                     await asyncio.sleep(hold)
+                    rec.applied = False
                     resp = json_response(504, {"errorMessage": "Request timed out"})
                 rec.status = resp.status
                 return resp
             if not stream and f.take_drop():
                 resp = await handler(request)  # applied at the venue ...
-                rec.status, rec.fault = resp.status, "drop"
+                rec.status, rec.fault, rec.applied = resp.status, "drop", True
                 if request.transport is not None:
                     request.transport.abort()  # ... and the client never hears of it
                 raise asyncio.CancelledError()

@@ -1,0 +1,193 @@
+"""Each fault mode of the simulator, shown to really happen over loopback.
+
+Every test is bounded: a fixed number of requests and a wait of at most a
+couple of seconds. Time is only used to make faults happen (a client timeout
+shorter than the server's hold), never asserted as a performance figure.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from fastexec.sim.faults import FaultConfig, Stats
+from fastexec.sim.testing import SimServer
+
+MARKET = {"order": {"type": "MARKET", "instrument": "EUR_USD", "units": "100"}}
+
+
+def market(cid: str) -> dict:
+    return {"order": {"type": "MARKET", "instrument": "EUR_USD", "units": "100", "clientExtensions": {"id": cid}}}
+
+
+async def _session(sim, **kw):
+    return aiohttp.ClientSession(headers={"Authorization": f"Bearer {sim.token}"}, **kw)
+
+
+async def test_latency_fixed_and_jitter_delays_each_request():
+    async with SimServer(faults=FaultConfig(seed=7, latency=0.03, jitter=0.02)) as sim:
+        async with await _session(sim) as s:
+            loop = asyncio.get_running_loop()
+            for _ in range(3):
+                t0 = loop.time()
+                async with s.get(sim.base_url + "/v3/accounts") as r:
+                    assert r.status == 200
+                # the server really waited: the client cannot see the answer sooner
+                assert loop.time() - t0 >= 0.03
+        delays = [r.delay for r in sim.stats.requests]
+        assert len(delays) == 3 and all(0.03 <= d <= 0.05 for d in delays)
+        assert len(set(delays)) == 3  # jitter drawn per request
+
+
+async def test_rate_limit_answers_429_beyond_limit_per_second():
+    async with SimServer(faults=FaultConfig(rate_limit=120)) as sim:
+        async with await _session(sim) as s:
+            async def one():
+                async with s.get(sim.base_url + "/v3/accounts") as r:
+                    return r.status, await r.json()
+            results = await asyncio.gather(*(one() for _ in range(150)))
+        statuses = [st for st, _ in results]
+        limited = [b for st, b in results if st == 429]
+        assert statuses.count(200) >= 120 - 0 and len(limited) >= 1
+        assert all("Rate limit" in b["errorMessage"] for b in limited)
+        ok_times = [r.time for r in sim.stats.requests if r.status == 200]
+        assert Stats.max_in_window(ok_times) <= 120
+        assert sim.stats.count(fault="429") == len(limited)
+
+
+async def test_new_connection_limit_refuses_excess_connections():
+    async with SimServer(faults=FaultConfig(connection_rate_limit=2)) as sim:
+        outcomes = []
+        for _ in range(5):  # each session opens a fresh connection
+            async with await _session(sim) as s:
+                try:
+                    async with s.get(sim.base_url + "/v3/accounts") as r:
+                        outcomes.append(r.status)
+                except aiohttp.ClientError:
+                    outcomes.append("refused")
+        assert outcomes.count(200) >= 2 and "refused" in outcomes
+        assert Stats.max_in_window(sim.stats.connections) <= 2
+        # aiohttp retries a GET once on a fresh connection, so refusals >= failed requests
+        assert len(sim.stats.rejected_connections) >= outcomes.count("refused")
+
+
+async def test_new_connection_limit_can_answer_429_instead():
+    async with SimServer(faults=FaultConfig(connection_rate_limit=1, connection_reject_with_429=True)) as sim:
+        statuses = []
+        for _ in range(3):
+            async with await _session(sim) as s:
+                async with s.get(sim.base_url + "/v3/accounts") as r:
+                    statuses.append(r.status)
+        assert statuses[0] == 200 and 429 in statuses
+
+
+async def test_random_5xx_is_seeded_and_applies_nothing():
+    async def run():
+        async with SimServer(faults=FaultConfig(seed=11, error_rate=0.5, fault_path="/orders")) as sim:
+            async with await _session(sim) as s:
+                out = []
+                for i in range(12):
+                    async with s.post(f"{sim.base_url}/v3/accounts/{sim.account_ids[0]}/orders", json=market(f"e{i}")) as r:
+                        out.append(r.status)
+            acct = sim.venue.accounts[sim.account_ids[0]]
+            return out, {cid for cid in acct.by_client}
+    first, placed = await run()
+    again, _ = await run()
+    assert first == again  # same seed, same faults
+    assert 503 in first and 201 in first
+    failed = {f"e{i}" for i, st in enumerate(first) if st == 503}
+    assert failed and not (failed & placed)  # a 5xx here never applied the order
+
+
+async def test_error_next_forces_exactly_n_errors():
+    async with SimServer(faults=FaultConfig(error_next=2, error_status=500)) as sim:
+        async with await _session(sim) as s:
+            got = []
+            for _ in range(4):
+                async with s.get(sim.base_url + "/v3/accounts") as r:
+                    got.append(r.status)
+        assert got == [500, 500, 200, 200]
+
+
+@pytest.mark.parametrize("applies,late", [(True, False), (True, True), (False, False)])
+async def test_held_request_times_out_client_then_applies_or_not(applies, late):
+    faults = FaultConfig(timeout_next=1, hold=0.4, timeout_applies=applies, timeout_apply_late=late,
+                         fault_path="/orders")
+    async with SimServer(faults=faults) as sim:
+        aid = sim.account_ids[0]
+        acct = sim.venue.accounts[aid]
+        async with await _session(sim, timeout=aiohttp.ClientTimeout(total=0.1)) as s:
+            with pytest.raises(asyncio.TimeoutError):
+                async with s.post(f"{sim.base_url}/v3/accounts/{aid}/orders", json=market("held-1")) as r:
+                    await r.read()
+        if applies and not late:
+            assert "held-1" in acct.by_client  # applied while the client waited
+        else:
+            assert "held-1" not in acct.by_client  # a lookup right after the timeout finds nothing...
+        await asyncio.sleep(0.6)  # bounded: past the hold
+        assert ("held-1" in acct.by_client) is applies  # ...and late application shows up afterwards
+        rec = [r for r in sim.stats.requests if r.fault == "timeout"]
+        assert len(rec) == 1 and rec[0].applied is applies
+
+
+async def test_connection_dropped_after_order_applied():
+    async with SimServer(faults=FaultConfig(drop_next=1, fault_methods=("POST",))) as sim:
+        aid = sim.account_ids[0]
+        async with await _session(sim) as s:
+            with pytest.raises(aiohttp.ClientError):
+                async with s.post(f"{sim.base_url}/v3/accounts/{aid}/orders", json=market("lost-1")) as r:
+                    await r.read()
+            # the order exists at the venue although the client never got the 201
+            async with s.get(f"{sim.base_url}/v3/accounts/{aid}/orders/@lost-1") as r:
+                assert r.status == 200
+                body = await r.json()
+        assert body["order"]["state"] == "FILLED"
+        (rec,) = [r for r in sim.stats.requests if r.fault == "drop"]
+        assert rec.status == 201 and rec.applied is True
+
+
+async def _read_line(resp, timeout):
+    return await asyncio.wait_for(resp.content.readline(), timeout)
+
+
+async def test_stream_stall_sends_nothing_not_even_heartbeats():
+    faults = FaultConfig(heartbeat=0.05, stream_stall_after=1, stream_stall_for=1.0, price_interval=0)
+    async with SimServer(faults=faults) as sim:
+        aid = sim.account_ids[0]
+        async with await _session(sim) as s:
+            async with s.get(f"{sim.base_url}/v3/accounts/{aid}/pricing/stream?instruments=EUR_USD") as r:
+                first = await _read_line(r, 1.0)
+                assert b'"PRICE"' in first
+                with pytest.raises(asyncio.TimeoutError):
+                    await _read_line(r, 0.5)  # heartbeats are due every 0.05 s, yet silence
+                after = await _read_line(r, 2.0)  # the stall ends, the stream resumes
+                assert after.strip()
+
+
+async def test_stream_disconnect_after_n_lines():
+    faults = FaultConfig(heartbeat=0.02, stream_disconnect_after=3)
+    async with SimServer(faults=faults) as sim:
+        aid = sim.account_ids[0]
+        async with await _session(sim) as s:
+            lines = []
+            with pytest.raises((aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionResetError)):
+                async with s.get(f"{sim.base_url}/v3/accounts/{aid}/transactions/stream") as r:
+                    for _ in range(10):
+                        line = await _read_line(r, 1.0)
+                        if not line:
+                            raise aiohttp.ServerDisconnectedError()
+                        lines.append(line)
+            assert len(lines) == 3 and all(b"HEARTBEAT" in x for x in lines)
+
+
+async def test_faults_are_mutable_at_run_time():
+    async with SimServer() as sim:
+        async with await _session(sim) as s:
+            async with s.get(sim.base_url + "/v3/accounts") as r:
+                assert r.status == 200
+            sim.faults.error_next = 1
+            async with s.get(sim.base_url + "/v3/accounts") as r:
+                assert r.status == 503
+            async with s.get(sim.base_url + "/v3/accounts") as r:
+                assert r.status == 200
