@@ -1,0 +1,94 @@
+# cython: language_level=3
+"""Pre-trade risk kernel: one entry point, small checks, stable denial codes.
+
+Invariants:
+* ``_eval`` is the only decision procedure; ``check``, ``check_detail`` and
+  ``check_batch`` are wrappers. It touches no Python object, so it runs without
+  the GIL and allocates nothing on the OK path; the detail text is built from
+  the ``Why`` numbers only after a denial.
+* Per-account limit arrays hold ``NO_LIMIT`` (INT64_MAX) when disabled.
+  Scales: units whole, money MONEY_SCALE (home ccy), leverage and ratios
+  RATE_SCALE, rate limit in orders per second with a burst in orders.
+* Token bucket: ``tokens`` in nano-orders (1 order = 10**9), refilled by
+  ``elapsed_ns * orders_per_second`` and capped at ``burst * 10**9``;
+  timestamps are caller-supplied integer nanoseconds (a clock going backwards
+  refills nothing).
+* The pointers cached from the Ledger/OrderStore/InstrumentTable point to
+  arrays those objects never reallocate, and the engine keeps references to
+  them (``ledger``, ``orders``), so they stay valid.
+"""
+from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
+
+from fastexec._core.fixedpoint cimport int128
+from fastexec._core.positions cimport Ledger
+from fastexec._core.orders cimport OrderStore
+
+cdef enum:
+    R_OK = 0
+    R_TRADING_HALTED = 1
+    R_REDUCE_ONLY_VIOLATION = 2
+    R_INSTRUMENT_RESTRICTED = 3
+    R_MAX_UNITS_PER_ORDER = 4
+    R_MAX_POSITION_SIZE = 5
+    R_MAX_POSITIONS_PER_INSTRUMENT = 6
+    R_MAX_LEVERAGE = 7
+    R_INSUFFICIENT_MARGIN = 8
+    R_MAX_DAILY_LOSS = 9
+    R_ORDER_RATE_LIMIT = 10
+    R_UNKNOWN_ACCOUNT = 11
+    R_UNKNOWN_INSTRUMENT = 12
+    R_INVALID_UNITS = 13
+    R_PRICE_UNAVAILABLE = 14
+
+cdef enum:
+    TS_ACTIVE = 0
+    TS_REDUCING = 1
+    TS_HALTED = 2
+
+cdef struct Why:
+    int128 x
+    int128 y
+    int128 z
+
+
+cdef class RiskEngine:
+    cdef readonly Ledger ledger
+    cdef readonly OrderStore orders
+    cdef int n_i
+    cdef int n_c
+    cdef int words
+    cdef int max_accounts
+    cdef public object last_denial
+    # limits, per account
+    cdef int64_t* max_units_per_order
+    cdef int64_t* max_position_size
+    cdef int64_t* max_positions_per_instrument
+    cdef int64_t* max_leverage
+    cdef int64_t* required_margin_ratio
+    cdef int64_t* max_daily_loss
+    cdef int64_t* rate_per_sec
+    cdef int64_t* burst
+    cdef int64_t* tokens
+    cdef int64_t* last_ns
+    cdef int8_t* state
+    cdef uint64_t* allowed
+    # cached pointers (see invariants)
+    cdef int64_t* p_units
+    cdef int64_t* p_value
+    cdef int64_t* p_margin
+    cdef int64_t* a_balance
+    cdef int64_t* a_upl
+    cdef int64_t* a_value
+    cdef int64_t* a_margin
+    cdef int64_t* a_day_start
+    cdef int32_t* a_home
+    cdef int64_t* vpu
+    cdef int64_t* mpu
+    cdef int8_t* vpu_ok
+    cdef int64_t* i_min_size
+    cdef int64_t* i_max_units
+    cdef int32_t* working
+
+    cdef int _eval(self, int a, int i, int64_t u, int64_t now_ns, Why* why) noexcept nogil
+    cdef str _detail(self, int code, int a, int i, int64_t u, Why* why)
+    cdef int _acct(self, int a) except -1

@@ -1,0 +1,499 @@
+# cython: language_level=3
+"""The one risk gateway every order and modification passes.
+
+``check(account, instrument, units, now_ns)`` returns 0 (OK) or a stable
+denial code; on denial ``last_denial`` holds ``"CODE: key=value ..."``. Checks
+run cheapest first and stop at the first denial:
+
+ 1. UNKNOWN_ACCOUNT           account index not registered in the ledger
+ 2. TRADING_HALTED            account state HALTED (kill switch): nothing passes
+ 3. UNKNOWN_INSTRUMENT        instrument index outside the table
+ 4. INVALID_UNITS             0, |units| > MAX_UNITS, or below minimumTradeSize
+ 5. INSTRUMENT_RESTRICTED     instrument not in the account's allowed set
+ 6. MAX_UNITS_PER_ORDER       |units| > min(account limit, instrument maximumOrderUnits)
+ 7. REDUCE_ONLY_VIOLATION     state REDUCING and the order does not reduce the
+                              position (opposite side, |units| <= |position|)
+    -- orders that reduce the position skip 8-13: they never add risk --
+ 8. MAX_POSITION_SIZE         |position + units| > limit (only if |position| grows)
+ 9. MAX_POSITIONS_PER_INSTRUMENT  working orders + open position (+ this order)
+                              on the instrument > limit
+10. MAX_DAILY_LOSS            NAV - NAV at the day's start < -limit
+11. PRICE_UNAVAILABLE         no mark yet for the instrument or its conversion
+12. MAX_LEVERAGE              gross position value after the order > leverage * NAV
+                              (only if the gross value grows)
+13. INSUFFICIENT_MARGIN       (only if margin used grows) margin available after
+                              the order < required_margin_ratio * NAV, or the
+                              margin of the units the order opens > margin
+                              available now
+14. ORDER_RATE_LIMIT          token bucket empty; last, so only orders that
+                              would be sent consume a token
+
+Values after the order use the ledger's per-unit values at the last mark
+(position value and margin = |units| * per-unit value, half-even), i.e. the
+same rule the ledger uses, so a check and the following fill agree.
+Orders in one batch are checked against the same ledger state (they are not
+applied to it); only the token bucket advances between them.
+"""
+from enum import IntEnum
+
+from cpython cimport array
+import array as _pyarray
+
+from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t, INT64_MAX
+from libc.stdlib cimport calloc, free
+
+from fastexec._core.fixedpoint cimport (
+    int128, c_units_value, C_MAX_UNITS, C_RATE_SCALE, C_MAX_RATE, C_MAX_MONEY,
+)
+from fastexec._core.fixedpoint import format_rate as _format_rate
+from fastexec._core.positions cimport Ledger
+from fastexec._core.orders cimport OrderStore
+
+
+class RiskCode(IntEnum):
+    OK = R_OK
+    TRADING_HALTED = R_TRADING_HALTED
+    REDUCE_ONLY_VIOLATION = R_REDUCE_ONLY_VIOLATION
+    INSTRUMENT_RESTRICTED = R_INSTRUMENT_RESTRICTED
+    MAX_UNITS_PER_ORDER = R_MAX_UNITS_PER_ORDER
+    MAX_POSITION_SIZE = R_MAX_POSITION_SIZE
+    MAX_POSITIONS_PER_INSTRUMENT = R_MAX_POSITIONS_PER_INSTRUMENT
+    MAX_LEVERAGE = R_MAX_LEVERAGE
+    INSUFFICIENT_MARGIN = R_INSUFFICIENT_MARGIN
+    MAX_DAILY_LOSS = R_MAX_DAILY_LOSS
+    ORDER_RATE_LIMIT = R_ORDER_RATE_LIMIT
+    UNKNOWN_ACCOUNT = R_UNKNOWN_ACCOUNT
+    UNKNOWN_INSTRUMENT = R_UNKNOWN_INSTRUMENT
+    INVALID_UNITS = R_INVALID_UNITS
+    PRICE_UNAVAILABLE = R_PRICE_UNAVAILABLE
+
+
+DENIAL_NAMES = tuple(c.name for c in sorted(RiskCode))
+
+
+class TradingState(IntEnum):
+    ACTIVE = TS_ACTIVE
+    REDUCING = TS_REDUCING
+    HALTED = TS_HALTED
+
+
+NO_LIMIT = None  # pass as a limit value to disable it
+
+cdef int64_t NANO = 1000000000
+
+_LIMIT_NAMES = (
+    "max_units_per_order", "max_position_size", "max_positions_per_instrument",
+    "max_leverage", "required_margin_ratio", "max_daily_loss",
+    "orders_per_second", "burst",
+)
+
+_UNSET = object()
+
+
+cdef inline int64_t _abs(int64_t x) noexcept nogil:
+    return -x if x < 0 else x
+
+
+cdef str _i128(int128 v):
+    cdef int128 base = 1000000000000000000
+    cdef bint neg = v < 0
+    if neg:
+        v = -v
+    cdef int64_t hi = <int64_t>(v / base)
+    cdef int64_t lo = <int64_t>(v - (v / base) * base)
+    r = int(hi) * 10 ** 18 + int(lo)
+    return str(-r if neg else r)
+
+
+cdef str _money(int128 v):
+    """Exact money text (6 decimals trimmed) for denial details."""
+    s = _i128(v)
+    neg = s.startswith("-")
+    if neg:
+        s = s[1:]
+    s = s.rjust(7, "0")
+    ip, fp = s[:len(s) - 6], s[len(s) - 6:].rstrip("0")
+    out = ip + ("." + fp if fp else "")
+    return ("-" + out) if neg and out != "0" else out
+
+
+cdef inline void* _alloc(size_t n, size_t size) except NULL:
+    cdef void* p = calloc(n if n > 0 else 1, size)
+    if p == NULL:
+        raise MemoryError()
+    return p
+
+
+cdef class RiskEngine:
+    """Pre-trade checks over a Ledger (positions, NAV, margin) and an
+    OrderStore (working-order counts), with per-account limits and state."""
+
+    def __cinit__(self, Ledger ledger, OrderStore orders):
+        cdef int na = ledger.max_accounts
+        cdef int a
+        if orders.max_accounts < na or orders.n_instruments != ledger.instruments.n:
+            raise ValueError("OrderStore must cover the ledger's accounts and instruments")
+        self.ledger = ledger
+        self.orders = orders
+        self.n_i = ledger.instruments.n
+        self.n_c = len(ledger.instruments.currencies)
+        self.words = (self.n_i + 63) // 64
+        self.max_accounts = na
+        self.last_denial = None
+        self.max_units_per_order = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.max_position_size = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.max_positions_per_instrument = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.max_leverage = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.required_margin_ratio = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.max_daily_loss = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.rate_per_sec = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.burst = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.tokens = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.last_ns = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.state = <int8_t*>_alloc(na, sizeof(int8_t))
+        self.allowed = <uint64_t*>_alloc(<size_t>na * self.words, sizeof(uint64_t))
+        for a in range(na):
+            self._reset_account(a)
+        self.p_units = ledger.units
+        self.p_value = ledger.value
+        self.p_margin = ledger.margin
+        self.a_balance = ledger.balance
+        self.a_upl = ledger.upl_tot
+        self.a_value = ledger.value_tot
+        self.a_margin = ledger.margin_tot
+        self.a_day_start = ledger.day_start_nav
+        self.a_home = ledger.home
+        self.vpu = ledger.vpu
+        self.mpu = ledger.mpu
+        self.vpu_ok = ledger.vpu_ok
+        self.i_min_size = ledger.instruments.minimum_trade_size
+        self.i_max_units = ledger.instruments.maximum_order_units
+        self.working = orders.working
+
+    def __dealloc__(self):
+        free(self.max_units_per_order); free(self.max_position_size)
+        free(self.max_positions_per_instrument); free(self.max_leverage)
+        free(self.required_margin_ratio); free(self.max_daily_loss)
+        free(self.rate_per_sec); free(self.burst); free(self.tokens); free(self.last_ns)
+        free(self.state); free(self.allowed)
+
+    def _reset_account(self, int a):
+        cdef int w, j
+        self.max_units_per_order[a] = INT64_MAX
+        self.max_position_size[a] = INT64_MAX
+        self.max_positions_per_instrument[a] = INT64_MAX
+        self.max_leverage[a] = INT64_MAX
+        self.required_margin_ratio[a] = 0
+        self.max_daily_loss[a] = INT64_MAX
+        self.rate_per_sec[a] = 0
+        self.burst[a] = 0
+        self.tokens[a] = 0
+        self.last_ns[a] = 0
+        self.state[a] = TS_ACTIVE
+        for j in range(self.n_i):
+            self.allowed[a * self.words + (j >> 6)] |= (<uint64_t>1) << (j & 63)
+
+    # --- the decision procedure ---------------------------------------------------
+
+    cdef int _eval(self, int a, int i, int64_t u, int64_t now_ns, Why* why) noexcept nogil:
+        cdef int64_t k, p, au, lim, nav, cnt, elapsed, tk, cap
+        cdef int128 n, after, v_after, m_after, gross, used, avail, opening
+        cdef bint reducing
+        cdef int x
+        if a < 0 or a >= self.ledger.n_accounts:
+            why.x = a
+            return R_UNKNOWN_ACCOUNT
+        if self.state[a] == TS_HALTED:
+            why.x = a
+            return R_TRADING_HALTED
+        if i < 0 or i >= self.n_i:
+            why.x = i
+            return R_UNKNOWN_INSTRUMENT
+        au = _abs(u)
+        if u == 0 or au > C_MAX_UNITS or au < self.i_min_size[i]:
+            why.x = u
+            why.y = self.i_min_size[i]
+            return R_INVALID_UNITS
+        if not (self.allowed[a * self.words + (i >> 6)] >> (i & 63)) & 1:
+            why.x = i
+            return R_INSTRUMENT_RESTRICTED
+        lim = self.max_units_per_order[a]
+        if self.i_max_units[i] < lim:
+            lim = self.i_max_units[i]
+        if au > lim:
+            why.x = au
+            why.y = lim
+            return R_MAX_UNITS_PER_ORDER
+        k = <int64_t>a * self.n_i + i
+        p = self.p_units[k]
+        reducing = p != 0 and (u > 0) != (p > 0) and au <= _abs(p)
+        if self.state[a] == TS_REDUCING and not reducing:
+            why.x = u
+            why.y = p
+            return R_REDUCE_ONLY_VIOLATION
+        if not reducing:
+            n = <int128>p + u
+            after = -n if n < 0 else n
+            if after > _abs(p) and after > self.max_position_size[a]:
+                why.x = after
+                why.y = self.max_position_size[a]
+                return R_MAX_POSITION_SIZE
+            cnt = self.working[k] + (1 if p != 0 else 0) + 1
+            if cnt > self.max_positions_per_instrument[a]:
+                why.x = cnt
+                why.y = self.max_positions_per_instrument[a]
+                return R_MAX_POSITIONS_PER_INSTRUMENT
+            nav = self.a_balance[a] + self.a_upl[a]
+            if self.max_daily_loss[a] != INT64_MAX and nav - self.a_day_start[a] < -self.max_daily_loss[a]:
+                why.x = nav - self.a_day_start[a]
+                why.y = self.max_daily_loss[a]
+                return R_MAX_DAILY_LOSS
+            x = i * self.n_c + self.a_home[a]
+            if not self.vpu_ok[x]:
+                why.x = i
+                return R_PRICE_UNAVAILABLE
+            v_after = c_units_value(<int64_t>after, self.vpu[x])
+            if v_after > self.p_value[k] and self.max_leverage[a] != INT64_MAX:
+                gross = <int128>self.a_value[a] - self.p_value[k] + v_after
+                if gross * C_RATE_SCALE > <int128>self.max_leverage[a] * nav:
+                    why.x = gross
+                    why.y = nav
+                    why.z = self.max_leverage[a]
+                    return R_MAX_LEVERAGE
+            m_after = c_units_value(<int64_t>after, self.mpu[x])
+            if m_after > self.p_margin[k]:
+                used = <int128>self.a_margin[a] - self.p_margin[k] + m_after
+                avail = nav - used
+                if avail * C_RATE_SCALE < <int128>self.required_margin_ratio[a] * nav:
+                    why.x = avail
+                    why.y = nav
+                    why.z = self.required_margin_ratio[a]
+                    return R_INSUFFICIENT_MARGIN
+                # margin of the units the order opens (all of them, or the
+                # part past zero on a flip) must fit in what is available now
+                opening = au if (p == 0 or (u > 0) == (p > 0)) else after
+                m_after = c_units_value(<int64_t>opening, self.mpu[x])
+                avail = <int128>nav - self.a_margin[a]
+                if m_after > avail:
+                    why.x = m_after
+                    why.y = avail
+                    why.z = -1
+                    return R_INSUFFICIENT_MARGIN
+        if self.rate_per_sec[a] != 0:
+            cap = self.burst[a] * NANO
+            tk = self.tokens[a]
+            elapsed = now_ns - self.last_ns[a]
+            if elapsed > 0:
+                if <int128>elapsed * self.rate_per_sec[a] >= <int128>cap - tk:
+                    tk = cap
+                else:
+                    tk = tk + elapsed * self.rate_per_sec[a]
+                self.last_ns[a] = now_ns
+            self.tokens[a] = tk
+            if tk < NANO:
+                why.x = self.rate_per_sec[a]
+                why.y = self.burst[a]
+                return R_ORDER_RATE_LIMIT
+            self.tokens[a] = tk - NANO
+        return R_OK
+
+    cdef str _detail(self, int code, int a, int i, int64_t u, Why* why):
+        name = RiskCode(code).name
+        if code == R_UNKNOWN_ACCOUNT:
+            d = f"account={a}"
+        elif code == R_TRADING_HALTED:
+            d = f"account={a} state=HALTED"
+        elif code == R_UNKNOWN_INSTRUMENT:
+            d = f"instrument={i}"
+        elif code == R_INVALID_UNITS:
+            d = f"units={u} minimum={_i128(why.y)} maximum={C_MAX_UNITS}"
+        elif code == R_INSTRUMENT_RESTRICTED:
+            d = f"instrument={self.ledger.instruments.by_index(i).name} account={a}"
+        elif code == R_MAX_UNITS_PER_ORDER:
+            d = f"units={_i128(why.x)} limit={_i128(why.y)}"
+        elif code == R_REDUCE_ONLY_VIOLATION:
+            d = f"units={u} position={_i128(why.y)} state=REDUCING"
+        elif code == R_MAX_POSITION_SIZE:
+            d = f"units={_i128(why.x)} limit={_i128(why.y)}"
+        elif code == R_MAX_POSITIONS_PER_INSTRUMENT:
+            d = f"count={_i128(why.x)} limit={_i128(why.y)}"
+        elif code == R_MAX_DAILY_LOSS:
+            d = f"daily_pl={_money(why.x)} limit={_money(why.y)}"
+        elif code == R_PRICE_UNAVAILABLE:
+            d = f"instrument={self.ledger.instruments.by_index(i).name}"
+        elif code == R_MAX_LEVERAGE:
+            d = (f"gross={_money(why.x)} nav={_money(why.y)} "
+                 f"max_leverage={_format_rate(<int64_t>why.z)}")
+        elif code == R_INSUFFICIENT_MARGIN:
+            if why.z >= 0:
+                d = (f"margin_available_after={_money(why.x)} nav={_money(why.y)} "
+                     f"required_margin_ratio={_format_rate(<int64_t>why.z)}")
+            else:
+                d = f"order_margin={_money(why.x)} margin_available={_money(why.y)}"
+        elif code == R_ORDER_RATE_LIMIT:
+            d = f"orders_per_second={_i128(why.x)} burst={_i128(why.y)}"
+        else:
+            d = ""
+        return f"{name}: {d}"
+
+    # --- entry points -----------------------------------------------------------------
+
+    def check(self, int account, int instrument, int64_t units, int64_t now_ns):
+        """0 if the order may go, else a RiskCode value; on denial
+        ``last_denial`` holds the detail text (built only then)."""
+        cdef Why why
+        cdef int code = self._eval(account, instrument, units, now_ns, &why)
+        if code != R_OK:
+            self.last_denial = self._detail(code, account, instrument, units, &why)
+        return code
+
+    def check_detail(self, int account, int instrument, int64_t units, int64_t now_ns):
+        """(RiskCode, detail or None) for callers off the hot path."""
+        cdef Why why
+        cdef int code = self._eval(account, instrument, units, now_ns, &why)
+        if code == R_OK:
+            return RiskCode.OK, None
+        d = self._detail(code, account, instrument, units, &why)
+        self.last_denial = d
+        return RiskCode(code), d
+
+    def check_batch(self, array.array accounts, array.array instruments,
+                    array.array units, int64_t now_ns, array.array out):
+        """Check N orders in one C loop (arrays: accounts 'i', instruments 'i',
+        units 'q', out 'i'); writes each code to ``out`` and returns the number
+        denied. Details are not built; re-check one order for its text."""
+        cdef Py_ssize_t n = len(accounts), j
+        cdef int denied = 0, c
+        cdef Why why
+        if (accounts.typecode != 'i' or instruments.typecode != 'i'
+                or units.typecode != 'q' or out.typecode != 'i'):
+            raise TypeError("check_batch needs arrays of typecodes 'i', 'i', 'q', 'i'")
+        if len(instruments) != n or len(units) != n or len(out) < n:
+            raise ValueError("check_batch arrays must have the same length (out at least)")
+        cdef int* pa = accounts.data.as_ints
+        cdef int* pi = instruments.data.as_ints
+        cdef long long* pu = units.data.as_longlongs
+        cdef int* po = out.data.as_ints
+        with nogil:
+            for j in range(n):
+                c = self._eval(pa[j], pi[j], pu[j], now_ns, &why)
+                po[j] = c
+                denied += c != R_OK
+        return denied
+
+    # --- configuration ------------------------------------------------------------------
+
+    cdef int _acct(self, int a) except -1:
+        if a < 0 or a >= self.ledger.n_accounts:
+            raise KeyError(f"unknown account index {a}")
+        return a
+
+    def set_limits(self, int account, *, max_units_per_order=_UNSET, max_position_size=_UNSET,
+                   max_positions_per_instrument=_UNSET, max_leverage=_UNSET,
+                   required_margin_ratio=_UNSET, max_daily_loss=_UNSET,
+                   orders_per_second=_UNSET, burst=_UNSET):
+        """Set an account's limits; an omitted keyword is unchanged, ``None``
+        disables. Units whole, max_leverage and required_margin_ratio at
+        RATE_SCALE, max_daily_loss money at MONEY_SCALE (a positive amount),
+        orders_per_second and burst in orders (burst defaults to one second)."""
+        cdef int a = self._acct(account)
+        vals = dict(max_units_per_order=max_units_per_order, max_position_size=max_position_size,
+                    max_positions_per_instrument=max_positions_per_instrument,
+                    max_leverage=max_leverage, required_margin_ratio=required_margin_ratio,
+                    max_daily_loss=max_daily_loss, orders_per_second=orders_per_second,
+                    burst=burst)
+        for key, v in vals.items():
+            if v is _UNSET or v is None:
+                continue
+            if type(v) is bool or not isinstance(v, int):
+                raise TypeError(f"{key} must be an int at its fixed-point scale or None, got {type(v).__name__}")
+            hi = {"max_units_per_order": C_MAX_UNITS, "max_position_size": C_MAX_UNITS,
+                  "max_positions_per_instrument": 10**9, "max_leverage": C_MAX_RATE,
+                  "required_margin_ratio": C_MAX_RATE, "max_daily_loss": C_MAX_MONEY,
+                  "orders_per_second": 10**9, "burst": 10**9}[key]
+            if v < 0 or v > hi:
+                raise ValueError(f"{key}={v} outside 0..{hi}")
+        if max_units_per_order is not _UNSET:
+            self.max_units_per_order[a] = INT64_MAX if max_units_per_order is None else max_units_per_order
+        if max_position_size is not _UNSET:
+            self.max_position_size[a] = INT64_MAX if max_position_size is None else max_position_size
+        if max_positions_per_instrument is not _UNSET:
+            self.max_positions_per_instrument[a] = (INT64_MAX if max_positions_per_instrument is None
+                                                    else max_positions_per_instrument)
+        if max_leverage is not _UNSET:
+            self.max_leverage[a] = INT64_MAX if max_leverage is None else max_leverage
+        if required_margin_ratio is not _UNSET:
+            self.required_margin_ratio[a] = 0 if required_margin_ratio is None else required_margin_ratio
+        if max_daily_loss is not _UNSET:
+            self.max_daily_loss[a] = INT64_MAX if max_daily_loss is None else max_daily_loss
+        if orders_per_second is not _UNSET or burst is not _UNSET:
+            if orders_per_second is not _UNSET:
+                self.rate_per_sec[a] = 0 if orders_per_second is None else orders_per_second
+            if burst is not _UNSET and burst is not None:
+                self.burst[a] = burst
+            elif self.burst[a] == 0 or burst is None:
+                self.burst[a] = self.rate_per_sec[a]
+            if self.rate_per_sec[a] != 0 and self.burst[a] == 0:
+                raise ValueError("burst must be at least 1 when orders_per_second is set")
+            self.tokens[a] = self.burst[a] * NANO  # start full
+            self.last_ns[a] = 0
+
+    def limits(self, int account):
+        """The account's limits as a dict (None = disabled)."""
+        cdef int a = self._acct(account)
+
+        def opt(int64_t v):
+            return None if v == INT64_MAX else v
+
+        return {
+            "max_units_per_order": opt(self.max_units_per_order[a]),
+            "max_position_size": opt(self.max_position_size[a]),
+            "max_positions_per_instrument": opt(self.max_positions_per_instrument[a]),
+            "max_leverage": opt(self.max_leverage[a]),
+            "required_margin_ratio": self.required_margin_ratio[a] or None,
+            "max_daily_loss": opt(self.max_daily_loss[a]),
+            "orders_per_second": self.rate_per_sec[a] or None,
+            "burst": self.burst[a] or None,
+        }
+
+    def set_trading_state(self, int account, state):
+        """ACTIVE, REDUCING (only exposure-reducing orders) or HALTED (kill switch)."""
+        cdef int a = self._acct(account)
+        self.state[a] = TradingState(state)
+
+    def trading_state(self, int account):
+        return TradingState(self.state[self._acct(account)])
+
+    def allow_all(self, int account):
+        cdef int a = self._acct(account)
+        cdef int j
+        for j in range(self.n_i):
+            self.allowed[a * self.words + (j >> 6)] |= (<uint64_t>1) << (j & 63)
+
+    def allow_only(self, int account, instruments):
+        """Allow-list: only these instrument indexes may be traded."""
+        cdef int a = self._acct(account)
+        cdef int j
+        idx = [self._instr(j) for j in instruments]
+        for j in range(self.words):
+            self.allowed[a * self.words + j] = 0
+        for j in idx:
+            self.allowed[a * self.words + (j >> 6)] |= (<uint64_t>1) << (j & 63)
+
+    def deny(self, int account, instruments):
+        """Deny-list: these instrument indexes may not be traded."""
+        cdef int a = self._acct(account)
+        cdef int j
+        idx = [self._instr(j) for j in instruments]
+        for j in idx:
+            self.allowed[a * self.words + (j >> 6)] &= ~((<uint64_t>1) << (j & 63))
+
+    def is_allowed(self, int account, int instrument):
+        cdef int a = self._acct(account)
+        cdef int j = self._instr(instrument)
+        return bool((self.allowed[a * self.words + (j >> 6)] >> (j & 63)) & 1)
+
+    def _instr(self, j):
+        if type(j) is bool or not isinstance(j, int) or j < 0 or j >= self.n_i:
+            raise KeyError(f"unknown instrument index {j!r}")
+        return j
