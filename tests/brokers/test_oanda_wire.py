@@ -157,12 +157,12 @@ REJECT_400 = orjson.loads(
 )
 
 
-def test_fill_response_becomes_accepted_then_filled():
+def test_order_filled_in_its_own_batch_is_reported_by_the_fill_alone():
+    # Same rule as the in-process SimulatedBroker: OrderAccepted means working.
     cids: dict = {}
     events = wire.response_events(ACCT, CREATE_201, wire.CREATE_KEYS, cids)
-    assert [type(e) for e in events] == [OrderAccepted, OrderFilled]
-    acc, fill = events
-    assert acc.client_id == "my-order-1" and acc.broker_order_id == "7578" and acc.txn_id == 7578
+    assert [type(e) for e in events] == [OrderFilled]
+    (fill,) = events
     assert fill.client_id == "my-order-1" and fill.txn_id == 7579 and fill.units == 10_000
     assert fill.price == 1_055_630_000 and fill.pl == -145_500 and fill.account_balance == 102_107_444_200
     assert fill.trade_opened_id == "7579" and fill.reason == "MARKET_ORDER"
@@ -183,10 +183,22 @@ def test_cancel_and_replace_transactions():
     create = {"id": "13", "type": "LIMIT_ORDER", "reason": "REPLACEMENT", "replacesOrderID": "10",
               "clientExtensions": {"id": "c-7"}, "instrument": "EUR_USD", "units": "5", "price": "1.00000",
               "time": "2024-01-01T00:00:00.000000000Z"}
-    ev_c = wire.txn_event(ACCT, cancel, "", cids)
-    ev_r = wire.txn_event(ACCT, create, "", cids)
-    assert isinstance(ev_c, OrderCancelled) and ev_c.client_id == "c-7" and ev_c.replaced_by_order_id == "13"
+    events = wire.txns_events(ACCT, [cancel, create], "", cids)
+    assert [type(e) for e in events] == [OrderReplaced]  # the replaced-cancel is implied
+    (ev_r,) = events
+    assert ev_r.client_id == "c-7"
     assert isinstance(ev_r, OrderReplaced) and ev_r.old_broker_order_id == "10" and ev_r.new_broker_order_id == "13"
+
+
+def test_pending_create_and_plain_cancel():
+    create = {"id": "20", "batchID": "20", "type": "LIMIT_ORDER", "reason": "CLIENT_ORDER", "clientExtensions": {"id": "c-8"},
+              "instrument": "EUR_USD", "units": "5", "price": "1.00000", "timeInForce": "GTC", "time": "2024-01-01T00:00:00Z"}
+    cancel = {"id": "21", "batchID": "21", "type": "ORDER_CANCEL", "orderID": "20", "reason": "CLIENT_REQUEST",
+              "time": "2024-01-01T00:00:01Z"}
+    cids: dict = {}
+    acc, can = wire.txns_events(ACCT, [create, cancel], "", cids)
+    assert isinstance(acc, OrderAccepted) and acc.client_id == "c-8" and acc.txn_id == 20
+    assert isinstance(can, OrderCancelled) and can.client_id == "c-8" and can.reason == "CLIENT_REQUEST"
 
 
 def test_exit_orders_created_on_fill_are_not_engine_events():

@@ -343,13 +343,8 @@ class OandaBroker(Broker):
         ]
 
     def _events_for(self, acct: str, txns: Iterable[dict], pred: Callable[[dict], bool]) -> list:
-        cids = self._cid_map(acct)
-        out = []
-        for t in sorted((t for t in txns if pred(t)), key=lambda t: int(t["id"])):
-            ev = wire.txn_event(acct, t, "", cids)
-            if ev is not None:
-                out.append(ev)
-        return out
+        chosen = sorted((t for t in txns if pred(t)), key=lambda t: int(t["id"]))
+        return wire.txns_events(acct, chosen, "", self._cid_map(acct))
 
     async def _txns_since(self, acct: str, since: int) -> list[dict]:
         status, data = await self.http.idempotent(
@@ -579,25 +574,25 @@ class OandaBroker(Broker):
             self.stats["handler_errors"] += 1
             log.exception("event handler raised")
 
-    def _deliver(self, acct: str, t: dict) -> None:
+    def _advance(self, acct: str, t: dict) -> bool:
+        """Mark a transaction delivered; False when it already was (dedupe)."""
         tid = int(t["id"])
         if tid <= self._delivered.get(acct, 0):
-            return
+            return False
         self._delivered[acct] = tid
         if tid > self._last_txn.get(acct, 0):
             self._last_txn[acct] = tid
-        ev = wire.txn_event(acct, t, "", self._cid_map(acct))
-        if ev is not None:
-            self._emit(ev)
+        return True
 
     async def _recover(self, acct: str) -> None:
         """Replay transactions after the last delivered id (gap recovery)."""
         async with self._recovering[acct]:
             txns = await self._txns_since(acct, self._delivered.get(acct, 0))
-            for t in sorted(txns, key=lambda t: int(t["id"])):
-                if int(t["id"]) > self._delivered.get(acct, 0):
-                    self.stats["recovered_txns"] += 1
-                    self._deliver(acct, t)
+            txns.sort(key=lambda t: int(t["id"]))
+            fresh = [t for t in txns if self._advance(acct, t)]
+            self.stats["recovered_txns"] += len(fresh)
+            for ev in wire.txns_events(acct, fresh, "", self._cid_map(acct)):
+                self._emit(ev)
 
     def delivered_txn_id(self, account_id: str) -> int:
         """Highest transaction id handed to the event handler."""
@@ -636,8 +631,22 @@ class OandaBroker(Broker):
     async def _run_txn_stream(self, acct: str) -> None:
         url = self.config.stream_base + "/v3/accounts/" + acct + "/transactions/stream"
         delivered = self._delivered
+        loop = asyncio.get_running_loop()
+        cids = self._cid_map(acct)
+        # An order-create line is held until the next line shows whether the
+        # same batch filled or cancelled it (then the fill/cancel alone is
+        # reported, as in responses); a short timer bounds the hold.
+        held: list = []  # [event, batchID, orderID, timer]
+
+        def flush() -> None:
+            if held:
+                ev, _, _, timer = held
+                held.clear()
+                timer.cancel()
+                self._emit(ev)
 
         async def on_open() -> None:
+            flush()
             # The stream is open before the replay, so anything newer than the
             # replay's snapshot is already queued on it: no gap between them.
             await self._recover(acct)
@@ -646,23 +655,45 @@ class OandaBroker(Broker):
             self.stats["heartbeat_gaps"] += 1
             await self._recover(acct)
             if t is not None:
-                self._deliver(acct, t)
+                on_line(t)
 
         def on_line(t: dict):
             tid = t.get("id")
-            if tid is not None:
-                # Transaction ids are consecutive per account: a jump means the
-                # stream skipped something, so replay before going on.
-                if int(tid) > delivered.get(acct, 0) + 1:
-                    return gap(t)
-                self._deliver(acct, t)
+            if tid is None:
+                flush()
+                lt = t.get("lastTransactionID")
+                if lt and int(lt) > delivered.get(acct, 0):
+                    return gap(None)
                 return None
-            lt = t.get("lastTransactionID")
-            if lt and int(lt) > delivered.get(acct, 0):
-                return gap(None)
+            # Transaction ids are consecutive per account: a jump means the
+            # stream skipped something, so replay before going on.
+            if int(tid) > delivered.get(acct, 0) + 1:
+                flush()
+                return gap(t)
+            if not self._advance(acct, t):
+                return None
+            typ = t.get("type")
+            if held:
+                if (typ == "ORDER_FILL" or typ == "ORDER_CANCEL") and t.get("orderID") == held[2] and t.get(
+                    "batchID"
+                ) == held[1]:
+                    held[3].cancel()
+                    held.clear()
+                else:
+                    flush()
+            ev = wire.txn_event(acct, t, "", cids)
+            if ev is None:
+                return None
+            if typ in wire.ORDER_CREATE_TYPES and t.get("reason") == "CLIENT_ORDER":
+                held.extend((ev, t.get("batchID"), tid, loop.call_later(0.05, flush)))
+                return None
+            self._emit(ev)
             return None
 
-        await self._stream_loop("txn", url, None, on_open, on_line)
+        try:
+            await self._stream_loop("txn", url, None, on_open, on_line)
+        finally:
+            flush()
 
     async def subscribe_prices(self, instruments: Sequence[str]) -> None:
         wanted = tuple(sorted(set(self._price_instruments) | set(instruments)))

@@ -249,6 +249,8 @@ def txn_event(account_id: str, t: dict, message: str = "", client_ids: Optional[
             trades_closed=closed,
         )
     if typ == "ORDER_CANCEL":
+        if t.get("reason") == "CLIENT_REQUEST_REPLACED":
+            return None  # implied by the OrderReplaced of the replacing order
         oid = t["orderID"]
         cid = t.get("clientOrderID") or (client_ids.get(oid) if client_ids else None)
         return OrderCancelled(
@@ -288,18 +290,38 @@ def txn_event(account_id: str, t: dict, message: str = "", client_ids: Optional[
     return None
 
 
+def txns_events(account_id: str, txns: list, message: str = "", client_ids: Optional[dict] = None) -> list:
+    """Events of consecutive transactions (one response, a sinceid page, a
+    replay), with the same rule as the in-process simulated broker: an order
+    that filled or was cancelled in the batch that created it is reported by
+    that fill/cancel alone, so ``OrderAccepted`` always means "working"."""
+    done = set()
+    for t in txns:
+        typ = t.get("type")
+        if typ == "ORDER_FILL" or typ == "ORDER_CANCEL":
+            done.add((t.get("batchID"), t.get("orderID")))
+    out = []
+    for t in txns:
+        if done and t.get("type") in ORDER_CREATE_TYPES and t.get("reason") == "CLIENT_ORDER" and (
+            t.get("batchID"),
+            t.get("id"),
+        ) in done:
+            cid = client_id_of(t)
+            if client_ids is not None and cid:
+                client_ids[t["id"]] = cid
+            continue
+        ev = txn_event(account_id, t, message, client_ids)
+        if ev is not None:
+            out.append(ev)
+    return out
+
+
 def response_events(account_id: str, body: dict, keys: tuple[str, ...], client_ids: Optional[dict] = None) -> list:
     """Events of a 2xx/4xx order-ish response, in transaction-id order."""
     txns = [body[k] for k in keys if k in body]
     if len(txns) > 1:
         txns.sort(key=lambda t: int(t["id"]))
-    msg = body.get("errorMessage", "")
-    out = []
-    for t in txns:
-        ev = txn_event(account_id, t, msg, client_ids)
-        if ev is not None:
-            out.append(ev)
-    return out
+    return txns_events(account_id, txns, body.get("errorMessage", ""), client_ids)
 
 
 CREATE_KEYS = (
