@@ -28,6 +28,29 @@ _SECRETS: set[str] = set()
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
+def _install_record_factory() -> None:
+    """Stamp each record with the request id *when it is created*: handlers
+    that format later (queues, test capture) would otherwise see whatever
+    request is current at format time, or none."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_fastexec", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        rid = request_id_var.get()
+        if rid is not None:
+            # a private name, so callers may still pass extra={"request_id": ...}
+            record._request_id = rid
+        return record
+
+    factory._fastexec = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+_install_record_factory()
+
+
 def register_secret(*values: Optional[str]) -> None:
     for v in values:
         if v and len(v) >= 4:
@@ -59,7 +82,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        rid = getattr(record, "request_id", None) or request_id_var.get()
+        rid = getattr(record, "request_id", None) or getattr(record, "_request_id", None)
         if rid:
             out["request_id"] = rid
         for key, value in record.__dict__.items():

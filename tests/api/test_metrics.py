@@ -1,0 +1,62 @@
+"""Prometheus exposition on its own aiohttp site, with the seed's names and labels."""
+from __future__ import annotations
+
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from fastexec.metrics import label_token, metrics_app
+
+
+async def _scrape(api) -> dict:
+    client = TestClient(TestServer(metrics_app(api.metrics), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        resp = await client.get("/metrics")
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = await resp.text()
+    finally:
+        await client.close()
+    samples = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            samples.setdefault(s.name, []).append(s)
+    return samples
+
+
+async def test_seed_metric_names_and_labels(api):
+    acct = api.accounts[0]
+    await api.call("POST", "/api/v1/orders", json_body=api.order(units=2000))
+    await api.call("POST", "/api/v1/orders", json_body=api.order(type="limit", price="0.5"))
+    await api.call("POST", "/api/v1/orders", json_body=api.order(units=5_000_000))
+    await api.call("POST", f"/api/v1/risk/{api.accounts[1]}/kill-switch?reason=Emergency Stop!")
+
+    m = await _scrape(api)
+    count = [s for s in m["execution_order_duration_seconds_count"]]
+    assert {tuple(sorted(s.labels)) for s in count} == {("instrument", "order_type", "result")}
+    totals = {(s.labels["order_type"], s.labels["status"], s.labels["result"]): s.value for s in m["execution_orders_total"]}
+    assert totals[("market", "filled", "success")] == 1
+    assert any(k[0] == "limit" and k[2] == "success" for k in totals)
+    assert any(k[2] == "denied" for k in totals)
+    assert set(m["execution_orders_total"][0].labels) == {"order_type", "instrument", "status", "result"}
+
+    active = {s.labels["account_id"]: s.value for s in m["execution_active_orders"]}
+    assert active[acct] == 1
+    positions = {(s.labels["account_id"], s.labels["instrument"]): s.value for s in m["execution_open_positions"]}
+    assert positions[(acct, "EUR_USD")] == 2000
+    mem = {s.labels["component"]: s.value for s in m["execution_memory_usage_bytes"]}
+    assert mem["process"] > 10_000_000
+    assert "process" in {s.labels["component"] for s in m["execution_cpu_usage_percent"]}
+    viol = m["execution_risk_violations_total"]
+    assert viol and set(viol[0].labels) == {"account_id", "violation_type"}
+    ks = {(s.labels["account_id"], s.labels["reason"]): s.value for s in m["execution_kill_switch_activations_total"]}
+    assert ks[(api.accounts[1], "emergency_stop")] == 1
+    assert {s.labels["account_id"]: s.value for s in m["execution_kill_switch_active"]}[api.accounts[1]] == 1
+    assert "execution_slippage_basis_points_count" in m or "execution_slippage_basis_points_bucket" not in m
+
+
+def test_label_tokens_are_bounded():
+    assert label_token("Emergency Stop!") == "emergency_stop"
+    assert label_token("") == "unspecified"
+    assert label_token("x" * 100) == "x" * 32
+    assert label_token('a"}\n{b') == "a_b"
