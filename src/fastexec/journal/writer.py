@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -66,6 +67,8 @@ class WriterStats:
     bytes: int = 0
     max_batch: int = 0
     rotations: int = 0
+    sync_ns: int = 0  # time spent in write + fsync, summed over batches (the disk's share of ack latency)
+    max_sync_ns: int = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -285,6 +288,7 @@ class JournalWriter:
 
     def _write_batch(self, data: bytes, last: int) -> None:
         fd = self._fd
+        t0 = time.perf_counter_ns()
         view = memoryview(data)
         while view:
             n = os.write(fd, view)
@@ -294,6 +298,10 @@ class JournalWriter:
             os.fsync(fd)
         elif self.durability is Durability.FDATASYNC:
             os.fdatasync(fd)
+        took = time.perf_counter_ns() - t0
+        self.stats.sync_ns += took
+        if took > self.stats.max_sync_ns:
+            self.stats.max_sync_ns = took
         if self._segment_size >= self.segment_bytes:
             self._rotate(last + 1)
 

@@ -1,0 +1,159 @@
+"""Journal throughput and the latency it adds to submit -> ack.
+
+    python bench/journal_bench.py [--rates 1000,10000] [--duration 5] [--mode fsync] [--dir DIR]
+
+Open loop: orders arrive on a fixed schedule (``rate`` per second, as a
+strategy would send them, whether or not the journal keeps up); each one is
+journaled with ``Journal.write`` and its latency is measured from its
+*scheduled* arrival to the moment its batch is durable — so a stalled fsync
+shows up in the figures instead of silently slowing the generator down
+(no coordinated omission). That latency is exactly what journaling adds to an
+acknowledgement: the engine acks right after the write returns.
+
+Also reports the closed-loop ceiling: N concurrent appenders as fast as the
+disk allows, and the bare fsync latency of the same disk measured in the same
+run (the floor of any durable ack).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+from fastexec.journal import Journal
+
+
+def order_record(i: int) -> dict:
+    # the size of a real order.submitted record (about 330 bytes encoded)
+    return {"type": "order.submitted", "order_id": f"E{i:012d}", "client_order_id": f"fx-{i:012d}",
+            "account_id": "101-001-0000001-001", "instrument": "EUR_USD", "side": "buy", "units": 10000,
+            "order_type": "limit", "price": 1_105_230_000, "stop_price": None, "trailing_distance": None,
+            "time_in_force": "GTC", "gtd_time_ns": None, "stop_loss": {"price": 1_100_000_000, "distance": None,
+                                                                       "guaranteed": False},
+            "take_profit": None, "trailing_stop_distance": None, "request_id": f"req-{i}", "emulated": False}
+
+
+def pct(values: list[int], p: float) -> float:
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, int(round(p / 100 * (len(values) - 1)))))
+    return values[k] / 1000  # ns -> us
+
+
+def bare_fsync_us(directory: str, n: int = 200) -> float:
+    path = os.path.join(directory, "fsync-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        samples = []
+        for _ in range(n):
+            t = time.perf_counter_ns()
+            os.write(fd, b"x" * 330)
+            os.fsync(fd)
+            samples.append(time.perf_counter_ns() - t)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return statistics.median(samples) / 1000
+
+
+async def open_loop(directory: str, rate: int, duration: float, mode: str) -> dict:
+    j = Journal(directory, durability=mode)
+    j.open()
+    loop = asyncio.get_running_loop()
+    lat: list[int] = []
+    pending: set = set()
+    total = int(rate * duration)
+    interval_ns = 1_000_000_000 // rate
+
+    async def one(i: int, due: int) -> None:
+        await j.write(order_record(i))
+        lat.append(time.perf_counter_ns() - due)
+
+    start = time.perf_counter_ns()
+    sent = 0
+    while sent < total:
+        now = time.perf_counter_ns()
+        due_count = min(total, (now - start) // interval_ns + 1)
+        while sent < due_count:
+            t = loop.create_task(one(sent, start + sent * interval_ns))
+            pending.add(t)
+            t.add_done_callback(pending.discard)
+            sent += 1
+        await asyncio.sleep(0.0005)
+    await asyncio.gather(*pending)
+    elapsed = (time.perf_counter_ns() - start) / 1e9
+    st = j.writer.stats
+    await j.close()
+    return {"rate": rate, "mode": mode, "orders": total, "elapsed_s": elapsed, "achieved_per_s": total / elapsed,
+            "p50_us": pct(lat, 50), "p90_us": pct(lat, 90), "p99_us": pct(lat, 99), "max_us": max(lat) / 1000,
+            "batches": st.batches, "mean_batch": st.records / st.batches, "max_batch": st.max_batch,
+            "mean_sync_us": st.sync_ns / st.batches / 1000, "max_sync_us": st.max_sync_ns / 1000}
+
+
+async def closed_loop(directory: str, clients: int, duration: float, mode: str) -> dict:
+    j = Journal(directory, durability=mode)
+    j.open()
+    stop = time.perf_counter() + duration
+    count = 0
+
+    async def client(k: int) -> None:
+        nonlocal count
+        i = 0
+        while time.perf_counter() < stop:
+            await j.write(order_record(k * 10_000_000 + i))
+            i += 1
+            count += 1
+
+    t = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    elapsed = time.perf_counter() - t
+    st = j.writer.stats
+    await j.close()
+    return {"clients": clients, "mode": mode, "records_per_s": count / elapsed, "mean_batch": st.records / st.batches,
+            "fsyncs_per_s": st.batches / elapsed, "mb_per_s": st.bytes / elapsed / 1e6}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rates", default="1000,10000")
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--mode", default="fsync", choices=("fsync", "fdatasync", "none"))
+    ap.add_argument("--clients", type=int, default=512)
+    ap.add_argument("--dir", default=None, help="where to write (default: a temp dir under the working directory's disk)")
+    args = ap.parse_args(argv)
+    try:
+        import uvloop
+
+        uvloop.install()
+        loop_name = "uvloop"
+    except ImportError:  # pragma: no cover
+        loop_name = "asyncio"
+    base = args.dir or tempfile.mkdtemp(prefix="journal-bench-", dir=os.getcwd())
+    os.makedirs(base, exist_ok=True)
+    try:
+        print(f"# journal bench: mode={args.mode} loop={loop_name} dir={base} python={sys.version.split()[0]}")
+        print(f"bare write+fsync of one record on this disk: median {bare_fsync_us(base):.0f} us")
+        for rate in (int(r) for r in args.rates.split(",")):
+            d = os.path.join(base, f"open-{rate}")
+            r = asyncio.run(open_loop(d, rate, args.duration, args.mode))
+            print(f"open loop {r['rate']:>6}/s x {args.duration:g}s: achieved {r['achieved_per_s']:.0f}/s  "
+                  f"added latency p50 {r['p50_us']:.0f} us  p90 {r['p90_us']:.0f} us  p99 {r['p99_us']:.0f} us  "
+                  f"max {r['max_us']:.0f} us  | {r['batches']} fsyncs, mean batch {r['mean_batch']:.1f}, "
+                  f"max batch {r['max_batch']}, write+fsync mean {r['mean_sync_us']:.0f} us max {r['max_sync_us']:.0f} us")
+            shutil.rmtree(d, ignore_errors=True)
+        d = os.path.join(base, "closed")
+        r = asyncio.run(closed_loop(d, args.clients, args.duration, args.mode))
+        print(f"closed loop {r['clients']} appenders: {r['records_per_s']:.0f} records/s durable, "
+              f"{r['fsyncs_per_s']:.0f} fsyncs/s, mean batch {r['mean_batch']:.1f}, {r['mb_per_s']:.1f} MB/s")
+    finally:
+        if args.dir is None:
+            shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
