@@ -54,6 +54,7 @@ function render(spec){
   const root=document.getElementById("ops");const groups={};
   for(const path in spec.paths){for(const method in spec.paths[path]){const op=spec.paths[path][method];const tag=(op.tags||["other"])[0];(groups[tag]=groups[tag]||[]).push([method.toUpperCase(),path,op]);}}
   for(const tag in groups){root.appendChild(el("h2",{text:tag}));for(const [method,path,op] of groups[tag])root.appendChild(renderOp(spec,method,path,op));}
+  const target=location.hash&&document.getElementById(location.hash.slice(1));if(target){target.open=true;target.scrollIntoView();}
 }
 function renderOp(spec, method, path, op){
   const d=el("details",{class:"op",id:op.operationId});
