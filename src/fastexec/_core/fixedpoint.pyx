@@ -9,7 +9,7 @@ code instead of being rounded, because a silently rounded price or unit count is
 an order the user did not ask for.
 
 Python ``int`` is the only accepted numeric type: ``bool`` (an ``int``
-subclass) and ``float`` raise ``TypeError`` so a float can never leak in.
+subclass) and floating-point numbers raise ``TypeError``, so binary fractions never leak in.
 """
 from libc.stdint cimport int64_t
 

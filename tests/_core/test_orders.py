@@ -1,0 +1,334 @@
+"""Order state machine (exhaustive over the table) and the order store."""
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastexec._core.orders import (
+    PREVIOUS,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    InvalidTransition,
+    OrderError,
+    OrderEvent,
+    OrderState,
+    OrderStore,
+    next_state,
+)
+
+S, E = OrderState, OrderEvent
+UNITS = 100
+
+# How to bring a fresh order (units=100) into each state, and the working state
+# a PREVIOUS transition must return to from there.
+PATHS = {
+    S.PENDING_SUBMIT: ([], False, None),
+    S.SUBMITTED: ([E.ACCEPT], False, None),
+    S.EMULATED: ([], True, None),
+    S.TRIGGERED: ([E.TRIGGER], True, None),
+    S.PARTIALLY_FILLED: ([E.ACCEPT, ("fill", 40)], False, None),
+    S.FILLED: ([E.ACCEPT, ("fill", 100)], False, None),
+    S.PENDING_CANCEL: ([E.ACCEPT, E.CANCEL_REQUEST], False, S.SUBMITTED),
+    S.PENDING_REPLACE: ([E.ACCEPT, ("fill", 40), E.REPLACE_REQUEST], False, S.PARTIALLY_FILLED),
+    S.CANCELLED: ([E.CANCEL], False, None),
+    S.REJECTED: ([E.REJECT], False, None),
+    S.EXPIRED: ([E.ACCEPT, E.EXPIRE], False, None),
+}
+
+
+def make(store, oid, state):
+    steps, emulated, _ = PATHS[state]
+    store.add(oid, 0, 1, UNITS, price=1_100_000_000, emulated=emulated)
+    for step in steps:
+        if isinstance(step, tuple):
+            store.fill(oid, step[1])
+        else:
+            store.apply(oid, step)
+    assert store.state_of(oid) == state
+    return oid
+
+
+def do(store, oid, event):
+    """Deliver one event the way the engine would."""
+    filled = store.get(oid)[3]
+    if event == E.FILL:
+        return store.fill(oid, UNITS - filled)
+    if event == E.PARTIAL_FILL:
+        return store.fill(oid, 10)
+    if event == E.REPLACE:
+        return store.replace(oid, 200, 1_100_100_000)
+    return store.apply(oid, event)
+
+
+@pytest.fixture
+def store():
+    return OrderStore(max_accounts=4, n_instruments=18)
+
+
+def test_enums_cover_the_required_states_and_events():
+    assert {s.name for s in S} == {
+        "PENDING_SUBMIT", "SUBMITTED", "EMULATED", "TRIGGERED", "PARTIALLY_FILLED", "FILLED",
+        "PENDING_CANCEL", "PENDING_REPLACE", "CANCELLED", "REJECTED", "EXPIRED"}
+    assert {e.name for e in E} == {
+        "SUBMIT", "ACCEPT", "REJECT", "TRIGGER", "PARTIAL_FILL", "FILL", "CANCEL_REQUEST",
+        "CANCEL", "CANCEL_REJECT", "REPLACE_REQUEST", "REPLACE", "REPLACE_REJECT", "EXPIRE"}
+
+
+def test_every_path_reaches_its_state(store):
+    assert set(PATHS) == set(S)
+    for state in S:
+        make(store, f"o-{state.name}", state)
+
+
+@pytest.mark.parametrize("state,event", list(itertools.product(S, E)),
+                         ids=lambda v: v.name)
+def test_every_state_event_pair_moves_as_the_table_says_or_raises(store, state, event):
+    oid = make(store, "o", state)
+    before = store.get(oid)
+    expected = TRANSITIONS.get((state, event))
+    if expected is None:
+        with pytest.raises(InvalidTransition) as e:
+            do(store, oid, event)
+        assert (e.value.state, e.value.event) == (state, event)
+        assert e.value.code == "INVALID_TRANSITION"
+        assert state.name in str(e.value) and event.name in str(e.value) and "'o'" in str(e.value)
+        assert store.get(oid) == before  # nothing changed
+    else:
+        if expected is PREVIOUS:
+            expected = PATHS[state][2]
+        assert do(store, oid, event) == expected
+        assert store.state_of(oid) == expected
+
+
+def test_terminal_states_take_no_event_and_others_have_an_exit():
+    for state in S:
+        exits = [e for e in E if (state, e) in TRANSITIONS]
+        assert (not exits) == (state in TERMINAL_STATES), state
+
+
+def test_next_state_is_the_table():
+    for (s, e), t in TRANSITIONS.items():
+        assert next_state(s, e, previous=S.SUBMITTED) == (S.SUBMITTED if t is PREVIOUS else t)
+    with pytest.raises(InvalidTransition):
+        next_state(S.FILLED, E.FILL)
+
+
+# --- the real-world edges ------------------------------------------------------
+
+def test_fill_after_cancel_request_completes_the_order(store):
+    make(store, "o", S.PENDING_CANCEL)
+    assert store.fill("o", 100) == S.FILLED
+    with pytest.raises(InvalidTransition):
+        store.apply("o", E.CANCEL)  # the late cancel confirmation is an error to look at
+
+
+def test_partial_fill_during_cancel_then_cancel_reject_returns_to_partially_filled(store):
+    make(store, "o", S.PENDING_CANCEL)
+    assert store.fill("o", 30) == S.PENDING_CANCEL
+    assert store.apply("o", E.CANCEL_REJECT) == S.PARTIALLY_FILLED
+    assert store.get("o")[3] == 30
+
+
+def test_partial_fill_then_cancel(store):
+    make(store, "o", S.SUBMITTED)
+    assert store.fill("o", 40) == S.PARTIALLY_FILLED
+    assert store.apply("o", E.CANCEL_REQUEST) == S.PENDING_CANCEL
+    assert store.apply("o", E.CANCEL) == S.CANCELLED
+    assert store.get("o")[3] == 40
+
+
+def test_fill_while_replace_pending(store):
+    make(store, "o", S.SUBMITTED)
+    store.apply("o", E.REPLACE_REQUEST)
+    assert store.fill("o", 20) == S.PENDING_REPLACE
+    assert store.replace("o", 150, 1_100_000_000) == S.PARTIALLY_FILLED
+    assert store.get("o")[2:4] == (150, 20)
+    store.apply("o", E.REPLACE_REQUEST)
+    assert store.fill("o", 130) == S.FILLED
+
+
+def test_cancel_reject_returns_to_previous_working_state(store):
+    make(store, "o", S.SUBMITTED)
+    store.apply("o", E.CANCEL_REQUEST)
+    assert store.apply("o", E.CANCEL_REJECT) == S.SUBMITTED
+
+
+def test_accept_after_cancel_request_sent_before_ack(store):
+    store.add("o", 0, 1, 100)
+    assert store.apply("o", E.CANCEL_REQUEST) == S.PENDING_CANCEL
+    assert store.apply("o", E.ACCEPT) == S.PENDING_CANCEL
+    assert store.apply("o", E.CANCEL_REJECT) == S.SUBMITTED
+
+
+def test_cancel_request_while_replace_pending_then_reject(store):
+    make(store, "o", S.SUBMITTED)
+    store.apply("o", E.REPLACE_REQUEST)
+    assert store.apply("o", E.CANCEL_REQUEST) == S.PENDING_CANCEL
+    assert store.apply("o", E.CANCEL_REJECT) == S.SUBMITTED
+
+
+def test_emulated_order_lifecycle(store):
+    store.add("o", 1, 2, -500, price=1_100_000_000, stop_price=1_090_000_000, emulated=True)
+    store.set_stop_price("o", 1_095_000_000)
+    assert store.get("o")[5] == 1_095_000_000
+    assert store.apply("o", E.TRIGGER) == S.TRIGGERED
+    with pytest.raises(OrderError):
+        store.set_stop_price("o", 1)  # only while emulated
+    assert store.apply("o", E.SUBMIT) == S.PENDING_SUBMIT
+    assert store.apply("o", E.ACCEPT) == S.SUBMITTED
+    assert store.fill("o", -500) == S.FILLED
+
+
+# --- fills ---------------------------------------------------------------------------
+
+def test_overfill_raises_and_leaves_order_unchanged(store):
+    make(store, "o", S.PARTIALLY_FILLED)
+    before = store.get("o")
+    with pytest.raises(OrderError) as e:
+        store.fill("o", 61)
+    assert e.value.code == "OVERFILL"
+    assert store.get("o") == before
+
+
+@pytest.mark.parametrize("units", [0, -10])
+def test_fill_with_wrong_sign_or_zero_raises(store, units):
+    make(store, "o", S.SUBMITTED)
+    with pytest.raises(OrderError) as e:
+        store.fill("o", units)
+    assert e.value.code == "INVALID_FILL"
+    assert store.state_of("o") == S.SUBMITTED
+
+
+def test_apply_refuses_fill_and_replace_events(store):
+    make(store, "o", S.SUBMITTED)
+    for ev in (E.FILL, E.PARTIAL_FILL, E.REPLACE):
+        with pytest.raises(OrderError):
+            store.apply("o", ev)
+
+
+def test_replace_below_filled_units_raises(store):
+    make(store, "o", S.PENDING_REPLACE)  # 40 filled
+    with pytest.raises(OrderError) as e:
+        store.replace("o", 40)
+    assert e.value.code == "INVALID_UNITS"
+
+
+# --- ids, validation ---------------------------------------------------------------------
+
+def test_duplicate_and_unknown_ids(store):
+    store.add("o", 0, 0, 1)
+    with pytest.raises(OrderError) as e:
+        store.add("o", 0, 0, 1)
+    assert e.value.code == "DUPLICATE_ORDER_ID"
+    with pytest.raises(OrderError) as e:
+        store.apply("nope", E.ACCEPT)
+    assert e.value.code == "UNKNOWN_ORDER"
+
+
+@pytest.mark.parametrize("args,code", [
+    ((4, 0, 1), "UNKNOWN_ACCOUNT"), ((-1, 0, 1), "UNKNOWN_ACCOUNT"),
+    ((0, 18, 1), "UNKNOWN_INSTRUMENT"), ((0, 0, 0), "INVALID_UNITS"),
+    ((0, 0, 10**12 + 1), "INVALID_UNITS"),
+])
+def test_add_validates_indexes_and_units(store, args, code):
+    with pytest.raises(OrderError) as e:
+        store.add("o", *args)
+    assert e.value.code == code
+    assert "o" not in store
+
+
+def test_add_refuses_negative_price(store):
+    with pytest.raises(OrderError) as e:
+        store.add("o", 0, 0, 1, price=-1)
+    assert e.value.code == "INVALID_PRICE"
+
+
+# --- working counts and eviction --------------------------------------------------------------
+
+def test_working_counts_follow_non_terminal_orders(store):
+    store.add("a", 0, 3, 10)
+    store.add("b", 0, 3, -10, emulated=True)
+    store.add("c", 0, 4, 10)
+    store.add("d", 1, 3, 10)
+    assert store.working_count(0, 3) == 2
+    assert store.working_count_account(0) == 3
+    store.apply("a", E.ACCEPT)
+    store.fill("a", 10)
+    store.apply("b", E.CANCEL)
+    assert store.working_count(0, 3) == 0
+    assert store.working_count(0, 4) == 1
+    assert store.working_count(1, 3) == 1
+    assert store.working_count_account(0) == 1
+
+
+def test_evict_only_terminal_orders_and_reuse_slots(store):
+    store.add("a", 0, 0, 10)
+    with pytest.raises(OrderError) as e:
+        store.evict("a")
+    assert e.value.code == "NOT_TERMINAL"
+    slot = store.index_of("a")
+    store.apply("a", E.REJECT)
+    store.evict("a")
+    assert "a" not in store and len(store) == 0
+    assert store.add("b", 0, 0, 5) == slot
+
+
+def test_evict_terminal_keeps_the_newest(store):
+    for n in range(5):
+        store.add(f"o{n}", 0, 0, 1)
+        store.apply(f"o{n}", E.CANCEL)
+    store.add("live", 0, 0, 1)
+    assert store.evict_terminal(keep=2) == 3
+    assert [f"o{n}" in store for n in range(5)] == [False, False, False, True, True]
+    assert "live" in store
+
+
+def test_store_memory_is_bounded_by_max_orders():
+    s = OrderStore(1, 1, capacity=2, max_orders=4)
+    for n in range(4):
+        s.add(f"o{n}", 0, 0, 1)
+    s.apply("o1", E.REJECT)
+    s.apply("o2", E.REJECT)
+    s.add("o4", 0, 0, 1)  # full: reuses the oldest terminal slot
+    assert "o1" not in s and "o2" in s and s.capacity == 4
+    s.add("o5", 0, 0, 1)
+    with pytest.raises(OrderError) as e:
+        s.add("o6", 0, 0, 1)
+    assert e.value.code == "STORE_FULL"
+
+
+# --- random walks: invariants hold whatever the broker sends -------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(list(E)),
+                          st.integers(1, 60)), max_size=80))
+def test_random_event_streams_keep_counts_and_fills_consistent(events):
+    s = OrderStore(2, 3)
+    ids = [f"o{n}" for n in range(6)]
+    for n, oid in enumerate(ids):
+        s.add(oid, n % 2, n % 3, 100 if n % 2 else -100, emulated=(n == 5))
+    for n, ev, qty in events:
+        oid = ids[n]
+        _, _, units, filled, _, _, state = s.get(oid)
+        try:
+            if ev in (E.FILL, E.PARTIAL_FILL):
+                s.fill(oid, units - filled if ev == E.FILL else (qty if units > 0 else -qty))
+            elif ev == E.REPLACE:
+                s.replace(oid, units, 0)
+            else:
+                s.apply(oid, ev)
+        except InvalidTransition as e:
+            assert TRANSITIONS.get((state, ev)) is None or ev == E.PARTIAL_FILL
+            assert s.get(oid)[6] == state
+        except OrderError as e:
+            assert e.code in ("OVERFILL", "INVALID_UNITS")
+    for a in range(2):
+        for i in range(3):
+            live = [o for n, o in enumerate(ids)
+                    if n % 2 == a and n % 3 == i and s.get(o)[6] not in TERMINAL_STATES]
+            assert s.working_count(a, i) == len(live)
+    for oid in ids:
+        _, _, units, filled, _, _, state = s.get(oid)
+        assert abs(filled) <= abs(units) and (filled == 0 or (filled > 0) == (units > 0))
+        assert (state == S.FILLED) == (filled == units)
