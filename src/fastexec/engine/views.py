@@ -1,0 +1,340 @@
+"""Read-only snapshots the engine hands out.
+
+A view is taken at one instant and never changes afterwards, so a caller can
+keep it, compare it, or serialise it later without racing the event loop.
+Fields are ints at the core's scales (prices PRICE_SCALE, money MONEY_SCALE in
+the account currency, rates RATE_SCALE); ``to_dict()`` gives the JSON wire form:
+prices as decimal strings at the instrument's display precision, money at 4
+places (rounded half-even for display only), rates as exact decimals,
+timestamps as RFC 3339 UTC with nanoseconds, like v20.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from fastexec._core.fixedpoint import format_money, format_price, format_rate
+
+from .types import ExitSpec
+
+
+def _ts(ns: Optional[int]) -> Optional[str]:
+    if ns is None:
+        return None
+    secs, frac = divmod(ns, 1_000_000_000)
+    import time as _time
+
+    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+def _px(value: Optional[int], precision: int) -> Optional[str]:
+    return None if value is None else format_price(value, precision)
+
+
+def _avg_px(value: Optional[int], precision: int) -> Optional[str]:
+    """Average prices can carry more decimals than the instrument quotes."""
+    return None if value is None else format_price(value, 9).rstrip("0").rstrip(".") if value % (10 ** (9 - precision)) else format_price(value, precision)
+
+
+def _money(value: Optional[int]) -> Optional[str]:
+    return None if value is None else format_money(value, 4)
+
+
+def _exit(spec: Optional[ExitSpec], precision: int) -> Optional[dict]:
+    if spec is None:
+        return None
+    out: dict = {}
+    if spec.price is not None:
+        out["price"] = format_price(spec.price, precision)
+    if spec.distance is not None:
+        out["distance"] = format_price(spec.distance, precision)
+    if spec.guaranteed:
+        out["guaranteed"] = True
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    """One order as the engine knows it. ``order_id`` never changes, even
+    when the broker replaces the order and gives it a new ``broker_order_id``.
+
+    ``status`` is the lower-case OrderState name. Emulated orders show
+    ``waiting`` until their trigger, then ``triggered`` while the child order
+    is on its way, then the child's state. ``trigger_price`` is the current
+    trigger level (it moves for a trailing-stop entry).
+    """
+
+    order_id: str
+    client_order_id: str
+    broker_order_id: Optional[str]
+    status: str
+    account_id: str
+    instrument: str
+    side: str
+    type: str
+    units: int
+    filled_units: int
+    price: Optional[int]
+    stop_price: Optional[int]
+    trailing_distance: Optional[int]
+    trigger_price: Optional[int]
+    average_fill_price: Optional[int]
+    time_in_force: Optional[str]
+    gtd_time: Optional[int]
+    stop_loss: Optional[ExitSpec]
+    take_profit: Optional[ExitSpec]
+    trailing_stop_distance: Optional[int]
+    created_at: int
+    updated_at: int
+    reject_reason: Optional[str]
+    request_id: Optional[str]
+    timings: dict = field(compare=False)
+    precision: int = field(default=5, repr=False, compare=False)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in _OPEN_STATUSES
+
+    def to_dict(self) -> dict:
+        p = self.precision
+        return {
+            "order_id": self.order_id,
+            "client_order_id": self.client_order_id,
+            "broker_order_id": self.broker_order_id,
+            "status": self.status,
+            "account_id": self.account_id,
+            "instrument": self.instrument,
+            "side": self.side,
+            "type": self.type,
+            "units": str(self.units),
+            "filled_units": str(self.filled_units),
+            "price": _px(self.price, p),
+            "stop_price": _px(self.stop_price, p),
+            "trailing_distance": _px(self.trailing_distance, p),
+            "trigger_price": _px(self.trigger_price, p),
+            "average_fill_price": _avg_px(self.average_fill_price, p),
+            "time_in_force": self.time_in_force,
+            "gtd_time": _ts(self.gtd_time),
+            "stop_loss": _exit(self.stop_loss, p),
+            "take_profit": _exit(self.take_profit, p),
+            "trailing_stop_distance": _px(self.trailing_stop_distance, p),
+            "created_at": _ts(self.created_at),
+            "updated_at": _ts(self.updated_at),
+            "reject_reason": self.reject_reason,
+            "request_id": self.request_id,
+            "timings": dict(self.timings),
+        }
+
+
+_OPEN_STATUSES = frozenset()  # filled in by engine.orders once the core's states are known
+
+
+@dataclass(frozen=True, slots=True)
+class PositionView:
+    """Net position of one account in one instrument (netting, like a
+    non-hedging v20 account). ``units`` is signed; money is in the account
+    currency; ``average_price`` is None when flat."""
+
+    account_id: str
+    instrument: str
+    units: int
+    average_price: Optional[int]
+    realized_pl: int
+    unrealized_pl: int
+    margin_used: int
+    notional: int
+    precision: int = field(default=5, repr=False, compare=False)
+
+    @property
+    def side(self) -> str:
+        return "long" if self.units > 0 else "short" if self.units < 0 else "flat"
+
+    def to_dict(self) -> dict:
+        return {
+            "account_id": self.account_id,
+            "instrument": self.instrument,
+            "side": self.side,
+            "units": str(self.units),
+            "average_price": _avg_px(self.average_price, self.precision),
+            "realized_pl": _money(self.realized_pl),
+            "unrealized_pl": _money(self.unrealized_pl),
+            "margin_used": _money(self.margin_used),
+            "notional": _money(self.notional),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    account_id: str
+    currency: str
+    balance: int
+    nav: int
+    unrealized_pl: int
+    realized_pl: int
+    margin_used: int
+    margin_available: int
+    open_positions: int
+    working_orders: int
+    daily_pl: int
+    trading_state: str
+    kill_switch_active: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "account_id": self.account_id,
+            "currency": self.currency,
+            "balance": _money(self.balance),
+            "nav": _money(self.nav),
+            "unrealized_pl": _money(self.unrealized_pl),
+            "realized_pl": _money(self.realized_pl),
+            "margin_used": _money(self.margin_used),
+            "margin_available": _money(self.margin_available),
+            "open_positions": self.open_positions,
+            "working_orders": self.working_orders,
+            "daily_pl": _money(self.daily_pl),
+            "trading_state": self.trading_state,
+            "kill_switch_active": self.kill_switch_active,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RiskMetrics:
+    """Exposure and limit usage of one account; see ``engine.risk`` for the
+    risk score formula. ``leverage`` and ``margin_utilisation`` are rates
+    (RATE_SCALE); exposure and P&L are money."""
+
+    account_id: str
+    exposure: int
+    net_exposure: int
+    leverage: int
+    margin_utilisation: int
+    daily_pl: int
+    daily_loss_limit: int
+    risk_score: int
+    trading_state: str
+    working_orders: int
+    open_positions: int
+    trading_day_start: int
+
+    def to_dict(self) -> dict:
+        return {
+            "account_id": self.account_id,
+            "exposure": _money(self.exposure),
+            "net_exposure": _money(self.net_exposure),
+            "leverage": format_rate(self.leverage),
+            "margin_utilisation": format_rate(self.margin_utilisation),
+            "daily_pl": _money(self.daily_pl),
+            "daily_loss_limit": _money(self.daily_loss_limit),
+            "risk_score": self.risk_score,
+            "trading_state": self.trading_state,
+            "working_orders": self.working_orders,
+            "open_positions": self.open_positions,
+            "trading_day_start": _ts(self.trading_day_start),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RiskLimitsView:
+    """Limits in force for one account (defaults come from Settings)."""
+
+    account_id: str
+    max_position_size: int
+    max_positions_per_instrument: int
+    max_leverage: int
+    required_margin_ratio: int
+    max_daily_loss: int
+    max_units_per_order: int
+    max_orders_per_second: int
+    max_concurrent_orders: int
+    restricted_instruments: frozenset[str]
+
+    def to_dict(self) -> dict:
+        return {
+            "account_id": self.account_id,
+            "max_position_size": str(self.max_position_size),
+            "max_positions_per_instrument": self.max_positions_per_instrument,
+            "max_leverage": format_rate(self.max_leverage),
+            "required_margin_ratio": format_rate(self.required_margin_ratio),
+            "max_daily_loss": _money(self.max_daily_loss),
+            "max_units_per_order": str(self.max_units_per_order),
+            "max_orders_per_second": self.max_orders_per_second,
+            "max_concurrent_orders": self.max_concurrent_orders,
+            "restricted_instruments": sorted(self.restricted_instruments),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RiskDecision:
+    """Outcome of the risk gateway. ``code`` is "OK" or the stable denial
+    code; ``detail`` is ``key=value`` text naming the value and the limit."""
+
+    allowed: bool
+    code: str
+    detail: str
+    account_id: str
+    trading_state: str
+
+    def to_dict(self) -> dict:
+        return {
+            "allowed": self.allowed,
+            "code": self.code,
+            "detail": self.detail,
+            "account_id": self.account_id,
+            "trading_state": self.trading_state,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class KillSwitchView:
+    """A kill switch (``account_id`` None = global) and what activating it did."""
+
+    account_id: Optional[str]
+    active: bool
+    reason: Optional[str]
+    actor: Optional[str]
+    activated_at: Optional[int]
+    released_by: Optional[str]
+    released_at: Optional[int]
+    cancelled_orders: tuple[str, ...] = ()
+    flattened: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "account_id": self.account_id,
+            "active": self.active,
+            "reason": self.reason,
+            "actor": self.actor,
+            "activated_at": _ts(self.activated_at),
+            "released_by": self.released_by,
+            "released_at": _ts(self.released_at),
+            "cancelled_orders": list(self.cancelled_orders),
+            "flattened": list(self.flattened),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EngineEvent:
+    """What subscribers receive. ``kind`` is one of ``order_accepted,
+    order_working, order_triggered, order_filled, order_partially_filled,
+    order_cancelled, order_expired, order_rejected, order_replaced,
+    exit_filled, position_changed, kill_switch_activated,
+    kill_switch_released, risk_limits_changed, trading_state_changed``.
+    ``data`` is the matching view."""
+
+    kind: str
+    account_id: Optional[str]
+    order_id: Optional[str]
+    time_ns: int
+    request_id: Optional[str]
+    data: object
+
+    def to_dict(self) -> dict:
+        data = self.data.to_dict() if hasattr(self.data, "to_dict") else self.data
+        return {
+            "kind": self.kind,
+            "account_id": self.account_id,
+            "order_id": self.order_id,
+            "time": _ts(self.time_ns),
+            "request_id": self.request_id,
+            "data": data,
+        }
