@@ -26,10 +26,10 @@ async def _scrape(api) -> dict:
 
 async def test_seed_metric_names_and_labels(api):
     acct = api.accounts[0]
-    await api.call("POST", "/api/v1/orders", json_body=api.order(units=2000))
-    await api.call("POST", "/api/v1/orders", json_body=api.order(type="limit", price="0.5"))
-    await api.call("POST", "/api/v1/orders", json_body=api.order(units=5_000_000))
-    await api.call("POST", f"/api/v1/risk/{api.accounts[1]}/kill-switch?reason=Emergency Stop!")
+    assert (await api.call("POST", "/api/v1/orders", json_body=api.order(units=2000)))[0] == 201
+    assert (await api.call("POST", "/api/v1/orders", json_body=api.order(type="limit", price="0.5")))[0] == 201
+    assert (await api.call("POST", "/api/v1/orders", json_body=api.order(units=5_000_000)))[0] == 422
+    assert (await api.call("POST", f"/api/v1/risk/{api.accounts[1]}/kill-switch?reason=Emergency Stop"))[0] == 200
 
     m = await _scrape(api)
     count = [s for s in m["execution_order_duration_seconds_count"]]

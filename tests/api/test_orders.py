@@ -134,16 +134,17 @@ async def test_list_orders_filters(api):
 
 
 async def test_every_order_type_reaches_the_engine(api):
+    # one instrument per working order: the gateway caps working orders per instrument
     cases = [
-        dict(type="market"),
-        dict(type="limit", price="0.5"),
-        dict(type="stop", price="5.0"),
-        dict(type="market_if_touched", price="0.5"),
-        dict(type="stop_limit", price="5.1", stop_price="5.0"),
-        dict(type="trailing_stop", trailing_distance="0.01"),
-        dict(type="fok"),
-        dict(type="ioc"),
-        dict(type="limit", price="0.5", time_in_force="GTD", gtd_time="2099-01-01T00:00:00Z"),
+        dict(type="market", instrument="EUR_USD"),
+        dict(type="limit", price="0.5", instrument="EUR_USD"),
+        dict(type="stop", price="5.0", instrument="GBP_USD"),
+        dict(type="market_if_touched", price="0.5", instrument="AUD_USD"),
+        dict(type="stop_limit", price="5.1", stop_price="5.0", instrument="NZD_USD"),
+        dict(type="trailing_stop", trailing_distance="0.01", instrument="EUR_GBP"),
+        dict(type="fok", instrument="EUR_USD"),
+        dict(type="ioc", instrument="EUR_USD"),
+        dict(type="limit", price="0.5", time_in_force="GTD", gtd_time="2099-01-01T00:00:00Z", instrument="USD_CHF"),
     ]
     for extra in cases:
         st, out, _ = await api.call("POST", "/api/v1/orders", json_body=api.order(**extra))

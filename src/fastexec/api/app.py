@@ -45,6 +45,7 @@ log = logging.getLogger("fastexec.api")
 
 ENGINE_KEY = web.AppKey("fastexec_engine", object)
 API_KEY = web.AppKey("fastexec_api", object)
+RAW_BODY = web.RequestKey("fastexec_raw_body", bytes)
 
 _JSON = "application/json"
 _RID_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
@@ -238,7 +239,7 @@ class Api:
             view = await self._submit(spec, ctx.request_id)
             return 201, view.to_dict()
         # idempotent path: outcome replayed byte for byte
-        raw = ctx.request["fastexec_raw_body"]
+        raw = ctx.request[RAW_BODY]
         digest = IdempotencyStore.digest(raw)
         stored = self.idempotency.begin(ctx.principal.name, key, digest)
         if stored is not None:
@@ -576,7 +577,7 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
             raw = await request.read()
             if len(raw) > MAX_BODY_BYTES:  # pragma: no cover - client_max_size answers first
                 raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=len(raw))
-            request["fastexec_raw_body"] = raw
+            request[RAW_BODY] = raw
             body = body_schema.parse(decode_body(raw))
         elif request.body_exists:
             raw = await request.read()

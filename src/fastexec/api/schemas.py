@@ -55,7 +55,7 @@ class JsonNumber:
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"JsonNumber({self.text})"
 
-    def plain(self) -> str:
+    def plain(self, path: Optional[str] = None) -> str:
         """The literal in plain ``digits[.digits]`` form (exponents expanded).
 
         Expansion is bounded: an exponent that would produce more than
@@ -68,10 +68,10 @@ class JsonNumber:
         try:
             d = Decimal(text)
         except InvalidOperation:  # pragma: no cover - json already checked the grammar
-            raise ValidationError(f"{text!r} is not a number", code="INVALID_NUMBER") from None
+            raise ValidationError(f"{text!r} is not a number", code="INVALID_NUMBER", field=path) from None
         sign, digits, exp = d.as_tuple()
         if not isinstance(exp, int):  # pragma: no cover - NaN/Infinity are not JSON
-            raise ValidationError(f"{text!r} is not a finite number", code="INVALID_NUMBER")
+            raise ValidationError(f"{text!r} is not a finite number", code="INVALID_NUMBER", field=path)
         # strip trailing zeros exactly (no context rounding)
         ds = "".join(map(str, digits)).lstrip("0") or "0"
         if ds == "0":
@@ -81,11 +81,11 @@ class JsonNumber:
             exp += 1
         if exp >= 0:
             if len(ds) + exp > MAX_DECIMAL_TEXT:
-                raise ValidationError(f"{text} is out of range", code="OUT_OF_RANGE")
+                raise ValidationError(f"{path or 'number'} {text} is out of range", code="OUT_OF_RANGE", field=path)
             body = ds + "0" * exp
         else:
             if -exp > MAX_DECIMAL_TEXT:
-                raise ValidationError(f"{text} has too many decimal places", code="PRECISION_EXCEEDED")
+                raise ValidationError(f"{path or 'number'} {text} has too many decimal places", code="PRECISION_EXCEEDED", field=path)
             if len(ds) > -exp:
                 body = ds[: len(ds) + exp] + "." + ds[len(ds) + exp :]
             else:
@@ -287,7 +287,7 @@ class Price(T):
         elif t is JsonNumber:
             if value.text.startswith("-"):
                 raise ValidationError(f"{path} must be greater than 0", code="INVALID_VALUE", field=path)
-            text = value.plain()
+            text = value.plain(path)
         elif t is int:
             text = str(value)
         elif value is None and self.nullable:
@@ -328,7 +328,7 @@ class Units(T):
                 )
             n = int(value)
         elif t is JsonNumber:
-            text = value.plain() if value.text[:1] != "-" else value.text
+            text = value.plain(path) if value.text[:1] != "-" else value.text
             if text.startswith("-"):
                 raise ValidationError(f"{path} must be at least 1", code="INVALID_VALUE", field=path)
             whole, _, frac = text.partition(".")
