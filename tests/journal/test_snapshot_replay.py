@@ -165,3 +165,20 @@ async def test_automatic_snapshots(tmp_path):
     assert j2.engine_state == {"ok": True}
     assert j2.state.to_dict() == fold(recs).to_dict()
     await j2.close()
+
+
+async def test_finished_orders_are_retired_identically_live_and_after_restart(tmp_path):
+    recs = stream(1500, 12)
+    live = JournalState(retain_terminal=50)
+    for i, r in enumerate(recs, 1):
+        live.apply(r, i)
+        if i == 700:
+            cut = live.to_dict()
+    assert sum(o["status"] in ("filled", "cancelled", "rejected") for o in live.orders.values()) == 50
+    resumed = JournalState.from_dict(cut, retain_terminal=50)
+    for i, r in enumerate(recs[700:], 701):
+        resumed.apply(r, i)
+    assert resumed.to_dict() == live.to_dict()
+    # open orders are never retired, and retired client ids are no longer indexed
+    assert all(o["order_id"] in live.orders for o in live.open_orders())
+    assert set(live.by_client.values()) == set(live.orders) - {o for o in live.orders if not live.orders[o].get("client_order_id")}

@@ -164,3 +164,29 @@ def test_a_failed_write_poisons_the_writer(tmp_path):
     assert "FAILED JournalFailedError" in out.stdout, out.stderr
     assert "POISONED" in out.stdout
     assert [r.seq for r in read_records(str(tmp_path))] == [1]
+
+
+async def test_barrier_ends_under_continuous_load(tmp_path):
+    """An ack waits for its own records, not for the stream of later appenders to pause."""
+    w = JournalWriter(str(tmp_path))
+    w.open()
+    stop = False
+
+    async def firehose():
+        i = 0
+        while not stop:
+            w.append(rec(i))
+            i += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.ensure_future(firehose())
+    await asyncio.sleep(0.01)
+    w.append(rec(-1))
+    mine = w.last_seq
+    durable = await asyncio.wait_for(w.barrier(), timeout=30)
+    assert durable >= mine and w.durable_seq >= mine
+    assert w.last_seq > mine  # others kept appending meanwhile
+    stop = True
+    await task
+    await w.close()
+    assert any(r.seq == mine and r.payload["units"] == -1 for r in read_records(str(tmp_path)))

@@ -70,7 +70,11 @@ class Record:
 def encode(seq: int, payload: dict) -> bytes:
     """One complete frame; raises TypeError for payloads orjson cannot encode
     (floats are allowed by JSON but the journal's producers use ints only)."""
-    body = orjson.dumps(payload)
+    return encode_raw(seq, orjson.dumps(payload))
+
+
+def encode_raw(seq: int, body: bytes) -> bytes:
+    """A frame around an already-encoded JSON object (snapshots encode once, on the loop)."""
     if len(body) > MAX_PAYLOAD:
         raise ValueError(f"journal record of {len(body)} bytes exceeds the {MAX_PAYLOAD}-byte limit")
     prefix = _PREFIX.pack(MAGIC, VERSION, len(body), seq)

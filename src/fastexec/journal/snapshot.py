@@ -21,7 +21,9 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from .codec import CorruptJournalError, JournalError, UnsupportedVersionError, scan_bytes, encode
+import orjson
+
+from .codec import CorruptJournalError, UnsupportedVersionError, encode_raw, scan_bytes
 from .reader import list_segments
 from .writer import fsync_dir
 
@@ -54,7 +56,13 @@ def list_snapshots(directory: str) -> list[tuple[int, str]]:
     return out
 
 
-def write_snapshot(directory: str, seq: int, state: dict, *, durable: bool = True) -> str:
+def snapshot_body(seq: int, state: dict) -> bytes:
+    """The encoded snapshot payload; taking it is the moment the state is captured."""
+    return orjson.dumps({"format": SNAPSHOT_FORMAT, "seq": seq, "created_ns": time.time_ns(), "state": state})
+
+
+def write_snapshot(directory: str, seq: int, state: Optional[dict] = None, *, body: Optional[bytes] = None,
+                   durable: bool = True) -> str:
     """Atomically store ``state`` as covering records up to and including ``seq``.
 
     The caller must only pass a ``seq`` whose records are already durable:
@@ -62,8 +70,7 @@ def write_snapshot(directory: str, seq: int, state: dict, *, durable: bool = Tru
     effects that were never acknowledged.
     """
     os.makedirs(directory, exist_ok=True)
-    payload = {"format": SNAPSHOT_FORMAT, "seq": seq, "created_ns": time.time_ns(), "state": state}
-    data = encode(seq, payload)
+    data = encode_raw(seq, body if body is not None else snapshot_body(seq, state))
     final = os.path.join(directory, snapshot_name(seq))
     tmp = os.path.join(directory, f".{snapshot_name(seq)}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 from .codec import Record
 from .reader import read_records
-from .snapshot import Snapshot, apply_retention, load_latest_snapshot, write_snapshot
+from .snapshot import Snapshot, apply_retention, load_latest_snapshot, snapshot_body, write_snapshot
 from .state import JournalState
 from .writer import DEFAULT_SEGMENT_BYTES, Durability, JournalWriter, OpenInfo
 
@@ -130,6 +130,11 @@ class Journal:
     async def flush(self) -> int:
         return await self.writer.flush()
 
+    async def barrier(self) -> int:
+        """Wait until everything appended so far is durable: await this before
+        acknowledging a command whose records were appended synchronously."""
+        return await self.writer.barrier()
+
     # ------------------------------------------------------------------ snapshots
 
     async def snapshot(self, engine_state: Optional[dict] = None) -> str:
@@ -143,11 +148,11 @@ class Journal:
         if engine_state is None and self.state_provider is not None:
             engine_state = self.state_provider()
         seq = self.writer.last_seq
-        body = {"journal": self.state.to_dict(), "engine": engine_state}
-        await self.writer.flush()
+        body = snapshot_body(seq, {"journal": self.state.to_dict(), "engine": engine_state})
+        await self.writer.barrier()
         loop = asyncio.get_running_loop()
         durable = self.durability is not Durability.NONE
-        path = await loop.run_in_executor(None, lambda: write_snapshot(self.directory, seq, body, durable=durable))
+        path = await loop.run_in_executor(None, lambda: write_snapshot(self.directory, seq, body=body, durable=durable))
         await loop.run_in_executor(None, lambda: apply_retention(self.directory, keep_snapshots=self.keep_snapshots))
         log.info("journal snapshot at seq %d: %s", seq, path)
         return path

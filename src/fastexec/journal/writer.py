@@ -119,7 +119,8 @@ class JournalWriter:
         self._next_seq = 1
         self.durable_seq = 0
         self._buf: list[bytes] = []
-        self._batch: Optional[asyncio.Future] = None
+        self._batch: Optional[asyncio.Future] = None  # collecting: the next group
+        self._inflight: Optional[asyncio.Future] = None  # on its way to disk
         self._busy = False
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._executor: Optional[ThreadPoolExecutor] = None
@@ -242,10 +243,12 @@ class JournalWriter:
             return
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastexec-journal")
+        self._inflight = batch
         cf = self._loop.run_in_executor(self._executor, self._write_batch, data, last)
         cf.add_done_callback(lambda f: self._after_write(f, batch, last, count, len(data)))
 
     def _after_write(self, cf: asyncio.Future, batch: asyncio.Future, last: int, count: int, nbytes: int) -> None:
+        self._inflight = None
         exc = cf.exception()
         if exc is not None:
             self._fail(exc, batch)
@@ -314,6 +317,20 @@ class JournalWriter:
         self.stats.rotations += 1
 
     # ------------------------------------------------------------------ close
+
+    async def barrier(self) -> int:
+        """Wait until every record appended so far is durable (not records
+        appended while waiting, so it ends under continuous load, unlike
+        ``flush``); returns durable_seq. This is what an acknowledgement awaits."""
+        target = self._next_seq - 1
+        while self.durable_seq < target:
+            if self._failed is not None:
+                raise JournalFailedError(f"journal is failed: {self._failed!r}")
+            fut = self._batch if self._batch is not None else self._inflight
+            if fut is None:  # pragma: no cover - every undurable record is in one of the two
+                raise RuntimeError("journal records neither queued nor in flight")
+            await asyncio.shield(fut)
+        return self.durable_seq
 
     async def flush(self) -> int:
         """Wait until everything appended so far is durable; returns durable_seq."""
