@@ -1,0 +1,254 @@
+"""The engine with its journal, wrapped from outside: recovery at start, durable acks.
+
+The engine appends plain dict records through its journal seam
+(``Engine(journal=...)`` calling ``journal.append(record)``, synchronously)
+but returns to its caller without waiting for the disk. ``JournaledEngine``
+closes that gap without touching the engine's internals:
+
+* every command method (submit, modify, cancel, close_position, kill switch)
+  returns only after ``Journal.barrier()``: the records the command appended
+  are durable before the caller sees its acknowledgement;
+* ``start()`` opens the journal (snapshot + replay, torn tail dropped),
+  starts the engine, reconciles the journal with the broker
+  (``fastexec.journal.recovery``), restores what the engine lets us restore,
+  and only then returns, so nothing is served from an unreconciled state;
+* a client order id already in the journal is refused after a restart too
+  (``DUPLICATE_CLIENT_ORDER_ID``), so a client retrying an order it never got
+  an answer for cannot make the engine send it twice;
+* ``stop()`` snapshots and closes the journal.
+
+Restoring engine state: when the engine offers ``restore_state(dict)`` it gets
+``JournalState.to_dict()`` (orders with status and broker ids, emulated orders
+with their trigger state, kill switches, risk limits, trading states). Until it
+does, risk limits, trading states and kill switches are re-applied through the
+engine's public methods, and open/emulated orders cannot be re-armed (logged).
+
+``serve_main`` is ``fastexec serve`` with this wrapper in place (journal in
+``$FASTEXEC_DATA_DIR/journal``, durability from ``FASTEXEC_JOURNAL_DURABILITY``).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from typing import Any, Optional, Sequence
+
+from fastexec.config import Settings
+from fastexec.errors import ConflictError, FastexecError
+
+from .recovery import ReconcileReport, recover
+from .store import Journal, OpenReport
+from .writer import DEFAULT_SEGMENT_BYTES, Durability
+
+log = logging.getLogger("fastexec.journal")
+
+DEFAULT_SNAPSHOT_EVERY = 100_000
+
+
+class JournaledEngine:
+    """An ``Engine`` whose acknowledgements wait for the journal; delegates everything else."""
+
+    def __init__(
+        self,
+        settings: Optional[Settings] = None,
+        broker: Any = None,
+        *,
+        journal_dir: Optional[str] = None,
+        durability: Durability | str = Durability.FSYNC,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        keep_snapshots: int = 3,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        unknown_orders: str = "adopt",
+        **engine_kwargs: Any,
+    ) -> None:
+        from fastexec.engine import Engine
+
+        settings = settings if settings is not None else Settings.from_env()
+        self.journal_dir = journal_dir or os.path.join(settings.data_dir, "journal")
+        self.journal = Journal(self.journal_dir, durability=durability, segment_bytes=segment_bytes,
+                               keep_snapshots=keep_snapshots, snapshot_every=snapshot_every)
+        self.engine = Engine(settings, broker, journal=self.journal, **engine_kwargs)
+        self.unknown_orders = unknown_orders
+        self.open_report: Optional[OpenReport] = None
+        self.reconcile_report: Optional[ReconcileReport] = None
+        self.restored: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.open_report = self.journal.open()
+        await self.engine.start()
+        self.reconcile_report = await recover(self.journal, self.engine.broker, accounts=list(self.engine.account_ids),
+                                              unknown_orders=self.unknown_orders)
+        await self._restore()
+        await self.journal.barrier()
+        log.info("journal recovery done", extra={
+            "snapshot_seq": self.open_report.snapshot_seq, "replayed": self.open_report.replayed,
+            "truncated_bytes": self.open_report.truncated_bytes,
+            "corrections": len(self.reconcile_report.corrections), "restored": self.restored})
+
+    async def stop(self) -> None:
+        try:
+            await self.engine.stop()
+        finally:
+            if self.journal.writer is not None and self.journal.writer.failed is None:
+                try:
+                    await self.journal.snapshot()
+                except Exception:  # noqa: BLE001 - the journal itself is intact; the next start replays more
+                    log.exception("journal: snapshot at stop failed")
+            await self.journal.close()
+
+    async def _restore(self) -> None:
+        st = self.journal.state
+        restore = getattr(self.engine, "restore_state", None)
+        if restore is not None:
+            result = restore(st.to_dict())
+            if asyncio.iscoroutine(result):
+                await result
+            self.restored = {"orders": len(st.open_orders()), "kill_switches": len(st.kill_switches)}
+            return
+        accounts = set(self.engine.account_ids)
+        limits = 0
+        for key, values in st.risk_limits.items():
+            targets = accounts if key == "*" else ({key} & accounts)
+            for acct in targets:
+                try:
+                    self.engine.set_risk_limits(acct, **values)
+                    limits += 1
+                except (FastexecError, TypeError) as exc:
+                    log.error("journal: cannot restore risk limits of %s: %s", acct, exc)
+        states = 0
+        for acct, state in st.trading_states.items():
+            if acct in accounts and state != "halted":
+                try:
+                    self.engine.set_trading_state(acct, state)
+                    states += 1
+                except FastexecError as exc:
+                    log.error("journal: cannot restore trading state of %s: %s", acct, exc)
+        switches = 0
+        for key, ks in st.kill_switches.items():
+            acct = None if key == "*" else key
+            if ks.get("active") and (acct is None or acct in accounts):
+                await self.engine.activate_kill_switch(acct, reason=ks.get("reason") or "restored from journal",
+                                                       actor=ks.get("actor") or "journal", flatten=False)
+                switches += 1
+        unrestorable = [o["order_id"] for o in st.open_orders()]
+        if unrestorable:
+            log.warning("journal: the engine has no restore_state(); %d open orders are not re-armed: %s",
+                        len(unrestorable), unrestorable[:20])
+        self.restored = {"risk_limits": limits, "trading_states": states, "kill_switches": switches,
+                         "orders_not_restored": len(unrestorable)}
+
+    # ------------------------------------------------------------------ commands: ack after durable
+
+    async def submit(self, order: Any, *, request_id: Optional[str] = None) -> Any:
+        cid = getattr(order, "client_order_id", None)
+        if cid is not None and cid in self.journal.state.by_client:
+            try:
+                self.engine.get_order(cid)
+                known = True
+            except FastexecError:
+                known = False
+            if not known:  # the engine forgot it in a restart; the journal did not
+                raise ConflictError(f"client_order_id {cid!r} is already in use", code="DUPLICATE_CLIENT_ORDER_ID",
+                                    field="client_order_id")
+        try:
+            return await self.engine.submit(order, request_id=request_id)
+        finally:
+            # also after a failure: whatever the engine recorded (a reject, an
+            # unknown outcome) is durable before the caller hears of it
+            await self.journal.barrier()
+
+    async def modify(self, order_id: str, **changes: Any) -> Any:
+        try:
+            return await self.engine.modify(order_id, **changes)
+        finally:
+            await self.journal.barrier()
+
+    async def cancel(self, order_id: str) -> Any:
+        try:
+            return await self.engine.cancel(order_id)
+        finally:
+            await self.journal.barrier()
+
+    async def close_position(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self.engine.close_position(*args, **kwargs)
+        finally:
+            await self.journal.barrier()
+
+    async def activate_kill_switch(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self.engine.activate_kill_switch(*args, **kwargs)
+        finally:
+            await self.journal.barrier()
+
+    async def release_kill_switch(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self.engine.release_kill_switch(*args, **kwargs)
+        finally:
+            await self.journal.barrier()
+
+    # set_risk_limits / set_trading_state are synchronous in the engine: their
+    # records go out with the next group commit (milliseconds). A caller that
+    # must know they are durable awaits ``journal_barrier()``.
+
+    async def journal_barrier(self) -> int:
+        return await self.journal.barrier()
+
+
+# --------------------------------------------------------------------------- fastexec serve, journaled
+
+
+async def _run(settings: Settings, durability: str) -> int:
+    import signal
+
+    from fastexec.service import Service
+
+    engine = JournaledEngine(settings, durability=durability)
+    await engine.start()
+    service = Service(settings, engine=engine)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            await service.start()
+        except OSError as exc:
+            log.error("cannot start: %s", exc)
+            await service.stop()
+            return 1
+        print(f"fastexec serve (journaled): api http://{settings.host}:{service.port} "
+              f"metrics :{service.metrics_port} journal {engine.journal_dir}", flush=True)
+        await stop.wait()
+        await service.stop()
+    finally:
+        await engine.stop()
+    return 0
+
+
+def serve_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``fastexec serve`` with the journal: same arguments and environment."""
+    from fastexec.config import ConfigError
+    from fastexec.logging import configure_logging
+    from fastexec.service import _loop_factory, build_parser, settings_from_args
+
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        settings = settings_from_args(args)
+        durability = Durability(os.environ.get("FASTEXEC_JOURNAL_DURABILITY", "fsync").strip().lower()).value
+    except (ConfigError, ValueError) as exc:
+        print(f"fastexec serve: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, secrets=[settings.oanda_api_key, *settings.api_tokens])
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_run(settings, durability))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(serve_main())

@@ -1,0 +1,100 @@
+"""The real engine with its journal: acks after durability, recovery after an abandoned process.
+
+A "crash" here is an engine object abandoned without ``stop()`` (its journal
+never closed, no final snapshot) while the venue lives on; the next
+``JournaledEngine`` on the same directory must recover from the files alone.
+The kill -9 version with real processes is ``test_crash_serve.py``.
+"""
+from __future__ import annotations
+
+import pytest
+
+from fastexec.config import Settings
+from fastexec.engine.types import OrderSpec
+from fastexec.journal import read_records
+from fastexec.journal.integration import JournaledEngine
+from fastexec.sim.broker import SimulatedBroker
+from fastexec.sim.venue import Venue
+
+
+def settings() -> Settings:
+    return Settings.from_env({"MAX_ORDERS_PER_SECOND": "10000"}, dotenv=False)
+
+
+@pytest.fixture
+def venue():
+    return Venue(seed=2, accounts=1, balance="100000")
+
+
+async def start(venue, path) -> JournaledEngine:
+    je = JournaledEngine(settings(), SimulatedBroker(venue), journal_dir=str(path))
+    await je.start()
+    return je
+
+
+def spec(acct, cid, units=1000, side="buy", **kw) -> OrderSpec:
+    return OrderSpec(account_id=acct, instrument="EUR_USD", side=side, units=units, client_order_id=cid, **kw)
+
+
+async def test_an_acknowledged_order_is_on_disk_before_the_ack(venue, tmp_path):
+    je = await start(venue, tmp_path)
+    acct = je.account_ids[0]
+    view = await je.submit(spec(acct, "ack-1"))
+    # the ack is back: its records are durable (the writer says so, and they read back from the files)
+    assert je.journal.writer.durable_seq == je.journal.writer.last_seq
+    kinds = [(r.payload["type"], r.payload.get("client_order_id") or r.payload.get("client_id"))
+             for r in read_records(str(tmp_path))]
+    assert ("order.submitted", "ack-1") in kinds and ("broker.filled", "ack-1") in kinds
+    assert view.status == "filled"
+    await je.stop()
+
+
+async def test_state_survives_an_abandoned_engine(venue, tmp_path):
+    je = await start(venue, tmp_path)
+    acct = je.account_ids[0]
+    for i in range(20):
+        await je.submit(spec(acct, f"o-{i}", 1000 + i, "buy" if i % 3 else "sell"))
+    je.set_risk_limits(acct, max_position_size=60_000)
+    await je.activate_kill_switch(acct, reason="drawdown", actor="ops")
+    await je.journal_barrier()
+    positions_before = {p.instrument: p.units for p in je.positions(acct)}
+    journal_before = je.journal.state.to_dict()
+    # crash: nothing stopped, nothing flushed beyond what acks required
+
+    je2 = await start(venue, tmp_path)
+    assert je2.open_report.replayed == journal_before["seq"]
+    assert not [c for c in je2.reconcile_report.corrections if c.kind != "baseline"]
+    assert je2.kill_switch(acct).active and je2.kill_switch(acct).reason == "drawdown"
+    assert je2.risk_limits(acct).max_position_size == 60_000
+    assert {p.instrument: p.units for p in je2.positions(acct)} == positions_before
+    assert je2.account(acct).balance == venue.account(acct).balance
+    for i in range(20):
+        assert je2.journal.state.orders[je2.journal.state.by_client[f"o-{i}"]]["status"] == "filled"
+    await je2.stop()
+
+
+async def test_a_client_retry_after_a_restart_is_not_sent_twice(venue, tmp_path):
+    from fastexec.errors import ConflictError
+
+    je = await start(venue, tmp_path)
+    acct = je.account_ids[0]
+    await je.submit(spec(acct, "once"))
+    je2 = await start(venue, tmp_path)
+    with pytest.raises(ConflictError) as exc:
+        await je2.submit(spec(acct, "once"))
+    assert exc.value.code == "DUPLICATE_CLIENT_ORDER_ID"
+    sent = [t for t in venue.account(acct).txns if t.type == "MARKET_ORDER"]
+    assert len(sent) == 1
+    await je2.stop()
+
+
+async def test_clean_stop_snapshots_and_the_next_start_replays_nothing(venue, tmp_path):
+    je = await start(venue, tmp_path)
+    acct = je.account_ids[0]
+    for i in range(5):
+        await je.submit(spec(acct, f"s-{i}"))
+    await je.stop()
+    je2 = await start(venue, tmp_path)
+    assert je2.open_report.snapshot_seq is not None and je2.open_report.replayed == 0
+    assert len(je2.journal.state.orders) == 5
+    await je2.stop()
