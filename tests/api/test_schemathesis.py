@@ -16,6 +16,7 @@ configuration that JSON Schema cannot express, and refusing them is correct.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
 import pytest
@@ -29,7 +30,8 @@ from fastexec.metrics import Metrics
 
 from .conftest import make_settings
 
-EXAMPLES = 60
+# per operation and phase; raise locally with FASTEXEC_SCHEMATHESIS_EXAMPLES for a deeper run
+EXAMPLES = int(os.environ.get("FASTEXEC_SCHEMATHESIS_EXAMPLES", "120"))
 TOKEN = "tok-schemathesis-0123456789"
 
 
@@ -40,6 +42,7 @@ class ServerThread:
         self.tmp_path = tmp_path
         self.url = ""
         self.accounts: list[str] = []
+        self.metrics: Metrics | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -60,7 +63,7 @@ class ServerThread:
         self._stop = asyncio.Event()
         engine = Engine(make_settings(self.tmp_path, FASTEXEC_SIM_ACCOUNTS="1", LOG_LEVEL="warning"))
         await engine.start()
-        metrics = Metrics()
+        metrics = self.metrics = Metrics()
         metrics.attach_engine(engine)
         app = create_app(engine, tokens={TOKEN: frozenset({"*"})}, metrics=metrics)
         runner = web.AppRunner(app, access_log=None)
@@ -95,6 +98,15 @@ def server(tmp_path_factory):
     srv = ServerThread(tmp_path_factory.mktemp("schemathesis")).start()
     yield srv
     srv.stop()
+    served = {}
+    for fam in srv.metrics.registry.collect():
+        if fam.name == "execution_http_requests":
+            for sample in fam.samples:
+                if sample.name.endswith("_total"):
+                    key = sample.labels["status"]
+                    served[key] = served.get(key, 0) + int(sample.value)
+    print(f"\nschemathesis: {sum(served.values())} requests served, by status: {dict(sorted(served.items()))}")
+    assert not any(k.startswith("5") and k != "503" for k in served), served
 
 
 @pytest.fixture(scope="module")
