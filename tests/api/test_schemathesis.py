@@ -117,6 +117,7 @@ def api_schema(server):
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
+@pytest.mark.timeout(600)  # the whole generated run is one pytest item
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_api_conforms_to_its_spec(case, server):
