@@ -150,3 +150,208 @@ def div_price(money: int, price: int) -> int:
 
 def round_half_even(n: int, d: int) -> int:
     return int(CTX.divide(Decimal(n), Decimal(d)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN, context=CTX))
+
+
+# --- ledger: positions, conversion, margin, NAV -----------------------------------
+
+def _q(value: Decimal, decimals: int) -> Decimal:
+    return value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_EVEN, context=CTX)
+
+
+def _price_q(v: Decimal) -> Decimal:
+    return _q(v, PRICE_DECIMALS)
+
+
+def _money_q(v: Decimal) -> Decimal:
+    return round_to_kind(v, "money")
+
+
+def _rate_q(v: Decimal) -> Decimal:
+    return round_to_kind(v, "rate")
+
+
+@dataclass
+class RefInstrument:
+    name: str
+    margin_rate: Decimal  # real, e.g. Decimal("0.02")
+
+    @property
+    def base(self) -> str:
+        return self.name.split("_")[0]
+
+    @property
+    def quote(self) -> str:
+        return self.name.split("_")[1]
+
+
+@dataclass
+class RefPosition:
+    units: int = 0
+    avg: Decimal = Decimal(0)
+    realized: Decimal = Decimal(0)
+
+
+@dataclass
+class RefAccount:
+    home: str
+    balance: Decimal
+    day_start_nav: Decimal
+    positions: dict = field(default_factory=dict)
+
+
+class RefLedger:
+    """The positions rules of fastexec._core.positions, in real decimals.
+
+    Values are recomputed from scratch whenever asked, so the model has no
+    incremental bookkeeping to get wrong; the core updates incrementally and
+    must agree with it after every step.
+    """
+
+    def __init__(self, instruments):
+        self.instruments = list(instruments)
+        self.by_name = {i.name: i for i in self.instruments}
+        self.prices = {}  # name -> (bid, ask, mid) as Decimal
+        self.accounts = []
+
+    # setup
+    def add_account(self, home: str, balance: Decimal) -> int:
+        self.accounts.append(RefAccount(home, balance, balance))
+        return len(self.accounts) - 1
+
+    def mark(self, name: str, bid: Decimal, ask: Decimal) -> None:
+        """All or nothing: a mark that would push any value out of its range is
+        refused (RefError OUT_OF_RANGE) and leaves the old price."""
+        old = self.prices.get(name)
+        self.prices[name] = (bid, ask, _price_q((bid + ask) / 2))
+        try:
+            self.check_ranges()
+        except RefError:
+            if old is None:
+                del self.prices[name]
+            else:
+                self.prices[name] = old
+            raise
+
+    def check_ranges(self) -> None:
+        """Raise RefError(OUT_OF_RANGE) if any stored quantity leaves its range:
+        factors and per-unit values of the homes in use, each position's
+        values, and each account's totals."""
+        for h in {acct.home for acct in self.accounts}:
+            for inst in self.instruments:
+                self.conversion(inst.quote, h)
+                self.per_unit(inst.name, h)
+        for a in range(len(self.accounts)):
+            st = self.account_state(a)
+            for key in ("balance", "unrealized_pl", "margin_used", "position_value", "realized_pl"):
+                check_range(st[key], "money")
+            for pos in self.accounts[a].positions.values():
+                check_range(pos.realized, "money")
+
+    def _mid(self, base: str, quote: str):
+        name = f"{base}_{quote}"
+        if name in self.by_name:
+            return self.prices[name][2] if name in self.prices else None
+        return None
+
+    def _pair(self, base: str, quote: str) -> bool:
+        return f"{base}_{quote}" in self.by_name
+
+    def conversion(self, c: str, h: str):
+        """Factor c -> h, one half-even rounding at RATE_SCALE; None if unknown."""
+        if c == h:
+            return Decimal(1)
+        legs = None
+        if self._pair(c, h):
+            legs = [(c, h, False)]
+        elif self._pair(h, c):
+            legs = [(h, c, True)]
+        elif c != "USD" and h != "USD":
+            l1 = (c, "USD", False) if self._pair(c, "USD") else (
+                ("USD", c, True) if self._pair("USD", c) else None)
+            l2 = ("USD", h, False) if self._pair("USD", h) else (
+                (h, "USD", True) if self._pair(h, "USD") else None)
+            if l1 and l2:
+                legs = [l1, l2]
+        if legs is None:
+            return None
+        f = Decimal(1)
+        for base, quote, inverse in legs:
+            m = self._mid(base, quote)
+            if m is None:
+                return None
+            f = CTX.divide(f, m) if inverse else CTX.multiply(f, m)
+        return _rate_q(f)
+
+    def per_unit(self, name: str, home: str):
+        inst = self.by_name[name]
+        f = self.conversion(inst.quote, home)
+        if name not in self.prices or f is None:
+            return None
+        vpu = _rate_q(CTX.multiply(self.prices[name][2], f))
+        mpu = _rate_q(CTX.multiply(vpu, inst.margin_rate))
+        return vpu, mpu
+
+    # steps
+    def apply_fill(self, a: int, name: str, units: int, price: Decimal, quote_home=None) -> Decimal:
+        acct = self.accounts[a]
+        pos = acct.positions.setdefault(name, RefPosition())
+        p, n = pos.units, pos.units + units
+        if abs(n) > MAX_UNITS:
+            raise RefError("POSITION_TOO_LARGE")
+        realized = Decimal(0)
+        if p == 0 or (p > 0) == (units > 0):
+            new_avg = _price_q(CTX.divide(abs(p) * pos.avg + abs(units) * price, Decimal(abs(n))))
+        else:
+            closed = min(abs(units), abs(p)) * (1 if p > 0 else -1)
+            f = quote_home if quote_home is not None else self.conversion(
+                self.by_name[name].quote, acct.home)
+            if f is None:
+                raise RefError("NO_CONVERSION_RATE")
+            realized = _money_q(CTX.multiply(_money_q(closed * (price - pos.avg)), f))
+            new_avg = Decimal(0) if n == 0 else (pos.avg if (n > 0) == (p > 0) else price)
+        old = (pos.units, pos.avg, pos.realized, acct.balance)
+        pos.units, pos.avg = n, new_avg
+        pos.realized += realized
+        acct.balance += realized
+        try:
+            self.check_ranges()
+        except RefError:
+            pos.units, pos.avg, pos.realized, acct.balance = old
+            raise
+        return realized
+
+    def deposit(self, a: int, amount: Decimal) -> None:
+        self.accounts[a].balance += amount
+        self.accounts[a].day_start_nav += amount
+
+    def start_trading_day(self, a: int) -> None:
+        self.accounts[a].day_start_nav = self.account_state(a)["nav"]
+
+    # reads
+    def position(self, a: int, name: str) -> dict:
+        acct = self.accounts[a]
+        pos = acct.positions.get(name, RefPosition())
+        out = dict(units=pos.units, average_price=pos.avg, unrealized_pl=Decimal(0),
+                   position_value=Decimal(0), margin_used=Decimal(0), realized_pl=pos.realized)
+        pu = self.per_unit(name, acct.home)
+        if pos.units != 0 and pu is not None:
+            bid, ask, _ = self.prices[name]
+            close = bid if pos.units > 0 else ask
+            f = self.conversion(self.by_name[name].quote, acct.home)
+            out["unrealized_pl"] = _money_q(CTX.multiply(_money_q(pos.units * (close - pos.avg)), f))
+            out["position_value"] = _money_q(abs(pos.units) * pu[0])
+            out["margin_used"] = _money_q(abs(pos.units) * pu[1])
+        return out
+
+    def account_state(self, a: int) -> dict:
+        acct = self.accounts[a]
+        ps = [self.position(a, n) for n in acct.positions]
+        upl = sum((p["unrealized_pl"] for p in ps), Decimal(0))
+        margin = sum((p["margin_used"] for p in ps), Decimal(0))
+        value = sum((p["position_value"] for p in ps), Decimal(0))
+        realized = sum((p["realized_pl"] for p in ps), Decimal(0))
+        nav = acct.balance + upl
+        return dict(balance=acct.balance, unrealized_pl=upl, nav=nav, margin_used=margin,
+                    margin_available=nav - margin, position_value=value, realized_pl=realized,
+                    daily_pl=nav - acct.day_start_nav, day_start_nav=acct.day_start_nav,
+                    open_positions=sum(1 for p in ps if p["units"] != 0))

@@ -68,6 +68,14 @@ cdef class Ledger:
     cdef int32_t* aff
     cdef int32_t* n_aff
     cdef int8_t* chg
+    # scratch for mark(): new values per position and new totals per account,
+    # so a mark that would overflow anywhere changes nothing
+    cdef int64_t* s_upl
+    cdef int64_t* s_value
+    cdef int64_t* s_margin
+    cdef int64_t* t_upl
+    cdef int64_t* t_value
+    cdef int64_t* t_margin
     cdef dict _pair
     cdef int usd
     cdef dict _acct_index
@@ -77,4 +85,6 @@ cdef class Ledger:
     cdef int _check_instrument(self, int i) except -1
     cdef int _recompute_conv(self, int c, int h) except -1
     cdef int _recompute_vpu(self, int i, int h) except -1
-    cdef int _revalue(self, int a, int i) except -1
+    cdef int _value_of(self, int a, int i, int64_t u, int64_t avg,
+                       int64_t* nu, int64_t* nv, int64_t* nm) except -1
+    cdef int _mark_convs(self, int i) except -1

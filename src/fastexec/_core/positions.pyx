@@ -118,6 +118,12 @@ cdef class Ledger:
         self.aff = <int32_t*>_alloc(nc * ni, sizeof(int32_t))
         self.n_aff = <int32_t*>_alloc(nc, sizeof(int32_t))
         self.chg = <int8_t*>_alloc(nc, sizeof(int8_t))
+        self.s_upl = <int64_t*>_alloc(na * ni, sizeof(int64_t))
+        self.s_value = <int64_t*>_alloc(na * ni, sizeof(int64_t))
+        self.s_margin = <int64_t*>_alloc(na * ni, sizeof(int64_t))
+        self.t_upl = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.t_value = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.t_margin = <int64_t*>_alloc(na, sizeof(int64_t))
         self._acct_index = {}
         self._acct_names = []
         self._pair = {}
@@ -135,6 +141,8 @@ cdef class Ledger:
         free(self.home); free(self.balance); free(self.upl_tot); free(self.value_tot)
         free(self.margin_tot); free(self.realized_tot); free(self.day_start_nav)
         free(self.n_open); free(self.aff); free(self.n_aff); free(self.chg)
+        free(self.s_upl); free(self.s_value); free(self.s_margin)
+        free(self.t_upl); free(self.t_value); free(self.t_margin)
 
     # --- accounts -------------------------------------------------------------
 
@@ -294,27 +302,44 @@ cdef class Ledger:
         self.vpu_ok[x] = 1
         return 0
 
-    cdef int _revalue(self, int a, int i) except -1:
-        cdef int64_t k = <int64_t>a * self.n_i + i
-        cdef int64_t u = self.units[k]
+    cdef int _value_of(self, int a, int i, int64_t u, int64_t avg,
+                       int64_t* nu, int64_t* nv, int64_t* nm) except -1:
+        """Values of a (hypothetical) position of u units at avg, at the
+        current marks; zeros while unvalued. Writes nothing else."""
         cdef int h = self.home[a]
         cdef int x = i * self.n_c + h
         cdef int cx = self.instruments.quote_ccy[i] * self.n_c + h
-        cdef int64_t nu = 0, nv = 0, nm = 0, close, tu, tv, tm
+        cdef int64_t close
+        nu[0] = 0
+        nv[0] = 0
+        nm[0] = 0
         if u != 0 and self.vpu_ok[x]:
             close = self.bid[i] if u > 0 else self.ask[i]
-            nu = c_convert(c_pnl(u, self.avg[k], close), self.conv[cx])
-            nv = narrow(c_units_value(_abs(u), self.vpu[x]), KIND_MONEY)
-            nm = narrow(c_units_value(_abs(u), self.mpu[x]), KIND_MONEY)
-        tu = narrow(<int128>self.upl_tot[a] - self.upl[k] + nu, KIND_MONEY)
-        tv = narrow(<int128>self.value_tot[a] - self.value[k] + nv, KIND_MONEY)
-        tm = narrow(<int128>self.margin_tot[a] - self.margin[k] + nm, KIND_MONEY)
-        self.upl[k] = nu
-        self.value[k] = nv
-        self.margin[k] = nm
-        self.upl_tot[a] = tu
-        self.value_tot[a] = tv
-        self.margin_tot[a] = tm
+            nu[0] = c_convert(c_pnl(u, avg, close), self.conv[cx])
+            nv[0] = narrow(c_units_value(_abs(u), self.vpu[x]), KIND_MONEY)
+            nm[0] = narrow(c_units_value(_abs(u), self.mpu[x]), KIND_MONEY)
+        return 0
+
+    cdef int _mark_convs(self, int i) except -1:
+        """Recompute the conversion factors and per-unit values that depend on
+        instrument i, and list (per home) the instruments to revalue."""
+        cdef int h, c, j, n, x
+        cdef int nc = self.n_c, ni = self.n_i
+        for h in range(nc):
+            if not self.home_used[h]:
+                continue
+            for c in range(nc):
+                x = c * nc + h
+                self.chg[c] = self.leg1[x] == i or self.leg2[x] == i
+                if self.chg[c]:
+                    self._recompute_conv(c, h)
+            n = 0
+            for j in range(ni):
+                if j == i or self.chg[self.instruments.quote_ccy[j]]:
+                    self._recompute_vpu(j, h)
+                    self.aff[h * ni + n] = j
+                    n += 1
+            self.n_aff[h] = n
         return 0
 
     # --- the three steps ----------------------------------------------------------
@@ -336,33 +361,56 @@ cdef class Ledger:
             raise LedgerError("INVALID_PRICE",
                               f"bid={bid} ask={ask} not multiples of tick={tick} "
                               f"(instrument {self.instruments.by_index(i).name})")
+        cdef int64_t old_bid = self.bid[i], old_ask = self.ask[i], old_mid = self.mid[i]
+        cdef int8_t old_has = self.has_price[i]
+        cdef int64_t k
         self.bid[i] = bid
         self.ask[i] = ask
         self.mid[i] = <int64_t>div_half_even(<int128>bid + ask, 2)
         self.has_price[i] = 1
-        for h in range(nc):
-            if not self.home_used[h]:
-                continue
-            for c in range(nc):
-                x = c * nc + h
-                self.chg[c] = self.leg1[x] == i or self.leg2[x] == i
-                if self.chg[c]:
-                    self._recompute_conv(c, h)
-            n = 0
-            for j in range(ni):
-                if j == i or self.chg[self.instruments.quote_ccy[j]]:
-                    self._recompute_vpu(j, h)
-                    self.aff[h * ni + n] = j
-                    n += 1
-            self.n_aff[h] = n
+        try:
+            self._mark_convs(i)
+            # pass 1: new values and totals into scratch (may raise)
+            for a in range(self.n_accounts):
+                if self.n_open[a] == 0:
+                    continue
+                h = self.home[a]
+                self.t_upl[a] = self.upl_tot[a]
+                self.t_value[a] = self.value_tot[a]
+                self.t_margin[a] = self.margin_tot[a]
+                for t in range(self.n_aff[h]):
+                    j = self.aff[h * ni + t]
+                    k = <int64_t>a * ni + j
+                    if units[k] != 0:
+                        self._value_of(a, j, units[k], self.avg[k],
+                                       &self.s_upl[k], &self.s_value[k], &self.s_margin[k])
+                        self.t_upl[a] = narrow(<int128>self.t_upl[a] - self.upl[k] + self.s_upl[k], KIND_MONEY)
+                        self.t_value[a] = narrow(<int128>self.t_value[a] - self.value[k] + self.s_value[k], KIND_MONEY)
+                        self.t_margin[a] = narrow(<int128>self.t_margin[a] - self.margin[k] + self.s_margin[k], KIND_MONEY)
+        except BaseException:
+            # put the old price back; recomputing from it reproduces the old
+            # factors exactly (they were computed from it before)
+            self.bid[i] = old_bid
+            self.ask[i] = old_ask
+            self.mid[i] = old_mid
+            self.has_price[i] = old_has
+            self._mark_convs(i)
+            raise
+        # pass 2: commit (cannot fail)
         for a in range(self.n_accounts):
             if self.n_open[a] == 0:
                 continue
             h = self.home[a]
             for t in range(self.n_aff[h]):
                 j = self.aff[h * ni + t]
-                if units[<int64_t>a * ni + j] != 0:
-                    self._revalue(a, j)
+                k = <int64_t>a * ni + j
+                if units[k] != 0:
+                    self.upl[k] = self.s_upl[k]
+                    self.value[k] = self.s_value[k]
+                    self.margin[k] = self.s_margin[k]
+            self.upl_tot[a] = self.t_upl[a]
+            self.value_tot[a] = self.t_value[a]
+            self.margin_tot[a] = self.t_margin[a]
 
     def apply_fill(self, int account, int instrument, int64_t units, int64_t price,
                    int64_t quote_home_rate=0):
@@ -386,7 +434,7 @@ cdef class Ledger:
         cdef int64_t avg = self.avg[k]
         cdef int128 n = <int128>p + units
         cdef int64_t new_avg, closed, f, realized_q, realized_h = 0
-        cdef int64_t new_bal, new_rk, new_rt
+        cdef int64_t new_bal, new_rk, new_rt, nu, nv, nm, tu, tv, tm
         cdef int cx
         if n > C_MAX_UNITS or n < -C_MAX_UNITS:
             raise LedgerError("POSITION_TOO_LARGE",
@@ -420,6 +468,10 @@ cdef class Ledger:
         new_bal = narrow(<int128>self.balance[a] + realized_h, KIND_MONEY)
         new_rk = narrow(<int128>self.realized[k] + realized_h, KIND_MONEY)
         new_rt = narrow(<int128>self.realized_tot[a] + realized_h, KIND_MONEY)
+        self._value_of(a, i, <int64_t>n, new_avg, &nu, &nv, &nm)
+        tu = narrow(<int128>self.upl_tot[a] - self.upl[k] + nu, KIND_MONEY)
+        tv = narrow(<int128>self.value_tot[a] - self.value[k] + nv, KIND_MONEY)
+        tm = narrow(<int128>self.margin_tot[a] - self.margin[k] + nm, KIND_MONEY)
         # All checks passed: commit.
         if p == 0:
             self.n_open[a] += 1
@@ -430,7 +482,12 @@ cdef class Ledger:
         self.balance[a] = new_bal
         self.realized[k] = new_rk
         self.realized_tot[a] = new_rt
-        self._revalue(a, i)
+        self.upl[k] = nu
+        self.value[k] = nv
+        self.margin[k] = nm
+        self.upl_tot[a] = tu
+        self.value_tot[a] = tv
+        self.margin_tot[a] = tm
         return realized_h
 
     # --- reads ------------------------------------------------------------------------

@@ -1,0 +1,393 @@
+"""Positions, P&L, conversion, margin and NAV against the Decimal reference model."""
+import json
+from decimal import Decimal
+
+import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+import reference_model as ref
+from fastexec._core.fixedpoint import FixedPointError, parse_money, parse_price, parse_rate
+from fastexec._core.instruments import load_instruments
+from fastexec._core.positions import Ledger, LedgerError
+
+TABLE = load_instruments()
+REF_INSTRUMENTS = [ref.RefInstrument(it.name, Decimal(it.to_v20()["marginRate"])) for it in TABLE]
+
+# Rough levels (in display units) so generated prices look like markets.
+LEVELS = {
+    "EUR_USD": "1.10000", "GBP_USD": "1.27000", "USD_JPY": "150.000", "USD_CHF": "0.88000",
+    "AUD_USD": "0.66000", "USD_CAD": "1.36000", "NZD_USD": "0.61000", "EUR_GBP": "0.86000",
+    "EUR_JPY": "163.000", "GBP_JPY": "190.000", "EUR_CHF": "0.96000", "AUD_JPY": "99.000",
+    "EUR_AUD": "1.66000", "GBP_CHF": "1.12000", "CHF_JPY": "170.000", "EUR_CAD": "1.49000",
+    "AUD_NZD": "1.08000", "XAU_USD": "2000.000",
+}
+assert set(LEVELS) == set(TABLE.names)
+
+
+def P(text, name="EUR_USD"):
+    return parse_price(text, TABLE[name].display_precision)
+
+
+def M(text):
+    return parse_money(text)
+
+
+def dec_price(raw):
+    return ref.from_raw(raw, "price")
+
+
+def raw_money(d):
+    return ref.to_raw(d, "money")
+
+
+def state_raw(refstate):
+    out = {}
+    for k, v in refstate.items():
+        out[k] = v if k == "open_positions" else raw_money(v)
+    return out
+
+
+def pos_raw(refpos):
+    return dict(units=refpos["units"], average_price=ref.to_raw(refpos["average_price"], "price"),
+                unrealized_pl=raw_money(refpos["unrealized_pl"]),
+                position_value=raw_money(refpos["position_value"]),
+                margin_used=raw_money(refpos["margin_used"]),
+                realized_pl=raw_money(refpos["realized_pl"]))
+
+
+def mark_all(ledger, model=None):
+    for name, level in LEVELS.items():
+        mid = P(level, name)
+        tick = TABLE[name].price_tick
+        ledger.mark(TABLE.index(name), mid - tick, mid + tick)
+        if model is not None:
+            model.mark(name, dec_price(mid - tick), dec_price(mid + tick))
+
+
+@pytest.fixture
+def ledger():
+    return Ledger(TABLE, max_accounts=8)
+
+
+# --- scenarios ----------------------------------------------------------------------
+
+def test_apply_fill_long_then_partial_close_realizes_pnl_in_home(ledger):
+    a = ledger.add_account("acc", "USD", M("100000"))
+    eu = TABLE.index("EUR_USD")
+    ledger.mark(eu, P("1.10000"), P("1.10020"))
+    assert ledger.apply_fill(a, eu, 100_000, P("1.10020")) == 0
+    assert ledger.apply_fill(a, eu, -40_000, P("1.10520")) == M("200")  # 40k * 0.005
+    pos = ledger.position(a, eu)
+    assert (pos.units, pos.average_price, pos.realized_pl) == (60_000, P("1.10020"), M("200"))
+    assert ledger.account_state(a).balance == M("100200")
+
+
+def test_short_close_at_a_loss_realizes_negative_pnl(ledger):
+    a = ledger.add_account("acc", "USD", M("1000"))
+    eu = TABLE.index("EUR_USD")
+    ledger.mark(eu, P("1.10000"), P("1.10020"))
+    ledger.apply_fill(a, eu, -10_000, P("1.10000"))
+    assert ledger.apply_fill(a, eu, 10_000, P("1.10100")) == M("-10")
+    assert ledger.position(a, eu).units == 0
+    assert ledger.position(a, eu).average_price == 0
+    assert ledger.account_state(a).open_positions == 0
+
+
+def test_flip_through_zero_resets_average_to_fill_price(ledger):
+    a = ledger.add_account("acc", "USD", M("100000"))
+    eu = TABLE.index("EUR_USD")
+    ledger.mark(eu, P("1.10000"), P("1.10020"))
+    ledger.apply_fill(a, eu, 1_000, P("1.10000"))
+    realized = ledger.apply_fill(a, eu, -3_000, P("1.10500"))
+    assert realized == M("5")  # only the 1,000 closed units realize
+    pos = ledger.position(a, eu)
+    assert (pos.units, pos.average_price) == (-2_000, P("1.10500"))
+
+
+def test_average_price_rounds_half_even_when_adding():
+    t = load_instruments()
+    L = Ledger(t, 1)
+    a = L.add_account("acc", "USD", 0)
+    i = t.index("XAU_USD")
+    L.apply_fill(a, i, 1, 1)      # 1 unit at 1 nano (raw), exact
+    L.apply_fill(a, i, 1, 2)      # avg (1 + 2) / 2 = 1.5 nano -> 2 (even)
+    assert L.position(a, i).average_price == 2
+    L.apply_fill(a, i, 2, 3)      # (2*2 + 2*3) / 4 = 2.5 -> 2 (even)
+    assert L.position(a, i).average_price == 2
+    L.apply_fill(a, i, -3, 5)     # reducing keeps the average
+    assert L.position(a, i).average_price == 2
+
+
+def test_unrealized_uses_bid_for_long_and_ask_for_short(ledger):
+    a = ledger.add_account("long", "USD", M("10000"))
+    b = ledger.add_account("short", "USD", M("10000"))
+    eu = TABLE.index("EUR_USD")
+    ledger.mark(eu, P("1.10000"), P("1.10000"))
+    ledger.apply_fill(a, eu, 1_000, P("1.10000"))
+    ledger.apply_fill(b, eu, -1_000, P("1.10000"))
+    ledger.mark(eu, P("1.10100"), P("1.10300"))
+    assert ledger.position(a, eu).unrealized_pl == M("1")    # (1.10100 - 1.1) * 1000
+    assert ledger.position(b, eu).unrealized_pl == M("-3")   # (1.1 - 1.10300) * 1000
+
+
+def test_margin_matches_oanda_help_example(tmp_path):
+    """help.oanda.com (REFERENCE.md 9.1): GBP account buys 1,000,000 EUR_GBP at
+    ask 0.8568, bid/mid/ask 0.8566/0.8567/0.8568, margin rate 3.33333%:
+    margin used 28,556.64 GBP; NAV and margin available follow."""
+    d = {"instruments": [dict(json.loads(json.dumps(TABLE["EUR_GBP"].to_v20())),
+                              marginRate="0.0333333")]}
+    p = tmp_path / "i.json"
+    p.write_text(json.dumps(d))
+    t = load_instruments(str(p))
+    L = Ledger(t, 1)
+    a = L.add_account("gbp", "GBP", M("50000"))
+    L.mark(0, parse_price("0.85660", 5), parse_price("0.85680", 5))
+    L.apply_fill(a, 0, 1_000_000, parse_price("0.85680", 5))
+    s = L.account_state(a)
+    assert s.margin_used == M("28556.63811")      # 0.0333333 * 1e6 * 0.8567
+    assert s.position_value == M("856700")
+    assert s.unrealized_pl == M("-200")           # closing side (bid) for a long
+    assert s.nav == M("49800")
+    assert s.margin_available == s.nav - s.margin_used
+
+
+def test_margin_used_is_rate_times_value_at_mid(ledger):
+    a = ledger.add_account("acc", "USD", M("100000"))
+    eu = TABLE.index("EUR_USD")
+    ledger.mark(eu, P("1.10000"), P("1.10020"))
+    ledger.apply_fill(a, eu, 100_000, P("1.10020"))
+    s = ledger.account_state(a)
+    assert s.position_value == M("110010")  # at mid 1.10010
+    assert s.margin_used == M("2200.2")     # 0.02 * 110010
+
+
+def test_mark_of_conversion_instrument_revalues_cross_positions(ledger):
+    a = ledger.add_account("acc", "USD", M("100000"))
+    ej, uj = TABLE.index("EUR_JPY"), TABLE.index("USD_JPY")
+    ledger.mark(ej, P("163.000", "EUR_JPY"), P("163.000", "EUR_JPY"))
+    ledger.mark(uj, P("150.000", "USD_JPY"), P("150.000", "USD_JPY"))
+    ledger.apply_fill(a, ej, -1_000, P("163.000", "EUR_JPY"))
+    ledger.mark(ej, P("162.850", "EUR_JPY"), P("162.850", "EUR_JPY"))
+    assert ledger.position(a, ej).unrealized_pl == M("1")   # 150 JPY / 150
+    ledger.mark(uj, P("100.000", "USD_JPY"), P("100.000", "USD_JPY"))
+    assert ledger.position(a, ej).unrealized_pl == M("1.5")  # only USD_JPY moved
+
+
+def test_conversion_routes_direct_inverse_and_cross(ledger):
+    for home in ("USD", "EUR", "JPY", "NZD", "CAD"):
+        ledger.add_account(home, home, 0)
+    mark_all(ledger)
+    assert ledger.conversion("USD", "USD") == 10**12
+    assert ledger.conversion("EUR", "USD") == 1_100_000 * 10**6     # direct: mid
+    assert ledger.conversion("USD", "EUR") == parse_rate("0.909090909091")  # inverse, half-even
+    assert ledger.conversion("JPY", "NZD") is not None               # cross, both legs inverse
+    assert ledger.conversion("GBP", "CAD") == parse_rate("1.7272")    # cross 1.27 * 1.36
+
+
+def test_reducing_fill_without_conversion_rate_raises_and_changes_nothing(ledger):
+    a = ledger.add_account("acc", "USD", M("1000"))
+    ej = TABLE.index("EUR_JPY")
+    ledger.apply_fill(a, ej, 1_000, P("163.000", "EUR_JPY"))
+    before = (ledger.position(a, ej), ledger.account_state(a))
+    with pytest.raises(LedgerError) as e:
+        ledger.apply_fill(a, ej, -500, P("164.000", "EUR_JPY"))
+    assert e.value.code == "NO_CONVERSION_RATE"
+    assert (ledger.position(a, ej), ledger.account_state(a)) == before
+    # the broker's factor from the fill can be passed instead
+    r = ledger.apply_fill(a, ej, -500, P("164.000", "EUR_JPY"), quote_home_rate=parse_rate("0.0066"))
+    assert r == M("3.3")  # 500 JPY * 0.0066
+
+
+def test_unmarked_position_is_valued_at_zero_until_marked(ledger):
+    a = ledger.add_account("acc", "USD", M("1000"))
+    eu = TABLE.index("EUR_USD")
+    ledger.apply_fill(a, eu, 1_000, P("1.10000"))
+    assert ledger.account_state(a).margin_used == 0
+    ledger.mark(eu, P("1.10000"), P("1.10000"))
+    assert ledger.account_state(a).margin_used == M("22")
+
+
+def test_deposit_is_not_daily_pnl_but_charges_are(ledger):
+    a = ledger.add_account("acc", "USD", M("1000"))
+    ledger.deposit(a, M("500"))
+    s = ledger.account_state(a)
+    assert (s.balance, s.daily_pl) == (M("1500"), 0)
+    ledger.apply_charge(a, M("-2.5"))
+    assert ledger.account_state(a).daily_pl == M("-2.5")
+    ledger.start_trading_day(a)
+    assert ledger.account_state(a).daily_pl == 0
+
+
+@pytest.mark.parametrize("bid,ask", [(0, 10**6), (2 * 10**6, 10**6), (-(10**6), 10**6),
+                                     (10**18, 10**18 + 10**6)])
+def test_mark_refuses_bad_prices(ledger, bid, ask):
+    with pytest.raises(LedgerError) as e:
+        ledger.mark(TABLE.index("XAU_USD"), bid, ask)
+    assert e.value.code == "INVALID_PRICE"
+
+
+def test_mark_refuses_prices_finer_than_the_tick(ledger):
+    with pytest.raises(LedgerError, match="tick"):
+        ledger.mark(TABLE.index("EUR_USD"), 1_100_001_000, 1_100_020_000)
+
+
+@pytest.mark.parametrize("units,price,code", [
+    (0, 1, "INVALID_UNITS"), (10**12 + 1, 1, "INVALID_UNITS"), (1, 0, "INVALID_PRICE"),
+])
+def test_apply_fill_refuses_bad_input(ledger, units, price, code):
+    a = ledger.add_account("acc", "USD", 0)
+    with pytest.raises(LedgerError) as e:
+        ledger.apply_fill(a, 0, units, price)
+    assert e.value.code == code
+
+
+def test_position_beyond_max_units_refused(ledger):
+    a = ledger.add_account("acc", "USD", 0)
+    ledger.apply_fill(a, 0, 10**12, 1_000_000_000)
+    with pytest.raises(LedgerError) as e:
+        ledger.apply_fill(a, 0, 1, 1_000_000_000)
+    assert e.value.code == "POSITION_TOO_LARGE"
+    assert ledger.position(a, 0).units == 10**12
+
+
+def test_realized_pnl_overflow_raises_overflow_error_and_changes_nothing(ledger):
+    a = ledger.add_account("acc", "USD", 0)
+    x = TABLE.index("XAU_USD")
+    ledger.apply_fill(a, x, 10**9, P("1.000", "XAU_USD"))  # unmarked: not valued yet
+    with pytest.raises(OverflowError):
+        ledger.apply_fill(a, x, -10**9, P("100000.000", "XAU_USD"), quote_home_rate=10**12)
+    assert ledger.position(a, x).units == 10**9
+    assert ledger.account_state(a).balance == 0
+
+
+def test_fill_whose_valuation_overflows_changes_nothing(ledger):
+    a = ledger.add_account("acc", "USD", 0)
+    x = TABLE.index("XAU_USD")
+    ledger.mark(x, P("2000.000", "XAU_USD"), P("2000.000", "XAU_USD"))
+    with pytest.raises(OverflowError):
+        ledger.apply_fill(a, x, 10**9, P("1.000", "XAU_USD"))  # 2e12 USD unrealized
+    assert ledger.position(a, x).units == 0
+    assert ledger.account_state(a).open_positions == 0
+
+
+def test_mark_whose_valuation_overflows_changes_nothing(ledger):
+    a = ledger.add_account("acc", "USD", 0)
+    x = TABLE.index("XAU_USD")
+    ledger.mark(x, P("1.000", "XAU_USD"), P("1.000", "XAU_USD"))
+    ledger.apply_fill(a, x, 10**9, P("1.000", "XAU_USD"))
+    before = (ledger.price(x), ledger.position(a, x), ledger.account_state(a),
+              ledger.value_per_unit(x, "USD"))
+    with pytest.raises(OverflowError):
+        ledger.mark(x, P("2000.000", "XAU_USD"), P("2000.000", "XAU_USD"))
+    assert (ledger.price(x), ledger.position(a, x), ledger.account_state(a),
+            ledger.value_per_unit(x, "USD")) == before
+
+
+def test_accounts_by_name_and_errors(ledger):
+    a = ledger.add_account("acc", "EUR", 0)
+    assert ledger.account_index("acc") == a and ledger.home_currency(a) == "EUR"
+    with pytest.raises(LedgerError):
+        ledger.add_account("acc", "EUR", 0)
+    with pytest.raises(LedgerError) as e:
+        ledger.add_account("x", "SGD", 0)
+    assert e.value.code == "UNKNOWN_CURRENCY"
+    with pytest.raises(LedgerError) as e:
+        ledger.account_state(5)
+    assert e.value.code == "UNKNOWN_ACCOUNT"
+
+
+# --- properties against the reference -------------------------------------------------------
+
+HOMES = ["USD", "EUR", "JPY", "GBP", "NZD", "CAD", "CHF", "AUD"]
+NAMES = list(LEVELS)
+
+
+@st.composite
+def ops(draw):
+    out = []
+    names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=4, unique=True))
+    for _ in range(draw(st.integers(1, 40))):
+        name = draw(st.sampled_from(names))
+        tick = TABLE[name].price_tick
+        level = P(LEVELS[name], name) // tick
+        px = draw(st.integers(level * 8 // 10, level * 12 // 10)) * tick
+        kind = draw(st.sampled_from(["mark", "fill", "fill", "close"]))
+        if kind == "mark":
+            out.append(("mark", name, px, px + draw(st.integers(0, 30)) * tick))
+        else:
+            units = draw(st.integers(1, 2_000_000)) * draw(st.sampled_from([1, -1]))
+            out.append((kind, draw(st.integers(0, 2)), name, units, px))
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(HOMES), min_size=3, max_size=3), ops(), st.booleans())
+def test_ledger_matches_reference_model(homes, steps, premark):
+    L = Ledger(TABLE, 4)
+    R = ref.RefLedger(REF_INSTRUMENTS)
+    for n, h in enumerate(homes):
+        L.add_account(f"a{n}", h, M("100000"))
+        R.add_account(h, Decimal("100000"))
+    if premark:
+        mark_all(L, R)
+    for step in steps:
+        if step[0] == "mark":
+            _, name, bid, ask = step
+            try:
+                R.mark(name, dec_price(bid), dec_price(ask))
+                expected = ("ok", None)
+            except ref.RefError as e:
+                expected = ("err", e.code)
+            try:
+                L.mark(TABLE.index(name), bid, ask)
+                got = ("ok", None)
+            except (LedgerError, FixedPointError) as e:
+                got = ("err", e.code)
+            assert got == expected
+        else:
+            kind, a, name, units, px = step
+            p = R.accounts[a].positions.get(name, ref.RefPosition()).units
+            if kind == "close" and p != 0:
+                units = -p
+            event("open/add" if p == 0 or (p > 0) == (units > 0) else
+                  "close" if p + units == 0 else
+                  "partial close" if abs(units) < abs(p) else "flip")
+            try:
+                expected = ("ok", raw_money(R.apply_fill(a, name, units, dec_price(px))))
+            except ref.RefError as e:
+                expected = ("err", e.code)
+            try:
+                got = ("ok", L.apply_fill(a, TABLE.index(name), units, px))
+            except (LedgerError, FixedPointError) as e:
+                got = ("err", e.code)
+            assert got == expected
+        for a in range(3):
+            assert L.account_state(a)._asdict() == state_raw(R.account_state(a))
+    for a in range(3):
+        for name in NAMES:
+            assert L.position(a, TABLE.index(name))._asdict() == pos_raw(R.position(a, name))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.sampled_from(NAMES), st.integers(-300, 300), min_size=len(NAMES),
+                       max_size=len(NAMES)))
+def test_every_conversion_matches_reference(moves):
+    L = Ledger(TABLE, len(HOMES))
+    R = ref.RefLedger(REF_INSTRUMENTS)
+    for h in HOMES:
+        L.add_account(h, h, 0)
+    for name, move in moves.items():
+        tick = TABLE[name].price_tick
+        mid = P(LEVELS[name], name) + move * 100 * tick
+        L.mark(TABLE.index(name), mid, mid + 2 * tick)
+        R.mark(name, dec_price(mid), dec_price(mid + 2 * tick))
+    for c in TABLE.currencies:
+        for h in HOMES:
+            f = R.conversion(c, h)
+            assert L.conversion(c, h) == (None if f is None else ref.to_raw(f, "rate")), (c, h)
+    for name in NAMES:
+        for h in HOMES:
+            pu = R.per_unit(name, h)
+            got = L.value_per_unit(TABLE.index(name), h)
+            assert got == (None if pu is None else tuple(ref.to_raw(v, "rate") for v in pu))
