@@ -273,8 +273,8 @@ def render_order(venue: Venue, acct: Account, o: Order, unix: bool = False) -> d
             d["tradeOpenedID"] = str(o.trade_opened_id)
         if o.trade_reduced_id is not None:
             d["tradeReducedID"] = str(o.trade_reduced_id)
-        if o.trades_closed_ids:
-            d["tradeClosedIDs"] = [str(x) for x in o.trades_closed_ids]
+        if o.fill_closed:
+            d["tradeClosedIDs"] = [str(e[0]) for e in o.fill_closed]
     if o.cancel_txn is not None:
         d["cancellingTransactionID"] = str(o.cancel_txn)
         d["cancelledTime"] = fmt_time(o.cancelled_ns, unix)

@@ -329,7 +329,7 @@ class V20Sim:
             p["alias"] = acct.alias
         if "marginRate" in body:
             p["marginRate"] = str(body["marginRate"])
-        t = self.venue._txn(acct, "CLIENT_CONFIGURE", p)
+        t = acct.txns[self.venue._txn(acct, "CLIENT_CONFIGURE", p) - 1]
         self.venue._end(acct)
         unix = self._unix(request)
         return json_response(200, {"clientConfigureTransaction": render_txn(self.venue, acct, t, unix),
@@ -523,7 +523,7 @@ class V20Sim:
         if isinstance(body.get("tradeClientExtensions"), dict):
             o.trade_client_ext = {k: str(x) for k, x in body["tradeClientExtensions"].items()}
             p["tradeClientExtensionsModify"] = o.trade_client_ext
-        t = v._txn(acct, "ORDER_CLIENT_EXTENSIONS_MODIFY", p)
+        t = acct.txns[v._txn(acct, "ORDER_CLIENT_EXTENSIONS_MODIFY", p) - 1]
         v._end(acct)
         return json_response(200, {"orderClientExtensionsModifyTransaction": render_txn(v, acct, t, self._unix(request)),
                                    "relatedTransactionIDs": [str(t.id)], "lastTransactionID": str(acct.last_id)})
@@ -620,7 +620,8 @@ class V20Sim:
                 del acct.trades_by_client[old]
             if t.client_id is not None:
                 acct.trades_by_client[t.client_id] = t
-        tx = v._txn(acct, "TRADE_CLIENT_EXTENSIONS_MODIFY", {"tradeID": str(t.id), "tradeClientExtensionsModify": new})
+        tx = acct.txns[v._txn(acct, "TRADE_CLIENT_EXTENSIONS_MODIFY",
+                              {"tradeID": str(t.id), "tradeClientExtensionsModify": new}) - 1]
         v._end(acct)
         return json_response(200, {"tradeClientExtensionsModifyTransaction": render_txn(v, acct, tx, self._unix(request)),
                                    "relatedTransactionIDs": [str(tx.id)], "lastTransactionID": str(acct.last_id)})

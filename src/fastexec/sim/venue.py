@@ -88,6 +88,7 @@ _PL_DEN = PRICE_SCALE * RATE_SCALE // 10**6 * _MONEY_STEP
 # rate(1e12) * price(1e9) * rate(1e12) -> money(1e6) at 4 decimals
 _MARGIN_DEN = RATE_SCALE * PRICE_SCALE * RATE_SCALE // 10**6 * _MONEY_STEP
 
+_UNIT_FACTORS = (RATE_SCALE, RATE_SCALE, RATE_SCALE)
 _NY = None
 
 
@@ -150,9 +151,12 @@ class Order:
         "id", "type", "inst", "units", "price", "price_bound", "tif", "gtd_ns", "position_fill", "trigger",
         "client_ext", "trade_client_ext", "tp", "sl", "tsl", "trade_id", "client_trade_id", "distance",
         "guaranteed", "state", "reason", "create_ns", "fill_txn", "filled_ns", "trade_opened_id",
-        "trade_reduced_id", "trades_closed_ids", "cancel_txn", "cancelled_ns", "replaces_id", "replaced_by_id",
+        "trade_reduced_id", "cancel_txn", "cancelled_ns", "replaces_id", "replaced_by_id",
         "on_fill_txn", "initial_market_price", "trailing_value", "expire_ns", "closeout", "trade_close_units",
         "cancelling_txn_for_replace",
+        # set by the fill (an order fills at most once), read only after it:
+        "fill_units", "fill_price", "fill_reason", "fill_pl", "fill_balance", "fill_trade", "fill_closed",
+        "fill_reduced", "fill_hs", "fill_bid", "fill_ask", "fill_ptime", "fill_gain", "fill_loss",
     )
 
     def __init__(self, type_: str, inst: Optional[SimInstrument] = None, units: int = 0, *, price=None,
@@ -185,7 +189,6 @@ class Order:
         self.filled_ns = None
         self.trade_opened_id = None
         self.trade_reduced_id = None
-        self.trades_closed_ids = None
         self.cancel_txn = None
         self.cancelled_ns = None
         self.replaces_id = None
@@ -221,7 +224,7 @@ class Trade:
         self.initial_margin = initial_margin
         self.units = units
         self.realized_pl = 0
-        self.closing_txn_ids = []
+        self.closing_txn_ids = None  # list once reduced or closed
         self.close_ns = None
         self.client_ext = client_ext
         self.tp = None
@@ -257,27 +260,39 @@ class Position:
 
 
 class Fill:
-    """Payload of an ORDER_FILL transaction (rendered lazily)."""
+    """Payload view of an ORDER_FILL transaction.
 
-    __slots__ = ("order", "units", "price", "reason", "pl", "balance", "opened", "closed", "reduced",
-                 "half_spread", "bid", "ask", "ptime", "gain", "loss")
+    The fill's numbers live on the order itself (an order fills at most
+    once), so booking a fill allocates no extra long-lived object; this view
+    is made only when a transaction is read.
+    """
 
-    def __init__(self, order, units, price, reason, bid, ask, ptime, gain, loss):
+    __slots__ = ("order",)
+
+    def __init__(self, order):
         self.order = order
-        self.units = units
-        self.price = price
-        self.reason = reason
-        self.pl = 0
-        self.balance = 0
-        self.opened = None  # (trade_id, units, price, half_spread, initial_margin, client_ext)
-        self.closed = None  # list of (trade_id, units, price, realized_pl, half_spread)
-        self.reduced = None
-        self.half_spread = 0
-        self.bid = bid
-        self.ask = ask
-        self.ptime = ptime
-        self.gain = gain
-        self.loss = loss
+
+    units = property(lambda s: s.order.fill_units)
+    price = property(lambda s: s.order.fill_price)
+    reason = property(lambda s: s.order.fill_reason)
+    pl = property(lambda s: s.order.fill_pl)
+    balance = property(lambda s: s.order.fill_balance)
+    closed = property(lambda s: s.order.fill_closed)  # list of (trade_id, units, price, realized_pl, half_spread)
+    reduced = property(lambda s: s.order.fill_reduced)
+    half_spread = property(lambda s: s.order.fill_hs)
+    bid = property(lambda s: s.order.fill_bid)
+    ask = property(lambda s: s.order.fill_ask)
+    ptime = property(lambda s: s.order.fill_ptime)
+    gain = property(lambda s: s.order.fill_gain)
+    loss = property(lambda s: s.order.fill_loss)
+
+    @property
+    def opened(self):
+        """(trade_id, units, price, half_spread, initial_margin, client_ext) or None."""
+        tr = self.order.fill_trade
+        if tr is None:
+            return None
+        return tr.id, tr.initial_units, tr.price, tr.half_spread, tr.initial_margin, tr.client_ext
 
 
 class Txn:
@@ -301,16 +316,62 @@ class Txn:
         return f"Txn({self.id}, {self.type})"
 
 
+class TxnLog:
+    """An account's transactions as parallel lists (id = position + 1).
+
+    Storing five plain lists instead of one object per transaction keeps the
+    fill path from creating garbage-collector-tracked objects that live for
+    ever; ``Txn`` views are made when someone reads the log.
+    """
+
+    __slots__ = ("types", "times", "batches", "reqs", "ps")
+
+    def __init__(self):
+        self.types: list = []
+        self.times: list = []
+        self.batches: list = []
+        self.reqs: list = []
+        self.ps: list = []
+
+    def __len__(self) -> int:
+        return len(self.types)
+
+    def _view(self, i: int) -> Txn:
+        typ = self.types[i]
+        p = self.ps[i]
+        if typ == "ORDER_FILL":
+            p = Fill(p)
+        return Txn(i + 1, typ, self.times[i], self.batches[i], self.reqs[i], p)
+
+    def __getitem__(self, k):
+        n = len(self.types)
+        if isinstance(k, slice):
+            return [self._view(i) for i in range(*k.indices(n))]
+        if k < 0:
+            k += n
+        if not 0 <= k < n:
+            raise IndexError(k)
+        return self._view(k)
+
+    def __iter__(self):
+        return (self._view(i) for i in range(len(self.types)))
+
+
 class Result:
-    """What one request did: HTTP-ish status, the transactions by response key."""
+    """What one request did: HTTP-ish status and its transactions.
 
-    __slots__ = ("status", "keys", "txns", "error_code", "error_message", "last_id", "order")
+    ``keys`` maps v20 response keys (``orderCreateTransaction``…) to the
+    transactions; both it and ``txns`` are built on access from the ids.
+    """
 
-    def __init__(self, status, keys, txns, last_id, error_code=None, error_message=None, order=None):
+    __slots__ = ("status", "acct", "key_ids", "start", "last_id", "error_code", "error_message", "order")
+
+    def __init__(self, status, acct, key_ids, start, error_code=None, error_message=None, order=None):
         self.status = status
-        self.keys = keys
-        self.txns = txns
-        self.last_id = last_id
+        self.acct = acct
+        self.key_ids = key_ids
+        self.start = start
+        self.last_id = acct.last_id
         self.error_code = error_code
         self.error_message = error_message
         self.order = order
@@ -319,13 +380,22 @@ class Result:
     def ok(self) -> bool:
         return self.status < 400
 
+    @property
+    def keys(self) -> dict:
+        log = self.acct.txns
+        return {k: log[v - 1] for k, v in self.key_ids.items()}
+
+    @property
+    def txns(self) -> list:
+        return self.acct.txns[self.start:self.last_id]
+
 
 class Account:
     __slots__ = (
         "id", "user_id", "currency", "alias", "created_ns", "balance", "pl", "resettable_pl", "financing",
         "commission", "last_id", "txns", "orders", "pending", "by_client", "trades", "open_trades",
         "trades_by_client", "positions", "last_fill_ns", "batch", "batch_start", "req", "hedging", "gslo_mode",
-        "margin_call_enter_ns",
+        "margin_call_enter_ns", "routes",
     )
 
     def __init__(self, id_, user_id, currency, created_ns):
@@ -340,7 +410,7 @@ class Account:
         self.financing = 0
         self.commission = 0
         self.last_id = 0
-        self.txns: list[Txn] = []
+        self.txns = TxnLog()
         self.orders: dict[int, Order] = {}
         self.pending: dict[int, Order] = {}
         self.by_client: dict[str, Order] = {}
@@ -355,11 +425,15 @@ class Account:
         self.hedging = False
         self.gslo_mode = "ALLOWED"
         self.margin_call_enter_ns = None
+        self.routes: list = []  # per instrument index: conversion route to this account's currency
 
     def txn(self, txn_id: int) -> Optional[Txn]:
         if 1 <= txn_id <= self.last_id:
             return self.txns[txn_id - 1]
         return None
+
+    def since(self, txn_id: int) -> list:
+        return self.txns[max(0, txn_id):self.last_id]
 
 
 # --------------------------------------------------------------------------- venue
@@ -472,18 +546,23 @@ class Venue:
         acct.batch_start = acct.last_id
         acct.req = req
 
-    def _txn(self, acct: Account, type_: str, p) -> Txn:
+    def _txn(self, acct: Account, type_: str, p) -> int:
+        """Append a transaction; returns its id."""
+        log = acct.txns
+        log.types.append(type_)
+        log.times.append(self._now)
+        log.batches.append(acct.batch)
+        log.reqs.append(acct.req)
+        log.ps.append(p)
         acct.last_id += 1
-        t = Txn(acct.last_id, type_, self._now, acct.batch, acct.req, p)
-        acct.txns.append(t)
-        return t
+        return acct.last_id
 
-    def _end(self, acct: Account) -> list:
-        new = acct.txns[acct.batch_start:]
-        if self._txn_listeners and new:
+    def _end(self, acct: Account) -> None:
+        """Close a batch: listeners (streams, the in-process broker) see it whole."""
+        if self._txn_listeners and acct.last_id > acct.batch_start:
+            new = acct.txns[acct.batch_start:acct.last_id]
             for fn in tuple(self._txn_listeners):
                 fn(acct, new)
-        return new
 
     _now = 0
 
@@ -519,6 +598,19 @@ class Venue:
             if a and b:
                 return a + b
         raise SimReject("INSTRUMENT_PRICE_UNKNOWN", 400, f"No conversion from {src} to {dst}")
+
+    def _acct_factors(self, acct: Account, inst: SimInstrument) -> tuple[int, int, int]:
+        """``factors`` for an account, with the route cached on the account."""
+        routes = acct.routes
+        i = inst.index
+        if i >= len(routes):
+            routes.extend([None] * (len(self.instruments) - len(routes)))
+        r = routes[i]
+        if r is None:
+            r = routes[i] = self._route(acct.currency, inst)
+        if not r:
+            return _UNIT_FACTORS
+        return self.factors(acct.currency, inst)
 
     def factors(self, currency: str, inst: SimInstrument) -> tuple[int, int, int]:
         """(gain, loss, mid) quote→home conversion factors as rates.
@@ -562,7 +654,7 @@ class Venue:
         inst = pos.inst
         i = inst.index
         bid, ask = self.bids[i], self.asks[i]
-        gain, loss, midf = self.factors(acct.currency, inst)
+        gain, loss, midf = self._acct_factors(acct, inst)
         u = pos.units
         close = bid if u > 0 else ask
         q = u * close - pos.cost
@@ -582,7 +674,7 @@ class Venue:
         inst = trade.inst
         i = inst.index
         bid, ask = self.bids[i], self.asks[i]
-        gain, loss, midf = self.factors(acct.currency, inst)
+        gain, loss, midf = self._acct_factors(acct, inst)
         u = trade.units
         q = u * ((bid if u > 0 else ask) - trade.price)
         upl = round_half_even_int(q * (gain if q >= 0 else loss), _PL_DEN) * _MONEY_STEP
@@ -623,9 +715,27 @@ class Venue:
             "marginCallPercent": callpct,
         }
 
+    def _nav_and_margin(self, acct: Account) -> tuple[int, int]:
+        """(NAV, marginUsed) only — the margin check at fill time needs no more."""
+        nav = acct.balance
+        mu = 0
+        bids, asks = self.bids, self.asks
+        for pos in acct.positions.values():
+            u = pos.units
+            if u:
+                inst = pos.inst
+                i = inst.index
+                bid, ask = bids[i], asks[i]
+                gain, loss, midf = self._acct_factors(acct, inst)
+                q = u * (bid if u > 0 else ask) - pos.cost
+                nav += round_half_even_int(q * (gain if q >= 0 else loss), _PL_DEN) * _MONEY_STEP
+                mu += round_half_even_int(inst.margin_rate * (u if u > 0 else -u) * (bid + ask) * midf,
+                                          2 * _MARGIN_DEN) * _MONEY_STEP
+        return nav, mu
+
     def _margin_of(self, acct: Account, inst: SimInstrument, units: int) -> int:
         i = inst.index
-        midf = self.factors(acct.currency, inst)[2]
+        midf = self._acct_factors(acct, inst)[2]
         return round_half_even_int(inst.margin_rate * abs(units) * (self.bids[i] + self.asks[i]) * midf,
                                    2 * _MARGIN_DEN) * _MONEY_STEP
 
@@ -665,7 +775,7 @@ class Venue:
         echo = dict(echo)
         t = self._txn(acct, txn_type, (echo, reason))
         self._end(acct)
-        return Result(status, {key: t}, [t], acct.last_id, reason, REJECT_MESSAGES.get(reason, reason))
+        return Result(status, acct, {key: t}, acct.batch_start, reason, REJECT_MESSAGES.get(reason, reason))
 
     # ------------------------------------------------------------------ order entry
 
@@ -684,8 +794,8 @@ class Venue:
             return self._reject_order(acct, order, e, request_id, raw=raw)
         self._begin(acct, request_id)
         keys = self._accept(acct, order, now)
-        txns = self._end(acct)
-        return Result(201, keys, txns, acct.last_id, order=order)
+        self._end(acct)
+        return Result(201, acct, keys, acct.batch_start, order=order)
 
     def _reject_order(self, acct: Account, order: Order, e: SimReject, request_id, key="orderRejectTransaction",
                       extra: Optional[dict] = None, raw: Optional[dict] = None) -> Result:
@@ -702,8 +812,8 @@ class Venue:
         if extra:
             echo.update(extra)
         t = self._txn(acct, order.type + "_ORDER_REJECT", (echo, e.reason))
-        txns = self._end(acct)
-        return Result(e.status, {key: t}, txns, acct.last_id, e.reason, e.message)
+        self._end(acct)
+        return Result(e.status, acct, {key: t}, acct.batch_start, e.reason, e.message)
 
     def _validate(self, acct: Account, o: Order, now: int) -> None:
         t = o.type
@@ -851,7 +961,7 @@ class Venue:
     def _register(self, acct: Account, o: Order, now: int, reason: str = "CLIENT_ORDER") -> Txn:
         """Create the order's ``*_ORDER`` transaction; the order takes its id."""
         t = self._txn(acct, o.type + "_ORDER", o)
-        o.id = t.id
+        o.id = t
         o.create_ns = now
         o.reason = reason
         acct.orders[o.id] = o
@@ -926,7 +1036,7 @@ class Venue:
         if o.state == "PENDING":
             self._unrest(acct, o)
         o.state = "CANCELLED"
-        o.cancel_txn = t.id
+        o.cancel_txn = t
         o.cancelled_ns = now
         if replaced_by is not None:
             o.replaced_by_id = replaced_by
@@ -1008,7 +1118,8 @@ class Venue:
                 if self._triggered(o, bid, ask):
                     self._begin(acct, None)
                     self._run_triggered(acct, o, now)
-                    out += self._end(acct)
+                    self._end(acct)
+                    out += acct.txns[acct.batch_start:acct.last_id]
         for acct in self.accounts.values():
             pos = acct.positions.get(i)
             if pos is not None and pos.units:
@@ -1046,7 +1157,8 @@ class Venue:
                 continue
             self._begin(acct, None)
             self._cancel(acct, o, "TIME_IN_FORCE_EXPIRED", now)
-            out += self._end(acct)
+            self._end(acct)
+            out += acct.txns[acct.batch_start:acct.last_id]
         return out
 
     def _check_margin_closeout(self, acct: Account, now: int) -> list:
@@ -1061,7 +1173,8 @@ class Venue:
             o.closeout = ("margin", "ALL")
             keys = {"orderCreateTransaction": self._register(acct, o, now, "MARGIN_CLOSEOUT")}
             self._execute(acct, o, keys, now)
-        return self._end(acct)
+        self._end(acct)
+        return acct.txns[acct.batch_start:acct.last_id]
 
     # ------------------------------------------------------------------ execution
 
@@ -1141,9 +1254,7 @@ class Venue:
                     return
             # margin: the position after the fill must be covered by NAV
             after = net + (fill_units if buy else -fill_units)
-            n = self.account_numbers(acct) if acct.positions else None
-            cur_mu = n["marginUsed"] if n else 0
-            nav = n["NAV"] if n else acct.balance
+            nav, cur_mu = self._nav_and_margin(acct)
             pos_mu = self._margin_of(acct, inst, net) if net else 0
             need = cur_mu - pos_mu + self._margin_of(acct, inst, after)
             if need > nav:
@@ -1162,15 +1273,22 @@ class Venue:
     def _fill(self, acct: Account, o: Order, units: int, px: int, reducible: int, now: int, bid: int, ask: int,
               pos: Optional[Position]) -> Txn:
         inst = o.inst
-        gain, loss, midf = self.factors(acct.currency, inst)
+        gain, loss, midf = self._acct_factors(acct, inst)
         t = o.type
         if t == MARKET:
             reason = MARKET_FILL_REASON[o.reason] if o.reason in MARKET_FILL_REASON else "MARKET_ORDER"
         else:
             reason = FILL_REASON[t]
-        f = Fill(o, units, px, reason, bid, ask, self.ptimes[inst.index], gain, loss)
-        ft = self._txn(acct, "ORDER_FILL", f)
-        fid = ft.id
+        ft = fid = self._txn(acct, "ORDER_FILL", o)
+        o.fill_units = units
+        o.fill_price = px
+        o.fill_reason = reason
+        o.fill_bid = bid
+        o.fill_ask = ask
+        o.fill_ptime = self.ptimes[inst.index]
+        o.fill_gain = gain
+        o.fill_loss = loss
+        o.fill_trade = o.fill_closed = o.fill_reduced = None
         o.state = "FILLED"  # before closing trades, so an exit does not cancel itself as a dependent
         if pos is None:
             pos = acct.positions[inst.index] = Position(inst)
@@ -1193,7 +1311,10 @@ class Venue:
                 hs = round_half_even_int(k * spread * loss, 2 * _PL_DEN) * _MONEY_STEP
                 tr.units = tu - cu
                 tr.realized_pl += pl
-                tr.closing_txn_ids.append(fid)
+                if tr.closing_txn_ids is None:
+                    tr.closing_txn_ids = [fid]
+                else:
+                    tr.closing_txn_ids.append(fid)
                 tr.closed_units += k
                 tr.closed_value += k * px
                 pos.units -= cu
@@ -1208,19 +1329,21 @@ class Venue:
                         trades.pop(0)
                     else:
                         trades.remove(tr)
-                    acct.open_trades.pop(tr.id, None)
-                    cid = tr.client_id
-                    if cid is not None and acct.trades_by_client.get(cid) is tr:
-                        del acct.trades_by_client[cid]
+                    del acct.open_trades[tr.id]
+                    ce = tr.client_ext
+                    if ce is not None:
+                        cid = ce.get("id")
+                        if cid is not None and acct.trades_by_client.get(cid) is tr:
+                            del acct.trades_by_client[cid]
                     closed.append(entry)
-                    self._close_dependents(acct, tr, now)
+                    if tr.tp is not None or tr.sl is not None or tr.tsl is not None:
+                        self._close_dependents(acct, tr, now)
                 else:
-                    f.reduced = entry
+                    o.fill_reduced = entry
                     o.trade_reduced_id = tr.id
                 left -= k
             if closed:
-                f.closed = closed
-                o.trades_closed_ids = [c[0] for c in closed]
+                o.fill_closed = closed
             if cu > 0:
                 pos.long_pl += total_pl
             else:
@@ -1240,18 +1363,18 @@ class Venue:
             tr.half_spread = hs
             acct.trades[fid] = tr
             acct.open_trades[fid] = tr
-            cid = tr.client_id
-            if cid is not None:
-                acct.trades_by_client[cid] = tr
+            ce = tr.client_ext
+            if ce is not None and ce.get("id") is not None:
+                acct.trades_by_client[ce["id"]] = tr
             pos.trades.append(tr)
             pos.units += ou
             pos.cost += ou * px
-            f.opened = (fid, ou, px, hs, im, o.trade_client_ext)
+            o.fill_trade = tr
             o.trade_opened_id = fid
             total_hs += hs
-        f.pl = total_pl
-        f.half_spread = total_hs
-        f.balance = acct.balance
+        o.fill_pl = total_pl
+        o.fill_hs = total_hs
+        o.fill_balance = acct.balance
         o.state = "FILLED"
         o.fill_txn = fid
         o.filled_ns = now
@@ -1308,12 +1431,12 @@ class Venue:
             p = {"orderID": str(o.id) if o is not None else (spec if not spec.startswith("@") else None),
                  "clientOrderID": spec[1:] if spec.startswith("@") else None}
             t = self._txn(acct, "ORDER_CANCEL_REJECT", ({k: v for k, v in p.items() if v}, "ORDER_DOESNT_EXIST"))
-            txns = self._end(acct)
-            return Result(404, {"orderCancelRejectTransaction": t}, txns, acct.last_id, "ORDER_DOESNT_EXIST",
+            self._end(acct)
+            return Result(404, acct, {"orderCancelRejectTransaction": t}, acct.batch_start, "ORDER_DOESNT_EXIST",
                           REJECT_MESSAGES["ORDER_DOESNT_EXIST"])
         t = self._cancel(acct, o, "CLIENT_REQUEST", now)
-        txns = self._end(acct)
-        return Result(200, {"orderCancelTransaction": t}, txns, acct.last_id, order=o)
+        self._end(acct)
+        return Result(200, acct, {"orderCancelTransaction": t}, acct.batch_start, order=o)
 
     def replace_order(self, account_id: str, spec: str, new: Order, request_id: Optional[str] = None,
                       raw: Optional[dict] = None) -> Result:
@@ -1327,8 +1450,8 @@ class Venue:
             p = {"orderID": str(old.id) if old is not None else (spec if not spec.startswith("@") else None),
                  "clientOrderID": spec[1:] if spec.startswith("@") else None}
             t = self._txn(acct, "ORDER_CANCEL_REJECT", ({k: v for k, v in p.items() if v}, "ORDER_DOESNT_EXIST"))
-            txns = self._end(acct)
-            return Result(404, {"orderCancelRejectTransaction": t}, txns, acct.last_id, "ORDER_DOESNT_EXIST",
+            self._end(acct)
+            return Result(404, acct, {"orderCancelRejectTransaction": t}, acct.batch_start, "ORDER_DOESNT_EXIST",
                           REJECT_MESSAGES["ORDER_DOESNT_EXIST"])
         new.replaces_id = old.id
         try:
@@ -1355,15 +1478,15 @@ class Venue:
         self._begin(acct, request_id)
         ct = self._cancel(acct, old, "CLIENT_REQUEST_REPLACED", now)
         keys = {"orderCancelTransaction": ct}
-        new.cancelling_txn_for_replace = ct.id
+        new.cancelling_txn_for_replace = ct
         keys2 = self._accept(acct, new, now, "REPLACEMENT")
         old.replaced_by_id = new.id
         keys.update(keys2)
         if "orderCancelTransaction" in keys2:  # the replacement itself was cancelled at once
             keys["replacingOrderCancelTransaction"] = keys2["orderCancelTransaction"]
             keys["orderCancelTransaction"] = ct
-        txns = self._end(acct)
-        return Result(201, keys, txns, acct.last_id, order=new)
+        self._end(acct)
+        return Result(201, acct, keys, acct.batch_start, order=new)
 
     # ------------------------------------------------------------------ trade / position close
 
@@ -1375,7 +1498,7 @@ class Venue:
         self._now = now = self.clock()
         tr = self.find_trade(acct, spec)
         if tr is None or tr.state != "OPEN":
-            return Result(404, {}, [], acct.last_id, "NO_SUCH_TRADE", "The trade ID specified does not exist")
+            return Result(404, acct, {}, acct.last_id, "NO_SUCH_TRADE", "The trade ID specified does not exist")
         o = Order(MARKET, tr.inst, 0, position_fill="REDUCE_ONLY")
         o.trade_close_units = units
         o.trade_id = tr.id
@@ -1391,8 +1514,8 @@ class Venue:
         self._begin(acct, request_id)
         keys = {"orderCreateTransaction": self._register(acct, o, now, "TRADE_CLOSE")}
         self._execute(acct, o, keys, now)
-        txns = self._end(acct)
-        return Result(200, keys, txns, acct.last_id, order=o)
+        self._end(acct)
+        return Result(200, acct, keys, acct.batch_start, order=o)
 
     def close_position(self, account_id: str, instrument: str, long_units: Union[str, int, None] = None,
                        short_units: Union[str, int, None] = None, request_id: Optional[str] = None) -> Result:
@@ -1403,7 +1526,7 @@ class Venue:
         self._now = now = self.clock()
         inst = self.by_name.get(instrument)
         if inst is None:
-            return Result(400, {}, [], acct.last_id, None, f"Invalid value specified for 'instrument'")
+            return Result(400, acct, {}, acct.last_id, None, "Invalid value specified for 'instrument'")
         if long_units == "NONE":
             long_units = None
         if short_units == "NONE":
@@ -1416,7 +1539,7 @@ class Venue:
         if short_units is not None:
             sides.append(("short", short_units))
         if not sides:
-            return Result(400, {}, [], acct.last_id, "CLOSEOUT_POSITION_INCOMPLETE_SPECIFICATION",
+            return Result(400, acct, {}, acct.last_id, "CLOSEOUT_POSITION_INCOMPLETE_SPECIFICATION",
                           REJECT_MESSAGES["CLOSEOUT_POSITION_INCOMPLETE_SPECIFICATION"])
         errors = {}
         orders = []
@@ -1444,8 +1567,8 @@ class Venue:
                 if not o.units:
                     echo.pop("units", None)
                 keys[side + "OrderRejectTransaction"] = self._txn(acct, "MARKET_ORDER_REJECT", (echo, r))
-            txns = self._end(acct)
-            return Result(400, keys, txns, acct.last_id, first, REJECT_MESSAGES.get(first, first))
+            self._end(acct)
+            return Result(400, acct, keys, acct.batch_start, first, REJECT_MESSAGES.get(first, first))
         self._begin(acct, request_id)
         keys = {}
         for side, o in orders:
@@ -1453,8 +1576,8 @@ class Venue:
             self._execute(acct, o, k2, now)
             for kk, v in k2.items():
                 keys[side + kk[0].upper() + kk[1:]] = v
-        txns = self._end(acct)
-        return Result(200, keys, txns, acct.last_id)
+        self._end(acct)
+        return Result(200, acct, keys, acct.batch_start)
 
     def set_trade_orders(self, account_id: str, spec: str, changes: dict, request_id: Optional[str] = None) -> Result:
         """v20 PUT /trades/{spec}/orders. ``changes`` maps ``takeProfit`` /
@@ -1464,7 +1587,7 @@ class Venue:
         self._now = now = self.clock()
         tr = self.find_trade(acct, spec)
         if tr is None or tr.state != "OPEN":
-            return Result(404, {}, [], acct.last_id, "NO_SUCH_TRADE", "The trade ID specified does not exist")
+            return Result(404, acct, {}, acct.last_id, "NO_SUCH_TRADE", "The trade ID specified does not exist")
         plan = []
         for key, typ, attr in (("takeProfit", TAKE_PROFIT, "tp"), ("stopLoss", STOP_LOSS, "sl"),
                                ("trailingStopLoss", TRAILING_STOP_LOSS, "tsl")):
@@ -1486,8 +1609,8 @@ class Venue:
             except SimReject as e:
                 self._begin(acct, request_id)
                 t = self._txn(acct, typ + "_ORDER_REJECT", (self._echo(new), e.reason))
-                txns = self._end(acct)
-                return Result(400, {key + "OrderRejectTransaction": t}, txns, acct.last_id, e.reason, e.message)
+                self._end(acct)
+                return Result(400, acct, {key + "OrderRejectTransaction": t}, acct.batch_start, e.reason, e.message)
             plan.append((key, old, new))
         self._begin(acct, request_id)
         keys = {}
@@ -1497,14 +1620,14 @@ class Venue:
                     acct, old, "CLIENT_REQUEST_REPLACED" if new is not None else "CLIENT_REQUEST", now)
             if new is not None:
                 if old is not None:
-                    new.cancelling_txn_for_replace = keys[key + "OrderCancelTransaction"].id
+                    new.cancelling_txn_for_replace = keys[key + "OrderCancelTransaction"]
                     old.replaced_by_id = None
                 k2 = self._accept(acct, new, now, "REPLACEMENT" if old is not None else "CLIENT_ORDER")
                 if old is not None:
                     old.replaced_by_id = new.id
                 keys[key + "OrderTransaction"] = k2["orderCreateTransaction"]
-        txns = self._end(acct)
-        return Result(200, keys, txns, acct.last_id)
+        self._end(acct)
+        return Result(200, acct, keys, acct.batch_start)
 
     @staticmethod
     def _echo(o: Order) -> dict:
@@ -1515,8 +1638,7 @@ class Venue:
     # ------------------------------------------------------------------ reads
 
     def transactions_since(self, account_id: str, txn_id: int) -> list:
-        acct = self.account(account_id)
-        return acct.txns[max(0, txn_id):]
+        return self.account(account_id).since(txn_id)
 
     def pending_orders(self, account_id: str) -> list:
         return list(self.account(account_id).pending.values())
