@@ -114,6 +114,7 @@ class _Order:
         "order_id", "client_order_id", "broker_order_id", "account_id", "acct", "inst", "inst_idx",
         "precision", "side", "otype", "norm", "fill_value", "fill_units", "created_at", "updated_at",
         "reject_reason", "request_id", "risk_ns", "broker_ns", "total_ns", "pending_op", "trigger_price",
+        "events",
     )
 
     def __init__(self, order_id, client_order_id, account_id, acct, inst, norm, side, request_id, now):
@@ -139,6 +140,7 @@ class _Order:
         self.total_ns = 0
         self.pending_op: Optional[str] = None  # "cancel" | "replace" while such a request is in flight
         self.trigger_price: Optional[int] = None
+        self.events = 0  # broker events applied to this order
 
 
 class Engine:
@@ -469,9 +471,10 @@ class Engine:
             events = await self._resolve_lost_submit(o, exc)
         o.broker_ns = perf_counter_ns() - tb
         self._broker_ok = True
+        seen = o.events
         for ev in events:
             self._on_event(ev)
-        if self._state(o) is S.PENDING_SUBMIT:
+        if o.events == seen and self._state(o) is S.PENDING_SUBMIT:
             # The broker answered without saying what became of the order:
             # look it up by client id rather than guess (never resend).
             await self._reconcile_order(o)
@@ -624,6 +627,7 @@ class Engine:
         elif t is OrderAccepted:
             o = self._match(ev.account_id, ev.client_id, ev.broker_order_id)
             if o is not None:
+                o.events += 1
                 self._bind(o, ev.broker_order_id)
                 if self._state(o) in (S.PENDING_SUBMIT, S.PENDING_CANCEL):
                     self._transition(o, E.ACCEPT)
@@ -634,6 +638,7 @@ class Engine:
         elif t is OrderRejected:
             o = self._match(ev.account_id, ev.client_id, None)
             if o is not None:
+                o.events += 1
                 if o.pending_op is not None:
                     o.reject_reason = ev.reason  # a refused cancel/replace; the request handles the state
                 elif self._state(o) in (S.PENDING_SUBMIT, S.PENDING_CANCEL):
@@ -644,6 +649,7 @@ class Engine:
         elif t is OrderReplaced:
             o = self._match(ev.account_id, ev.client_id, ev.old_broker_order_id)
             if o is not None:
+                o.events += 1
                 self._bind(o, ev.new_broker_order_id)
                 o.updated_at = ev.time_ns
                 if self._state(o) is S.PENDING_REPLACE:
@@ -676,6 +682,7 @@ class Engine:
             self._ledger.apply_charge(a, charge)
         o = self._match(ev.account_id, ev.client_id, ev.broker_order_id)
         if o is not None and o.inst_idx == inst.index:
+            o.events += 1
             if o.broker_order_id is None:
                 self._bind(o, ev.broker_order_id)
             st = self._store.fill(o.order_id, ev.units)
@@ -697,6 +704,7 @@ class Engine:
         o = self._match(ev.account_id, ev.client_id, ev.broker_order_id)
         if o is None:
             return
+        o.events += 1
         if o.broker_order_id is not None and o.broker_order_id != ev.broker_order_id:
             return  # an old incarnation (replaced) going away
         st = self._state(o)
