@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCH = os.path.dirname(HERE)
-if BENCH not in sys.path:
-    sys.path.insert(0, BENCH)
+REFERENCE = os.path.join(os.path.dirname(HERE), "reference")
+if REFERENCE not in sys.path:
+    sys.path.insert(0, REFERENCE)
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class HotPath:
     n: int = 2000
     gated: bool = True
     why: str = ""
+    reference: str | None = None  # an ungated path doing the same work (ratio printed)
 
 
 # --- calibration -----------------------------------------------------------
@@ -72,6 +73,18 @@ def _make_pnl():
     return run
 
 
+# --- the core hot paths, on the shared scenario (bench/reference/scenario.py) ---
+
+def _scenario(loop_name, side):
+    def make():
+        import scenario
+
+        state = scenario.Core() if side == "core" else scenario.Reference()
+        return getattr(scenario, loop_name)(state)
+
+    return make
+
+
 PATHS: list[HotPath] = [
     HotPath("call_overhead", _make_call_overhead, n=4000, gated=False,
             why="a bare Python->C call (divmod): the floor under every path"),
@@ -79,4 +92,18 @@ PATHS: list[HotPath] = [
             why="every REST/v20 price crosses it"),
     HotPath("pnl", _make_pnl, n=2000,
             why="int128 half-even P&L of one position"),
+    HotPath("risk_check", _scenario("core_check_loop", "core"), n=2000, reference="ref_risk_check_decimal",
+            why="every order and modification: RiskEngine.check from Python, all 14 checks run"),
+    HotPath("risk_check_batch", _scenario("core_check_batch_loop", "core"), n=20000,
+            why="per order, RiskEngine.check_batch over 500-order arrays (the Cython batch target)"),
+    HotPath("fill", _scenario("core_fill_loop", "core"), n=2000, reference="ref_fill_decimal",
+            why="every fill: Ledger.apply_fill (average price, realized P&L, revalue), open/close alternating"),
+    HotPath("mark_to_market", _scenario("core_mark_loop", "core"), n=2000, reference="ref_mark_decimal",
+            why="every price tick: Ledger.mark revalues the positions and conversions it touches"),
+    HotPath("ref_risk_check_decimal", _scenario("ref_check_loop", "ref"), n=200, gated=False,
+            why="the same check in pure-Python Decimal (bench/reference)"),
+    HotPath("ref_fill_decimal", _scenario("ref_fill_loop", "ref"), n=200, gated=False,
+            why="the same fill in pure-Python Decimal"),
+    HotPath("ref_mark_decimal", _scenario("ref_mark_loop", "ref"), n=200, gated=False,
+            why="the same mark in pure-Python Decimal"),
 ]
