@@ -26,6 +26,9 @@ import orjson
 from aiohttp import web
 
 from fastexec import __version__
+from fastexec._core.fixedpoint import FixedPointError, parse_price
+from fastexec.engine.perf import Performance
+from fastexec.engine.types import ExitSpec, OrderSpec
 from fastexec.errors import (
     BrokerUnavailableError,
     FastexecError,
@@ -144,8 +147,6 @@ class Api:
 
             instruments = load_instruments()
         self._precision = {inst.name: inst.display_precision for inst in instruments}
-        from fastexec.engine.perf import Performance
-
         self.perf = Performance()
 
     # ---------------------------------------------------------------- helpers
@@ -159,8 +160,6 @@ class Api:
     def price(text: Optional[str], precision: int, field: str) -> Optional[int]:
         if text is None:
             return None
-        from fastexec._core.fixedpoint import FixedPointError, parse_price
-
         try:
             return parse_price(text, precision)
         except FixedPointError as exc:
@@ -175,17 +174,13 @@ class Api:
     def exit_spec(self, raw: Optional[dict], precision: int, field: str):
         if raw is None:
             return None
-        from fastexec.engine.types import ExitSpec
-
         return ExitSpec(
             price=self.price(raw.get("price"), precision, field + ".price"),
             distance=self.price(raw.get("distance"), precision, field + ".distance"),
             guaranteed=raw.get("guaranteed", False),
         )
 
-    def order_spec(self, body: dict):
-        from fastexec.engine.types import OrderSpec
-
+    def order_spec(self, body: dict) -> OrderSpec:
         instrument = body["instrument"]
         p = self.precision(instrument)
         return OrderSpec(
