@@ -99,6 +99,7 @@ class EngineCollector:
                     risk.add_metric([account_id], float(rm.risk_score))
                     acct = engine.account(account_id)
                     halted.add_metric([account_id], 1.0 if acct.kill_switch_active else 0.0)
+
                     for pos in engine.positions(account_id):
                         if pos.units:
                             positions.add_metric([account_id, pos.instrument], float(pos.units))
@@ -157,29 +158,34 @@ class Metrics:
         self._children: dict[tuple, Any] = {}
         self._collector = EngineCollector(self)
         r.register(self._collector)
-        self._unsubscribe = None
+        self._ks_counted: dict[str, Any] = {}
         self._last_broker_ok = True
 
     # ------------------------------------------------------------ engine wiring
     def attach_engine(self, engine: Any) -> None:
-        """Read gauges from ``engine`` and count kill-switch activations from
-        its events, so automatic activations (daily-loss breach) are counted
-        as well as those made over HTTP."""
+        """Read gauges from ``engine`` at scrape time.
+
+        Deliberately no ``engine.subscribe``: a subscriber makes the engine
+        build event objects for every order, which would tax the hot path just
+        to count kill switches. Activations are counted when the API makes them
+        and, for those the engine makes itself (daily-loss breach), when a
+        scrape finds a switch on whose activation was not counted yet.
+        """
         self.engine = engine
-        subscribe = getattr(engine, "subscribe", None)
-        if subscribe is not None:
-            self._unsubscribe = subscribe(self._on_event)
 
     def detach(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
         self.engine = None
 
-    def _on_event(self, event: Any) -> None:
-        if event.kind == "kill_switch_activated":
-            data = event.data
-            self.kill_switch(event.account_id or "all", getattr(data, "reason", None))
+    def kill_switch_seen(self, view: Any) -> None:
+        """Count an active kill switch once per activation (keyed by its time)."""
+        if not getattr(view, "active", False):
+            return
+        account = view.account_id or "all"
+        stamp = view.activated_at
+        if self._ks_counted.get(account) == stamp:
+            return
+        self._ks_counted[account] = stamp
+        self.kill_switch(account, view.reason)
 
     def broker_status(self) -> tuple[str, bool]:
         engine = self.engine
@@ -246,7 +252,22 @@ class Metrics:
         child.inc()
 
     # ------------------------------------------------------------ exposition
+    def refresh(self) -> None:
+        """Catch kill switches the engine activated by itself; runs before the
+        registry is collected so the count appears in this very scrape."""
+        engine = self.engine
+        ks = getattr(engine, "kill_switch", None)
+        if ks is None:
+            return
+        try:
+            self.kill_switch_seen(ks(None))
+            for account_id in list(engine.account_ids):
+                self.kill_switch_seen(ks(account_id))
+        except Exception:  # a scrape must never take the process down
+            log.exception("kill switch scan failed")
+
     def render(self) -> bytes:
+        self.refresh()
         return generate_latest(self.registry)
 
     content_type = CONTENT_TYPE_LATEST

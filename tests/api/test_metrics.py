@@ -60,3 +60,19 @@ def test_label_tokens_are_bounded():
     assert label_token("") == "unspecified"
     assert label_token("x" * 100) == "x" * 32
     assert label_token('a"}\n{b') == "a_b"
+
+
+async def test_kill_switch_made_by_the_engine_itself_is_counted_once(api):
+    """Not every activation comes over HTTP (daily-loss breach, an embedding
+    service): the scrape counts switches it finds on, once per activation."""
+    acct = api.accounts[0]
+    await api.engine.activate_kill_switch(acct, reason="daily_loss", actor="risk-monitor")
+    for _ in range(2):
+        m = await _scrape(api)
+        ks = {(s.labels["account_id"], s.labels["reason"]): s.value for s in m["execution_kill_switch_activations_total"]}
+        assert ks == {(acct, "daily_loss"): 1}
+    await api.engine.release_kill_switch(acct, actor="desk")
+    await api.engine.activate_kill_switch(acct, reason="daily_loss", actor="risk-monitor")
+    m = await _scrape(api)
+    ks = {(s.labels["account_id"], s.labels["reason"]): s.value for s in m["execution_kill_switch_activations_total"]}
+    assert ks == {(acct, "daily_loss"): 2}

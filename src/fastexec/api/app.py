@@ -414,6 +414,8 @@ class Api:
         self.engine.account(account)  # 404 for an unknown account
         reason = ctx.params.get("reason") or "manual"
         view = await self.engine.activate_kill_switch(account, reason=reason, actor=ctx.principal.name, flatten=ctx.params["flatten"])
+        if self.metrics is not None:
+            self.metrics.kill_switch_seen(view)
         log.warning("kill switch activated", extra={"account_id": account, "reason": reason, "actor": ctx.principal.name})
         return 200, view.to_dict()
 
