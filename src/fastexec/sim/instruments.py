@@ -62,11 +62,35 @@ class SimInstrument:
         return f"SimInstrument({self.name})"
 
 
+def _from_core(path: Optional[str]) -> Optional[list]:
+    """The core's instrument table as v20 dicts, or None before it is built."""
+    try:
+        from fastexec._core.instruments import load_instruments  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - only before the core is built
+        return None
+    table = load_instruments(path)
+    out = []
+    for inst in table:
+        d = inst.to_v20()
+        sim = SimInstrument(0, d)
+        # one source of truth: the core and the simulator must read the same integers
+        assert (sim.margin_rate, sim.minimum_trade_size, sim.display_precision) == (
+            inst.margin_rate, inst.minimum_trade_size, inst.display_precision), inst.name
+        out.append(d)
+    return out
+
+
 def load_sim_instruments(path: Optional[str] = None, names: Optional[Iterable[str]] = None) -> list[SimInstrument]:
-    """Instruments in file order (v20 ``Instrument`` shape), optionally filtered."""
-    with open(path or _DATA, "rb") as f:
-        doc = json.load(f)
-    raw = doc["instruments"] if isinstance(doc, dict) else doc
+    """Instruments in file order (v20 ``Instrument`` shape), optionally filtered.
+
+    Read through the core's instrument table when it is built (so the
+    simulator refuses exactly what the engine refuses), else from the JSON.
+    """
+    raw = _from_core(path)
+    if raw is None:
+        with open(path or _DATA, "rb") as f:
+            doc = json.load(f)
+        raw = doc["instruments"] if isinstance(doc, dict) else doc
     if names is not None:
         wanted = set(names)
         raw = [d for d in raw if d["name"] in wanted]

@@ -502,7 +502,8 @@ class Venue:
         (money int), so the balance is the sum of its transactions from id 1."""
         num = len(self.accounts) + 1
         aid = account_id or f"{self.site}-{self.user_id:07d}-{num:03d}"
-        acct = Account(aid, self.user_id, currency, self.clock())
+        self._now = self.clock()
+        acct = Account(aid, self.user_id, currency, self._now)
         self.accounts[aid] = acct
         self._begin(acct, None)
         self._txn(acct, "CREATE", {"divisionID": 1, "siteID": 101, "accountUserID": self.user_id,
