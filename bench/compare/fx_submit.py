@@ -1,0 +1,97 @@
+"""fastexec side of the submit comparison (runs in the project's environment).
+
+The same flow as ``nt_submit.py``: EUR/USD market orders of 10,000 units,
+alternating buy and sell, each ``await engine.submit(OrderSpec(...))`` from
+inside a running asyncio loop (the way an embedding service calls it), the
+order object built inside the timed region as NautilusTrader's order factory
+call is. Each order goes through shape validation, the kill switch, the
+compiled risk gateway, the order state store, the in-process simulated venue's
+fill, and the fill applied to positions/P&L/margin; it must come back
+``filled``. The engine's default journal (``NullJournal``, no I/O) is used:
+NautilusTrader's backtest kernel has no journal either, and the journal's
+own cost is measured by ``bench/test_journal_bench.py``.
+
+Prints one JSON line like ``nt_submit.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import sys
+import time
+
+
+async def _bench(args) -> dict:
+    from fastexec.config import Settings
+    from fastexec.engine import Engine, OrderSpec
+    from fastexec.sim.broker import SimulatedBroker
+    from fastexec.sim.venue import Venue
+
+    settings = Settings(
+        max_orders_per_second=10 ** 9, max_position_size=10 ** 9, max_units_per_order=10 ** 9,
+        max_daily_loss=10 ** 15, max_concurrent_orders=10 ** 6,
+    )
+    engine = Engine(settings, SimulatedBroker(Venue(seed=1, accounts=1, balance="1000000000")))
+    await engine.start()
+    try:
+        account = engine.account_ids[0]
+        submit = engine.submit
+        units = args.units
+        sides = ("buy", "sell")
+        clock = time.perf_counter_ns
+        total = args.warmup + args.orders
+        samples = [0] * total
+        gc.collect()
+        gc.disable()
+        try:
+            for i in range(total):
+                t0 = clock()
+                view = await submit(OrderSpec(account, "EUR_USD", sides[i & 1], units))
+                t1 = clock()
+                if view.status != "filled":
+                    raise RuntimeError(f"order {i} not filled: {view.status} {view.reject_reason}")
+                samples[i] = t1 - t0
+        finally:
+            gc.enable()
+        if engine.position(account, "EUR_USD").units != 0:
+            raise RuntimeError("alternating orders did not leave the position flat")
+    finally:
+        await engine.stop()
+    return {"samples": samples[args.warmup:]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--orders", type=int, default=5000)
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--units", type=int, default=10_000)
+    args = ap.parse_args(argv)
+    if not (0 < args.orders <= 1_000_000 and 0 <= args.warmup <= 100_000):
+        raise SystemExit("orders/warmup out of bounds")
+    import fastexec
+
+    result = asyncio.run(_bench(args))
+    s = sorted(result["samples"])
+    n = len(s)
+    opens, closes = sorted(result["samples"][0::2]), sorted(result["samples"][1::2])
+    first, last = sorted(result["samples"][:500]), sorted(result["samples"][-500:])
+    print(json.dumps({
+        "impl": "fastexec",
+        "version": fastexec.__version__,
+        "python": sys.version.split()[0],
+        "orders": n,
+        "p50_ns": s[n // 2],
+        "p99_ns": s[min(n - 1, (99 * n) // 100)],
+        "mean_ns": sum(s) // n,
+        "open_p50_ns": opens[len(opens) // 2],
+        "close_p50_ns": closes[len(closes) // 2],
+        "first500_p50_ns": first[len(first) // 2],
+        "last500_p50_ns": last[len(last) // 2],
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

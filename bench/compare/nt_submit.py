@@ -1,0 +1,158 @@
+"""NautilusTrader side of the submit comparison (runs in its own venv).
+
+The leanest real path through NautilusTrader's risk and execution engines to a
+simulated venue that we found in its source (backtest/engine.pyx,
+SimulatedExchange.send): a BacktestEngine kernel with one SimulatedExchange
+whose ``use_message_queue=False``, so a SubmitOrder is processed the moment it
+arrives instead of waiting for the next data event. From inside a Strategy's
+``on_quote_tick`` each order then runs, synchronously, through
+
+    order_factory.market -> Strategy.submit_order -> RiskEngine (pre-trade checks)
+    -> ExecutionEngine -> BacktestExecClient -> SimulatedExchange / OrderMatchingEngine
+    -> OrderSubmitted, OrderAccepted, OrderFilled -> ExecutionEngine -> cache, Portfolio
+    (position and account updates) -> the strategy's event handlers
+
+and is filled by the time ``submit_order`` returns (asserted per order: a
+benchmark of orders that did not fill would be measuring a shortcut). Logging
+is bypassed (fastexec's hot path does not log either); the risk engine's
+submit-rate throttle keeps running with its limit lifted. Orders alternate buy
+and sell so the netting position stays flat and no state grows.
+
+Prints one JSON line: per-order latencies (ns) summary, version.
+
+    <nautilus venv>/bin/python bench/compare/nt_submit.py --orders 5000 --warmup 500
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+from decimal import Decimal
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--orders", type=int, default=5000)
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--units", type=int, default=10_000)
+    args = ap.parse_args(argv)
+    if not (0 < args.orders <= 1_000_000 and 0 <= args.warmup <= 100_000):
+        raise SystemExit("orders/warmup out of bounds")
+
+    import nautilus_trader
+    from nautilus_trader.backtest.engine import BacktestEngine
+    from nautilus_trader.config import BacktestEngineConfig, LoggingConfig, RiskEngineConfig, StrategyConfig
+    from nautilus_trader.model.currencies import USD
+    from nautilus_trader.model.data import QuoteTick
+    from nautilus_trader.model.enums import AccountType, OmsType, OrderSide, OrderStatus
+    from nautilus_trader.model.identifiers import InstrumentId, Venue
+    from nautilus_trader.model.objects import Money, Price, Quantity
+    from nautilus_trader.test_kit.providers import TestInstrumentProvider
+    from nautilus_trader.trading.strategy import Strategy
+
+    venue = Venue("SIM")
+    instrument = TestInstrumentProvider.default_fx_ccy("EUR/USD", venue)
+    result: dict = {}
+
+    class SubmitBench(Strategy):
+        def __init__(self, config):
+            super().__init__(config)
+            self.done = False
+
+        def on_start(self):
+            self.subscribe_quote_ticks(instrument.id)
+
+        def on_quote_tick(self, tick):
+            if self.done:
+                return
+            self.done = True
+            factory = self.order_factory
+            submit = self.submit_order
+            iid = instrument.id
+            qty = Quantity.from_int(args.units)
+            sides = (OrderSide.BUY, OrderSide.SELL)
+            filled = OrderStatus.FILLED
+            clock = time.perf_counter_ns
+            total = args.warmup + args.orders
+            samples = [0] * total
+            gc.collect()
+            gc.disable()
+            try:
+                for i in range(total):
+                    t0 = clock()
+                    order = factory.market(iid, sides[i & 1], qty)
+                    submit(order)
+                    t1 = clock()
+                    if order.status != filled:
+                        raise RuntimeError(f"order {i} not filled synchronously: {order.status_string()}")
+                    samples[i] = t1 - t0
+            finally:
+                gc.enable()
+            result["samples"] = samples[args.warmup:]
+
+    engine = BacktestEngine(config=BacktestEngineConfig(
+        logging=LoggingConfig(bypass_logging=True),
+        # The default throttle (100 orders/s) would deny order 101 because the
+        # backtest clock stands still inside one handler; the throttle still
+        # runs, only its limit is lifted (fastexec throttles at the broker
+        # adapter, not in-process, so neither side is throttled here).
+        risk_engine=RiskEngineConfig(max_order_submit_rate="100000000/00:00:01"),
+    ))
+    engine.add_venue(
+        venue=venue,
+        oms_type=OmsType.NETTING,
+        account_type=AccountType.MARGIN,
+        base_currency=USD,
+        starting_balances=[Money(1_000_000_000, USD)],
+        default_leverage=Decimal(50),
+        use_message_queue=False,
+    )
+    engine.add_instrument(instrument)
+    ticks = [
+        QuoteTick(
+            instrument_id=instrument.id,
+            bid_price=Price.from_str("1.10520"),
+            ask_price=Price.from_str("1.10523"),
+            bid_size=Quantity.from_int(100_000_000),
+            ask_size=Quantity.from_int(100_000_000),
+            ts_event=ts,
+            ts_init=ts,
+        )
+        for ts in (1_700_000_000_000_000_000, 1_700_000_001_000_000_000)
+    ]
+    engine.add_data(ticks)
+    strategy = SubmitBench(StrategyConfig(strategy_id="SubmitBench-001"))
+    engine.add_strategy(strategy)
+    engine.run()
+    if "samples" not in result:
+        raise SystemExit("the benchmark strategy never saw a quote tick")
+    fills = len([o for o in engine.cache.orders() if o.status == OrderStatus.FILLED])
+    engine.dispose()
+
+    s = sorted(result["samples"])
+    n = len(s)
+    opens, closes = sorted(result["samples"][0::2]), sorted(result["samples"][1::2])
+    first, last = sorted(result["samples"][:500]), sorted(result["samples"][-500:])
+    print(json.dumps({
+        "impl": "nautilus_trader",
+        "version": nautilus_trader.__version__,
+        "python": sys.version.split()[0],
+        "orders": n,
+        "filled_total": fills,
+        "p50_ns": s[n // 2],
+        "p99_ns": s[min(n - 1, (99 * n) // 100)],
+        "mean_ns": sum(s) // n,
+        "open_p50_ns": opens[len(opens) // 2],
+        "close_p50_ns": closes[len(closes) // 2],
+        # NautilusTrader pickles a netting position's snapshot on every reopen,
+        # and the snapshot grows with the position's fills: disclose the drift.
+        "first500_p50_ns": first[len(first) // 2],
+        "last500_p50_ns": last[len(last) // 2],
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
