@@ -114,6 +114,8 @@ async def test_wrong_method_is_json_405_with_allow(api):
         ("bogus=1", "UNKNOWN_PARAMETER", "bogus"),
         ("instrument=eur", "INVALID_VALUE", "instrument"),
         ("cursor=%20", "INVALID_VALUE", "cursor"),
+        ("cursor=no-such-order", "INVALID_CURSOR", "cursor"),
+        ("status=sleeping", "INVALID_VALUE", "status"),
     ],
 )
 async def test_bad_query_parameters(api, query, code, field):

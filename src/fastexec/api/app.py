@@ -113,7 +113,18 @@ P_INSTRUMENT_PATH = text_param("instrument", "path", m.instrument, description="
 P_ACCOUNT_QUERY = text_param(
     "account_id", "query", m.account_id, description="Account id; optional when the token (or the engine) has exactly one account."
 )
-P_STATUS = text_param("status", "query", String(max_length=32, pattern=r"^[a-z_]{1,32}$"), description="Only orders in this state.")
+def _status_words() -> tuple[str, ...]:
+    try:
+        from fastexec.engine import STATUS
+
+        return tuple(sorted(set(STATUS.values()))) + ("open",)
+    except ImportError:  # pragma: no cover - engine without the table
+        return ("open",)
+
+
+P_STATUS = text_param(
+    "status", "query", String(enum=_status_words()), description="Only orders in this state; `open` = every non-final state."
+)
 P_INSTRUMENT_QUERY = text_param("instrument", "query", m.instrument, description="Only this instrument.")
 P_LIMIT = int_param("limit", minimum=1, maximum=1000, default=100, description="Page size.")
 P_CURSOR = text_param("cursor", "query", String(max_length=128, pattern=r"^[A-Za-z0-9@][A-Za-z0-9_.:@\-]{0,127}$"), description="`next_cursor` of the previous page.")
@@ -345,9 +356,14 @@ class Api:
             account = self.resolve_account(ctx.principal, account)
             self.engine.account(account)  # 404 for an unknown account
         limit = q["limit"]
-        orders = self.engine.list_orders(
-            account_id=account, status=q.get("status"), instrument=q.get("instrument"), limit=limit + 1, after=q.get("cursor")
-        )
+        try:
+            orders = self.engine.list_orders(
+                account_id=account, status=q.get("status"), instrument=q.get("instrument"), limit=limit + 1, after=q.get("cursor")
+            )
+        except ValidationError as exc:
+            if exc.field == "after":  # the engine's name for our cursor
+                exc.field = "cursor"
+            raise
         more = len(orders) > limit
         orders = orders[:limit]
         return 200, {
@@ -494,7 +510,7 @@ OPERATIONS: list[Operation] = [
                           "an active kill switch is 423."),
     Operation("GET", "/api/v1/orders", "listOrders", "List orders", Api.list_orders, "orders", 200, "OrderList",
               params=[P_ACCOUNT_QUERY, P_STATUS, P_INSTRUMENT_QUERY, P_LIMIT, P_CURSOR],
-              description="Newest first; paginate with `limit` and `cursor` (the previous page's `next_cursor`)."),
+              description="In creation order (oldest first); paginate with `limit` and `cursor` (the previous page's `next_cursor`)."),
     Operation("GET", "/api/v1/orders/{order_id}", "getOrder", "Get an order", Api.get_order, "orders", 200, "Order",
               params=[P_ORDER_ID]),
     Operation("PUT", "/api/v1/orders/{order_id}/modify", "modifyOrder", "Modify a working order", Api.modify, "orders", 200, "Order",
