@@ -66,6 +66,7 @@ def measure(reps: int) -> list[dict]:
                     samples[label][1].append(_time(r_run, rn))
     finally:
         gc.enable()
+    scenario.still_passes(core, ref)
     out = []
     for label, *_ in OPS:
         c, r = samples[label]

@@ -116,7 +116,10 @@ class Reference:
 
 # --- the four operations, as run(n) loops (callgrind) and single steps (timing) ---
 # Each loop keeps the state steady: fills alternate open/close of the same
-# size, marks alternate between two quotes, checks do not change the ledger.
+# size at one price (buying at the ask and selling at the bid would realize
+# the spread every round trip and walk the account into its daily-loss
+# limit, turning the timed check into a denial), marks alternate between two
+# quotes, checks do not change the ledger. ``still_passes`` asserts it.
 
 def core_check_loop(c: Core):
     check, a, i, u = c.risk.check, c.account, c.instrument, c.units
@@ -147,12 +150,12 @@ def core_check_batch_loop(c: Core, batch: int = 500):
 
 
 def core_fill_loop(c: Core):
-    fill, a, i, u, bid, ask = c.ledger.apply_fill, c.account, c.instrument, c.units, c.bid, c.ask
+    fill, a, i, u, px = c.ledger.apply_fill, c.account, c.instrument, c.units, c.ask
 
     def run(n):
         for _ in range(n // 2):
-            fill(a, i, u, ask)
-            fill(a, i, -u, bid)
+            fill(a, i, u, px)
+            fill(a, i, -u, px)
 
     return run
 
@@ -179,12 +182,12 @@ def ref_check_loop(r: Reference):
 
 
 def ref_fill_loop(r: Reference):
-    fill, a, i, u, bid, ask = r.ledger.apply_fill, r.account, r.instrument, r.units, r.bid, r.ask
+    fill, a, i, u, px = r.ledger.apply_fill, r.account, r.instrument, r.units, r.ask
 
     def run(n):
         for _ in range(n // 2):
-            fill(a, i, u, ask)
-            fill(a, i, -u, bid)
+            fill(a, i, u, px)
+            fill(a, i, -u, px)
 
     return run
 
@@ -198,3 +201,16 @@ def ref_mark_loop(r: Reference):
             mark(i, b1, a1)
 
     return run
+
+
+def still_passes(c: Core | None = None, r: Reference | None = None) -> None:
+    """The benchmarked order must still pass every check after the loops ran:
+    a benchmark that drifted into a denial would time the wrong path."""
+    if c is not None:
+        code = c.risk.check(c.account, c.instrument, c.units, 0)
+        if code != 0:
+            raise AssertionError(f"core risk check drifted into a denial: {c.risk.last_denial}")
+    if r is not None:
+        code = r.risk.check(r.account, r.instrument, r.units, 0)
+        if code != ref.OK:
+            raise AssertionError(f"reference risk check drifted into a denial: {r.risk.last_denial}")
