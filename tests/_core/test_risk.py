@@ -59,7 +59,8 @@ def test_codes_are_stable():
         ("INSTRUMENT_RESTRICTED", 3), ("MAX_UNITS_PER_ORDER", 4), ("MAX_POSITION_SIZE", 5),
         ("MAX_POSITIONS_PER_INSTRUMENT", 6), ("MAX_LEVERAGE", 7), ("INSUFFICIENT_MARGIN", 8),
         ("MAX_DAILY_LOSS", 9), ("ORDER_RATE_LIMIT", 10), ("UNKNOWN_ACCOUNT", 11),
-        ("UNKNOWN_INSTRUMENT", 12), ("INVALID_UNITS", 13), ("PRICE_UNAVAILABLE", 14)]
+        ("UNKNOWN_INSTRUMENT", 12), ("INVALID_UNITS", 13), ("PRICE_UNAVAILABLE", 14),
+        ("MAX_CONCURRENT_ORDERS", 15)]
     assert DENIAL_NAMES[7] == "MAX_LEVERAGE"
 
 
@@ -243,6 +244,32 @@ def test_check_order_rate_limit_token_bucket(core):
     assert core.check(1, now=50 * SEC)[0] == RiskCode.ORDER_RATE_LIMIT  # clock went back: no refill
 
 
+def test_check_without_consume_does_not_spend_a_token(core):
+    core.risk.set_limits(core.a, orders_per_second=1)
+    assert [core.risk.check(core.a, EU, 1, 0, consume=False) for _ in range(3)] == [0, 0, 0]
+    assert core.risk.check(core.a, EU, 1, 0) == 0
+    assert core.risk.check(core.a, EU, 1, 0, consume=False) == RiskCode.ORDER_RATE_LIMIT
+
+
+def test_check_max_working_orders_per_account(core):
+    core.mark(UJ, "150.000")
+    core.risk.set_limits(core.a, max_working_orders=2)
+    core.orders.add("w1", core.a, EU, 1)
+    core.orders.add("w2", core.a, UJ, 1)
+    assert core.check(1) == (RiskCode.MAX_CONCURRENT_ORDERS,
+                             "MAX_CONCURRENT_ORDERS: count=3 limit=2")
+    assert core.risk.check(core.a, EU, 1, 0, existing=True) == 0  # w1 being modified
+    core.orders.apply("w2", OrderEvent.CANCEL)
+    assert core.check(1)[0] == RiskCode.OK
+
+
+def test_check_existing_order_is_not_counted_twice(core):
+    core.risk.set_limits(core.a, max_positions_per_instrument=1)
+    core.orders.add("w", core.a, EU, 100, emulated=True)
+    assert core.check(100)[0] == RiskCode.MAX_POSITIONS_PER_INSTRUMENT
+    assert core.risk.check(core.a, EU, 100, 0, existing=True) == 0  # "w" at its trigger
+
+
 def test_rate_limit_tokens_only_spent_by_orders_that_pass(core):
     core.risk.set_limits(core.a, orders_per_second=1, max_units_per_order=10)
     assert core.check(11)[0] == RiskCode.MAX_UNITS_PER_ORDER
@@ -260,7 +287,8 @@ def test_checks_run_in_documented_order(core):
     r = core.risk
     r.set_limits(a, max_units_per_order=1, max_position_size=1, max_positions_per_instrument=1,
                  max_daily_loss=M("1"), max_leverage=R("0.001"),
-                 required_margin_ratio=R("0.9999999"), orders_per_second=1, burst=1)
+                 required_margin_ratio=R("0.9999999"), orders_per_second=1, burst=1,
+                 max_working_orders=1)
     r.set_trading_state(a, TradingState.HALTED)
     r.deny(a, [EU])
     steps = [
@@ -268,6 +296,7 @@ def test_checks_run_in_documented_order(core):
         ("INSTRUMENT_RESTRICTED", lambda: r.allow_all(a)),
         ("MAX_UNITS_PER_ORDER", lambda: r.set_limits(a, max_units_per_order=None)),
         ("REDUCE_ONLY_VIOLATION", lambda: r.set_trading_state(a, TradingState.ACTIVE)),
+        ("MAX_CONCURRENT_ORDERS", lambda: r.set_limits(a, max_working_orders=None)),
         ("MAX_POSITION_SIZE", lambda: r.set_limits(a, max_position_size=None)),
         ("MAX_POSITIONS_PER_INSTRUMENT", lambda: r.set_limits(a, max_positions_per_instrument=None)),
         ("MAX_DAILY_LOSS", lambda: r.set_limits(a, max_daily_loss=None)),

@@ -39,6 +39,12 @@ cdef enum:
     R_UNKNOWN_INSTRUMENT = 12
     R_INVALID_UNITS = 13
     R_PRICE_UNAVAILABLE = 14
+    R_MAX_CONCURRENT_ORDERS = 15
+
+# _eval flags
+cdef enum:
+    F_CONSUME = 1      # spend a rate-limit token when the order passes
+    F_EXISTING = 2     # the order is already in the OrderStore (modify, trigger)
 
 cdef enum:
     TS_ACTIVE = 0
@@ -66,6 +72,8 @@ cdef class RiskEngine:
     cdef int64_t* max_leverage
     cdef int64_t* required_margin_ratio
     cdef int64_t* max_daily_loss
+    cdef int64_t* max_working_orders
+    cdef int32_t* working_acct
     cdef int64_t* rate_per_sec
     cdef int64_t* burst
     cdef int64_t* tokens
@@ -89,6 +97,6 @@ cdef class RiskEngine:
     cdef int64_t* i_max_units
     cdef int32_t* working
 
-    cdef int _eval(self, int a, int i, int64_t u, int64_t now_ns, Why* why) noexcept nogil
+    cdef int _eval(self, int a, int i, int64_t u, int64_t now_ns, int flags, Why* why) noexcept nogil
     cdef str _detail(self, int code, int a, int i, int64_t u, Why* why)
     cdef int _acct(self, int a) except -1

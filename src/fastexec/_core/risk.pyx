@@ -13,6 +13,8 @@ run cheapest first and stop at the first denial:
  6. MAX_UNITS_PER_ORDER       |units| > min(account limit, instrument maximumOrderUnits)
  7. REDUCE_ONLY_VIOLATION     state REDUCING and the order does not reduce the
                               position (opposite side, |units| <= |position|)
+ 7b. MAX_CONCURRENT_ORDERS    working orders of the account (+ this one) > limit
+                              (not for an order already in the store)
     -- orders that reduce the position skip 8-13: they never add risk --
  8. MAX_POSITION_SIZE         |position + units| > limit (only if |position| grows)
  9. MAX_POSITIONS_PER_INSTRUMENT  working orders + open position (+ this order)
@@ -27,6 +29,11 @@ run cheapest first and stop at the first denial:
                               available now
 14. ORDER_RATE_LIMIT          token bucket empty; last, so only orders that
                               would be sent consume a token
+
+``consume=False`` checks without spending a token (a dry-run validation);
+``existing=True`` checks an order already in the OrderStore (a modify, an
+emulated order at its trigger), so it is not counted twice in the working
+order limits.
 
 Values after the order use the ledger's per-unit values at the last mark
 (position value and margin = |units| * per-unit value, half-even), i.e. the
@@ -66,6 +73,7 @@ class RiskCode(IntEnum):
     UNKNOWN_INSTRUMENT = R_UNKNOWN_INSTRUMENT
     INVALID_UNITS = R_INVALID_UNITS
     PRICE_UNAVAILABLE = R_PRICE_UNAVAILABLE
+    MAX_CONCURRENT_ORDERS = R_MAX_CONCURRENT_ORDERS
 
 
 DENIAL_NAMES = tuple(c.name for c in sorted(RiskCode))
@@ -84,7 +92,7 @@ cdef int64_t NANO = 1000000000
 _LIMIT_NAMES = (
     "max_units_per_order", "max_position_size", "max_positions_per_instrument",
     "max_leverage", "required_margin_ratio", "max_daily_loss",
-    "orders_per_second", "burst",
+    "orders_per_second", "burst", "max_working_orders",
 )
 
 _UNSET = object()
@@ -146,6 +154,7 @@ cdef class RiskEngine:
         self.max_leverage = <int64_t*>_alloc(na, sizeof(int64_t))
         self.required_margin_ratio = <int64_t*>_alloc(na, sizeof(int64_t))
         self.max_daily_loss = <int64_t*>_alloc(na, sizeof(int64_t))
+        self.max_working_orders = <int64_t*>_alloc(na, sizeof(int64_t))
         self.rate_per_sec = <int64_t*>_alloc(na, sizeof(int64_t))
         self.burst = <int64_t*>_alloc(na, sizeof(int64_t))
         self.tokens = <int64_t*>_alloc(na, sizeof(int64_t))
@@ -169,11 +178,12 @@ cdef class RiskEngine:
         self.i_min_size = ledger.instruments.minimum_trade_size
         self.i_max_units = ledger.instruments.maximum_order_units
         self.working = orders.working
+        self.working_acct = orders.working_acct
 
     def __dealloc__(self):
         free(self.max_units_per_order); free(self.max_position_size)
         free(self.max_positions_per_instrument); free(self.max_leverage)
-        free(self.required_margin_ratio); free(self.max_daily_loss)
+        free(self.required_margin_ratio); free(self.max_daily_loss); free(self.max_working_orders)
         free(self.rate_per_sec); free(self.burst); free(self.tokens); free(self.last_ns)
         free(self.state); free(self.allowed)
 
@@ -185,6 +195,7 @@ cdef class RiskEngine:
         self.max_leverage[a] = INT64_MAX
         self.required_margin_ratio[a] = 0
         self.max_daily_loss[a] = INT64_MAX
+        self.max_working_orders[a] = INT64_MAX
         self.rate_per_sec[a] = 0
         self.burst[a] = 0
         self.tokens[a] = 0
@@ -195,7 +206,7 @@ cdef class RiskEngine:
 
     # --- the decision procedure ---------------------------------------------------
 
-    cdef int _eval(self, int a, int i, int64_t u, int64_t now_ns, Why* why) noexcept nogil:
+    cdef int _eval(self, int a, int i, int64_t u, int64_t now_ns, int flags, Why* why) noexcept nogil:
         cdef int64_t k, p, au, lim, nav, cnt, elapsed, tk, cap
         cdef int128 n, after, v_after, m_after, gross, used, avail, opening
         cdef bint reducing
@@ -231,6 +242,10 @@ cdef class RiskEngine:
             why.x = u
             why.y = p
             return R_REDUCE_ONLY_VIOLATION
+        if not (flags & F_EXISTING) and self.working_acct[a] + 1 > self.max_working_orders[a]:
+            why.x = self.working_acct[a] + 1
+            why.y = self.max_working_orders[a]
+            return R_MAX_CONCURRENT_ORDERS
         if not reducing:
             n = <int128>p + u
             after = -n if n < 0 else n
@@ -238,7 +253,7 @@ cdef class RiskEngine:
                 why.x = after
                 why.y = self.max_position_size[a]
                 return R_MAX_POSITION_SIZE
-            cnt = self.working[k] + (1 if p != 0 else 0) + 1
+            cnt = self.working[k] + (1 if p != 0 else 0) + (0 if flags & F_EXISTING else 1)
             if cnt > self.max_positions_per_instrument[a]:
                 why.x = cnt
                 why.y = self.max_positions_per_instrument[a]
@@ -288,13 +303,14 @@ cdef class RiskEngine:
                     tk = cap
                 else:
                     tk = tk + elapsed * self.rate_per_sec[a]
-                self.last_ns[a] = now_ns
-            self.tokens[a] = tk
             if tk < NANO:
                 why.x = self.rate_per_sec[a]
                 why.y = self.burst[a]
                 return R_ORDER_RATE_LIMIT
-            self.tokens[a] = tk - NANO
+            if flags & F_CONSUME:
+                if elapsed > 0:
+                    self.last_ns[a] = now_ns
+                self.tokens[a] = tk - NANO
         return R_OK
 
     cdef str _detail(self, int code, int a, int i, int64_t u, Why* why):
@@ -330,6 +346,8 @@ cdef class RiskEngine:
                      f"required_margin_ratio={_format_rate(<int64_t>why.z)}")
             else:
                 d = f"order_margin={_money(why.x)} margin_available={_money(why.y)}"
+        elif code == R_MAX_CONCURRENT_ORDERS:
+            d = f"count={_i128(why.x)} limit={_i128(why.y)}"
         elif code == R_ORDER_RATE_LIMIT:
             d = f"orders_per_second={_i128(why.x)} burst={_i128(why.y)}"
         else:
@@ -338,19 +356,25 @@ cdef class RiskEngine:
 
     # --- entry points -----------------------------------------------------------------
 
-    def check(self, int account, int instrument, int64_t units, int64_t now_ns):
+    def check(self, int account, int instrument, int64_t units, int64_t now_ns,
+              bint consume=True, bint existing=False):
         """0 if the order may go, else a RiskCode value; on denial
         ``last_denial`` holds the detail text (built only then)."""
         cdef Why why
-        cdef int code = self._eval(account, instrument, units, now_ns, &why)
+        cdef int code = self._eval(account, instrument, units, now_ns,
+                                   (F_CONSUME if consume else 0) | (F_EXISTING if existing else 0),
+                                   &why)
         if code != R_OK:
             self.last_denial = self._detail(code, account, instrument, units, &why)
         return code
 
-    def check_detail(self, int account, int instrument, int64_t units, int64_t now_ns):
+    def check_detail(self, int account, int instrument, int64_t units, int64_t now_ns,
+                     bint consume=True, bint existing=False):
         """(RiskCode, detail or None) for callers off the hot path."""
         cdef Why why
-        cdef int code = self._eval(account, instrument, units, now_ns, &why)
+        cdef int code = self._eval(account, instrument, units, now_ns,
+                                   (F_CONSUME if consume else 0) | (F_EXISTING if existing else 0),
+                                   &why)
         if code == R_OK:
             return RiskCode.OK, None
         d = self._detail(code, account, instrument, units, &why)
@@ -376,7 +400,7 @@ cdef class RiskEngine:
         cdef int* po = out.data.as_ints
         with nogil:
             for j in range(n):
-                c = self._eval(pa[j], pi[j], pu[j], now_ns, &why)
+                c = self._eval(pa[j], pi[j], pu[j], now_ns, F_CONSUME, &why)
                 po[j] = c
                 denied += c != R_OK
         return denied
@@ -391,17 +415,18 @@ cdef class RiskEngine:
     def set_limits(self, int account, *, max_units_per_order=_UNSET, max_position_size=_UNSET,
                    max_positions_per_instrument=_UNSET, max_leverage=_UNSET,
                    required_margin_ratio=_UNSET, max_daily_loss=_UNSET,
-                   orders_per_second=_UNSET, burst=_UNSET):
+                   orders_per_second=_UNSET, burst=_UNSET, max_working_orders=_UNSET):
         """Set an account's limits; an omitted keyword is unchanged, ``None``
         disables. Units whole, max_leverage and required_margin_ratio at
         RATE_SCALE, max_daily_loss money at MONEY_SCALE (a positive amount),
-        orders_per_second and burst in orders (burst defaults to one second)."""
+        orders_per_second and burst in orders (burst defaults to one second),
+        max_working_orders counts the account's non-terminal orders."""
         cdef int a = self._acct(account)
         vals = dict(max_units_per_order=max_units_per_order, max_position_size=max_position_size,
                     max_positions_per_instrument=max_positions_per_instrument,
                     max_leverage=max_leverage, required_margin_ratio=required_margin_ratio,
                     max_daily_loss=max_daily_loss, orders_per_second=orders_per_second,
-                    burst=burst)
+                    burst=burst, max_working_orders=max_working_orders)
         for key, v in vals.items():
             if v is _UNSET or v is None:
                 continue
@@ -410,7 +435,8 @@ cdef class RiskEngine:
             hi = {"max_units_per_order": C_MAX_UNITS, "max_position_size": C_MAX_UNITS,
                   "max_positions_per_instrument": 10**9, "max_leverage": C_MAX_RATE,
                   "required_margin_ratio": C_MAX_RATE, "max_daily_loss": C_MAX_MONEY,
-                  "orders_per_second": 10**9, "burst": 10**9}[key]
+                  "orders_per_second": 10**9, "burst": 10**9,
+                  "max_working_orders": 10**9}[key]
             if v < 0 or v > hi:
                 raise ValueError(f"{key}={v} outside 0..{hi}")
         if max_units_per_order is not _UNSET:
@@ -426,6 +452,8 @@ cdef class RiskEngine:
             self.required_margin_ratio[a] = 0 if required_margin_ratio is None else required_margin_ratio
         if max_daily_loss is not _UNSET:
             self.max_daily_loss[a] = INT64_MAX if max_daily_loss is None else max_daily_loss
+        if max_working_orders is not _UNSET:
+            self.max_working_orders[a] = INT64_MAX if max_working_orders is None else max_working_orders
         if orders_per_second is not _UNSET or burst is not _UNSET:
             if orders_per_second is not _UNSET:
                 self.rate_per_sec[a] = 0 if orders_per_second is None else orders_per_second
@@ -454,6 +482,7 @@ cdef class RiskEngine:
             "max_daily_loss": opt(self.max_daily_loss[a]),
             "orders_per_second": self.rate_per_sec[a] or None,
             "burst": self.burst[a] or None,
+            "max_working_orders": opt(self.max_working_orders[a]),
         }
 
     def set_trading_state(self, int account, state):
