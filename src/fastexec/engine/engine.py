@@ -101,6 +101,11 @@ STATUSES = frozenset(STATUS.values())
 TERMINAL = frozenset({S.FILLED, S.CANCELLED, S.REJECTED, S.EXPIRED})
 OPEN_STATUSES = frozenset(STATUS[s] for s in S if s not in TERMINAL)
 _views._OPEN_STATUSES = OPEN_STATUSES  # OrderView.is_open
+# Indexed by state: list indexing takes an IntEnum at C speed, while hashing
+# one (set membership, dict keys) runs Python code.
+_IS_TERMINAL = [S(i) in TERMINAL for i in range(len(STATUS))]
+_PENDING_SUBMIT = S.PENDING_SUBMIT
+_FILLED = S.FILLED
 # States in which an order rests at the broker and can be cancelled there.
 _AT_BROKER = frozenset({S.SUBMITTED, S.PARTIALLY_FILLED})
 
@@ -114,7 +119,7 @@ class _Order:
         "order_id", "client_order_id", "broker_order_id", "account_id", "acct", "inst", "inst_idx",
         "precision", "side", "otype", "norm", "fill_value", "fill_units", "created_at", "updated_at",
         "reject_reason", "request_id", "risk_ns", "broker_ns", "total_ns", "pending_op", "trigger_price",
-        "events",
+        "events", "state",
     )
 
     def __init__(self, order_id, client_order_id, account_id, acct, inst, norm, side, request_id, now):
@@ -141,6 +146,9 @@ class _Order:
         self.pending_op: Optional[str] = None  # "cancel" | "replace" while such a request is in flight
         self.trigger_price: Optional[int] = None
         self.events = 0  # broker events applied to this order
+        # The core's state for this order, as returned by its last transition
+        # (every transition goes through the core's table; this saves asking).
+        self.state: OrderState = S.EMULATED if norm.emulated else S.PENDING_SUBMIT
 
 
 class Engine:
@@ -300,11 +308,13 @@ class Engine:
         return inst
 
     def _next_id(self) -> str:
+        """Engine ids share the client-id namespace (get_order takes either), so
+        an id a caller already chose as client_order_id is skipped."""
         self._seq += 1
-        oid = f"{self._id_prefix}{self._seq}"
-        while oid in self._by_client or oid in self._orders:
+        oid = self._id_prefix + str(self._seq)
+        while oid in self._by_client:
             self._seq += 1
-            oid = f"{self._id_prefix}{self._seq}"
+            oid = self._id_prefix + str(self._seq)
         return oid
 
     def _find(self, order_id) -> _Order:
@@ -315,12 +325,14 @@ class Engine:
             raise NotFoundError(f"no order {order_id!r}", code="ORDER_NOT_FOUND", field="order_id")
         return o
 
-    def _state(self, o: _Order) -> OrderState:
-        return self._store.state_of(o.order_id)
+    @staticmethod
+    def _state(o: _Order) -> OrderState:
+        return o.state
 
     def _view(self, o: _Order) -> OrderView:
-        _a, _i, units, filled, price, stop_price, state = self._store.get(o.order_id)
         n = o.norm
+        units = n.units
+        price = n.price
         avg = None
         if o.fill_units:
             q, r = divmod(o.fill_value, o.fill_units)
@@ -328,10 +340,12 @@ class Engine:
                 q += 1
             avg = q
         return OrderView(
-            o.order_id, o.client_order_id, o.broker_order_id, _STATUS_BY_INT[state], o.account_id, o.inst.name,
-            o.side, o.otype.value, units if units > 0 else -units, filled if filled > 0 else -filled,
-            price or None, stop_price or None if n.otype is OrderType.STOP_LIMIT else None, n.trailing_distance,
-            o.trigger_price, avg, n.tif, n.gtd_ns, _exit_spec(n.stop_loss), _exit_spec(n.take_profit),
+            o.order_id, o.client_order_id, o.broker_order_id, _STATUS_BY_INT[o.state], o.account_id, o.inst.name,
+            o.side, n.info.name, units if units > 0 else -units, o.fill_units,
+            price, n.stop_price, n.trailing_distance,
+            o.trigger_price, avg, n.tif, n.gtd_ns,
+            None if n.stop_loss is None else _exit_spec(n.stop_loss),
+            None if n.take_profit is None else _exit_spec(n.take_profit),
             n.trailing_stop.distance if n.trailing_stop is not None else None, o.created_at, o.updated_at,
             o.reject_reason, o.request_id,
             {"risk_ns": o.risk_ns, "broker_ns": o.broker_ns, "total_ns": o.total_ns}, o.precision,
@@ -357,8 +371,8 @@ class Engine:
             })
 
     def _transition(self, o: _Order, event: int) -> OrderState:
-        st = self._store.apply(o.order_id, event)
-        if st in TERMINAL:
+        st = o.state = self._store.apply(o.order_id, event)
+        if _IS_TERMINAL[st]:
             self._retire(o)
         return st
 
@@ -474,11 +488,11 @@ class Engine:
         seen = o.events
         for ev in events:
             self._on_event(ev)
-        if o.events == seen and self._state(o) is S.PENDING_SUBMIT:
+        if o.events == seen and o.state is _PENDING_SUBMIT:
             # The broker answered without saying what became of the order:
             # look it up by client id rather than guess (never resend).
             await self._reconcile_order(o)
-        if self._kill.blocking(o.account_id) is not None and self._state(o) in _AT_BROKER:
+        if self._kill.blocking(o.account_id) is not None and o.state in _AT_BROKER:
             # The kill switch was pulled while this order was in flight.
             await self._cancel_at_broker(o)
 
@@ -685,15 +699,15 @@ class Engine:
             o.events += 1
             if o.broker_order_id is None:
                 self._bind(o, ev.broker_order_id)
-            st = self._store.fill(o.order_id, ev.units)
+            st = o.state = self._store.fill(o.order_id, ev.units)
             u = ev.units if ev.units > 0 else -ev.units
             o.fill_units += u
             o.fill_value += u * ev.price
             o.updated_at = ev.time_ns
-            if st in TERMINAL:
+            if _IS_TERMINAL[st]:
                 self._retire(o)
             if self._subs:
-                self._emit_order("order_filled" if st is S.FILLED else "order_partially_filled", o)
+                self._emit_order("order_filled" if st is _FILLED else "order_partially_filled", o)
         elif self._subs:
             # A broker-side order: stop loss, take profit, trailing stop, close-out.
             self._emit("exit_filled", ev.account_id, None, None, ev)
@@ -822,7 +836,7 @@ class Engine:
             now = min(now, old.gtd_ns - 1)  # an existing GTD is not re-judged as "in the past"
         inst = o.inst
         n = normalize(spec, inst, now)
-        _a, _i, _u, filled, _p, _sp, _st = self._store.get(o.order_id)
+        filled = o.fill_units if n.units > 0 else -o.fill_units
         if abs(n.units) <= abs(filled):
             raise ValidationError(f"units={abs(n.units)} must exceed the filled units {abs(filled)}",
                                   code="INVALID_UNITS", field="units")
@@ -842,7 +856,7 @@ class Engine:
                 "take_profit": _exit_record(n.take_profit) if take_profit is not None else None,
             })
         if st is S.EMULATED:
-            self._store.replace(o.order_id, n.units, n.price or 0, n.stop_price or 0)
+            o.state = self._store.replace(o.order_id, n.units, n.price or 0, n.stop_price or 0)
             o.norm = n
             em = self._emu.remove(o.order_id)
             if em is not None:
@@ -864,7 +878,7 @@ class Engine:
             try:
                 events = await self.broker.replace(o.account_id, old_broker_id, req)
             except BrokerError as exc:
-                self._store.apply(o.order_id, E.REPLACE_REJECT)
+                self._transition(o, E.REPLACE_REJECT)
                 raise BrokerUnavailableError(f"replace failed: {exc}", code="BROKER_UNAVAILABLE") from None
             for ev in events:
                 self._on_event(ev)
@@ -874,11 +888,10 @@ class Engine:
         if st is S.PENDING_REPLACE:
             if o.broker_order_id != old_broker_id:
                 # Replaced: the new terms are in force under the new broker id.
-                _a, _i, _u, filled, _p, _sp, _st = self._store.get(o.order_id)
-                self._store.replace(o.order_id, n.units, n.price or 0, n.stop_price or 0)
+                o.state = self._store.replace(o.order_id, n.units, n.price or 0, n.stop_price or 0)
                 o.norm = n
             else:
-                self._store.apply(o.order_id, E.REPLACE_REJECT)
+                self._transition(o, E.REPLACE_REJECT)
                 reason = o.reject_reason or "REPLACE_REJECTED"
                 raise BrokerRejectedError(f"broker refused the modification: {reason}", code=reason)
         elif o.broker_order_id != old_broker_id:
@@ -932,7 +945,7 @@ class Engine:
             try:
                 events = await self.broker.cancel(o.account_id, o.broker_order_id)
             except BrokerError as exc:
-                self._store.apply(o.order_id, E.CANCEL_REJECT)
+                self._transition(o, E.CANCEL_REJECT)
                 raise BrokerUnavailableError(f"cancel failed: {exc}", code="BROKER_UNAVAILABLE") from None
             for ev in events:
                 self._on_event(ev)
@@ -942,7 +955,7 @@ class Engine:
             # The broker refused: the order is no longer pending there. A fill
             # that raced us may still be on its way; until it arrives the order
             # returns to its working state.
-            self._store.apply(o.order_id, E.CANCEL_REJECT)
+            self._transition(o, E.CANCEL_REJECT)
             await self._reconcile_order(o)
 
     # ------------------------------------------------------------------ positions

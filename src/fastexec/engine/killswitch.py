@@ -62,6 +62,10 @@ class KillSwitches:
         self.global_switch = KillSwitch(None)
         self._accounts: dict[str, KillSwitch] = {}
 
+    @property
+    def any_active(self) -> bool:
+        return self.global_switch.active or any(ks.active for ks in self._accounts.values())
+
     def get(self, account_id: Optional[str]) -> KillSwitch:
         if account_id is None:
             return self.global_switch

@@ -15,39 +15,56 @@ from datetime import datetime
 from typing import Optional
 
 from fastexec._core.fixedpoint import MAX_PRICE, MAX_UNITS, PRICE_SCALE
-from fastexec.brokers.base import ExitDetails, OrderRequest, TimeInForce, V20OrderType
+from fastexec.brokers.base import ExitDetails, OrderRequest, PositionFill, TimeInForce, TriggerCondition, V20OrderType
 from fastexec.errors import ValidationError
 
 from .clock import datetime_to_ns
 from .types import ExitSpec, OrderSpec, OrderType
 
-# Per engine type: allowed time-in-force values and the default (v20 §4.1).
-_TIF: dict[OrderType, tuple[frozenset[str], str]] = {
-    OrderType.MARKET: (frozenset({"FOK", "IOC"}), "FOK"),
-    OrderType.LIMIT: (frozenset({"GTC", "GTD", "GFD", "FOK", "IOC"}), "GTC"),
-    OrderType.STOP: (frozenset({"GTC", "GTD", "GFD", "FOK", "IOC"}), "GTC"),
-    OrderType.MARKET_IF_TOUCHED: (frozenset({"GTC", "GTD", "GFD"}), "GTC"),
-    OrderType.STOP_LIMIT: (frozenset({"GTC", "GTD", "GFD"}), "GTC"),
-    OrderType.TRAILING_STOP: (frozenset({"GTC", "GTD", "GFD"}), "GTC"),
-    OrderType.FOK: (frozenset({"FOK"}), "FOK"),
-    OrderType.IOC: (frozenset({"IOC"}), "IOC"),
-}
-# Which of price / stop_price / trailing_distance each type needs (True),
-# accepts optionally (None) or refuses (False).
-_FIELDS: dict[OrderType, tuple[Optional[bool], bool, bool]] = {
-    OrderType.MARKET: (False, False, False),
-    OrderType.LIMIT: (True, False, False),
-    OrderType.STOP: (True, False, False),
-    OrderType.MARKET_IF_TOUCHED: (True, False, False),
-    OrderType.STOP_LIMIT: (True, True, False),
-    OrderType.TRAILING_STOP: (False, False, True),
-    OrderType.FOK: (None, False, False),
-    OrderType.IOC: (None, False, False),
-}
+class TypeInfo:
+    """Everything the engine needs to know about one order type, looked up
+    once per order. Which of price / stop_price / trailing_distance the type
+    needs (True), accepts optionally (None) or refuses (False); allowed
+    time-in-force values and the default (v20 §4.1); the v20 type sent for
+    it (for fok/ioc: a MARKET when unpriced, a LIMIT when priced)."""
+
+    __slots__ = ("otype", "name", "need_price", "need_stop", "need_trail", "tifs", "default_tif", "emulated",
+                 "v20", "v20_priced", "child_tif")
+
+    def __init__(self, otype, need, tifs, default_tif, v20, v20_priced=None, child_tif=None):
+        self.otype = otype
+        self.name = otype.value
+        self.need_price, self.need_stop, self.need_trail = need
+        self.tifs = frozenset(tifs)
+        self.default_tif = default_tif
+        self.emulated = otype in (OrderType.STOP_LIMIT, OrderType.TRAILING_STOP)
+        self.v20 = v20
+        self.v20_priced = v20_priced or v20
+        self.child_tif = child_tif  # forced time in force of the child sent at trigger
+
+
+_V = V20OrderType
+_INFO_LIST = [
+    TypeInfo(OrderType.MARKET, (False, False, False), ("FOK", "IOC"), "FOK", _V.MARKET),
+    TypeInfo(OrderType.LIMIT, (True, False, False), ("GTC", "GTD", "GFD", "FOK", "IOC"), "GTC", _V.LIMIT),
+    TypeInfo(OrderType.STOP, (True, False, False), ("GTC", "GTD", "GFD", "FOK", "IOC"), "GTC", _V.STOP),
+    TypeInfo(OrderType.MARKET_IF_TOUCHED, (True, False, False), ("GTC", "GTD", "GFD"), "GTC", _V.MARKET_IF_TOUCHED),
+    TypeInfo(OrderType.STOP_LIMIT, (True, True, False), ("GTC", "GTD", "GFD"), "GTC", _V.LIMIT),
+    TypeInfo(OrderType.TRAILING_STOP, (False, False, True), ("GTC", "GTD", "GFD"), "GTC", _V.MARKET, child_tif="FOK"),
+    TypeInfo(OrderType.FOK, (None, False, False), ("FOK",), "FOK", _V.MARKET, _V.LIMIT),
+    TypeInfo(OrderType.IOC, (None, False, False), ("IOC",), "IOC", _V.MARKET, _V.LIMIT),
+]
+# Keyed by the value string and by the member's id(): hashing an Enum member
+# runs Python code, hashing a str or an int does not.
+_INFO_BY_NAME = {i.name: i for i in _INFO_LIST}
+_INFO_BY_ID = {id(i.otype): i for i in _INFO_LIST}
+INFO = {i.otype: i for i in _INFO_LIST}
 EMULATED = frozenset({OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
-_TYPES = {t.value: t for t in OrderType}
 _TIF_ENUM = {t.value: t for t in TimeInForce}
+_V_MARKET = V20OrderType.MARKET
 MAX_CLIENT_ID_LENGTH = 128  # v20 ClientID limit
+_PF_DEFAULT = PositionFill.DEFAULT
+_TC_DEFAULT = TriggerCondition.DEFAULT
 
 
 def _bad(code: str, message: str, field: str) -> ValidationError:
@@ -75,13 +92,17 @@ def check_price(value, field: str, precision: int) -> int:
     return value
 
 
+def type_info(value) -> TypeInfo:
+    info = _INFO_BY_ID.get(id(value))
+    if info is None:
+        info = _INFO_BY_NAME.get(value) if type(value) is str else None
+        if info is None:
+            raise _bad("INVALID_ORDER_TYPE", f"type={value!r} is not one of {sorted(_INFO_BY_NAME)}", "type")
+    return info
+
+
 def order_type_of(value) -> OrderType:
-    if isinstance(value, OrderType):
-        return value
-    t = _TYPES.get(value) if isinstance(value, str) else None
-    if t is None:
-        raise _bad("INVALID_ORDER_TYPE", f"type={value!r} is not one of {sorted(_TYPES)}", "type")
-    return t
+    return type_info(value).otype
 
 
 def signed_units(spec: OrderSpec, instrument) -> int:
@@ -145,12 +166,13 @@ class Normalized:
     """A validated order: everything the engine needs, in core units."""
 
     __slots__ = (
-        "otype", "units", "price", "stop_price", "trailing_distance", "tif", "gtd_ns",
+        "info", "otype", "units", "price", "stop_price", "trailing_distance", "tif", "gtd_ns",
         "stop_loss", "take_profit", "trailing_stop", "client_order_id", "emulated",
     )
 
-    def __init__(self, otype, units, price, stop_price, trailing_distance, tif, gtd_ns, sl, tp, tsl, coid):
-        self.otype = otype
+    def __init__(self, info, units, price, stop_price, trailing_distance, tif, gtd_ns, sl, tp, tsl, coid):
+        self.info = info
+        self.otype = info.otype
         self.units = units
         self.price = price
         self.stop_price = stop_price
@@ -161,21 +183,24 @@ class Normalized:
         self.take_profit = tp
         self.trailing_stop = tsl
         self.client_order_id = coid
-        self.emulated = otype in EMULATED
+        self.emulated = info.emulated
 
 
 def normalize(spec: OrderSpec, instrument, now_ns: int) -> Normalized:
     """Validate ``spec`` against ``instrument``; raise ValidationError on the first problem."""
-    otype = order_type_of(spec.type)
+    info = type_info(spec.type)
     units = signed_units(spec, instrument)
     precision = instrument.display_precision
-    need_price, need_stop, need_trail = _FIELDS[otype]
+    need_price = info.need_price
+    need_stop = info.need_stop
+    need_trail = info.need_trail
+    tname = info.name
     price = spec.price
     if price is None:
         if need_price:
-            raise _bad("PRICE_REQUIRED", f"a {otype.value} order needs price", "price")
+            raise _bad("PRICE_REQUIRED", f"a {tname} order needs price", "price")
     elif need_price is False:
-        raise _bad("PRICE_NOT_ALLOWED", f"a {otype.value} order takes no price", "price")
+        raise _bad("PRICE_NOT_ALLOWED", f"a {tname} order takes no price", "price")
     else:
         check_price(price, "price", precision)
     stop_price = spec.stop_price
@@ -183,7 +208,7 @@ def normalize(spec: OrderSpec, instrument, now_ns: int) -> Normalized:
         if need_stop:
             raise _bad("STOP_PRICE_REQUIRED", "a stop_limit order needs stop_price (its trigger)", "stop_price")
     elif not need_stop:
-        raise _bad("STOP_PRICE_NOT_ALLOWED", f"a {otype.value} order takes no stop_price", "stop_price")
+        raise _bad("STOP_PRICE_NOT_ALLOWED", f"a {tname} order takes no stop_price", "stop_price")
     else:
         check_price(stop_price, "stop_price", precision)
     trail = spec.trailing_distance
@@ -191,15 +216,15 @@ def normalize(spec: OrderSpec, instrument, now_ns: int) -> Normalized:
         if need_trail:
             raise _bad("TRAILING_DISTANCE_REQUIRED", "a trailing_stop order needs trailing_distance", "trailing_distance")
     elif not need_trail:
-        raise _bad("TRAILING_DISTANCE_NOT_ALLOWED", f"a {otype.value} order takes no trailing_distance", "trailing_distance")
+        raise _bad("TRAILING_DISTANCE_NOT_ALLOWED", f"a {tname} order takes no trailing_distance", "trailing_distance")
     else:
         _trail_distance(trail, "trailing_distance", instrument)
-    allowed, default = _TIF[otype]
+    allowed = info.tifs
     tif = spec.time_in_force
     if tif is None:
-        tif = default
-    elif tif not in allowed:
-        raise _bad("TIME_IN_FORCE_INVALID", f"time_in_force={tif!r} is not allowed on {otype.value} (allowed: {sorted(allowed)})", "time_in_force")
+        tif = info.default_tif
+    elif type(tif) is not str or tif not in allowed:
+        raise _bad("TIME_IN_FORCE_INVALID", f"time_in_force={tif!r} is not allowed on {tname} (allowed: {sorted(allowed)})", "time_in_force")
     gtd_ns = None
     if tif == "GTD":
         gtd = spec.gtd_time
@@ -212,14 +237,20 @@ def normalize(spec: OrderSpec, instrument, now_ns: int) -> Normalized:
             raise _bad("GTD_TIME_IN_PAST", "gtd_time must be in the future", "gtd_time")
     elif spec.gtd_time is not None:
         raise _bad("GTD_TIME_NOT_ALLOWED", "gtd_time is only allowed with time_in_force GTD", "gtd_time")
-    sl = _exit(spec.stop_loss, "stop_loss", instrument, allow_distance=True, allow_guaranteed=True)
-    tp = _exit(spec.take_profit, "take_profit", instrument, allow_distance=False, allow_guaranteed=False)
+    sl = spec.stop_loss
+    if sl is not None:
+        sl = _exit(sl, "stop_loss", instrument, allow_distance=True, allow_guaranteed=True)
+    tp = spec.take_profit
+    if tp is not None:
+        tp = _exit(tp, "take_profit", instrument, allow_distance=False, allow_guaranteed=False)
     tsl = None
     if spec.trailing_stop_distance is not None:
         _trail_distance(spec.trailing_stop_distance, "trailing_stop_distance", instrument)
         tsl = ExitDetails(distance=spec.trailing_stop_distance)
-    coid = check_client_order_id(spec.client_order_id)
-    return Normalized(otype, units, price, stop_price, trail, tif, gtd_ns, sl, tp, tsl, coid)
+    coid = spec.client_order_id
+    if coid is not None:
+        coid = check_client_order_id(coid)
+    return Normalized(info, units, price, stop_price, trail, tif, gtd_ns, sl, tp, tsl, coid)
 
 
 def _trail_distance(value, field: str, instrument) -> None:
@@ -233,31 +264,17 @@ def _trail_distance(value, field: str, instrument) -> None:
 def broker_request(n: Normalized, client_id: str, account_id: str, instrument: str) -> OrderRequest:
     """The v20 order for a validated spec (for emulated types: the child order
     sent at trigger time)."""
-    otype = n.otype
-    tif = n.tif
-    if otype is OrderType.MARKET:
-        vtype = V20OrderType.MARKET
-    elif otype is OrderType.LIMIT or otype is OrderType.STOP_LIMIT:
-        vtype = V20OrderType.LIMIT
-    elif otype is OrderType.STOP:
-        vtype = V20OrderType.STOP
-    elif otype is OrderType.MARKET_IF_TOUCHED:
-        vtype = V20OrderType.MARKET_IF_TOUCHED
-    elif otype is OrderType.TRAILING_STOP:
-        vtype = V20OrderType.MARKET
-        tif = "FOK"
-    else:  # fok / ioc: a limit when priced, a market otherwise
-        vtype = V20OrderType.MARKET if n.price is None else V20OrderType.LIMIT
+    info = n.info
+    vtype = info.v20 if n.price is None else info.v20_priced
+    tif = info.child_tif or n.tif
+    # positional: keyword parsing is a measurable share of the hot path
     return OrderRequest(
-        client_id=client_id,
-        account_id=account_id,
-        instrument=instrument,
-        units=n.units,
-        type=vtype,
-        price=None if vtype is V20OrderType.MARKET else n.price,
-        time_in_force=_TIF_ENUM[tif],
-        gtd_time_ns=n.gtd_ns if tif == "GTD" else None,
-        stop_loss=n.stop_loss,
-        take_profit=n.take_profit,
-        trailing_stop=n.trailing_stop,
+        client_id, account_id, instrument, n.units, vtype,
+        None if vtype is _V_MARKET else n.price,  # price
+        None,  # price_bound
+        _TIF_ENUM[tif],
+        n.gtd_ns if tif == "GTD" else None,
+        _PF_DEFAULT,
+        _TC_DEFAULT,
+        n.stop_loss, n.take_profit, n.trailing_stop,
     )
