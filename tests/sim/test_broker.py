@@ -128,3 +128,47 @@ async def test_account_summary_and_positions():
     assert pos.long_units == 10000 and pos.long_average_price == P("1.10010") and pos.short_units == 0
     prices = await b.latest_prices(["EUR_USD"])
     assert prices[0].bid == P("1.10110") and prices[0].ask == P("1.10120")
+
+
+async def test_background_ticks_drive_prices_and_pending_orders():
+    import asyncio
+
+    v = Venue(seed=8)
+    b = SimulatedBroker(v, tick_interval=0.01)
+    events = []
+    b.set_event_handler(events.append)
+    await b.subscribe_prices(["EUR_USD"])
+    await b.start()
+    try:
+        for _ in range(100):  # bounded: at most ~1 s of ticks
+            await asyncio.sleep(0.01)
+            if sum(isinstance(e, PriceTick) for e in events) >= 3:
+                break
+    finally:
+        await b.stop()
+    ticks = [e for e in events if isinstance(e, PriceTick)]
+    assert len(ticks) >= 3 and all(t.instrument == "EUR_USD" for t in ticks)
+    assert len({(t.bid, t.ask) for t in ticks}) > 1
+
+
+def test_slippage_is_adverse_seeded_and_on_grid():
+    def fills(seed):
+        v = Venue(seed=seed, slippage_steps=5)
+        v.set_price("EUR_USD", P("1.10000"), P("1.10010"))
+        aid = next(iter(v.accounts))
+        from fastexec.sim.venue import Order
+
+        out = []
+        for u in (100, -100, 100, -100, 100, -100):
+            out.append(v.place_order(aid, Order("MARKET", v.by_name["EUR_USD"], u)).keys["orderFillTransaction"].p.price)
+        return out
+
+    a = fills(1)
+    assert a == fills(1)
+    for k, px in enumerate(a):
+        if k % 2 == 0:
+            assert P("1.10010") <= px <= P("1.10015")  # buys at the ask or worse
+        else:
+            assert P("1.09995") <= px <= P("1.10000")  # sells at the bid or worse
+        assert px % 10**4 == 0
+    assert len(set(a)) > 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from fastexec.sim.fixed import parse_price
+from fastexec.sim.testing import SimServer
 
 
 async def test_bad_or_missing_token_gets_oandas_401_body(sim):
@@ -108,3 +109,37 @@ async def test_pricing_snapshot_at_instrument_precision(client, sim):
     assert jpy["closeoutBid"] == "150.123" and jpy["tradeable"] is True and "time" in body
     st, bad = await client.get("/pricing?instruments=NOPE_XXX")
     assert st == 400
+
+
+async def test_unknown_path_and_wrong_method_answer_json(client):
+    st, body = await client.get("/nothing-here")
+    assert st == 404 and "errorMessage" in body
+    st, body = await client.req("DELETE", "/orders")
+    assert st == 405 and "errorMessage" in body
+
+
+async def test_malformed_bodies_are_400_without_a_transaction(client, sim):
+    acct = sim.venue.accounts[client.aid]
+    before = acct.last_id
+    async with client.s.post(client.url("/orders"), data=b"{not json") as r:
+        assert r.status == 400 and "errorMessage" in await r.json()
+    st, body = await client.post("/orders", {"nope": 1})
+    assert st == 400 and body == {"errorMessage": "The request was missing required data"}
+    st, body = await client.post("/orders", {"order": {"type": "BOGUS"}})
+    assert st == 400
+    assert acct.last_id == before
+
+
+async def test_server_stops_promptly_with_a_stream_open():
+    import asyncio
+
+    sim = SimServer()
+    await sim.start()
+    session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {sim.token}"})
+    try:
+        r = await session.get(f"{sim.base_url}/v3/accounts/{sim.account_ids[0]}/transactions/stream")
+        assert r.status == 200
+        await asyncio.wait_for(sim.stop(), 5)  # bounded: open streams do not hold shutdown
+        r.close()
+    finally:
+        await session.close()

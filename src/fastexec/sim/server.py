@@ -127,6 +127,8 @@ class V20Sim:
             self._ticker = None
         for t in list(self._stream_transports):
             t.abort()
+        for task in list(self._stream_tasks):  # streams wait on queues; shutdown must not wait on them
+            task.cancel()
         if self._server is not None:
             self._server.close()
         if self._runner is not None:
@@ -244,6 +246,11 @@ class V20Sim:
         except SimReject as e:
             return json_response(e.status, {"errorCode": e.reason, "errorMessage": e.message} if e.status != 403
                                  else FORBIDDEN)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            # unknown path / wrong method: v20 answers JSON errors, never HTML or text
+            return json_response(e.status, {"errorMessage": e.reason})
 
     # ------------------------------------------------------------------ helpers
 
@@ -701,6 +708,8 @@ class V20Sim:
         """Shared stream driver: initial lines, then updates from ``pull`` and
         heartbeats, with the stall/disconnect faults counted in lines sent."""
         self._active_streams += 1
+        task = asyncio.current_task()
+        self._stream_tasks.add(task)
         transport = request.transport
         if transport is not None:
             self._stream_transports.add(transport)
@@ -732,6 +741,7 @@ class V20Sim:
             pass
         finally:
             self._active_streams -= 1
+            self._stream_tasks.discard(task)
             if transport is not None:
                 self._stream_transports.discard(transport)
         return resp
