@@ -209,7 +209,14 @@ async def _run(settings: Settings, durability: str) -> int:
 
     from fastexec.service import Service
 
-    engine = JournaledEngine(settings, durability=durability)
+    broker = None
+    if settings.uses_oanda:
+        # from_env also reads OANDA_MAX_REQUESTS_PER_S / OANDA_POOL_SIZE (the
+        # engine's default broker does not), which a simulator load test needs
+        from fastexec.brokers.oanda import OandaBroker, OandaConfig
+
+        broker = OandaBroker(OandaConfig.from_env())
+    engine = JournaledEngine(settings, broker, durability=durability)
     await engine.start()
     service = Service(settings, engine=engine)
     stop = asyncio.Event()
