@@ -294,7 +294,7 @@ class Engine:
     # ------------------------------------------------------------------ helpers
 
     def _acct_index(self, account_id, *, for_order: bool = False) -> int:
-        a = self._accounts.get(account_id)
+        a = self._accounts.get(account_id) if type(account_id) is str else None
         if a is None:
             if for_order:
                 raise ValidationError(f"unknown account {account_id!r}", code="UNKNOWN_ACCOUNT", field="account_id")
@@ -424,7 +424,10 @@ class Engine:
         """Run every check a submit would run, without sending anything or
         changing any state (the order-rate bucket is read, not drawn from)."""
         account_id = getattr(order, "account_id", None)
-        state = self._risk.state_name(self._accounts[account_id]) if account_id in self._accounts else "unknown"
+        a = self._accounts.get(account_id) if type(account_id) is str else None
+        if a is None:
+            account_id = account_id if type(account_id) is str else None
+        state = self._risk.state_name(a) if a is not None else "unknown"
         try:
             self._check(order, self._clock(), consume=False)
         except (RiskDeniedError, KillSwitchActiveError, ValidationError, ConflictError) as exc:
