@@ -16,6 +16,7 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     # name: (module:function taking argv, help)
     "serve": ("fastexec.service:serve_main", "run the engine with its REST API (8004) and metrics (8091)"),
     "sim": ("fastexec.sim.server:main", "run the OANDA v20 HTTP simulator on loopback"),
+    "audit": ("fastexec.journal.audit:main", "export the journal for compliance (JSONL or CSV)"),
     "instruments": ("fastexec.cli:instruments_main", "print the packaged instrument table"),
 }
 
