@@ -167,3 +167,19 @@ async def test_too_many_streams_are_refused():
                 async with s.get(f"{sim.base_url}/v3/accounts/{aid}/transactions/stream") as r2:
                     assert r2.status == 429
         assert sim.stats.streams_rejected == 1
+
+
+async def test_heartbeats_keep_their_schedule_while_prices_flow():
+    import orjson
+
+    faults = FaultConfig(heartbeat=0.1, price_interval=0.01)
+    async with SimServer(seed=4, faults=faults, tick_interval=0.01) as sim:
+        aid = sim.account_ids[0]
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {sim.token}"}) as s:
+            async with s.get(f"{sim.base_url}/v3/accounts/{aid}/pricing/stream?instruments=EUR_USD") as r:
+                kinds = []
+                for _ in range(400):  # bounded by count and by the per-line timeout
+                    kinds.append(orjson.loads(await asyncio.wait_for(r.content.readline(), 1.0))["type"])
+                    if kinds.count("HEARTBEAT") >= 2:
+                        break
+        assert kinds.count("HEARTBEAT") >= 2 and kinds.count("PRICE") > kinds.count("HEARTBEAT")

@@ -143,3 +143,13 @@ async def test_server_stops_promptly_with_a_stream_open():
         r.close()
     finally:
         await session.close()
+
+
+async def test_every_response_carries_a_request_id(client, sim):
+    async with client.s.get(client.url("/summary")) as r:
+        assert r.headers["RequestID"].isdigit()
+    async with client.s.post(client.url("/orders"), json={"order": {"type": "MARKET", "instrument": "EUR_USD",
+                                                                    "units": "1"}}) as r:
+        body = await r.json()
+        assert r.headers["RequestID"] == body["orderCreateTransaction"]["requestID"]
+        assert r.headers["Location"].endswith("/orders/" + body["orderCreateTransaction"]["id"])

@@ -233,6 +233,8 @@ class V20Sim:
                 raise asyncio.CancelledError()
         resp = await handler(request)
         rec.status = resp.status
+        if not resp.prepared and "RequestID" not in resp.headers:
+            resp.headers["RequestID"] = self.venue.next_request_id()
         return resp
 
     @web.middleware
@@ -698,7 +700,8 @@ class V20Sim:
         if self._active_streams >= self.faults.max_streams:
             self.stats.streams_rejected += 1
             raise HTTPError(429, {"errorMessage": "Too many active streams"})
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/octet-stream"})
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/octet-stream",
+                                                       "RequestID": self.venue.next_request_id()})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         self.stats.streams_opened += 1
@@ -734,8 +737,8 @@ class V20Sim:
                 pending = []
                 timeout = max(0.0, f.heartbeat - (time.monotonic() - last_beat))
                 pending = await pull(timeout)
-                if not pending and time.monotonic() - last_beat >= f.heartbeat:
-                    pending = [heartbeat_body()]
+                if time.monotonic() - last_beat >= f.heartbeat:  # on schedule, even while data flows
+                    pending.append(heartbeat_body())
                     last_beat = time.monotonic()
         except (ConnectionResetError, asyncio.CancelledError):
             pass

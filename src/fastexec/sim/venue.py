@@ -716,8 +716,12 @@ class Venue:
             "marginCallPercent": callpct,
         }
 
-    def _nav_and_margin(self, acct: Account) -> tuple[int, int]:
-        """(NAV, marginUsed) only — the margin check at fill time needs no more."""
+    def _nav_and_margin(self, acct: Account, skip_margin: int = -1) -> tuple[int, int]:
+        """(NAV, marginUsed) only — the margin check at fill time needs no more.
+
+        ``skip_margin``: an instrument index whose margin is left out (the one
+        about to be filled, whose margin the caller recomputes for the new size).
+        """
         nav = acct.balance
         mu = 0
         bids, asks = self.bids, self.asks
@@ -730,8 +734,9 @@ class Venue:
                 gain, loss, midf = self._acct_factors(acct, inst)
                 q = u * (bid if u > 0 else ask) - pos.cost
                 nav += round_half_even_int(q * (gain if q >= 0 else loss), _PL_DEN) * _MONEY_STEP
-                mu += round_half_even_int(inst.margin_rate * (u if u > 0 else -u) * (bid + ask) * midf,
-                                          2 * _MARGIN_DEN) * _MONEY_STEP
+                if i != skip_margin:
+                    mu += round_half_even_int(inst.margin_rate * (u if u > 0 else -u) * (bid + ask) * midf,
+                                              2 * _MARGIN_DEN) * _MONEY_STEP
         return nav, mu
 
     def _margin_of(self, acct: Account, inst: SimInstrument, units: int) -> int:
@@ -1255,10 +1260,8 @@ class Venue:
                     return
             # margin: the position after the fill must be covered by NAV
             after = net + (fill_units if buy else -fill_units)
-            nav, cur_mu = self._nav_and_margin(acct)
-            pos_mu = self._margin_of(acct, inst, net) if net else 0
-            need = cur_mu - pos_mu + self._margin_of(acct, inst, after)
-            if need > nav:
+            nav, other_mu = self._nav_and_margin(acct, i)
+            if other_mu + self._margin_of(acct, inst, after) > nav:
                 keys["orderCancelTransaction"] = self._cancel(acct, o, "INSUFFICIENT_MARGIN", now)
                 return
         signed = fill_units if buy else -fill_units
