@@ -143,7 +143,7 @@ async def run(args: argparse.Namespace) -> dict:
                         stats.errors += 1
                         kind = f"HTTP {resp.status} {_code(payload)}"
                         stats.error_kinds[kind] = stats.error_kinds.get(kind, 0) + 1
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
                 stats.errors += 1
                 kind = type(exc).__name__
                 stats.error_kinds[kind] = stats.error_kinds.get(kind, 0) + 1
@@ -217,7 +217,7 @@ def main(argv=None) -> int:
     p.add_argument("--account", help="account id (default: the first of GET /api/v1/accounts)")
     p.add_argument("--instrument", default="EUR_USD")
     p.add_argument("--units", type=int, default=100)
-    p.add_argument("--connections", type=int, default=100, help="client connection pool size")
+    p.add_argument("--connections", type=int, default=64, help="client connection pool size")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
     p.add_argument("--max-p95-ms", type=float, default=100.0, help="exit 1 when p95 exceeds this")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
