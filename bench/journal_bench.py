@@ -1,6 +1,6 @@
 """Journal throughput and the latency it adds to submit -> ack.
 
-    python bench/journal_bench.py [--rates 1000,10000] [--duration 5] [--mode fsync] [--dir DIR]
+    python bench/journal_bench.py [--rates 1000,10000] [--duration 5] [--mode fsync] [--engine] [--dir DIR]
 
 Open loop: orders arrive on a fixed schedule (``rate`` per second, as a
 strategy would send them, whether or not the journal keeps up); each one is
@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Optional
 
 from fastexec.journal import Journal
 
@@ -94,6 +95,64 @@ async def open_loop(directory: str, rate: int, duration: float, mode: str) -> di
             "mean_sync_us": st.sync_ns / st.batches / 1000, "max_sync_us": st.max_sync_ns / 1000}
 
 
+async def engine_open_loop(directory: Optional[str], rate: int, duration: float, mode: str) -> dict:
+    """Submit -> ack through the real engine on the in-process simulated venue,
+    with the journal (``directory``) or without it (None): the difference is
+    what journaling adds to an acknowledgement."""
+    from fastexec.config import Settings
+    from fastexec.engine import Engine
+    from fastexec.engine.types import OrderSpec
+    from fastexec.journal.integration import JournaledEngine
+    from fastexec.sim.broker import SimulatedBroker
+    from fastexec.sim.venue import Venue
+
+    settings = Settings.from_env({"MAX_ORDERS_PER_SECOND": "1000000", "MAX_POSITION_SIZE": "100000000",
+                                  "MAX_POSITIONS_PER_INSTRUMENT": "1000000", "MAX_DAILY_LOSS": "100000000",
+                                  "MAX_CONCURRENT_ORDERS": "1000000"}, dotenv=False)
+    broker = SimulatedBroker(Venue(seed=1, accounts=1, balance="10000000"))
+    if directory is None:
+        engine = Engine(settings, broker)
+    else:
+        engine = JournaledEngine(settings, broker, journal_dir=directory, durability=mode)
+    await engine.start()
+    acct = engine.account_ids[0]
+    loop = asyncio.get_running_loop()
+    lat: list[int] = []
+    pending: set = set()
+    total = int(rate * duration)
+    interval_ns = 1_000_000_000 // rate
+
+    errors: list[str] = []
+
+    async def one(i: int, due: int) -> None:
+        try:
+            await engine.submit(OrderSpec(account_id=acct, instrument="EUR_USD", side="buy" if i % 2 else "sell",
+                                          units=1000))
+        except Exception as exc:  # noqa: BLE001 - counted and reported, the run goes on
+            errors.append(type(exc).__name__)
+            return
+        lat.append(time.perf_counter_ns() - due)
+
+    start = time.perf_counter_ns()
+    sent = 0
+    while sent < total:
+        now = time.perf_counter_ns()
+        due_count = min(total, (now - start) // interval_ns + 1)
+        while sent < due_count:
+            t = loop.create_task(one(sent, start + sent * interval_ns))
+            pending.add(t)
+            t.add_done_callback(pending.discard)
+            sent += 1
+        await asyncio.sleep(0.0005)
+    await asyncio.gather(*pending)
+    elapsed = (time.perf_counter_ns() - start) / 1e9
+    await engine.stop()
+    if errors:
+        print(f"  ({len(errors)} submits failed: {sorted(set(errors))})")
+    return {"rate": rate, "achieved_per_s": total / elapsed, "p50_us": pct(lat, 50), "p90_us": pct(lat, 90),
+            "p99_us": pct(lat, 99), "max_us": max(lat) / 1000}
+
+
 async def closed_loop(directory: str, clients: int, duration: float, mode: str) -> dict:
     j = Journal(directory, durability=mode)
     j.open()
@@ -123,8 +182,13 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--mode", default="fsync", choices=("fsync", "fdatasync", "none"))
     ap.add_argument("--clients", type=int, default=512)
+    ap.add_argument("--engine", action="store_true",
+                    help="also measure submit->ack through the engine (simulated venue) with and without the journal")
     ap.add_argument("--dir", default=None, help="where to write (default: a temp dir under the working directory's disk)")
     args = ap.parse_args(argv)
+    import logging
+
+    logging.getLogger("fastexec").setLevel(logging.ERROR)
     try:
         import uvloop
 
@@ -145,6 +209,16 @@ def main(argv=None) -> int:
                   f"max {r['max_us']:.0f} us  | {r['batches']} fsyncs, mean batch {r['mean_batch']:.1f}, "
                   f"max batch {r['max_batch']}, write+fsync mean {r['mean_sync_us']:.0f} us max {r['max_sync_us']:.0f} us")
             shutil.rmtree(d, ignore_errors=True)
+        if args.engine:
+            for rate in (int(r) for r in args.rates.split(",")):
+                for label, d in (("engine, no journal", None), (f"engine + journal ({args.mode})",
+                                                                  os.path.join(base, f"engine-{rate}"))):
+                    r = asyncio.run(engine_open_loop(d, rate, args.duration, args.mode))
+                    print(f"submit->ack {label:<26} {rate:>6}/s: achieved {r['achieved_per_s']:.0f}/s  "
+                          f"p50 {r['p50_us']:.0f} us  p90 {r['p90_us']:.0f} us  p99 {r['p99_us']:.0f} us  "
+                          f"max {r['max_us']:.0f} us")
+                    if d:
+                        shutil.rmtree(d, ignore_errors=True)
         d = os.path.join(base, "closed")
         r = asyncio.run(closed_loop(d, args.clients, args.duration, args.mode))
         print(f"closed loop {r['clients']} appenders: {r['records_per_s']:.0f} records/s durable, "

@@ -182,3 +182,12 @@ async def test_finished_orders_are_retired_identically_live_and_after_restart(tm
     # open orders are never retired, and retired client ids are no longer indexed
     assert all(o["order_id"] in live.orders for o in live.open_orders())
     assert set(live.by_client.values()) == set(live.orders) - {o for o in live.orders if not live.orders[o].get("client_order_id")}
+
+
+def test_a_snapshot_larger_than_a_record_limit_round_trips(tmp_path):
+    from fastexec.journal.codec import MAX_PAYLOAD
+
+    big = {"journal": JournalState().to_dict(), "engine": {"blob": "x" * (MAX_PAYLOAD + 1024)}}
+    write_snapshot(str(tmp_path), 7, big)
+    snap = load_latest_snapshot(str(tmp_path))
+    assert snap.seq == 7 and len(snap.state["engine"]["blob"]) == MAX_PAYLOAD + 1024

@@ -37,6 +37,8 @@ _PREFIX = struct.Struct("<3sBIQ")  # the CRC-covered part of the header
 #: A record bigger than this is refused on write and treated as corruption on
 #: read: a corrupted length field must not make the reader swallow the file.
 MAX_PAYLOAD = 16 * 1024 * 1024
+#: Snapshots hold a whole state in one frame; their own, larger bound.
+MAX_SNAPSHOT = 1024 * 1024 * 1024
 
 
 class JournalError(Exception):
@@ -73,10 +75,10 @@ def encode(seq: int, payload: dict) -> bytes:
     return encode_raw(seq, orjson.dumps(payload))
 
 
-def encode_raw(seq: int, body: bytes) -> bytes:
+def encode_raw(seq: int, body: bytes, max_payload: int = MAX_PAYLOAD) -> bytes:
     """A frame around an already-encoded JSON object (snapshots encode once, on the loop)."""
-    if len(body) > MAX_PAYLOAD:
-        raise ValueError(f"journal record of {len(body)} bytes exceeds the {MAX_PAYLOAD}-byte limit")
+    if len(body) > max_payload:
+        raise ValueError(f"journal record of {len(body)} bytes exceeds the {max_payload}-byte limit")
     prefix = _PREFIX.pack(MAGIC, VERSION, len(body), seq)
     crc = zlib.crc32(body, zlib.crc32(prefix))
     return b"".join((prefix, struct.pack("<I", crc), body))
@@ -90,7 +92,7 @@ class _Frame:
     body: bytes
 
 
-def _frame_at(buf: memoryview, pos: int) -> tuple[Optional[_Frame], str]:
+def _frame_at(buf: memoryview, pos: int, max_payload: int = MAX_PAYLOAD) -> tuple[Optional[_Frame], str]:
     """The valid frame starting at ``pos``, or None and why not."""
     n = len(buf)
     if n - pos < HEADER_SIZE:
@@ -98,7 +100,7 @@ def _frame_at(buf: memoryview, pos: int) -> tuple[Optional[_Frame], str]:
     magic, version, length, seq, crc = HEADER.unpack_from(buf, pos)
     if magic != MAGIC:
         return None, "bad magic"
-    if length > MAX_PAYLOAD:
+    if length > max_payload:
         return None, f"length {length} exceeds limit"
     end = pos + HEADER_SIZE + length
     if end > n:
@@ -149,7 +151,7 @@ class ScanResult:
 
 
 def scan_bytes(data: bytes, path: str = "<memory>", *, decode: bool = True, expect_seq: Optional[int] = None,
-               allow_torn_tail: bool = True) -> ScanResult:
+               allow_torn_tail: bool = True, max_payload: int = MAX_PAYLOAD) -> ScanResult:
     """Validate every frame of a segment.
 
     With ``decode`` False, each record's payload is left as its raw bytes
@@ -167,7 +169,7 @@ def scan_bytes(data: bytes, path: str = "<memory>", *, decode: bool = True, expe
     pos = 0
     prev = None if expect_seq is None else expect_seq - 1
     while pos < len(data):
-        frame, reason = _frame_at(buf, pos)
+        frame, reason = _frame_at(buf, pos, max_payload)
         if frame is None:
             nxt = _valid_frame_after(data, buf, pos)
             if nxt is not None:

@@ -23,7 +23,7 @@ from typing import Optional
 
 import orjson
 
-from .codec import CorruptJournalError, UnsupportedVersionError, encode_raw, scan_bytes
+from .codec import MAX_SNAPSHOT, CorruptJournalError, UnsupportedVersionError, encode_raw, scan_bytes
 from .reader import list_segments
 from .writer import fsync_dir
 
@@ -70,7 +70,7 @@ def write_snapshot(directory: str, seq: int, state: Optional[dict] = None, *, bo
     effects that were never acknowledged.
     """
     os.makedirs(directory, exist_ok=True)
-    data = encode_raw(seq, body if body is not None else snapshot_body(seq, state))
+    data = encode_raw(seq, body if body is not None else snapshot_body(seq, state), MAX_SNAPSHOT)
     final = os.path.join(directory, snapshot_name(seq))
     tmp = os.path.join(directory, f".{snapshot_name(seq)}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -92,7 +92,7 @@ def read_snapshot(path: str) -> Snapshot:
     """Decode one snapshot file; raises ``CorruptJournalError`` if damaged."""
     with open(path, "rb") as fh:
         data = fh.read()
-    result = scan_bytes(data, path, allow_torn_tail=False)
+    result = scan_bytes(data, path, allow_torn_tail=False, max_payload=MAX_SNAPSHOT)
     if len(result.records) != 1:
         raise CorruptJournalError(path, 0, f"snapshot holds {len(result.records)} frames, expected 1")
     rec = result.records[0]

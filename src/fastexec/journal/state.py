@@ -26,6 +26,8 @@ RECENT_TXNS = 4096
 #: Finished orders kept (for lookups and duplicate client-id checks after a
 #: restart); older ones are dropped so the state does not grow forever.
 RETAIN_TERMINAL = 100_000
+_HEAVY = ("stop_loss", "take_profit", "emulation", "trailing_distance", "trailing_stop_distance", "stop_price",
+          "time_in_force", "gtd_time_ns", "request_id", "cancel_requested")
 
 
 class JournalState:
@@ -105,6 +107,8 @@ class JournalState:
         was_terminal = order["status"] in TERMINAL
         order["status"] = status
         if status in TERMINAL and not was_terminal:
+            for key in _HEAVY:  # a finished order is kept for lookups, not for re-arming
+                order.pop(key, None)
             self._terminal.append(order["order_id"])
             while len(self._terminal) > self.retain_terminal:
                 self._forget(self._terminal.popleft())
