@@ -24,7 +24,7 @@ in docs/contracts.md section 1):
   ``FixedPointError``/``ValueError`` with code ``OUT_OF_RANGE`` and an
   ``OverflowError``); nothing ever wraps or clamps.
 """
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 cdef extern from *:
     """
@@ -138,11 +138,13 @@ cdef inline int64_t c_div_price(int64_t money, int64_t price) except? -922337203
 # kernel can compare an oversized order against limits instead of raising.
 # The common case fits int64 and divides by a constant (no __int128 division).
 cdef inline int128 c_units_value(int64_t abs_units, int64_t per_unit) noexcept nogil:
-    cdef int64_t p, q, r
+    cdef int64_t p
+    cdef uint64_t q, r
     if not mul_overflow(abs_units, per_unit, &p) and p >= 0:
-        q = p / 1000000
-        r = p - q * 1000000
+        # non-negative: unsigned division by a constant is a multiply and shift
+        q = (<uint64_t>p) / 1000000
+        r = (<uint64_t>p) - q * 1000000
         if r > 500000 or (r == 500000 and (q & 1) != 0):
             q += 1
-        return q
+        return <int128>q
     return div_half_even(<int128>abs_units * <int128>per_unit, 1000000)

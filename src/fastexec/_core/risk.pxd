@@ -17,6 +17,7 @@ Invariants:
   arrays those objects never reallocate, and the engine keeps references to
   them (``ledger``, ``orders``), so they stay valid.
 """
+cimport cython
 from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
 
 from fastexec._core.fixedpoint cimport int128
@@ -57,6 +58,7 @@ cdef struct Why:
     int128 z
 
 
+@cython.final
 cdef class RiskEngine:
     cdef readonly Ledger ledger
     cdef readonly OrderStore orders
@@ -97,6 +99,6 @@ cdef class RiskEngine:
     cdef int64_t* i_max_units
     cdef int32_t* working
 
-    cdef int _eval(self, int a, int i, int64_t u, int64_t now_ns, int flags, Why* why) noexcept nogil
+    cdef inline int _eval(self, int a, int i, int64_t u, int64_t now_ns, int flags, Why* why) noexcept nogil
     cdef str _detail(self, int code, int a, int i, int64_t u, Why* why)
     cdef int _acct(self, int a) except -1

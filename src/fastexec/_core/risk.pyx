@@ -206,9 +206,9 @@ cdef class RiskEngine:
 
     # --- the decision procedure ---------------------------------------------------
 
-    cdef int _eval(self, int a, int i, int64_t u, int64_t now_ns, int flags, Why* why) noexcept nogil:
-        cdef int64_t k, p, au, lim, nav, cnt, elapsed, tk, cap
-        cdef int128 n, after, v_after, m_after, gross, used, avail, opening
+    cdef inline int _eval(self, int a, int i, int64_t u, int64_t now_ns, int flags, Why* why) noexcept nogil:
+        cdef int64_t k, p, au, lim, nav, cnt, elapsed, tk, cap, after, opening
+        cdef int128 v_after, m_after, gross, used, avail
         cdef bint reducing
         cdef int x
         if a < 0 or a >= self.ledger.n_accounts:
@@ -247,8 +247,7 @@ cdef class RiskEngine:
             why.y = self.max_working_orders[a]
             return R_MAX_CONCURRENT_ORDERS
         if not reducing:
-            n = <int128>p + u
-            after = -n if n < 0 else n
+            after = _abs(p + u)  # |p|, |u| <= MAX_UNITS: no int64 overflow
             if after > _abs(p) and after > self.max_position_size[a]:
                 why.x = after
                 why.y = self.max_position_size[a]
@@ -267,7 +266,7 @@ cdef class RiskEngine:
             if not self.vpu_ok[x]:
                 why.x = i
                 return R_PRICE_UNAVAILABLE
-            v_after = c_units_value(<int64_t>after, self.vpu[x])
+            v_after = c_units_value(after, self.vpu[x])
             if v_after > self.p_value[k] and self.max_leverage[a] != INT64_MAX:
                 gross = <int128>self.a_value[a] - self.p_value[k] + v_after
                 if gross * C_RATE_SCALE > <int128>self.max_leverage[a] * nav:
@@ -275,7 +274,7 @@ cdef class RiskEngine:
                     why.y = nav
                     why.z = self.max_leverage[a]
                     return R_MAX_LEVERAGE
-            m_after = c_units_value(<int64_t>after, self.mpu[x])
+            m_after = c_units_value(after, self.mpu[x])
             if m_after > self.p_margin[k]:
                 used = <int128>self.a_margin[a] - self.p_margin[k] + m_after
                 avail = nav - used
@@ -286,8 +285,9 @@ cdef class RiskEngine:
                     return R_INSUFFICIENT_MARGIN
                 # margin of the units the order opens (all of them, or the
                 # part past zero on a flip) must fit in what is available now
-                opening = au if (p == 0 or (u > 0) == (p > 0)) else after
-                m_after = c_units_value(<int64_t>opening, self.mpu[x])
+                if p != 0:
+                    opening = au if (u > 0) == (p > 0) else after
+                    m_after = c_units_value(opening, self.mpu[x])
                 avail = <int128>nav - self.a_margin[a]
                 if m_after > avail:
                     why.x = m_after

@@ -1,0 +1,34 @@
+"""Ledger steps: one fill applied to a position, one mark that revalues 1,000
+positions. Run: pytest bench/test_core_*.py --benchmark-enable"""
+from fastexec._core.fixedpoint import parse_price
+
+from conftest import EU, CoreBench
+
+P_BUY = parse_price("1.10020", 5)
+P_BID = parse_price("1.10000", 5)
+P_ASK = parse_price("1.10020", 5)
+
+
+def test_apply_fill_adding_to_position(benchmark, core):
+    """Adds 1 unit per call: the average-price path (one 128-bit division)."""
+    benchmark(core.ledger.apply_fill, 0, EU, 1, P_BUY)
+
+
+def test_apply_fill_reducing_position(benchmark, core):
+    """Sells 1 unit per call from a 10M position: realized P&L + conversion."""
+    core.ledger.apply_fill(0, EU, 10_000_000, P_BUY)
+    benchmark(core.ledger.apply_fill, 0, EU, -1, P_BID)
+
+
+def test_mark_to_market_1000_positions(benchmark):
+    """1,000 accounts each long EUR_USD; one mark revalues all of them."""
+    c = CoreBench(accounts=1000)
+    for a in range(1000):
+        c.ledger.apply_fill(a, EU, 1_000 + a, P_BUY)
+    benchmark(c.ledger.mark, EU, P_BID, P_ASK)
+    benchmark.extra_info["ns_per_position_median"] = benchmark.stats.stats.median / 1000 * 1e9
+    assert c.ledger.account_state(999).open_positions == 1
+
+
+def test_mark_to_market_single_position(benchmark, core):
+    benchmark(core.ledger.mark, EU, P_BID, P_ASK)
