@@ -47,8 +47,9 @@ def test_append_batch_of_1000_until_durable(benchmark, tmp_path, mode):
     counter = iter(range(10**9))
 
     async def batch():
-        futs = [j.append(order_record(next(counter))) for _ in range(1000)]
-        await asyncio.gather(*futs)
+        for _ in range(1000):
+            j.append(order_record(next(counter)))
+        await j.barrier()
 
     loop = asyncio.new_event_loop()
     try:

@@ -23,9 +23,9 @@ async def journal_dir(tmp_path):
     j = Journal(str(tmp_path / "j"), segment_bytes=8192)
     j.open()
     for i, r in enumerate(recs):
-        fut = j.append(copy.deepcopy(r))
+        j.append(copy.deepcopy(r))
         if i % 50 == 49:
-            await fut  # batches of 50, so the journal spans several segments
+            await j.barrier()  # batches of 50, so the journal spans several segments
     await j.close()
     return str(tmp_path / "j"), recs
 

@@ -32,8 +32,9 @@ async def test_records_are_durable_in_order_in_every_mode(tmp_path, mode):
 async def test_appends_in_one_loop_turn_share_one_batch(tmp_path):
     w = JournalWriter(str(tmp_path))
     w.open()
-    futs = [w.append(rec(i)) for i in range(1, 201)]
-    results = await asyncio.gather(*futs)
+    seqs = [w.append(rec(i)) for i in range(1, 201)]
+    assert seqs == list(range(1, 201)) and w.durable_seq == 0
+    results = await asyncio.gather(*(w.wait_durable(s) for s in seqs))
     assert w.stats.batches == 1 and w.stats.records == 200 and w.stats.max_batch == 200
     assert set(results) == {200}  # every appender learns the batch is durable up to 200
     await w.close()
@@ -42,10 +43,12 @@ async def test_appends_in_one_loop_turn_share_one_batch(tmp_path):
 async def test_appends_during_an_fsync_form_the_next_batch(tmp_path):
     w = JournalWriter(str(tmp_path))
     w.open()
-    first = w.append(rec(1))
+    w.append(rec(1))
     await asyncio.sleep(0)  # the first batch is now on the writer thread
     later = [w.append(rec(i)) for i in range(2, 52)]
-    await asyncio.gather(first, *later)
+    first_done = await w.wait_durable(1)
+    assert first_done >= 1
+    await asyncio.gather(*(w.wait_durable(s) for s in later))
     # however the thread raced, 51 records never needed more than a handful of fsyncs
     assert w.stats.records == 51
     assert w.stats.batches <= 3
@@ -72,7 +75,7 @@ async def test_concurrent_appenders_each_resume_after_durability(tmp_path):
     assert w.stats.batches < 200
 
 
-async def test_cancelling_one_waiter_does_not_cancel_the_shared_batch(tmp_path):
+async def test_cancelling_one_waiter_does_not_affect_the_others(tmp_path):
     w = JournalWriter(str(tmp_path))
     w.open()
     a = asyncio.ensure_future(w.write(rec(1)))
@@ -184,9 +187,19 @@ async def test_barrier_ends_under_continuous_load(tmp_path):
     w.append(rec(-1))
     mine = w.last_seq
     durable = await asyncio.wait_for(w.barrier(), timeout=30)
+    assert await w.wait_durable(1) >= 1  # long durable: answers at once
     assert durable >= mine and w.durable_seq >= mine
     assert w.last_seq > mine  # others kept appending meanwhile
     stop = True
     await task
     await w.close()
     assert any(r.seq == mine and r.payload["units"] == -1 for r in read_records(str(tmp_path)))
+
+
+async def test_waiting_for_a_record_never_appended_is_an_error(tmp_path):
+    w = JournalWriter(str(tmp_path))
+    w.open()
+    w.append(rec(1))
+    with pytest.raises(ValueError):
+        await w.wait_durable(5)
+    await w.close()

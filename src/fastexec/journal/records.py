@@ -55,6 +55,7 @@ EVENT_TYPES: dict[type, str] = {
     OrderReplaced: "broker.replaced",
 }
 EVENT_CLASSES = {v: k for k, v in EVENT_TYPES.items()}
+_FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in EVENT_TYPES}  # fields() is slow per call
 
 
 def event_record(event: BrokerEvent, *, source: Optional[str] = None) -> Optional[dict]:
@@ -62,11 +63,11 @@ def event_record(event: BrokerEvent, *, source: Optional[str] = None) -> Optiona
     they are market data, replayable from nowhere and far too many)."""
     if isinstance(event, PriceTick):
         return None
-    kind = EVENT_TYPES[type(event)]
-    rec: dict[str, Any] = {"type": kind, "ts": time.time_ns()}
-    for f in fields(event):
-        value = getattr(event, f.name)
-        rec[f.name] = list(value) if isinstance(value, tuple) else value
+    cls = type(event)
+    rec: dict[str, Any] = {"type": EVENT_TYPES[cls], "ts": time.time_ns()}
+    for name in _FIELDS[cls]:
+        value = getattr(event, name)
+        rec[name] = list(value) if type(value) is tuple else value
     if source is not None:
         rec["source"] = source
     return rec

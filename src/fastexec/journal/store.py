@@ -103,25 +103,28 @@ class Journal:
 
     # ------------------------------------------------------------------ appending
 
-    def append(self, record: dict) -> "asyncio.Future[int]":
-        """Journal one record; await the result before acknowledging anything
-        that depends on it. Adds ``ts`` (wall-clock ns) when missing."""
+    def append(self, record: dict) -> int:
+        """Journal one record (the engine's seam); returns its sequence number.
+        Await ``barrier()`` (or ``wait_durable(seq)``) before acknowledging
+        anything that depends on it. Adds ``ts`` (wall-clock ns) when missing."""
         if "ts" not in record:
             record["ts"] = time.time_ns()
-        fut = self.writer.append(record)
-        self.state.apply(record, self.writer.last_seq)
+        seq = self.writer.append(record)
+        self.state.apply(record, seq)
         if self.snapshot_every:
             self._since_snapshot += 1
             if self._since_snapshot >= self.snapshot_every and self._snapshot_task is None:
                 self._since_snapshot = 0
                 self._snapshot_task = asyncio.get_running_loop().create_task(self._auto_snapshot())
-        return fut
+        return seq
 
     async def write(self, record: dict) -> int:
-        fut = self.append(record)
-        seq = self.writer.last_seq
-        await fut
+        seq = self.append(record)
+        await self.writer.wait_durable(seq)
         return seq
+
+    async def wait_durable(self, seq: int) -> int:
+        return await self.writer.wait_durable(seq)
 
     @property
     def last_seq(self) -> int:

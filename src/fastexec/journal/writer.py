@@ -25,6 +25,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -94,9 +95,9 @@ class JournalWriter:
     """Appends records to segment files in ``directory``.
 
     Use: ``info = writer.open()`` (synchronous, at start-up), then from the
-    loop ``seq = await writer.write(record)`` or ``fut = writer.append(record)``
-    (the sequence number is ``writer.last_seq`` right after the call; the
-    future resolves once the record is durable). ``await writer.close()``.
+    loop ``seq = writer.append(record)`` and later ``await writer.wait_durable(seq)``
+    (or ``await writer.barrier()`` for everything so far), or both at once with
+    ``seq = await writer.write(record)``. ``await writer.close()``.
     """
 
     def __init__(
@@ -119,8 +120,7 @@ class JournalWriter:
         self._next_seq = 1
         self.durable_seq = 0
         self._buf: list[bytes] = []
-        self._batch: Optional[asyncio.Future] = None  # collecting: the next group
-        self._inflight: Optional[asyncio.Future] = None  # on its way to disk
+        self._waiters: deque = deque()  # (seq, future), seq non-decreasing
         self._busy = False
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._executor: Optional[ThreadPoolExecutor] = None
@@ -191,75 +191,90 @@ class JournalWriter:
 
     # ------------------------------------------------------------------ append
 
-    def append(self, record: dict) -> "asyncio.Future[int]":
-        """Queue one record; the returned future resolves to the last sequence
-        number of its batch once the batch is durable.
+    def append(self, record: dict) -> int:
+        """Queue one record for the next group commit; returns its sequence number.
 
-        The sequence number of this record is ``self.last_seq`` right after
-        the call. The future is shielded: cancelling one waiter does not
-        cancel the batch shared with other appenders.
+        Costs an encode and a list append: the engine calls this on its hot
+        path for every record and decides separately when to wait
+        (``wait_durable`` / ``barrier``), typically once per acknowledgement.
         """
         if self._failed is not None:
             raise JournalFailedError(f"journal is failed: {self._failed!r}")
         if self._closed or self._fd is None:
             raise JournalClosedError("journal is not open")
-        frame = encode(self._next_seq, record)
-        self._next_seq += 1
-        self._buf.append(frame)
-        if self._batch is None:
+        seq = self._next_seq
+        self._buf.append(encode(seq, record))
+        self._next_seq = seq + 1
+        if not self._busy:
             if self._loop is None:
                 self._loop = asyncio.get_running_loop()
-            self._batch = self._loop.create_future()
-        batch = self._batch
-        if not self._busy:
             self._busy = True
             self._loop.call_soon(self._flush)
-        return asyncio.shield(batch)
+        return seq
+
+    async def wait_durable(self, seq: int) -> int:
+        """Return once record ``seq`` (and every one before it) is durable.
+
+        Each waiter has its own future, resolved by the batch that covers its
+        sequence number: cancelling one waiter touches nobody else, and a
+        waiter does not wait for records appended after its own.
+        """
+        if self.durable_seq >= seq:
+            return self.durable_seq
+        if self._failed is not None:
+            raise JournalFailedError(f"journal is failed: {self._failed!r}")
+        if seq >= self._next_seq:
+            raise ValueError(f"record {seq} was never appended (last is {self._next_seq - 1})")
+        fut = self._loop.create_future()
+        self._waiters.append((seq, fut))
+        return await fut
+
+    async def barrier(self) -> int:
+        """Wait until every record appended so far is durable (not records
+        appended while waiting, so it ends under continuous load, unlike
+        ``flush``); returns durable_seq. This is what an acknowledgement awaits."""
+        return await self.wait_durable(self._next_seq - 1)
 
     async def write(self, record: dict) -> int:
         """Append and wait until durable; returns the record's sequence number."""
-        fut = self.append(record)
-        seq = self._next_seq - 1
-        await fut
+        seq = self.append(record)
+        await self.wait_durable(seq)
         return seq
 
     def _flush(self) -> None:
-        batch, self._batch = self._batch, None
+        if not self._buf:  # nothing queued (a failure cleared it)
+            self._set_idle()
+            return
         data = b"".join(self._buf)
         count = len(self._buf)
         self._buf.clear()
         last = self._next_seq - 1
-        if batch is None:  # nothing queued (close raced an empty turn)
-            self._set_idle()
-            return
         if self.durability is Durability.NONE:
             try:
                 self._write_batch(data, last)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiter
-                self._fail(exc, batch)
+                self._fail(exc)
                 return
-            self._batch_done(batch, last, count, len(data))
+            self._batch_done(last, count, len(data))
             self._set_idle()
             return
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastexec-journal")
-        self._inflight = batch
         cf = self._loop.run_in_executor(self._executor, self._write_batch, data, last)
-        cf.add_done_callback(lambda f: self._after_write(f, batch, last, count, len(data)))
+        cf.add_done_callback(lambda f: self._after_write(f, last, count, len(data)))
 
-    def _after_write(self, cf: asyncio.Future, batch: asyncio.Future, last: int, count: int, nbytes: int) -> None:
-        self._inflight = None
+    def _after_write(self, cf: asyncio.Future, last: int, count: int, nbytes: int) -> None:
         exc = cf.exception()
         if exc is not None:
-            self._fail(exc, batch)
+            self._fail(exc)
             return
-        self._batch_done(batch, last, count, nbytes)
+        self._batch_done(last, count, nbytes)
         if self._buf:
             self._flush()  # appended while the disk was busy: the next group
         else:
             self._set_idle()
 
-    def _batch_done(self, batch: asyncio.Future, last: int, count: int, nbytes: int) -> None:
+    def _batch_done(self, last: int, count: int, nbytes: int) -> None:
         self.durable_seq = last
         st = self.stats
         st.records += count
@@ -267,23 +282,25 @@ class JournalWriter:
         st.bytes += nbytes
         if count > st.max_batch:
             st.max_batch = count
-        if not batch.done():
-            batch.set_result(last)
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= last:
+            fut = waiters.popleft()[1]
+            if not fut.done():
+                fut.set_result(last)
 
     def _set_idle(self) -> None:
         self._busy = False
         if self._idle is not None:
             self._idle.set()
 
-    def _fail(self, exc: BaseException, batch: asyncio.Future) -> None:
+    def _fail(self, exc: BaseException) -> None:
         log.critical("journal: write failed, no further records accepted: %r", exc)
         self._failed = exc
         err = JournalFailedError(f"journal write failed: {exc!r}")
-        for fut in (batch, self._batch):
-            if fut is not None and not fut.done():
+        while self._waiters:
+            fut = self._waiters.popleft()[1]
+            if not fut.done():
                 fut.set_exception(err)
-                fut.exception()  # retrieved here so an unawaited batch does not log twice
-        self._batch = None
         self._buf.clear()
         self._set_idle()
 
@@ -317,20 +334,6 @@ class JournalWriter:
         self.stats.rotations += 1
 
     # ------------------------------------------------------------------ close
-
-    async def barrier(self) -> int:
-        """Wait until every record appended so far is durable (not records
-        appended while waiting, so it ends under continuous load, unlike
-        ``flush``); returns durable_seq. This is what an acknowledgement awaits."""
-        target = self._next_seq - 1
-        while self.durable_seq < target:
-            if self._failed is not None:
-                raise JournalFailedError(f"journal is failed: {self._failed!r}")
-            fut = self._batch if self._batch is not None else self._inflight
-            if fut is None:  # pragma: no cover - every undurable record is in one of the two
-                raise RuntimeError("journal records neither queued nor in flight")
-            await asyncio.shield(fut)
-        return self.durable_seq
 
     async def flush(self) -> int:
         """Wait until everything appended so far is durable; returns durable_seq."""
