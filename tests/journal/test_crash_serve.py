@@ -191,30 +191,19 @@ async def test_kill9_under_load_loses_no_acknowledged_order(tmp_path):
                     victim.wait(timeout=20)
                     assert victim.returncode == -signal.SIGKILL, f"cycle {cycle}: exited {victim.returncode}"
                     serve = None
-                # the last start: recovery, then a quiet check
+                # the last start: recovery, then compare before and after more trading
                 serve = start_serve(env, api_port, log)
                 await wait_healthy(session, api, serve)
-                await client.run(0.5, rng)  # and it still takes orders after all that
+                after_recovery = await compare(session, api, sim_url, account)
+                await client.run(0.5, rng)  # it still takes orders after all that
                 await asyncio.sleep(0.5)  # let stream events for the last fills land
-
+                after_trading = await compare(session, api, sim_url, account)
                 auth = {"Authorization": f"Bearer {TOKEN}"}
                 async with session.get(f"{sim_url}/v3/accounts/{account}/transactions/sinceid",
                                        params={"id": "0"}, headers=auth) as r:
                     txns = (await r.json())["transactions"]
                 created = Counter(t.get("clientExtensions", {}).get("id") for t in txns
                                   if t["type"] == "MARKET_ORDER")
-                async with session.get(f"{sim_url}/v3/accounts/{account}/openPositions", headers=auth) as r:
-                    sim_positions = {p["instrument"]: int(p["long"]["units"]) + int(p["short"]["units"])
-                                     for p in (await r.json())["positions"]}
-                async with session.get(f"{sim_url}/v3/accounts/{account}/summary", headers=auth) as r:
-                    sim_balance = money((await r.json())["account"]["balance"])
-                async with session.get(api + "/api/v1/positions", params={"account_id": account}) as r:
-                    assert r.status == 200
-                    body = await r.json()
-                    ours = {p["instrument"]: int(p["units"]) for p in body["positions"] if int(p["units"])}
-                async with session.get(api + "/api/v1/accounts") as r:
-                    accounts = (await r.json())["accounts"]
-                    our_balance = money(next(a for a in accounts if a["account_id"] == account)["balance"])
     finally:
         for p in (serve, sim):
             if p is not None and p.poll() is None:
@@ -228,12 +217,29 @@ async def test_kill9_under_load_loses_no_acknowledged_order(tmp_path):
     elapsed = time.monotonic() - t_begin
     print(f"\ncrash test: {KILLS} kills in {elapsed:.1f}s, {len(client.sent)} orders sent, {len(client.acked)} acked, "
           f"{sum(created.values())} at the simulator, statuses {dict(client.statuses)}; "
-          f"positions ours={ours} sim={sim_positions}; balance ours={our_balance} sim={sim_balance}")
+          f"after recovery {after_recovery}; after trading {after_trading}")
     assert client.acked, client.statuses
     missing = [c for c in client.acked if created[c] != 1]
     assert not missing, f"{len(missing)} acknowledged orders not exactly once at the simulator: {missing[:10]}"
     twice = [c for c, n in created.items() if c is not None and n > 1]
     assert not twice, f"orders sent more than once: {twice[:10]}"
     assert set(created) - {None} <= client.sent  # nothing invented
-    assert ours == sim_positions, (ours, sim_positions)
-    assert our_balance == sim_balance
+    for label, (ours, theirs) in (("after recovery", after_recovery), ("after trading", after_trading)):
+        assert ours == theirs, f"{label}: fastexec {ours} != simulator {theirs}"
+
+
+async def compare(session, api: str, sim_url: str, account: str):
+    """(fastexec's, the simulator's) net positions and balance, read now."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with session.get(f"{sim_url}/v3/accounts/{account}/openPositions", headers=auth) as r:
+        sim_positions = {p["instrument"]: int(p["long"]["units"]) + int(p["short"]["units"])
+                         for p in (await r.json())["positions"]}
+    async with session.get(f"{sim_url}/v3/accounts/{account}/summary", headers=auth) as r:
+        sim_balance = money((await r.json())["account"]["balance"])
+    async with session.get(api + "/api/v1/positions", params={"account_id": account}) as r:
+        assert r.status == 200
+        ours = {p["instrument"]: int(p["units"]) for p in (await r.json())["positions"] if int(p["units"])}
+    async with session.get(api + "/api/v1/accounts") as r:
+        accounts = (await r.json())["accounts"]
+        our_balance = money(next(a for a in accounts if a["account_id"] == account)["balance"])
+    return (ours, our_balance), ({k: v for k, v in sim_positions.items() if v}, sim_balance)
