@@ -94,6 +94,8 @@ def test_csv_has_fixed_columns_and_loses_nothing(journal_dir, tmp_path):
                     assert orjson.loads(cell) == v
                 else:
                     assert cell == str(v)
+            elif k == "client_id":  # a broker event's client id goes in the client_order_id column
+                assert row["client_order_id"] == ("" if v is None else v)
             else:
                 assert detail[k] == v
 

@@ -108,7 +108,9 @@ def write_csv(records: Iterable[Record], out: IO[str]) -> int:
     for rec in records:
         p = rec.payload
         row = {"seq": rec.seq, "time": format_time(p.get("ts")), **p}
-        detail = {k: v for k, v in p.items() if k not in named}
+        if "client_id" in p and "client_order_id" not in p:  # broker events name it as the broker does
+            row["client_order_id"] = p["client_id"]
+        detail = {k: v for k, v in p.items() if k not in named and k != "client_id"}
         row["detail"] = detail or None
         writer.writerow([_cell(row.get(c)) for c in CSV_COLUMNS])
         n += 1
