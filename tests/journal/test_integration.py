@@ -59,7 +59,7 @@ async def test_state_survives_an_abandoned_engine(venue, tmp_path):
     await je.journal_barrier()
     positions_before = {p.instrument: p.units for p in je.positions(acct)}
     journal_before = je.journal.state.to_dict()
-    # crash: nothing stopped, nothing flushed beyond what acks required
+    je.journal.abandon()  # crash: nothing stopped, nothing flushed beyond what acks required
 
     je2 = await start(venue, tmp_path)
     assert je2.open_report.replayed == journal_before["seq"]
@@ -79,6 +79,7 @@ async def test_a_client_retry_after_a_restart_is_not_sent_twice(venue, tmp_path)
     je = await start(venue, tmp_path)
     acct = je.account_ids[0]
     await je.submit(spec(acct, "once"))
+    je.journal.abandon()
     je2 = await start(venue, tmp_path)
     with pytest.raises(ConflictError) as exc:
         await je2.submit(spec(acct, "once"))

@@ -203,3 +203,40 @@ async def test_waiting_for_a_record_never_appended_is_an_error(tmp_path):
     with pytest.raises(ValueError):
         await w.wait_durable(5)
     await w.close()
+
+
+def test_a_second_process_cannot_open_a_journal_in_use(tmp_path):
+    """flock from another process (the real case: a restart while the old engine still runs)."""
+    from fastexec.journal import JournalLockedError
+
+    w = JournalWriter(str(tmp_path))
+    w.open()
+    script = textwrap.dedent(
+        f"""
+        from fastexec.journal import JournalWriter, JournalLockedError
+        try:
+            JournalWriter({str(tmp_path)!r}).open()
+            print("OPENED")
+        except JournalLockedError:
+            print("LOCKED")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "LOCKED", out.stderr
+    w.close_sync()
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "OPENED", out.stderr
+    assert JournalLockedError.__mro__[1].__name__ == "JournalError"
+
+
+async def test_concurrent_snapshots_are_serialised(tmp_path):
+    from fastexec.journal import Journal, load_latest_snapshot
+
+    j = Journal(str(tmp_path), keep_snapshots=1)
+    j.open()
+    for i in range(50):
+        j.append(rec(i))
+    paths = await asyncio.gather(*(j.snapshot() for _ in range(4)))
+    assert len(set(paths)) == 1
+    await j.close()
+    assert load_latest_snapshot(str(tmp_path)).seq == 50

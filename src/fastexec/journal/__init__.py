@@ -23,7 +23,7 @@ from .records import event_record
 from .snapshot import Snapshot, apply_retention, load_latest_snapshot, write_snapshot
 from .state import JournalState
 from .store import Journal, OpenReport
-from .writer import Durability, JournalFailedError, JournalWriter
+from .writer import Durability, JournalFailedError, JournalLockedError, JournalWriter
 
 __all__ = [
     "CorruptJournalError",
@@ -32,6 +32,7 @@ __all__ = [
     "JournalError",
     "JournalFailedError",
     "JournalGapError",
+    "JournalLockedError",
     "JournalState",
     "JournalWriter",
     "OpenReport",

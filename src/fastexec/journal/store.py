@@ -67,6 +67,7 @@ class Journal:
         self.writer: Optional[JournalWriter] = None
         self._since_snapshot = 0
         self._snapshot_task: Optional[asyncio.Task] = None
+        self._snapshot_lock: Optional[asyncio.Lock] = None
         self.last_snapshot: Optional[Snapshot] = None
 
     # ------------------------------------------------------------------ start-up
@@ -148,6 +149,12 @@ class Journal:
         record up to that sequence number is durable, so a snapshot is never
         ahead of the journal.
         """
+        if self._snapshot_lock is None:
+            self._snapshot_lock = asyncio.Lock()
+        async with self._snapshot_lock:  # one at a time: retention must not race a snapshot being written
+            return await self._snapshot(engine_state)
+
+    async def _snapshot(self, engine_state: Optional[dict]) -> str:
         if engine_state is None and self.state_provider is not None:
             engine_state = self.state_provider()
         seq = self.writer.last_seq
@@ -173,3 +180,10 @@ class Journal:
             await self._snapshot_task
         if self.writer is not None:
             await self.writer.close()
+
+    def abandon(self) -> None:
+        """Drop the journal like a crashed process would (see ``JournalWriter.abandon``)."""
+        if self._snapshot_task is not None:
+            self._snapshot_task.cancel()
+        if self.writer is not None:
+            self.writer.abandon()

@@ -22,6 +22,7 @@ must stop acknowledging.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import time
@@ -59,6 +60,14 @@ class JournalFailedError(JournalError):
 
 class JournalClosedError(JournalError):
     pass
+
+
+class JournalLockedError(JournalError):
+    """Another live process has this journal open: two writers would
+    interleave records and each would believe its own sequence numbers."""
+
+
+LOCK_NAME = ".lock"
 
 
 @dataclass(slots=True)
@@ -115,6 +124,7 @@ class JournalWriter:
         self.segment_bytes = segment_bytes
         self._min_next_seq = max(1, min_next_seq)
         self._fd: Optional[int] = None
+        self._lock_fd: Optional[int] = None
         self._segment_path = ""
         self._segment_size = 0
         self._next_seq = 1
@@ -139,6 +149,7 @@ class JournalWriter:
         in the middle of the file, which the reader treats as corruption.
         """
         os.makedirs(self.directory, exist_ok=True)
+        self._lock_directory()
         segments = list_segments(self.directory)
         truncated, reason = 0, ""
         if segments:
@@ -165,6 +176,22 @@ class JournalWriter:
             self._open_segment(os.path.join(self.directory, segment_name(self._next_seq)))
         self.durable_seq = self._next_seq - 1
         return OpenInfo(self.durable_seq, self._segment_path, truncated, reason)
+
+    def _lock_directory(self) -> None:
+        """An exclusive flock for as long as this writer lives; the kernel
+        drops it when the process dies, even by kill -9, so no stale locks."""
+        fd = os.open(os.path.join(self.directory, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise JournalLockedError(f"journal {self.directory} is in use by another process") from None
+        self._lock_fd = fd
+
+    def _unlock_directory(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     def _open_segment(self, path: str) -> None:
         created = not os.path.exists(path)
@@ -365,6 +392,7 @@ class JournalWriter:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        self._unlock_directory()
 
     def close_sync(self) -> None:
         """Close without a loop (nothing may be in flight): for tools and tests."""
@@ -378,3 +406,15 @@ class JournalWriter:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        self._unlock_directory()
+
+    def abandon(self) -> None:
+        """Let go of the files the way a killed process does: no flush, no
+        fsync, queued records dropped, lock released. In-process crash tests
+        use it to hand the directory to a new writer."""
+        self._closed = True
+        self._buf.clear()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._unlock_directory()
