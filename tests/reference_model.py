@@ -355,3 +355,11 @@ class RefLedger:
                     margin_available=nav - margin, position_value=value, realized_pl=realized,
                     daily_pl=nav - acct.day_start_nav, day_start_nav=acct.day_start_nav,
                     open_positions=sum(1 for p in ps if p["units"] != 0))
+
+
+def units_value(units: int, per_unit: int) -> int:
+    """|units| * per-unit value (a rate), half-even at MONEY_SCALE."""
+    if per_unit < 0:
+        raise RefError("OUT_OF_RANGE")
+    v = CTX.multiply(Decimal(abs(units)), from_raw(per_unit, "rate"))
+    return to_raw(round_to_kind(v, "money"), "money")

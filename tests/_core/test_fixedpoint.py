@@ -22,6 +22,7 @@ from fastexec._core.fixedpoint import (
     parse_units,
     pnl,
     round_half_even,
+    units_value,
 )
 
 prices = st.integers(-fp.MAX_PRICE, fp.MAX_PRICE)
@@ -130,6 +131,7 @@ decimal_texts = st.builds(
 )
 
 
+@settings(deadline=None)
 @given(decimal_texts, precisions)
 @example("1000000000.000000000", 9)
 @example("0.1000000000", 0)
@@ -137,6 +139,7 @@ def test_parse_price_matches_reference(text, precision):
     assert outcome(parse_price, text, precision) == outcome(ref.parse, text, "price", precision)
 
 
+@settings(deadline=None)
 @given(decimal_texts)
 def test_parse_units_money_rate_match_reference(text):
     assert outcome(parse_units, text) == outcome(ref.parse, text, "units")
@@ -144,11 +147,13 @@ def test_parse_units_money_rate_match_reference(text):
     assert outcome(parse_rate, text) == outcome(ref.parse, text, "rate")
 
 
+@settings(deadline=None)
 @given(st.text(max_size=20))
 def test_parse_arbitrary_text_never_crashes_and_matches_reference(text):
     assert outcome(parse_money, text) == outcome(ref.parse, text, "money")
 
 
+@settings(deadline=None)
 @given(prices, precisions)
 def test_format_price_round_trips_or_refuses_excess_precision(raw, precision):
     core = outcome(format_price, raw, precision)
@@ -167,11 +172,13 @@ def test_format_price_pads_to_precision():
     assert e.value.code == "PRECISION_EXCEEDED"
 
 
+@settings(deadline=None)
 @given(units)
 def test_format_units_round_trips(raw):
     assert parse_units(format_units(raw)) == raw
 
 
+@settings(deadline=None)
 @given(money, st.integers(0, 6))
 def test_format_money_rounds_half_even_to_places(raw, places):
     text = format_money(raw, places)
@@ -188,6 +195,7 @@ def test_format_money_half_even_examples():
     assert format_money(12_345_678) == "12.3457"
 
 
+@settings(deadline=None)
 @given(rates)
 def test_format_rate_is_shortest_exact(raw):
     text = format_rate(raw)
@@ -205,6 +213,7 @@ def test_format_rate_examples():
 
 # --- arithmetic vs reference --------------------------------------------------------
 
+@settings(deadline=None)
 @given(units, st.integers(0, fp.MAX_PRICE))
 @example(fp.MAX_UNITS, 9 * 10**9)          # 9e21 raw product: > int64, result 9e18 > MAX_MONEY
 @example(fp.MAX_UNITS, fp.MAX_PRICE)       # 1e30 raw product: int128 holds it, result refused
@@ -223,6 +232,7 @@ def test_notional_at_max_money_and_one_past():
     assert notional(-10000, 1105230000) == 11052300000  # 11052.30 USD
 
 
+@settings(deadline=None)
 @given(money, rates)
 @example(fp.MAX_MONEY, 10**12)          # 9e27 raw product: overflows int64, result == MAX_MONEY
 @example(fp.MAX_MONEY, 10**12 + 1)      # one pico more: result past MAX_MONEY
@@ -242,6 +252,7 @@ def test_convert_product_beyond_int64_with_in_range_result():
         convert(fp.MAX_MONEY, 10**12 + 10**6)
 
 
+@settings(deadline=None)
 @given(units, prices, prices)
 @example(fp.MAX_UNITS, 0, 9 * 10**9)    # 9e21 product -> out of range, must not wrap
 @example(1, 0, 500)
@@ -250,6 +261,7 @@ def test_pnl_matches_reference(u, o, c):
     assert outcome(pnl, u, o, c) == outcome(ref.pnl, u, o, c)
 
 
+@settings(deadline=None)
 @given(money, st.integers(0, fp.MAX_PRICE))
 @example(fp.MAX_MONEY, 10**9)           # 9e24 product: > int64, result MAX_MONEY
 @example(fp.MAX_MONEY, 10**9 + 1)
@@ -257,6 +269,7 @@ def test_mul_price_matches_reference(m, p):
     assert outcome(mul_price, m, p) == outcome(ref.mul_price, m, p)
 
 
+@settings(deadline=None)
 @given(money, pos_prices)
 @example(fp.MAX_MONEY, 10**9)
 @example(fp.MAX_MONEY, 10**9 - 1)
@@ -270,6 +283,18 @@ def test_div_price_by_zero_refused():
         div_price(1, 0)
 
 
+@settings(deadline=None)
+@given(units, st.integers(0, fp.MAX_RATE))
+@example(fp.MAX_UNITS, 9 * 10**9)           # 9e21 product: int64 overflows, result == MAX_MONEY
+@example(fp.MAX_UNITS, 9 * 10**9 + 1)       # one past
+@example(9 * 10**12, 10**18)                # units out of range
+@example(1, 500_000)                        # tie -> 0
+@example(3, 500_000)                        # tie -> 2
+def test_units_value_matches_reference(u, r):
+    assert outcome(units_value, u, r) == outcome(ref.units_value, u, r)
+
+
+@settings(deadline=None)
 @given(st.integers(-(2**63) + 1, 2**63 - 1), st.integers(1, 2**63 - 1))
 @example(5, 2)
 @example(-5, 2)

@@ -64,12 +64,27 @@ cdef enum Kind:
     KIND_RATE = 3
 
 
+cdef inline int64_t _div_half_even64(int64_t num, int64_t den) noexcept nogil:
+    # den > 0; |r| < den, so compare |r| with den - |r| instead of doubling
+    # (2|r| could overflow int64).
+    cdef int64_t q = num / den
+    cdef int64_t r = num - q * den
+    if r < 0:
+        r = -r
+    if r > den - r or (r == den - r and (q & 1) != 0):
+        return q - 1 if num < 0 else q + 1
+    return q
+
+
 cdef inline int128 div_half_even(int128 num, int128 den) noexcept nogil:
     """Round num/den half-even; den > 0. Truncating C division alone would bias
-    every result toward zero, which accumulates in P&L."""
-    cdef int128 q = num / den
-    cdef int128 r = num - q * den
-    cdef int128 twice
+    every result toward zero, which accumulates in P&L. When both fit int64
+    (the usual case) the division is a 64-bit one, by a constant once inlined."""
+    cdef int128 q, r, twice
+    if num == <int64_t>num and den == <int64_t>den:
+        return _div_half_even64(<int64_t>num, <int64_t>den)
+    q = num / den
+    r = num - q * den
     if r == 0:
         return q
     if r < 0:
@@ -120,6 +135,8 @@ cdef inline int64_t c_pnl(int64_t units, int64_t open_price, int64_t close_price
 
 # convert: money * rate -> money, half-even at MONEY_SCALE.
 cdef inline int64_t c_convert(int64_t money, int64_t rate) except? -9223372036854775807:
+    if rate == C_RATE_SCALE:  # same currency: exact, and the common case
+        return money
     return narrow(div_half_even(<int128>money * <int128>rate, C_RATE_SCALE), KIND_MONEY)
 
 # convert_by_price: money * price -> money (multiply by a price used as a

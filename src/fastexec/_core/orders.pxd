@@ -15,6 +15,7 @@ Invariants:
   kernel reads these in C.
 * Prices are at PRICE_SCALE (0 = none); units whole.
 """
+cimport cython
 from libc.stdint cimport int8_t, int32_t, int64_t
 
 cdef enum:
@@ -52,6 +53,7 @@ cdef enum:
     EV_EXPIRE = 12
 
 
+@cython.final
 cdef class OrderStore:
     cdef readonly int max_accounts
     cdef readonly int n_instruments

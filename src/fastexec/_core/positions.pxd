@@ -20,11 +20,13 @@ Invariants (after every public call returns):
   (RATE_SCALE), ``mpu`` its margin; valid iff ``vpu_ok``.
 * NAV = balance + upl_tot; margin available = NAV - margin_tot.
 """
+cimport cython
 from libc.stdint cimport int8_t, int32_t, int64_t
 
 from fastexec._core.instruments cimport InstrumentTable
 
 
+@cython.final
 cdef class Ledger:
     cdef readonly InstrumentTable instruments
     cdef readonly int max_accounts
