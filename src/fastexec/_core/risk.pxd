@@ -52,6 +52,20 @@ cdef enum:
     TS_REDUCING = 1
     TS_HALTED = 2
 
+cdef struct AcctRisk:
+    int64_t max_units_per_order
+    int64_t max_position_size
+    int64_t max_positions_per_instrument
+    int64_t max_leverage
+    int64_t required_margin_ratio
+    int64_t max_daily_loss
+    int64_t max_working_orders
+    int64_t rate_per_sec
+    int64_t burst
+    int64_t tokens
+    int64_t last_ns
+    int8_t state
+
 cdef struct Why:
     int128 x
     int128 y
@@ -67,14 +81,8 @@ cdef class RiskEngine:
     cdef int words
     cdef int max_accounts
     cdef public object last_denial
-    # limits, per account
-    cdef int64_t* max_units_per_order
-    cdef int64_t* max_position_size
-    cdef int64_t* max_positions_per_instrument
-    cdef int64_t* max_leverage
-    cdef int64_t* required_margin_ratio
-    cdef int64_t* max_daily_loss
-    cdef int64_t* max_working_orders
+    # limits and rate-limit state, one struct per account (one cache line)
+    cdef AcctRisk* acct
     cdef int32_t* working_acct
     cdef int64_t* rate_per_sec
     cdef int64_t* burst

@@ -148,18 +148,7 @@ cdef class RiskEngine:
         self.words = (self.n_i + 63) // 64
         self.max_accounts = na
         self.last_denial = None
-        self.max_units_per_order = <int64_t*>_alloc(na, sizeof(int64_t))
-        self.max_position_size = <int64_t*>_alloc(na, sizeof(int64_t))
-        self.max_positions_per_instrument = <int64_t*>_alloc(na, sizeof(int64_t))
-        self.max_leverage = <int64_t*>_alloc(na, sizeof(int64_t))
-        self.required_margin_ratio = <int64_t*>_alloc(na, sizeof(int64_t))
-        self.max_daily_loss = <int64_t*>_alloc(na, sizeof(int64_t))
-        self.max_working_orders = <int64_t*>_alloc(na, sizeof(int64_t))
-        self.rate_per_sec = <int64_t*>_alloc(na, sizeof(int64_t))
-        self.burst = <int64_t*>_alloc(na, sizeof(int64_t))
-        self.tokens = <int64_t*>_alloc(na, sizeof(int64_t))
-        self.last_ns = <int64_t*>_alloc(na, sizeof(int64_t))
-        self.state = <int8_t*>_alloc(na, sizeof(int8_t))
+        self.acct = <AcctRisk*>_alloc(na, sizeof(AcctRisk))
         self.allowed = <uint64_t*>_alloc(<size_t>na * self.words, sizeof(uint64_t))
         for a in range(na):
             self._reset_account(a)
@@ -181,26 +170,22 @@ cdef class RiskEngine:
         self.working_acct = orders.working_acct
 
     def __dealloc__(self):
-        free(self.max_units_per_order); free(self.max_position_size)
-        free(self.max_positions_per_instrument); free(self.max_leverage)
-        free(self.required_margin_ratio); free(self.max_daily_loss); free(self.max_working_orders)
-        free(self.rate_per_sec); free(self.burst); free(self.tokens); free(self.last_ns)
-        free(self.state); free(self.allowed)
+        free(self.acct); free(self.allowed)
 
     def _reset_account(self, int a):
         cdef int w, j
-        self.max_units_per_order[a] = INT64_MAX
-        self.max_position_size[a] = INT64_MAX
-        self.max_positions_per_instrument[a] = INT64_MAX
-        self.max_leverage[a] = INT64_MAX
-        self.required_margin_ratio[a] = 0
-        self.max_daily_loss[a] = INT64_MAX
-        self.max_working_orders[a] = INT64_MAX
-        self.rate_per_sec[a] = 0
-        self.burst[a] = 0
-        self.tokens[a] = 0
-        self.last_ns[a] = 0
-        self.state[a] = TS_ACTIVE
+        self.acct[a].max_units_per_order = INT64_MAX
+        self.acct[a].max_position_size = INT64_MAX
+        self.acct[a].max_positions_per_instrument = INT64_MAX
+        self.acct[a].max_leverage = INT64_MAX
+        self.acct[a].required_margin_ratio = 0
+        self.acct[a].max_daily_loss = INT64_MAX
+        self.acct[a].max_working_orders = INT64_MAX
+        self.acct[a].rate_per_sec = 0
+        self.acct[a].burst = 0
+        self.acct[a].tokens = 0
+        self.acct[a].last_ns = 0
+        self.acct[a].state = TS_ACTIVE
         for j in range(self.n_i):
             self.allowed[a * self.words + (j >> 6)] |= (<uint64_t>1) << (j & 63)
 
@@ -214,7 +199,7 @@ cdef class RiskEngine:
         if a < 0 or a >= self.ledger.n_accounts:
             why.x = a
             return R_UNKNOWN_ACCOUNT
-        if self.state[a] == TS_HALTED:
+        if self.acct[a].state == TS_HALTED:
             why.x = a
             return R_TRADING_HALTED
         if i < 0 or i >= self.n_i:
@@ -228,7 +213,7 @@ cdef class RiskEngine:
         if not (self.allowed[a * self.words + (i >> 6)] >> (i & 63)) & 1:
             why.x = i
             return R_INSTRUMENT_RESTRICTED
-        lim = self.max_units_per_order[a]
+        lim = self.acct[a].max_units_per_order
         if self.i_max_units[i] < lim:
             lim = self.i_max_units[i]
         if au > lim:
@@ -238,50 +223,50 @@ cdef class RiskEngine:
         k = <int64_t>a * self.n_i + i
         p = self.p_units[k]
         reducing = p != 0 and (u > 0) != (p > 0) and au <= _abs(p)
-        if self.state[a] == TS_REDUCING and not reducing:
+        if self.acct[a].state == TS_REDUCING and not reducing:
             why.x = u
             why.y = p
             return R_REDUCE_ONLY_VIOLATION
-        if not (flags & F_EXISTING) and self.working_acct[a] + 1 > self.max_working_orders[a]:
+        if not (flags & F_EXISTING) and self.working_acct[a] + 1 > self.acct[a].max_working_orders:
             why.x = self.working_acct[a] + 1
-            why.y = self.max_working_orders[a]
+            why.y = self.acct[a].max_working_orders
             return R_MAX_CONCURRENT_ORDERS
         if not reducing:
             after = _abs(p + u)  # |p|, |u| <= MAX_UNITS: no int64 overflow
-            if after > _abs(p) and after > self.max_position_size[a]:
+            if after > _abs(p) and after > self.acct[a].max_position_size:
                 why.x = after
-                why.y = self.max_position_size[a]
+                why.y = self.acct[a].max_position_size
                 return R_MAX_POSITION_SIZE
             cnt = self.working[k] + (1 if p != 0 else 0) + (0 if flags & F_EXISTING else 1)
-            if cnt > self.max_positions_per_instrument[a]:
+            if cnt > self.acct[a].max_positions_per_instrument:
                 why.x = cnt
-                why.y = self.max_positions_per_instrument[a]
+                why.y = self.acct[a].max_positions_per_instrument
                 return R_MAX_POSITIONS_PER_INSTRUMENT
             nav = self.a_balance[a] + self.a_upl[a]
-            if self.max_daily_loss[a] != INT64_MAX and nav - self.a_day_start[a] < -self.max_daily_loss[a]:
+            if self.acct[a].max_daily_loss != INT64_MAX and nav - self.a_day_start[a] < -self.acct[a].max_daily_loss:
                 why.x = nav - self.a_day_start[a]
-                why.y = self.max_daily_loss[a]
+                why.y = self.acct[a].max_daily_loss
                 return R_MAX_DAILY_LOSS
             x = i * self.n_c + self.a_home[a]
             if not self.vpu_ok[x]:
                 why.x = i
                 return R_PRICE_UNAVAILABLE
             v_after = c_units_value(after, self.vpu[x])
-            if v_after > self.p_value[k] and self.max_leverage[a] != INT64_MAX:
+            if v_after > self.p_value[k] and self.acct[a].max_leverage != INT64_MAX:
                 gross = <int128>self.a_value[a] - self.p_value[k] + v_after
-                if gross * C_RATE_SCALE > <int128>self.max_leverage[a] * nav:
+                if gross * C_RATE_SCALE > <int128>self.acct[a].max_leverage * nav:
                     why.x = gross
                     why.y = nav
-                    why.z = self.max_leverage[a]
+                    why.z = self.acct[a].max_leverage
                     return R_MAX_LEVERAGE
             m_after = c_units_value(after, self.mpu[x])
             if m_after > self.p_margin[k]:
                 used = <int128>self.a_margin[a] - self.p_margin[k] + m_after
                 avail = nav - used
-                if avail * C_RATE_SCALE < <int128>self.required_margin_ratio[a] * nav:
+                if avail * C_RATE_SCALE < <int128>self.acct[a].required_margin_ratio * nav:
                     why.x = avail
                     why.y = nav
-                    why.z = self.required_margin_ratio[a]
+                    why.z = self.acct[a].required_margin_ratio
                     return R_INSUFFICIENT_MARGIN
                 # margin of the units the order opens (all of them, or the
                 # part past zero on a flip) must fit in what is available now
@@ -294,23 +279,23 @@ cdef class RiskEngine:
                     why.y = avail
                     why.z = -1
                     return R_INSUFFICIENT_MARGIN
-        if self.rate_per_sec[a] != 0:
-            cap = self.burst[a] * NANO
-            tk = self.tokens[a]
-            elapsed = now_ns - self.last_ns[a]
+        if self.acct[a].rate_per_sec != 0:
+            cap = self.acct[a].burst * NANO
+            tk = self.acct[a].tokens
+            elapsed = now_ns - self.acct[a].last_ns
             if elapsed > 0:
-                if <int128>elapsed * self.rate_per_sec[a] >= <int128>cap - tk:
+                if <int128>elapsed * self.acct[a].rate_per_sec >= <int128>cap - tk:
                     tk = cap
                 else:
-                    tk = tk + elapsed * self.rate_per_sec[a]
+                    tk = tk + elapsed * self.acct[a].rate_per_sec
             if tk < NANO:
-                why.x = self.rate_per_sec[a]
-                why.y = self.burst[a]
+                why.x = self.acct[a].rate_per_sec
+                why.y = self.acct[a].burst
                 return R_ORDER_RATE_LIMIT
             if flags & F_CONSUME:
                 if elapsed > 0:
-                    self.last_ns[a] = now_ns
-                self.tokens[a] = tk - NANO
+                    self.acct[a].last_ns = now_ns
+                self.acct[a].tokens = tk - NANO
         return R_OK
 
     cdef str _detail(self, int code, int a, int i, int64_t u, Why* why):
@@ -440,31 +425,31 @@ cdef class RiskEngine:
             if v < 0 or v > hi:
                 raise ValueError(f"{key}={v} outside 0..{hi}")
         if max_units_per_order is not _UNSET:
-            self.max_units_per_order[a] = INT64_MAX if max_units_per_order is None else max_units_per_order
+            self.acct[a].max_units_per_order = INT64_MAX if max_units_per_order is None else max_units_per_order
         if max_position_size is not _UNSET:
-            self.max_position_size[a] = INT64_MAX if max_position_size is None else max_position_size
+            self.acct[a].max_position_size = INT64_MAX if max_position_size is None else max_position_size
         if max_positions_per_instrument is not _UNSET:
-            self.max_positions_per_instrument[a] = (INT64_MAX if max_positions_per_instrument is None
+            self.acct[a].max_positions_per_instrument = (INT64_MAX if max_positions_per_instrument is None
                                                     else max_positions_per_instrument)
         if max_leverage is not _UNSET:
-            self.max_leverage[a] = INT64_MAX if max_leverage is None else max_leverage
+            self.acct[a].max_leverage = INT64_MAX if max_leverage is None else max_leverage
         if required_margin_ratio is not _UNSET:
-            self.required_margin_ratio[a] = 0 if required_margin_ratio is None else required_margin_ratio
+            self.acct[a].required_margin_ratio = 0 if required_margin_ratio is None else required_margin_ratio
         if max_daily_loss is not _UNSET:
-            self.max_daily_loss[a] = INT64_MAX if max_daily_loss is None else max_daily_loss
+            self.acct[a].max_daily_loss = INT64_MAX if max_daily_loss is None else max_daily_loss
         if max_working_orders is not _UNSET:
-            self.max_working_orders[a] = INT64_MAX if max_working_orders is None else max_working_orders
+            self.acct[a].max_working_orders = INT64_MAX if max_working_orders is None else max_working_orders
         if orders_per_second is not _UNSET or burst is not _UNSET:
             if orders_per_second is not _UNSET:
-                self.rate_per_sec[a] = 0 if orders_per_second is None else orders_per_second
+                self.acct[a].rate_per_sec = 0 if orders_per_second is None else orders_per_second
             if burst is not _UNSET and burst is not None:
-                self.burst[a] = burst
-            elif self.burst[a] == 0 or burst is None:
-                self.burst[a] = self.rate_per_sec[a]
-            if self.rate_per_sec[a] != 0 and self.burst[a] == 0:
+                self.acct[a].burst = burst
+            elif self.acct[a].burst == 0 or burst is None:
+                self.acct[a].burst = self.acct[a].rate_per_sec
+            if self.acct[a].rate_per_sec != 0 and self.acct[a].burst == 0:
                 raise ValueError("burst must be at least 1 when orders_per_second is set")
-            self.tokens[a] = self.burst[a] * NANO  # start full
-            self.last_ns[a] = 0
+            self.acct[a].tokens = self.acct[a].burst * NANO  # start full
+            self.acct[a].last_ns = 0
 
     def limits(self, int account):
         """The account's limits as a dict (None = disabled)."""
@@ -474,24 +459,24 @@ cdef class RiskEngine:
             return None if v == INT64_MAX else v
 
         return {
-            "max_units_per_order": opt(self.max_units_per_order[a]),
-            "max_position_size": opt(self.max_position_size[a]),
-            "max_positions_per_instrument": opt(self.max_positions_per_instrument[a]),
-            "max_leverage": opt(self.max_leverage[a]),
-            "required_margin_ratio": self.required_margin_ratio[a] or None,
-            "max_daily_loss": opt(self.max_daily_loss[a]),
-            "orders_per_second": self.rate_per_sec[a] or None,
-            "burst": self.burst[a] or None,
-            "max_working_orders": opt(self.max_working_orders[a]),
+            "max_units_per_order": opt(self.acct[a].max_units_per_order),
+            "max_position_size": opt(self.acct[a].max_position_size),
+            "max_positions_per_instrument": opt(self.acct[a].max_positions_per_instrument),
+            "max_leverage": opt(self.acct[a].max_leverage),
+            "required_margin_ratio": self.acct[a].required_margin_ratio or None,
+            "max_daily_loss": opt(self.acct[a].max_daily_loss),
+            "orders_per_second": self.acct[a].rate_per_sec or None,
+            "burst": self.acct[a].burst or None,
+            "max_working_orders": opt(self.acct[a].max_working_orders),
         }
 
     def set_trading_state(self, int account, state):
         """ACTIVE, REDUCING (only exposure-reducing orders) or HALTED (kill switch)."""
         cdef int a = self._acct(account)
-        self.state[a] = TradingState(state)
+        self.acct[a].state = TradingState(state)
 
     def trading_state(self, int account):
-        return TradingState(self.state[self._acct(account)])
+        return TradingState(self.acct[self._acct(account)].state)
 
     def allow_all(self, int account):
         cdef int a = self._acct(account)
