@@ -339,6 +339,21 @@ def test_set_limits_validates_and_reports(core):
         r.set_trading_state(core.a, 7)
 
 
+def test_set_limits_is_all_or_nothing_and_burst_follows_rate(core):
+    r = core.risk
+    with pytest.raises(ValueError):
+        r.set_limits(core.a, max_units_per_order=5, orders_per_second=10, burst=0)
+    assert r.limits(core.a)["max_units_per_order"] is None
+    r.set_limits(core.a, orders_per_second=2)
+    r.set_limits(core.a, orders_per_second=5)
+    assert (r.limits(core.a)["orders_per_second"], r.limits(core.a)["burst"]) == (5, 5)
+    r.set_limits(core.a, burst=7)
+    assert (r.limits(core.a)["orders_per_second"], r.limits(core.a)["burst"]) == (5, 7)
+    r.set_limits(core.a, orders_per_second=None)
+    assert r.limits(core.a)["orders_per_second"] is None
+    assert [r.check(core.a, EU, 1, 0) for _ in range(20)] == [0] * 20
+
+
 # --- batch -------------------------------------------------------------------------
 
 def _engine_pair():

@@ -424,6 +424,19 @@ cdef class RiskEngine:
                   "max_working_orders": 10**9}[key]
             if v < 0 or v > hi:
                 raise ValueError(f"{key}={v} outside 0..{hi}")
+        # rate and burst: burst defaults to one second of orders
+        new_rate = self.acct[a].rate_per_sec
+        new_burst = self.acct[a].burst
+        rate_changed = orders_per_second is not _UNSET or burst is not _UNSET
+        if orders_per_second is not _UNSET:
+            new_rate = 0 if orders_per_second is None else orders_per_second
+        if burst is not _UNSET and burst is not None:
+            new_burst = burst
+        elif rate_changed:
+            new_burst = new_rate
+        if new_rate != 0 and new_burst == 0:
+            raise ValueError("burst must be at least 1 when orders_per_second is set")
+        # everything validated: apply
         if max_units_per_order is not _UNSET:
             self.acct[a].max_units_per_order = INT64_MAX if max_units_per_order is None else max_units_per_order
         if max_position_size is not _UNSET:
@@ -439,16 +452,10 @@ cdef class RiskEngine:
             self.acct[a].max_daily_loss = INT64_MAX if max_daily_loss is None else max_daily_loss
         if max_working_orders is not _UNSET:
             self.acct[a].max_working_orders = INT64_MAX if max_working_orders is None else max_working_orders
-        if orders_per_second is not _UNSET or burst is not _UNSET:
-            if orders_per_second is not _UNSET:
-                self.acct[a].rate_per_sec = 0 if orders_per_second is None else orders_per_second
-            if burst is not _UNSET and burst is not None:
-                self.acct[a].burst = burst
-            elif self.acct[a].burst == 0 or burst is None:
-                self.acct[a].burst = self.acct[a].rate_per_sec
-            if self.acct[a].rate_per_sec != 0 and self.acct[a].burst == 0:
-                raise ValueError("burst must be at least 1 when orders_per_second is set")
-            self.acct[a].tokens = self.acct[a].burst * NANO  # start full
+        if rate_changed:
+            self.acct[a].rate_per_sec = new_rate
+            self.acct[a].burst = new_burst
+            self.acct[a].tokens = new_burst * NANO  # start full
             self.acct[a].last_ns = 0
 
     def limits(self, int account):
