@@ -32,6 +32,12 @@ async def start(venue, path) -> JournaledEngine:
     return je
 
 
+async def crash(je: JournaledEngine) -> None:
+    """What kill -9 leaves: the journal's files as they are, and no more events reaching the old engine."""
+    je.journal.abandon()
+    await je.engine.broker.stop()
+
+
 def spec(acct, cid, units=1000, side="buy", **kw) -> OrderSpec:
     return OrderSpec(account_id=acct, instrument="EUR_USD", side=side, units=units, client_order_id=cid, **kw)
 
@@ -59,7 +65,7 @@ async def test_state_survives_an_abandoned_engine(venue, tmp_path):
     await je.journal_barrier()
     positions_before = {p.instrument: p.units for p in je.positions(acct)}
     journal_before = je.journal.state.to_dict()
-    je.journal.abandon()  # crash: nothing stopped, nothing flushed beyond what acks required
+    await crash(je)  # nothing stopped, nothing flushed beyond what acks required
 
     je2 = await start(venue, tmp_path)
     assert je2.open_report.replayed == journal_before["seq"]
@@ -79,7 +85,7 @@ async def test_a_client_retry_after_a_restart_is_not_sent_twice(venue, tmp_path)
     je = await start(venue, tmp_path)
     acct = je.account_ids[0]
     await je.submit(spec(acct, "once"))
-    je.journal.abandon()
+    await crash(je)
     je2 = await start(venue, tmp_path)
     with pytest.raises(ConflictError) as exc:
         await je2.submit(spec(acct, "once"))
@@ -98,4 +104,31 @@ async def test_clean_stop_snapshots_and_the_next_start_replays_nothing(venue, tm
     je2 = await start(venue, tmp_path)
     assert je2.open_report.snapshot_seq is not None and je2.open_report.replayed == 0
     assert len(je2.journal.state.orders) == 5
+    await je2.stop()
+
+
+async def test_emulated_orders_survive_a_restart_and_still_trigger(venue, tmp_path):
+    je = await start(venue, tmp_path)
+    acct = je.account_ids[0]
+    bid, ask, _ = venue.price("EUR_USD")
+    stop = ask + 50_000_000  # 5 big figures away: will not trigger by itself
+    view = await je.submit(spec(acct, "stoplimit-1", type="stop_limit", stop_price=stop, price=stop + 10_000_000))
+    assert view.status == "waiting"  # the engine's name for an emulated order not yet triggered
+    await crash(je)
+    for_broker_before = len(venue.account(acct).txns)
+
+    je2 = await start(venue, tmp_path)
+    assert je2.restored["emulated_rearmed"] == 1
+    rearmed = je2.get_order("stoplimit-1")
+    assert rearmed.status == "waiting" and rearmed.order_id != view.order_id
+    old = je2.journal.state.orders[view.order_id]
+    assert old["status"] == "cancelled" and old["reject_reason"] == f"RESTORED_AS {rearmed.order_id}"
+    assert len(venue.account(acct).txns) == for_broker_before  # nothing was sent to re-arm it
+    # the market reaches the stop: the re-armed order fires once, as a limit order at the broker
+    venue.set_price("EUR_USD", stop - 10_000, stop)
+    await je2.journal_barrier()
+    fired = je2.get_order("stoplimit-1")
+    assert fired.status != "waiting"
+    sent = [t for t in venue.account(acct).txns if t.type == "LIMIT_ORDER"]
+    assert len(sent) == 1
     await je2.stop()

@@ -129,6 +129,7 @@ class JournaledEngine:
                     states += 1
                 except FastexecError as exc:
                     log.error("journal: cannot restore trading state of %s: %s", acct, exc)
+        rearmed = await self._rearm_emulated(accounts)
         switches = 0
         for key, ks in st.kill_switches.items():
             acct = None if key == "*" else key
@@ -136,12 +137,51 @@ class JournaledEngine:
                 await self.engine.activate_kill_switch(acct, reason=ks.get("reason") or "restored from journal",
                                                        actor=ks.get("actor") or "journal", flatten=False)
                 switches += 1
-        unrestorable = [o["order_id"] for o in st.open_orders()]
+        unrestorable = [o["order_id"] for o in st.open_orders() if o["status"] != "emulated"]
         if unrestorable:
-            log.warning("journal: the engine has no restore_state(); %d open orders are not re-armed: %s",
-                        len(unrestorable), unrestorable[:20])
+            log.warning("journal: the engine has no restore_state(); %d orders working at the broker are not "
+                        "tracked as orders (their fills still move positions): %s", len(unrestorable), unrestorable[:20])
         self.restored = {"risk_limits": limits, "trading_states": states, "kill_switches": switches,
-                         "orders_not_restored": len(unrestorable)}
+                         "emulated_rearmed": rearmed, "orders_not_restored": len(unrestorable)}
+
+    async def _rearm_emulated(self, accounts: set) -> int:
+        """Emulated orders never reached the broker, so submitting them again
+        (same client order id, fresh engine id) cannot duplicate anything; the
+        old engine id is closed in the journal, pointing at the new one.
+        A trailing stop's best price so far restarts from the current market."""
+        from datetime import datetime, timezone
+
+        from fastexec.engine.types import ExitSpec, OrderSpec
+
+        def exit_spec(d):
+            return None if d is None else ExitSpec(price=d.get("price"), distance=d.get("distance"),
+                                                   guaranteed=bool(d.get("guaranteed")))
+
+        count = 0
+        for o in list(self.journal.state.open_orders()):
+            if o["status"] != "emulated" or o["account_id"] not in accounts:
+                continue
+            gtd = o.get("gtd_time_ns")
+            spec = OrderSpec(
+                account_id=o["account_id"], instrument=o["instrument"], side=o["side"], units=o["units"],
+                type=o["order_type"], price=o.get("price"), stop_price=o.get("stop_price"),
+                trailing_distance=o.get("trailing_distance"), time_in_force=o.get("time_in_force"),
+                gtd_time=None if gtd is None else datetime.fromtimestamp(gtd // 1_000_000_000, tz=timezone.utc)
+                .replace(microsecond=(gtd // 1000) % 1_000_000),
+                stop_loss=exit_spec(o.get("stop_loss")), take_profit=exit_spec(o.get("take_profit")),
+                trailing_stop_distance=o.get("trailing_stop_distance"), client_order_id=o.get("client_order_id"),
+            )
+            try:
+                view = await self.engine.submit(spec, request_id=o.get("request_id"))
+            except FastexecError as exc:
+                self.journal.append({"type": "order.status", "account_id": o["account_id"], "order_id": o["order_id"],
+                                     "status": "rejected", "reason": f"RESTORE_FAILED: {exc.code}"})
+                log.error("journal: emulated order %s could not be re-armed: %s", o["order_id"], exc)
+                continue
+            self.journal.append({"type": "order.status", "account_id": o["account_id"], "order_id": o["order_id"],
+                                 "status": "cancelled", "reason": f"RESTORED_AS {view.order_id}"})
+            count += 1
+        return count
 
     # ------------------------------------------------------------------ commands: ack after durable
 
