@@ -129,7 +129,7 @@ class JournaledEngine:
                     states += 1
                 except FastexecError as exc:
                     log.error("journal: cannot restore trading state of %s: %s", acct, exc)
-        rearmed = await self._rearm_emulated(accounts)
+        # kill switches before anything can send: a re-armed order must not slip out under an active switch
         switches = 0
         for key, ks in st.kill_switches.items():
             acct = None if key == "*" else key
@@ -137,6 +137,7 @@ class JournaledEngine:
                 await self.engine.activate_kill_switch(acct, reason=ks.get("reason") or "restored from journal",
                                                        actor=ks.get("actor") or "journal", flatten=False)
                 switches += 1
+        rearmed = await self._rearm_emulated(accounts)
         unrestorable = [o["order_id"] for o in st.open_orders() if o["status"] != "emulated"]
         if unrestorable:
             log.warning("journal: the engine has no restore_state(); %d orders working at the broker are not "
