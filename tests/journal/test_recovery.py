@@ -180,3 +180,23 @@ async def test_corrections_are_durable_and_a_second_run_finds_nothing(tmp_path, 
     balance, positions = await broker_view(broker, acct)
     assert j.state.positions[acct] == positions and j.state.balances[acct] == balance
     await j.close()
+
+
+async def test_an_order_the_broker_processes_late_is_not_declared_lost(tmp_path, venue):
+    """Journaled just before the crash, still on its way: the venue processes it during the grace period."""
+    import asyncio
+
+    sim, broker, acct = venue
+    j = await open_journal(tmp_path)
+    await recover(j, broker)
+    await j.write(submitted(acct, "late-1", 1000))
+    await j.close()
+
+    j = await open_journal(tmp_path)
+    task = asyncio.ensure_future(recover(j, broker, in_flight_grace_s=1.0))
+    await asyncio.sleep(0.3)
+    await broker.submit(request(acct, "late-1", 1000))  # the request the dead process had sent
+    rep = await task
+    assert j.state.orders["late-1"]["status"] == "filled"
+    assert not rep.by_kind("position")  # its fill was applied as an event, not patched over
+    await j.close()

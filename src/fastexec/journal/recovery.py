@@ -13,8 +13,9 @@ Per account, in this order:
    (``transactions_since``); each is journaled as the ``broker.*`` record the
    live path would have written (``source: "reconcile"``).
 2. Resolve every open order by its client order id (``order_by_client_id``) —
-   never by resending: never received -> ``rejected`` with reason
-   ``NOT_RECEIVED_BY_BROKER``; working -> ``working``; filled -> its fill is
+   never by resending: never received (asked again after a short grace
+   period if it was journaled just before the crash) -> ``rejected`` with
+   reason ``NOT_RECEIVED_BY_BROKER``; working -> ``working``; filled -> its fill is
    fetched and applied; cancelled -> ``cancelled``.
 3. Orders working at the broker that the journal lacks are adopted (journaled
    as ``reconcile.adopted``, so they are watched) or cancelled, by policy.
@@ -32,7 +33,9 @@ Every correction is journaled (durably, before serving) and logged.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
@@ -47,6 +50,9 @@ log = logging.getLogger("fastexec.journal.recovery")
 NOT_RECEIVED = "NOT_RECEIVED_BY_BROKER"
 NOT_FOUND = "NOT_FOUND_AT_BROKER"
 MAX_CONSISTENT_READS = 8
+#: An order journaled less than this long ago and unknown to the broker is
+#: looked up once more when the time is up before it is declared never received.
+IN_FLIGHT_GRACE_S = 2.0
 
 
 @dataclass
@@ -74,9 +80,11 @@ class Reconciler:
     else — or a lost journal tail — placed) or ``"cancel"`` (cancel them).
     """
 
-    def __init__(self, journal: Journal, broker: Broker, *, unknown_orders: str = "adopt"):
+    def __init__(self, journal: Journal, broker: Broker, *, unknown_orders: str = "adopt",
+                 in_flight_grace_s: float = IN_FLIGHT_GRACE_S):
         if unknown_orders not in ("adopt", "cancel"):
             raise ValueError("unknown_orders must be 'adopt' or 'cancel'")
+        self.in_flight_grace_s = in_flight_grace_s
         self.journal = journal
         self.broker = broker
         self.unknown_orders = unknown_orders
@@ -161,6 +169,13 @@ class Reconciler:
             if not cid:
                 continue
             bo = await self.broker.order_by_client_id(acct, cid)
+            if bo is None and order["status"] == "accepted":
+                # Sent just before the crash? The venue may still be processing
+                # it: ask again once the grace period since its submission is over.
+                wait_s = ((order.get("ts") or 0) + int(self.in_flight_grace_s * 1e9) - time.time_ns()) / 1e9
+                if wait_s > 0:
+                    await asyncio.sleep(min(wait_s, self.in_flight_grace_s))
+                    bo = await self.broker.order_by_client_id(acct, cid)
             await self._resolve(order, bo)
 
     async def _resolve(self, order: dict, bo: Optional[BrokerOrder]) -> None:
@@ -223,6 +238,7 @@ class Reconciler:
 
 
 async def recover(journal: Journal, broker: Broker, *, accounts: Optional[Iterable[str]] = None,
-                  unknown_orders: str = "adopt") -> ReconcileReport:
+                  unknown_orders: str = "adopt", in_flight_grace_s: float = IN_FLIGHT_GRACE_S) -> ReconcileReport:
     """Reconcile an opened journal with a started broker; returns what was corrected."""
-    return await Reconciler(journal, broker, unknown_orders=unknown_orders).run(accounts)
+    return await Reconciler(journal, broker, unknown_orders=unknown_orders,
+                            in_flight_grace_s=in_flight_grace_s).run(accounts)
