@@ -127,7 +127,11 @@ class Metrics:
             registry=r,
         )
         self.orders = Counter(
-            "execution_orders", "Orders submitted, by outcome", ["order_type", "instrument", "status", "result"], registry=r
+            "execution_orders",
+            "Orders submitted. result: success (accepted by the venue), denied (risk gateway or kill switch), "
+            "rejected (broker refused), invalid (malformed for the engine), error (broker unreachable)",
+            ["order_type", "instrument", "status", "result"],
+            registry=r,
         )
         self.slippage = Histogram(
             "execution_slippage_basis_points",

@@ -287,6 +287,12 @@ class Api:
                 metrics.broker_error("submit")
                 metrics.order(otype, spec.instrument, "error", "error", time.perf_counter() - t0)
             raise
+        except ValidationError:
+            # a malformed order is the client's bug, not an execution failure:
+            # kept out of the failure-rate alert (result=~"rejected|error")
+            if metrics is not None:
+                metrics.order(otype, spec.instrument, "invalid", "invalid", time.perf_counter() - t0)
+            raise
         except FastexecError:
             if metrics is not None:
                 metrics.order(otype, spec.instrument, "rejected", "rejected", time.perf_counter() - t0)
