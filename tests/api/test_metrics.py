@@ -76,3 +76,11 @@ async def test_kill_switch_made_by_the_engine_itself_is_counted_once(api):
     m = await _scrape(api)
     ks = {(s.labels["account_id"], s.labels["reason"]): s.value for s in m["execution_kill_switch_activations_total"]}
     assert ks == {(acct, "daily_loss"): 2}
+
+
+async def test_malformed_orders_are_not_execution_failures(api):
+    st, out, _ = await api.call("POST", "/api/v1/orders", json_body=api.order(type="limit"))  # no price
+    assert st == 400, out
+    m = await _scrape(api)
+    results = {s.labels["result"] for s in m["execution_orders_total"]}
+    assert results == {"invalid"}
