@@ -35,6 +35,12 @@ class CoreBench:
 
 
 @pytest.fixture
+def core_factory():
+    """CoreBench class, for benchmarks that need many accounts."""
+    return CoreBench
+
+
+@pytest.fixture
 def core():
     c = CoreBench()
     c.full_limits()

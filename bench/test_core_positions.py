@@ -2,7 +2,9 @@
 positions. Run: pytest bench/test_core_*.py --benchmark-enable"""
 from fastexec._core.fixedpoint import parse_price
 
-from conftest import EU, CoreBench
+from fastexec._core.instruments import load_instruments
+
+EU = load_instruments().index("EUR_USD")
 
 P_BUY = parse_price("1.10020", 5)
 P_BID = parse_price("1.10000", 5)
@@ -20,9 +22,9 @@ def test_apply_fill_reducing_position(benchmark, core):
     benchmark(core.ledger.apply_fill, 0, EU, -1, P_BID)
 
 
-def test_mark_to_market_1000_positions(benchmark):
+def test_mark_to_market_1000_positions(benchmark, core_factory):
     """1,000 accounts each long EUR_USD; one mark revalues all of them."""
-    c = CoreBench(accounts=1000)
+    c = core_factory(accounts=1000)
     for a in range(1000):
         c.ledger.apply_fill(a, EU, 1_000 + a, P_BUY)
     benchmark(c.ledger.mark, EU, P_BID, P_ASK)

@@ -8,7 +8,9 @@ a local, positional int arguments), and ``harness_noop`` shows the harness's
 own cost in the same run so the two can be compared."""
 import array
 
-from conftest import EU
+from fastexec._core.instruments import load_instruments
+
+EU = load_instruments().index("EUR_USD")
 
 N_BATCH = 10_000
 N_LOOP = 1_000
