@@ -19,10 +19,25 @@ in docs/contracts.md section 1):
   so no intermediate can wrap.
 * An operation whose result changes scale rounds half-even exactly once, to the
   scale of its result. ``cdivision`` is on, so C ``/`` truncates toward zero;
-  ``div_half_even`` is the only place that turns a quotient into a rounded one.
+  ``div_half_even`` (with its 64-bit fast path, and the unsigned one inside
+  ``c_units_value``) is the only place that turns a quotient into a rounded one.
 * A result outside its range raises (``FixedPointRangeError``, which is both a
   ``FixedPointError``/``ValueError`` with code ``OUT_OF_RANGE`` and an
   ``OverflowError``); nothing ever wraps or clamps.
+
+Operations (Python name / C name -> result kind, rule):
+
+    notional(u, p)    / c_notional    money  |u| * p / 10**3            half-even
+    pnl(u, o, c)      / c_pnl         money  u * (c - o) / 10**3        half-even
+    convert(m, r)     / c_convert     money  m * r / 10**12             half-even
+                                             (exact, unchanged, when r == 1.0)
+    mul_price(m, p)   / c_mul_price   money  m * p / 10**9              half-even
+    div_price(m, p)   / c_div_price   money  m * 10**9 / p   (p > 0)    half-even
+    units_value(u, r) / c_units_value money  |u| * r / 10**6            half-even
+    parse_*                                  exact, or FixedPointError; never rounds
+    format_price/units/rate                  exact text; format_price refuses a value
+                                             finer than the precision asked for
+    format_money(m, places)                  half-even to ``places`` (output only)
 """
 from libc.stdint cimport int64_t, uint64_t
 
