@@ -153,6 +153,42 @@ async def engine_open_loop(directory: Optional[str], rate: int, duration: float,
             "p99_us": pct(lat, 99), "max_us": max(lat) / 1000}
 
 
+async def engine_closed_loop(directory: Optional[str], clients: int, orders: int, mode: str) -> dict:
+    """``clients`` concurrent submitters as fast as they go: throughput and CPU
+    per order of the engine with and without the journal (same process, same run)."""
+    from fastexec.config import Settings
+    from fastexec.engine import Engine
+    from fastexec.engine.types import OrderSpec
+    from fastexec.journal.integration import JournaledEngine
+    from fastexec.sim.broker import SimulatedBroker
+    from fastexec.sim.venue import Venue
+
+    settings = Settings.from_env({"MAX_ORDERS_PER_SECOND": "1000000", "MAX_POSITION_SIZE": "100000000",
+                                  "MAX_POSITIONS_PER_INSTRUMENT": "1000000", "MAX_DAILY_LOSS": "100000000",
+                                  "MAX_CONCURRENT_ORDERS": "1000000"}, dotenv=False)
+    broker = SimulatedBroker(Venue(seed=1, accounts=1, balance="10000000"))
+    engine = Engine(settings, broker) if directory is None else JournaledEngine(
+        settings, broker, journal_dir=directory, durability=mode)
+    await engine.start()
+    acct = engine.account_ids[0]
+
+    async def client(k: int) -> None:
+        for i in range(orders // clients):
+            await engine.submit(OrderSpec(account_id=acct, instrument="EUR_USD", side="buy" if i % 2 else "sell",
+                                          units=1000))
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    n = orders // clients * clients
+    batch = None
+    if directory is not None:
+        st = engine.journal.writer.stats
+        batch = st.records / st.batches
+    await engine.stop()
+    return {"per_s": n / wall, "cpu_us": cpu / n * 1e6, "mean_batch": batch}
+
+
 async def closed_loop(directory: str, clients: int, duration: float, mode: str) -> dict:
     j = Journal(directory, durability=mode)
     j.open()
@@ -219,6 +255,15 @@ def main(argv=None) -> int:
                           f"max {r['max_us']:.0f} us")
                     if d:
                         shutil.rmtree(d, ignore_errors=True)
+        if args.engine:
+            for label, d in (("engine, no journal", None),
+                             (f"engine + journal ({args.mode})", os.path.join(base, "engine-closed"))):
+                r = asyncio.run(engine_closed_loop(d, 100, 20_000, args.mode))
+                print(f"closed loop {label:<26} 100 submitters: {r['per_s']:.0f} orders/s, "
+                      f"CPU {r['cpu_us']:.0f} us/order" + (f", mean batch {r['mean_batch']:.1f} records"
+                                                           if r["mean_batch"] else ""))
+                if d:
+                    shutil.rmtree(d, ignore_errors=True)
         d = os.path.join(base, "closed")
         r = asyncio.run(closed_loop(d, args.clients, args.duration, args.mode))
         print(f"closed loop {r['clients']} appenders: {r['records_per_s']:.0f} records/s durable, "

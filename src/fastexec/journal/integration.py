@@ -186,6 +186,17 @@ class JournaledEngine:
 
     # ------------------------------------------------------------------ commands: ack after durable
 
+    async def _durable(self, call) -> Any:
+        """Run an engine command; before its result (or its error) reaches the
+        caller, make every record it appended durable. A command that
+        appended nothing (refused by validation or risk) does not wait."""
+        before = self.journal.writer.last_seq
+        try:
+            return await call
+        finally:
+            if self.journal.writer.last_seq != before:
+                await self.journal.barrier()
+
     async def submit(self, order: Any, *, request_id: Optional[str] = None) -> Any:
         cid = getattr(order, "client_order_id", None)
         if cid is not None and cid in self.journal.state.by_client:
@@ -197,42 +208,22 @@ class JournaledEngine:
             if not known:  # the engine forgot it in a restart; the journal did not
                 raise ConflictError(f"client_order_id {cid!r} is already in use", code="DUPLICATE_CLIENT_ORDER_ID",
                                     field="client_order_id")
-        try:
-            return await self.engine.submit(order, request_id=request_id)
-        finally:
-            # also after a failure: whatever the engine recorded (a reject, an
-            # unknown outcome) is durable before the caller hears of it
-            await self.journal.barrier()
+        return await self._durable(self.engine.submit(order, request_id=request_id))
 
     async def modify(self, order_id: str, **changes: Any) -> Any:
-        try:
-            return await self.engine.modify(order_id, **changes)
-        finally:
-            await self.journal.barrier()
+        return await self._durable(self.engine.modify(order_id, **changes))
 
     async def cancel(self, order_id: str) -> Any:
-        try:
-            return await self.engine.cancel(order_id)
-        finally:
-            await self.journal.barrier()
+        return await self._durable(self.engine.cancel(order_id))
 
     async def close_position(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await self.engine.close_position(*args, **kwargs)
-        finally:
-            await self.journal.barrier()
+        return await self._durable(self.engine.close_position(*args, **kwargs))
 
     async def activate_kill_switch(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await self.engine.activate_kill_switch(*args, **kwargs)
-        finally:
-            await self.journal.barrier()
+        return await self._durable(self.engine.activate_kill_switch(*args, **kwargs))
 
     async def release_kill_switch(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await self.engine.release_kill_switch(*args, **kwargs)
-        finally:
-            await self.journal.barrier()
+        return await self._durable(self.engine.release_kill_switch(*args, **kwargs))
 
     # set_risk_limits / set_trading_state are synchronous in the engine: their
     # records go out with the next group commit (milliseconds). A caller that
