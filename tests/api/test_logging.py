@@ -10,6 +10,7 @@ from fastexec.logging import JsonFormatter, configure_logging, register_secret, 
 
 def test_json_line_with_request_id_and_extra_fields():
     stream = io.StringIO()
+    root_level = logging.getLogger().level
     handler = configure_logging("debug", stream=stream)
     try:
         token = request_id_var.set("req-123")
@@ -28,6 +29,7 @@ def test_json_line_with_request_id_and_extra_fields():
         assert rec["ts"].endswith("Z")
     finally:
         logging.getLogger().removeHandler(handler)
+        logging.getLogger().setLevel(root_level)
 
 
 def test_registered_secrets_are_scrubbed():
