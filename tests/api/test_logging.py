@@ -47,3 +47,14 @@ async def test_refused_request_is_logged_with_its_request_id(api, caplog):
     fmt = JsonFormatter()
     lines = [json.loads(fmt.format(r)) for r in caplog.records if r.name == "fastexec.api"]
     assert any(l.get("request_id") == "trace-me-1" and l.get("code") == "INVALID_VALUE" for l in lines), lines
+
+
+async def test_order_log_line_carries_the_request_id(api, caplog):
+    caplog.set_level(logging.DEBUG, logger="fastexec")
+    st, out, _ = await api.call("POST", "/api/v1/orders", json_body=api.order(), headers={"X-Request-ID": "trace-me-2"})
+    assert st == 201
+    fmt = JsonFormatter()
+    lines = [json.loads(fmt.format(r)) for r in caplog.records if r.name == "fastexec.api"]
+    submitted = [l for l in lines if l["msg"] == "order submitted"]
+    assert submitted and submitted[0]["request_id"] == "trace-me-2"
+    assert submitted[0]["order_id"] == out["order_id"] and submitted[0]["status"] == "filled"

@@ -297,6 +297,21 @@ class Api:
             if metrics is not None:
                 metrics.order(otype, spec.instrument, "rejected", "rejected", time.perf_counter() - t0)
             raise
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "order submitted",
+                extra={
+                    "order_id": view.order_id,
+                    "client_order_id": view.client_order_id,
+                    "broker_order_id": view.broker_order_id,
+                    "status": view.status,
+                    "account_id": view.account_id,
+                    "instrument": view.instrument,
+                    "side": view.side,
+                    "units": view.units,
+                    "timings": dict(view.timings),
+                },
+            )
         if metrics is not None:
             status = view.status
             result = "rejected" if status == "rejected" else "success"
