@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from fastexec.journal import JournalFailedError, JournalWriter, read_records, verify
+from fastexec.journal import JournalWriter, read_records, verify
 from fastexec.journal.reader import list_segments, segment_name
 from fastexec.journal.codec import encode
 
