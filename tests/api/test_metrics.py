@@ -84,3 +84,18 @@ async def test_malformed_orders_are_not_execution_failures(api):
     m = await _scrape(api)
     results = {s.labels["result"] for s in m["execution_orders_total"]}
     assert results == {"invalid"}
+
+
+async def test_promtool_lints_the_exposition(api):
+    import asyncio
+    import shutil
+
+    assert (await api.call("POST", "/api/v1/orders", json_body=api.order(type="limit", price="1.5")))[0] == 201
+    text = api.metrics.render()
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found: apt-get install prometheus"
+    proc = await asyncio.create_subprocess_exec(
+        promtool, "check", "metrics", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(text), timeout=60)
+    assert proc.returncode == 0, out.decode()
