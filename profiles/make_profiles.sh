@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Record the py-spy flame graphs in profiles/ (each bounded in time, loopback only).
+#
+#   profiles/make_profiles.sh [submit|serve|oanda ...]    (default: all three)
+#
+# Needs py-spy (pip install py-spy) and, for `serve`, wrk. Why these three:
+# they are the process shapes fastexec runs in (embedded engine, REST
+# service, OANDA adapter); a flame graph of each shows where a change would
+# pay, which the benchmarks' single numbers cannot.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+OUT=profiles
+RATE=${RATE:-250}   # samples/s
+command -v py-spy >/dev/null || { echo "py-spy not found: pip install py-spy" >&2; exit 1; }
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() {  # url, seconds
+  for _ in $(seq 1 $(( $2 * 10 ))); do
+    if "$PY" -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" "$1" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "$1 did not come up" >&2; return 1
+}
+wait_port() {  # port, seconds: up once it accepts a TCP connection
+  for _ in $(seq 1 $(( $2 * 10 ))); do
+    if "$PY" -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$1" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "port $1 did not open" >&2; return 1
+}
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+submit() {
+  # In-process submit -> filled through the engine on the simulated venue.
+  py-spy record --function -r "$RATE" -o "$OUT/inprocess_submit.svg" -- \
+    "$PY" bench/compare/fx_submit.py --orders 150000 --warmup 1000
+}
+
+serve() {
+  # `fastexec serve` (simulated venue) under 32 wrk connections posting market orders.
+  local port mport data account
+  port=$(free_port); mport=$(free_port); data=$(mktemp -d)
+  LOG_LEVEL=warning FASTEXEC_DATA_DIR="$data" MAX_ORDERS_PER_SECOND=1000000 MAX_CONCURRENT_ORDERS=100000 \
+    FASTEXEC_API_TOKENS="" \
+    py-spy record --function -r "$RATE" -d 14 -o "$OUT/serve_under_load.svg" -- \
+    "$PY" -m fastexec.service --port "$port" --metrics-port "$mport" &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$port/health" 30
+  account=$("$PY" -c "import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1]))['accounts'][0]['account_id'])" \
+    "http://127.0.0.1:$port/api/v1/accounts")
+  wrk -t1 -c32 -d10s --timeout 5s -s bench/rest/post.lua "http://127.0.0.1:$port/api/v1/orders" -- "$account"
+  wait "${PIDS[-1]}" || true   # py-spy stops after -d seconds and ends the service
+  rm -rf "$data"
+}
+
+oanda() {
+  # The OANDA v20 adapter (orders + transaction and price streams) against the v20 simulator process.
+  local port
+  port=$(free_port)
+  "$PY" -m fastexec sim --port "$port" --tick-interval 0.05 >/dev/null 2>&1 &
+  PIDS+=($!)
+  wait_port "$port" 30
+  py-spy record --function -r "$RATE" -o "$OUT/oanda_adapter.svg" -- \
+    "$PY" profiles/oanda_adapter_driver.py --url "http://127.0.0.1:$port" --orders 1200
+  kill "${PIDS[-1]}" 2>/dev/null || true
+}
+
+for what in "${@:-submit serve oanda}"; do
+  for w in $what; do "$w"; done
+done
