@@ -170,3 +170,18 @@ async def test_default_engine_runs_on_the_simulated_venue_from_settings():
         assert engine.broker.name == "sim"
     finally:
         await engine.stop()
+
+
+async def test_request_id_follows_an_emulated_order_into_later_logs(h, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="fastexec.engine")
+    v = await h.engine.submit(
+        OrderSpec(h.a1, "EUR_USD", "buy", 100, type="stop_limit", stop_price=px("1.10100"), price=px("1.10200")),
+        request_id="req-trace-1",
+    )
+    h.quote("EUR_USD", "1.10100", "1.10110")  # later, outside the request: the trigger is logged with its id
+    await h.settle()
+    records = [r for r in caplog.records if getattr(r, "order_id", None) == v.order_id]
+    assert records and all(r.request_id == "req-trace-1" for r in records)
+    assert any("triggered" in r.getMessage() for r in records)

@@ -76,6 +76,7 @@ from .views import (
 )
 
 log = logging.getLogger("fastexec.engine")
+_log_debug = lambda: log.isEnabledFor(logging.DEBUG)  # noqa: E731 - one cached lookup on the hot path
 
 S = OrderState
 E = OrderEvent
@@ -464,7 +465,15 @@ class Engine:
         self._submit_ring.add(o.total_ns)
         if self._subs:
             self._emit_order("order_accepted", o)
+        if _log_debug():
+            log.debug("order %s %s", oid, STATUS[o.state], extra=self._log_extra(o))
         return self._view(o)
+
+    @staticmethod
+    def _log_extra(o: _Order) -> dict:
+        return {"order_id": o.order_id, "client_order_id": o.client_order_id, "account_id": o.account_id,
+                "instrument": o.inst.name, "status": STATUS[o.state], "broker_order_id": o.broker_order_id,
+                "reason": o.reject_reason, "request_id": o.request_id}
 
     def _journal_submitted(self, o: _Order) -> None:
         n = o.norm
@@ -502,6 +511,7 @@ class Engine:
     async def _resolve_lost_submit(self, o: _Order, exc: BrokerError) -> list:
         """A submit that failed without an answer: the order may or may not
         exist. Ask by client id; only a proven absence counts as not placed."""
+        log.warning("submit of %s failed (%s); resolving by client id", o.order_id, exc, extra=self._log_extra(o))
         self._broker_ok = False
         self._last_broker_error = str(exc)
         try:
@@ -588,6 +598,7 @@ class Engine:
                 "order_id": o.order_id, "emulation": {"triggered": True, "trigger_price": o.trigger_price},
             })
         self._emit_order("order_triggered", o)
+        log.info("emulated order %s triggered at %s", o.order_id, o.trigger_price, extra=self._log_extra(o))
         task = asyncio.get_running_loop().create_task(self._send_triggered(o))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -605,6 +616,7 @@ class Engine:
         if reason is not None:
             o.reject_reason = reason
             self._transition(o, E.REJECT)
+            log.info("emulated order %s not sent at its trigger: %s", o.order_id, reason, extra=self._log_extra(o))
             self._journal_status(o, reason)
             self._emit_order("order_rejected", o)
             return
@@ -662,6 +674,7 @@ class Engine:
                     o.reject_reason = ev.reason
                     o.updated_at = ev.time_ns
                     self._transition(o, E.REJECT)
+                    log.info("order %s rejected by the broker: %s", o.order_id, ev.reason, extra=self._log_extra(o))
                     self._emit_order("order_rejected", o)
         elif t is OrderReplaced:
             o = self._match(ev.account_id, ev.client_id, ev.old_broker_order_id)
@@ -1092,8 +1105,8 @@ class Engine:
         a = self._acct_index(account_id)
         self._risk.set_limits(a, limits)
         view = self._risk.limits_view(account_id, a)
+        log.info("risk limits of %s changed: %s", account_id, sorted(limits), extra={"account_id": account_id})
         if self._journal_on:
-            d = view.to_dict()
             self._journal.append({"type": "risk.limits", "ts": self._clock(), "account_id": account_id,
                                   "limits": self._risk.limits_record(a)})
         if self._subs:
@@ -1176,6 +1189,9 @@ class Engine:
                     except FastexecError:
                         continue
         view = ks.view(tuple(cancelled), tuple(flattened))
+        log.warning("kill switch activated for %s by %s: %s (cancelled %d orders, flattened %d positions)",
+                    account_id or "all accounts", actor, reason, len(cancelled), len(flattened),
+                    extra={"account_id": account_id, "actor": actor, "reason": reason})
         if self._subs:
             self._emit("kill_switch_activated", account_id, None, None, view)
         return view
@@ -1197,6 +1213,8 @@ class Engine:
             self._journal.append({"type": "kill_switch", "ts": now, "account_id": account_id, "active": False,
                                   "reason": ks.reason, "actor": actor, "flatten": False})
         view = ks.view()
+        log.warning("kill switch released for %s by %s", account_id or "all accounts", actor,
+                    extra={"account_id": account_id, "actor": actor})
         if self._subs:
             self._emit("kill_switch_released", account_id, None, None, view)
         return view

@@ -1,0 +1,62 @@
+"""The same engine over the OANDA adapter, against the v20 HTTP simulator:
+the engine cannot tell the brokers apart, and a submit whose connection drops
+after the venue took it is resolved by client id — filled once, never resent."""
+from __future__ import annotations
+
+import asyncio
+
+from fastexec.brokers.oanda import OandaBroker, OandaConfig
+from fastexec.config import Settings
+from fastexec.engine import Engine, OrderSpec
+from fastexec.sim.testing import SimServer
+
+from .harness import px
+
+
+async def _wait_for(pred, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not pred():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_engine_over_the_oanda_adapter():
+    async with SimServer(seed=5, accounts=2) as sim:
+        cfg = OandaConfig(token=sim.token, account_ids=tuple(sim.account_ids), rest_url=sim.base_url)
+        engine = Engine(Settings(max_orders_per_second=1000), OandaBroker(cfg))
+        await engine.start()
+        try:
+            a = engine.account_ids[0]
+            assert engine.account_ids == sim.account_ids
+            bid, ask, _ = sim.venue.price("EUR_USD")
+
+            filled = await engine.submit(OrderSpec(a, "EUR_USD", "buy", 1000))
+            assert filled.status == "filled" and filled.average_fill_price == ask
+
+            resting = await engine.submit(OrderSpec(a, "EUR_USD", "buy", 700, type="limit", price=bid - px("0.00500")))
+            assert resting.status == "working"
+            moved = await engine.modify(resting.order_id, price=bid - px("0.00400"))
+            assert moved.order_id == resting.order_id and moved.broker_order_id != resting.broker_order_id
+
+            # the market comes down to the limit: the fill arrives on the transaction stream
+            sim.venue.set_price("EUR_USD", bid - px("0.00410"), bid - px("0.00400"))
+            await _wait_for(lambda: engine.get_order(resting.order_id).status == "filled")
+            assert engine.position(a, "EUR_USD").units == 1700
+
+            # the connection drops after the venue applied the order: resolved, not resent
+            sim.faults.fault_path = "/orders"
+            sim.faults.fault_methods = ("POST",)
+            sim.faults.drop_next = 1
+            dropped = await engine.submit(OrderSpec(a, "EUR_USD", "sell", 300, client_order_id="once-only"))
+            assert dropped.status == "filled" and dropped.filled_units == 300
+            acct = sim.venue.accounts[a]
+            assert sum(1 for o in acct.orders.values() if o.client_id == "once-only") == 1
+            assert engine.position(a, "EUR_USD").units == 1400
+            venue_units = sum(p.units for p in acct.positions.values() if p.inst.name == "EUR_USD")
+            assert venue_units == 1400
+        finally:
+            # OandaBroker.stop() hangs when called within about a second of
+            # opening its price stream (reported to the adapter's owner);
+            # give the stream that second so this test checks the engine.
+            await asyncio.sleep(1.5)
+            await engine.stop()
