@@ -54,6 +54,13 @@ async def test_engine_over_the_oanda_adapter():
             assert engine.position(a, "EUR_USD").units == 1400
             venue_units = sum(p.units for p in acct.positions.values() if p.inst.name == "EUR_USD")
             assert venue_units == 1400
+
+            # a 503 before the venue saw the order: proven absent, so placed once
+            sim.faults.error_next = 1
+            retried = await engine.submit(OrderSpec(a, "EUR_USD", "sell", 200, client_order_id="after-503"))
+            assert retried.status == "filled"
+            assert sum(1 for o in acct.orders.values() if o.client_id == "after-503") == 1
+            assert engine.position(a, "EUR_USD").units == 1200
         finally:
             # OandaBroker.stop() hangs when called within about a second of
             # opening its price stream (reported to the adapter's owner);
