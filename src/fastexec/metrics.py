@@ -8,6 +8,12 @@ positions, risk score, kill switches) is not mirrored into gauges on every
 change; a custom collector reads it from the engine at scrape time, which is
 also what makes the gauges always agree with the engine.
 
+Counters and histograms are our own small classes, exported through a
+collector, rather than prometheus_client's: those take a lock and re-validate
+on every ``inc``/``observe``, which a single-threaded event loop does not
+need, and they showed up in REST profiles. prometheus_client still renders the
+exposition.
+
 Label values that come from clients (kill-switch reasons) are reduced to a
 short ``[a-z0-9_]`` token so a caller cannot blow up the series count or
 inject odd text into the exposition.
@@ -21,8 +27,10 @@ import resource
 import time
 from typing import Any, Optional
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
-from prometheus_client.core import GaugeMetricFamily
+from bisect import bisect_left
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 log = logging.getLogger("fastexec.metrics")
@@ -66,6 +74,104 @@ class _CpuSampler:
         pct = 0.0 if dw <= 0 else 100.0 * (cpu - self._cpu) / dw
         self._wall, self._cpu = wall, cpu
         return pct
+
+
+class _CounterChild:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class _HistogramChild:
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # last = above every bound (+Inf only)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        # bucket i holds values <= bounds[i] (Prometheus "le")
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+class LightCounter:
+    """A labelled counter for one event loop: no locks, children cached by labels."""
+
+    kind = "counter"
+
+    def __init__(self, name: str, documentation: str, labelnames: list[str]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.children: dict[tuple, _CounterChild] = {}
+
+    def labels(self, *values: str) -> _CounterChild:
+        key = tuple(str(v) for v in values)
+        if len(key) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}")
+        child = self.children.get(key)
+        if child is None:
+            child = self.children[key] = _CounterChild()
+        return child
+
+    def family(self):
+        fam = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for key, child in list(self.children.items()):
+            fam.add_metric(list(key), child.value)
+        return fam
+
+
+class LightHistogram:
+    kind = "histogram"
+
+    def __init__(self, name: str, documentation: str, labelnames: list[str], buckets: tuple) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.bounds = tuple(float(b) for b in buckets)
+        self.children: dict[tuple, _HistogramChild] = {}
+
+    def labels(self, *values: str) -> _HistogramChild:
+        key = tuple(str(v) for v in values)
+        if len(key) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}")
+        child = self.children.get(key)
+        if child is None:
+            child = self.children[key] = _HistogramChild(self.bounds)
+        return child
+
+    def family(self):
+        fam = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for key, child in list(self.children.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip(self.bounds, child.counts):
+                cumulative += count
+                buckets.append((_le(bound), cumulative))
+            cumulative += child.counts[-1]
+            buckets.append(("+Inf", cumulative))
+            fam.add_metric(list(key), buckets, child.sum)
+        return fam
+
+
+def _le(bound: float) -> str:
+    return repr(bound) if bound != int(bound) else f"{bound:.1f}"
+
+
+class _LightCollector:
+    def __init__(self, metrics: list) -> None:
+        self.metrics = metrics
+
+    def describe(self):
+        return [m.family() for m in self.metrics]
+
+    def collect(self):
+        return [m.family() for m in self.metrics]
 
 
 class EngineCollector:
@@ -114,50 +220,58 @@ class Metrics:
     """The process's metric set. One instance per engine (tests make several)."""
 
     def __init__(self, registry: Optional[CollectorRegistry] = None) -> None:
-        # *_created series double the exposition for no use here
-        disable_created_metrics()
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.engine: Any = None
-        self.order_duration = Histogram(
+        self.order_duration = LightHistogram(
             "execution_order_duration_seconds",
             "Order submission time inside fastexec, from request parsed to engine answer",
             ["order_type", "instrument", "result"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
+            DURATION_BUCKETS,
         )
-        self.orders = Counter(
+        self.orders = LightCounter(
             "execution_orders",
             "Orders submitted. result: success (accepted by the venue), denied (risk gateway or kill switch), "
             "rejected (broker refused), invalid (malformed for the engine), error (broker unreachable)",
             ["order_type", "instrument", "status", "result"],
-            registry=r,
         )
-        self.slippage = Histogram(
+        self.slippage = LightHistogram(
             "execution_slippage_basis_points",
             "Fill price versus the order's reference price in basis points (positive = worse for the client)",
             ["instrument", "order_type"],
-            buckets=SLIPPAGE_BUCKETS,
-            registry=r,
+            SLIPPAGE_BUCKETS,
         )
-        self.risk_violations = Counter(
-            "execution_risk_violations", "Orders refused by the risk gateway", ["account_id", "violation_type"], registry=r
+        self.risk_violations = LightCounter(
+            "execution_risk_violations", "Orders refused by the risk gateway", ["account_id", "violation_type"]
         )
-        self.kill_switch_activations = Counter(
-            "execution_kill_switch_activations", "Kill switch activations", ["account_id", "reason"], registry=r
+        self.kill_switch_activations = LightCounter(
+            "execution_kill_switch_activations", "Kill switch activations", ["account_id", "reason"]
         )
-        self.broker_errors = Counter(
-            "execution_broker_errors", "Broker requests that failed (connection, timeout, 5xx)", ["operation"], registry=r
+        self.broker_errors = LightCounter(
+            "execution_broker_errors", "Broker requests that failed (connection, timeout, 5xx)", ["operation"]
         )
-        self.http_requests = Counter(
-            "execution_http_requests", "REST requests by route and status class", ["route", "method", "status"], registry=r
+        self.http_requests = LightCounter(
+            "execution_http_requests", "REST requests by route and status class", ["route", "method", "status"]
         )
-        self.operation_duration = Histogram(
+        self.operation_duration = LightHistogram(
             "execution_operation_duration_seconds",
             "Modify, cancel and position close time inside fastexec",
             ["operation", "result"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
+            DURATION_BUCKETS,
+        )
+        r.register(
+            _LightCollector(
+                [
+                    self.order_duration,
+                    self.orders,
+                    self.slippage,
+                    self.risk_violations,
+                    self.kill_switch_activations,
+                    self.broker_errors,
+                    self.http_requests,
+                    self.operation_duration,
+                ]
+            )
         )
         self._children: dict[tuple, Any] = {}
         self._collector = EngineCollector(self)

@@ -99,3 +99,29 @@ async def test_promtool_lints_the_exposition(api):
     )
     out, _ = await asyncio.wait_for(proc.communicate(text), timeout=60)
     assert proc.returncode == 0, out.decode()
+
+
+def test_light_histogram_matches_prometheus_client():
+    """Our lock-free histogram exports exactly what prometheus_client's would."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from fastexec.metrics import DURATION_BUCKETS, LightHistogram, _LightCollector
+
+    values = [0.0, 0.0001, 0.00010001, 0.00025, 0.003, 0.1, 0.2, 0.20000001, 4.9, 5.0, 7.5, 1e9]
+    ref_reg, ours_reg = CollectorRegistry(), CollectorRegistry()
+    ref = Histogram("h_seconds", "doc", ["a"], buckets=DURATION_BUCKETS, registry=ref_reg)
+    ours = LightHistogram("h_seconds", "doc", ["a"], DURATION_BUCKETS)
+    ours_reg.register(_LightCollector([ours]))
+    for v in values:
+        ref.labels("x").observe(v)
+        ours.labels("x").observe(v)
+
+    def samples(reg):
+        return sorted(
+            (s.name, tuple(sorted(s.labels.items())), s.value)
+            for fam in reg.collect()
+            for s in fam.samples
+            if not s.name.endswith("_created")
+        )
+
+    assert samples(ours_reg) == samples(ref_reg)

@@ -95,12 +95,18 @@ class JsonNumber:
 
 def _has_float(value: Any) -> bool:
     t = type(value)
-    if t is float:
-        return True
     if t is dict:
-        return any(_has_float(v) for v in value.values())
-    if t is list:
-        return any(_has_float(v) for v in value)
+        items = value.values()
+    elif t is list:
+        items = value
+    else:
+        return t is float
+    for v in items:
+        tv = type(v)
+        if tv is float:
+            return True
+        if (tv is dict or tv is list) and _has_float(v):
+            return True
     return False
 
 
