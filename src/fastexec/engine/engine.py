@@ -379,7 +379,8 @@ class Engine:
 
     def _retire(self, o: _Order) -> None:
         """Bound memory: keep the newest RETAIN_TERMINAL finished orders readable."""
-        self._emu.remove(o.order_id)
+        if o.norm.emulated:
+            self._emu.remove(o.order_id)
         self._terminal.append(o.order_id)
         while len(self._terminal) > RETAIN_TERMINAL:
             old = self._orders.pop(self._terminal.popleft(), None)
@@ -398,10 +399,16 @@ class Engine:
     def _check(self, spec: OrderSpec, now: int, *, consume: bool):
         """Shape, kill switch and risk, in that order; nothing is changed
         unless every check passes (and then only the rate bucket, if consume)."""
-        if not isinstance(spec, OrderSpec):
+        if type(spec) is not OrderSpec and not isinstance(spec, OrderSpec):
             raise ValidationError("order must be an OrderSpec", code="INVALID_ORDER")
-        inst = self._instrument(spec.instrument)
-        a = self._acct_index(spec.account_id, for_order=True)
+        name = spec.instrument
+        inst = self._inst.get(name) if type(name) is str else None
+        if inst is None:
+            inst = self._instrument(name)  # raises with the right code
+        account_id = spec.account_id
+        a = self._accounts.get(account_id) if type(account_id) is str else None
+        if a is None:
+            a = self._acct_index(account_id, for_order=True)  # raises
         n = normalize(spec, inst, now)
         if n.client_order_id is not None and n.client_order_id in self._by_client:
             raise ConflictError(
@@ -629,7 +636,18 @@ class Engine:
     # ------------------------------------------------------------------ broker events
 
     def _on_event(self, ev) -> None:
-        """Every broker event, from a response or the handler; idempotent per txn."""
+        """Every broker event, from a response or the handler; idempotent per txn.
+
+        Never raises: it runs inside the broker's callbacks (the simulated
+        venue calls it in the middle of its own matching), so a surprise here
+        is logged loudly instead of breaking the venue's processing."""
+        try:
+            self._dispatch(ev)
+        except Exception:
+            log.exception("broker event %s could not be applied", type(ev).__name__,
+                          extra={"account_id": getattr(ev, "account_id", None)})
+
+    def _dispatch(self, ev) -> None:
         t = type(ev)
         if t is PriceTick:
             self._on_tick(ev)
@@ -706,16 +724,26 @@ class Engine:
         if inst is None:
             log.error("fill for unknown instrument %s ignored", ev.instrument)
             return
+        # The fill happened at the venue: positions take it whatever our order
+        # bookkeeping says below.
         self._ledger.apply_fill(a, inst.index, ev.units, ev.price)
         charge = ev.financing - ev.commission
         if charge:
             self._ledger.apply_charge(a, charge)
-        o = self._match(ev.account_id, ev.client_id, ev.broker_order_id)
-        if o is not None and o.inst_idx == inst.index:
+        cid = ev.client_id
+        o = self._by_client.get(cid) if cid is not None else None
+        if o is None:
+            o = self._by_broker.get((ev.account_id, ev.broker_order_id))
+        if o is not None and o.inst_idx == inst.index and o.account_id == ev.account_id:
             o.events += 1
             if o.broker_order_id is None:
                 self._bind(o, ev.broker_order_id)
-            st = o.state = self._store.fill(o.order_id, ev.units)
+            try:
+                st = o.state = self._store.fill(o.order_id, ev.units)
+            except OrderError:
+                log.error("fill %s does not fit order %s (%s); position updated, order state kept",
+                          ev.txn_id, o.order_id, STATUS[o.state], extra=self._log_extra(o))
+                return
             u = ev.units if ev.units > 0 else -ev.units
             o.fill_units += u
             o.fill_value += u * ev.price
