@@ -131,7 +131,7 @@ print(*[s.getsockname()[1] for s in socks])
 for s in socks:
     s.close()
 ')
-  "${ENVV[@]}" FASTEXEC_HOST=127.0.0.1 FASTEXEC_PORT="$API_PORT" PROMETHEUS_PORT="$METRICS_PORT" \
+  "${ENVV[@]}" FASTEXEC_HOST=127.0.0.1 FASTEXEC_PORT="$API_PORT" PROMETHEUS_PORT="$METRICS_PORT" FASTEXEC_API_TOKENS= \
     "$WORK/venv/bin/fastexec" serve > "$RUN_DIR/serve.log" 2>&1 &
   SERVER_PID=$!
   ok=0
@@ -153,6 +153,21 @@ EOF
     fail "GET /health did not answer 200 within 20 s"
   fi
   echo "GET http://127.0.0.1:$API_PORT/health -> 200" >&2
+  # one market order end to end (engine, compiled core, simulated venue, JSON out)
+  "$WORK/venv/bin/python" - "$API_PORT" <<'EOF' || { cat "$RUN_DIR/serve.log" >&2; fail "POST /api/v1/orders"; }
+import json, sys, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}"
+with urllib.request.urlopen(base + "/api/v1/accounts", timeout=5) as r:
+    account = json.load(r)["accounts"][0]["account_id"]
+body = json.dumps({"account_id": account, "instrument": "EUR_USD", "units": 1000, "side": "buy", "type": "market"}).encode()
+req = urllib.request.Request(base + "/api/v1/orders", data=body, method="POST", headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(req, timeout=5) as r:
+    order = json.load(r)
+status = order.get("status") or order.get("order", {}).get("status")
+if r.status not in (200, 201) or status != "filled":
+    sys.exit(f"order answer {r.status}: {order}")
+print(f"POST /api/v1/orders -> {r.status}, status {status}", file=sys.stderr)
+EOF
   kill -TERM "$SERVER_PID"
   for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.2; done
   if kill -0 "$SERVER_PID" 2>/dev/null; then
