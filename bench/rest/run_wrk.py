@@ -71,7 +71,20 @@ def _duration(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def run_wrk(url: str, account: str, seconds: float, connections: int, latency: bool, token: str | None = None) -> dict:
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """user+system CPU of a process: contention on a shared box stretches wall
+    time but not (much) the CPU one request costs, so CPU per request gives a
+    steadier "orders/s on one core" than the wall-clock rate alone."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def run_wrk(url: str, account: str, seconds: float, connections: int, latency: bool, token: str | None = None,
+            pid: int | None = None) -> dict:
     cmd = _taskset(1) + [
         "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
         "-s", str(HERE / "post.lua"),
@@ -79,11 +92,16 @@ def run_wrk(url: str, account: str, seconds: float, connections: int, latency: b
     if latency:
         cmd.append("--latency")
     cmd += [url, "--", account] + ([token] if token else [])
+    cpu0 = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    cpu = cpu_seconds(pid) - cpu0 if pid else 0.0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
     result = {"rps": rps, "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(0) if errors else None}
+    if pid and total:
+        result["cpu_us_per_req"] = cpu / total * 1e6
     if latency:
         m = re.search(r"^\s+50%\s+(\S+)", out, re.M)
         result["p50_s"] = _duration(m.group(1))
@@ -143,8 +161,8 @@ def main(argv=None) -> int:
         rows = []
         for rep in range(args.reps):
             row = {
-                "echo": run_wrk(echo_url, account, args.seconds, args.connections, False),
-                "orders": run_wrk(orders_url, account, args.seconds, args.connections, False),
+                "echo": run_wrk(echo_url, account, args.seconds, args.connections, False, pid=echo.pid),
+                "orders": run_wrk(orders_url, account, args.seconds, args.connections, False, pid=serve.pid),
                 "echo_1": run_wrk(echo_url, account, args.seconds / 2, 1, True),
                 "orders_1": run_wrk(orders_url, account, args.seconds / 2, 1, True),
             }
@@ -153,6 +171,7 @@ def main(argv=None) -> int:
                 f"rep {rep + 1}: orders {row['orders']['rps']:.0f}/s echo {row['echo']['rps']:.0f}/s "
                 f"ratio {row['orders']['rps'] / row['echo']['rps']:.2f}  single-client p50 orders "
                 f"{row['orders_1']['p50_s'] * 1e6:.0f}us echo {row['echo_1']['p50_s'] * 1e6:.0f}us  "
+                f"CPU/req orders {row['orders']['cpu_us_per_req']:.0f}us echo {row['echo']['cpu_us_per_req']:.0f}us  "
                 f"non-2xx orders={row['orders']['non_2xx'] + row['orders_1']['non_2xx']}",
                 file=sys.stderr,
             )
@@ -168,7 +187,12 @@ def main(argv=None) -> int:
             "echo_p50_us_1client": round(med(r["echo_1"]["p50_s"] for r in rows) * 1e6, 1),
             "orders_p99_us_1client": round(med(r["orders_1"]["p99_s"] for r in rows) * 1e6, 1),
             "orders_non_2xx": sum(r["orders"]["non_2xx"] + r["orders_1"]["non_2xx"] for r in rows),
+            "orders_cpu_us_per_req": round(med(r["orders"]["cpu_us_per_req"] for r in rows), 1),
+            "echo_cpu_us_per_req": round(med(r["echo"]["cpu_us_per_req"] for r in rows), 1),
         }
+        summary["orders_per_s_per_core_by_cpu"] = round(1e6 / summary["orders_cpu_us_per_req"])
+        summary["echo_per_s_per_core_by_cpu"] = round(1e6 / summary["echo_cpu_us_per_req"])
+        summary["ratio_by_cpu"] = round(summary["echo_cpu_us_per_req"] / summary["orders_cpu_us_per_req"], 3)
         if args.json:
             print(json.dumps(summary, indent=2))
         else:
@@ -178,7 +202,10 @@ def main(argv=None) -> int:
                 f"ratio:       {summary['ratio']}\n"
                 f"single-client p50: orders {summary['orders_p50_us_1client']} us, echo {summary['echo_p50_us_1client']} us "
                 f"(orders p99 {summary['orders_p99_us_1client']} us)\n"
-                f"non-2xx order responses: {summary['orders_non_2xx']}"
+                f"non-2xx order responses: {summary['orders_non_2xx']}\n"
+                f"CPU per request (server process, under wrk): orders {summary['orders_cpu_us_per_req']} us, "
+                f"echo {summary['echo_cpu_us_per_req']} us -> one-core capacity {summary['orders_per_s_per_core_by_cpu']} orders/s "
+                f"vs echo {summary['echo_per_s_per_core_by_cpu']}/s, ratio {summary['ratio_by_cpu']}"
             )
         return 0
     finally:

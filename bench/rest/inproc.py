@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""REST cost per request without sockets: aiohttp's full server path (HTTP
+parsing, routing, middleware, handler, response writing) driven in-process.
+
+    python bench/rest/inproc.py [--requests 20000] [--reps 5]
+
+Bytes of a real HTTP/1.1 request are fed to aiohttp's ``RequestHandler``
+through a transport that only collects what the server writes, on one event
+loop, for the echo app and for fastexec's app over the real engine (simulated
+venue). With no client and no kernel in the loop this is the steadiest figure
+this shared 2-core box can give: the microseconds each order costs in the
+REST process, beside the echo server's, and their ratio (= the throughput
+ratio on one core when the server is the bottleneck). The wrk run
+(``run_wrk.py``) remains the end-to-end check.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import orjson
+from aiohttp import web
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from echo_server import make_app as make_echo_app  # noqa: E402
+
+
+class _Transport(asyncio.Transport):
+    """Collects writes; counts complete responses by their Content-Length."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buf = bytearray()
+        self.responses = 0
+        self.statuses: dict[int, int] = {}
+        self.waiter: asyncio.Future | None = None
+        self._closing = False
+
+    def write(self, data) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buf[:end]).decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                k, _, v = line.partition(":")
+                if k.lower() == "content-length":
+                    length = int(v)
+            if len(self.buf) < end + 4 + length:
+                return
+            status = int(head.split(" ", 2)[1])
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            del self.buf[: end + 4 + length]
+            self.responses += 1
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(None)
+
+    def writelines(self, chunks) -> None:
+        for c in chunks:
+            self.write(c)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        self._closing = True
+
+    def get_extra_info(self, name, default=None):
+        if name == "peername":
+            return ("127.0.0.1", 1)
+        if name == "sockname":
+            return ("127.0.0.1", 2)
+        return default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def _request(path: str, body: bytes) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def drive(app: web.Application, requests: list[bytes], n: int) -> tuple[float, dict]:
+    """Seconds for ``n`` requests through one keep-alive connection, one at a time."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    proto = runner.server()  # type: ignore[misc]
+    tr = _Transport()
+    proto.connection_made(tr)
+    loop = asyncio.get_running_loop()
+    try:
+        for i in range(min(n, 2000)):  # warm-up
+            tr.waiter = loop.create_future()
+            proto.data_received(requests[i % len(requests)])
+            await tr.waiter
+        tr.statuses.clear()
+        t0 = time.perf_counter()
+        for i in range(n):
+            tr.waiter = loop.create_future()
+            proto.data_received(requests[i % len(requests)])
+            await tr.waiter
+        elapsed = time.perf_counter() - t0
+    finally:
+        proto.connection_lost(None)
+        await runner.cleanup()
+    return elapsed, dict(tr.statuses)
+
+
+async def main_async(args) -> dict:
+    from fastexec.api import create_app
+    from fastexec.config import Settings
+    from fastexec.engine import Engine
+    from fastexec.metrics import Metrics
+
+    settings = Settings.from_env(
+        {"FASTEXEC_DATA_DIR": tempfile.mkdtemp(prefix="fastexec-inproc-"), "MAX_ORDERS_PER_SECOND": "1000000000"}, dotenv=False
+    )
+    engine = Engine(settings)
+    await engine.start()
+    account = engine.account_ids[0]
+    bodies = [
+        orjson.dumps({"account_id": account, "instrument": "EUR_USD", "units": 100, "side": side, "type": "market"})
+        for side in ("buy", "sell")
+    ]
+    orders = [_request("/api/v1/orders", b) for b in bodies]
+    echoes = [_request("/echo", b) for b in bodies]
+    rows = []
+    try:
+        for _ in range(args.reps):
+            e, es = await drive(make_echo_app(), echoes, args.requests)
+            metrics = Metrics()
+            metrics.attach_engine(engine)
+            o, os_ = await drive(create_app(engine, metrics=metrics), orders, args.requests)
+            assert set(os_) == {201}, os_
+            rows.append((e / args.requests * 1e6, o / args.requests * 1e6))
+            print(f"echo {rows[-1][0]:.1f} us/req   orders {rows[-1][1]:.1f} us/req   ratio {rows[-1][0] / rows[-1][1]:.2f}", file=sys.stderr)
+    finally:
+        await engine.stop()
+    echo_us = statistics.median(r[0] for r in rows)
+    order_us = statistics.median(r[1] for r in rows)
+    return {
+        "requests": args.requests,
+        "reps": args.reps,
+        "echo_us_per_req": round(echo_us, 1),
+        "orders_us_per_req": round(order_us, 1),
+        "ratio": round(echo_us / order_us, 3),
+        "orders_per_s_one_core": round(1e6 / order_us),
+        "echo_per_s_one_core": round(1e6 / echo_us),
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--requests", type=int, default=20000)
+    p.add_argument("--reps", type=int, default=5)
+    args = p.parse_args(argv)
+    if not (0 < args.requests <= 200_000 and 0 < args.reps <= 20):
+        p.error("--requests 1..200000, --reps 1..20")
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        print(json.dumps(runner.run(main_async(args)), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
