@@ -67,3 +67,46 @@ async def test_engine_over_the_oanda_adapter():
             # give the stream that second so this test checks the engine.
             await asyncio.sleep(1.5)
             await engine.stop()
+
+
+async def test_broker_outages_never_place_an_order_twice_and_end_in_a_known_state():
+    from fastexec.errors import BrokerUnavailableError
+    import pytest
+
+    async with SimServer(seed=6, accounts=1) as sim:
+        cfg = OandaConfig(token=sim.token, account_ids=tuple(sim.account_ids), rest_url=sim.base_url,
+                          max_attempts=2, backoff_base_s=0.01, backoff_max_s=0.02, resolve_window_s=1.0)
+        engine = Engine(Settings(max_orders_per_second=1000), OandaBroker(cfg))
+        engine.unresolved_grace_s = 0.5
+        await engine.start()
+        try:
+            a = engine.account_ids[0]
+            acct = sim.venue.accounts[a]
+            sim.faults.fault_path = "/orders"
+            # the venue refuses every attempt: provably not placed -> 503 to the caller
+            sim.faults.fault_methods = ("POST",)
+            sim.faults.error_next = 50
+            with pytest.raises(BrokerUnavailableError) as err:
+                await engine.submit(OrderSpec(a, "EUR_USD", "buy", 100, client_order_id="refused"))
+            assert "NOT_PLACED" in err.value.detail
+            assert engine.get_order("refused").status == "rejected"
+            assert not any(o.client_id == "refused" for o in acct.orders.values())
+            # 502s on the order and on every lookup: the outcome is unknown, the order stays pending
+            sim.faults.error_next = 0
+            sim.faults.fault_methods = ("POST", "GET")
+            sim.faults.error_status = 502
+            sim.faults.error_rate = 1.0
+            with pytest.raises(BrokerUnavailableError) as err:
+                await engine.submit(OrderSpec(a, "EUR_USD", "buy", 100, client_order_id="unknown"))
+            assert "status=pending" in err.value.detail
+            assert engine.get_order("unknown").status == "pending"
+            # the broker comes back with no record of it: after the grace period it is known not placed
+            sim.faults.error_rate = 0.0
+            await _wait_for(lambda: engine.get_order("unknown").status != "pending", timeout=10)
+            assert engine.get_order("unknown").status == "rejected"
+            assert engine.get_order("unknown").reject_reason == "NOT_PLACED"
+            assert not any(o.client_id == "unknown" for o in acct.orders.values())
+            assert engine.account(a).working_orders == 0
+        finally:
+            await asyncio.sleep(1.0)  # see test_engine_over_the_oanda_adapter
+            await engine.stop()

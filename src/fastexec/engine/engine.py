@@ -111,6 +111,7 @@ _FILLED = S.FILLED
 _AT_BROKER = frozenset({S.SUBMITTED, S.PARTIALLY_FILLED})
 
 RETAIN_TERMINAL = 100_000  # terminal orders kept readable before the oldest are forgotten
+UNRESOLVED_GRACE_S = 30.0  # after this, "no record at a reachable broker" means never placed
 
 
 class _Order:
@@ -191,6 +192,10 @@ class Engine:
         self._submit_ring = self._perf.ring("submit")
         self._seen: dict[str, set] = {}
         self._tasks: set = set()
+        # order id -> loop time of the failed submit, for orders whose outcome is unknown
+        self._unresolved: dict[str, float] = {}
+        self._resolving: Optional[asyncio.Task] = None
+        self.unresolved_grace_s = UNRESOLVED_GRACE_S
         self._seq = 0
         self._id_prefix = ""
         self._day_start = 0
@@ -468,6 +473,13 @@ class Engine:
             self._arm(o, now)
         else:
             await self._route(o)
+            if o.reject_reason == "NOT_PLACED":
+                # The broker proved it never placed the order (it could not be
+                # reached): that is an outage for the caller, not a business reject.
+                raise BrokerUnavailableError(
+                    "the broker could not be reached; the order was not placed", code="BROKER_UNAVAILABLE",
+                    detail=f"order_id={o.order_id} status=rejected reason=NOT_PLACED",
+                )
         o.total_ns = perf_counter_ns() - t0
         self._submit_ring.add(o.total_ns)
         if self._subs:
@@ -517,7 +529,9 @@ class Engine:
 
     async def _resolve_lost_submit(self, o: _Order, exc: BrokerError) -> list:
         """A submit that failed without an answer: the order may or may not
-        exist. Ask by client id; only a proven absence counts as not placed."""
+        exist, and it may still be on its way. Ask by client id; when the
+        broker has no record the order stays pending (never resent, never
+        declared dead on a guess) and the housekeeping timer keeps asking."""
         log.warning("submit of %s failed (%s); resolving by client id", o.order_id, exc, extra=self._log_extra(o))
         self._broker_ok = False
         self._last_broker_error = str(exc)
@@ -525,23 +539,42 @@ class Engine:
             found = await self.broker.order_by_client_id(o.account_id, o.client_order_id)
         except BrokerError:
             found = None
-            unknown = True
-        else:
-            unknown = False
         if found is None:
-            if unknown:
-                o.reject_reason = "BROKER_UNAVAILABLE"
-                # Leave the order pending: reconciliation decides later. The caller is told.
-                raise BrokerUnavailableError(
-                    f"broker did not answer and the order's fate is unknown: {exc}", code="BROKER_UNAVAILABLE",
-                    detail=f"order_id={o.order_id} client_order_id={o.client_order_id}",
-                )
-            o.reject_reason = "BROKER_UNAVAILABLE"
-            self._transition(o, E.REJECT)
-            self._journal_status(o, "BROKER_UNAVAILABLE")
-            raise BrokerUnavailableError(f"order not placed: {exc}", code="BROKER_UNAVAILABLE",
-                                         detail=f"order_id={o.order_id}")
+            self._unresolved[o.order_id] = asyncio.get_running_loop().time()
+            raise BrokerUnavailableError(
+                f"broker did not answer and the order's fate is not known yet: {exc}", code="BROKER_UNAVAILABLE",
+                detail=f"order_id={o.order_id} client_order_id={o.client_order_id} status=pending",
+            )
+        self._broker_ok = True
         return await self._events_for_found(o, found)
+
+    async def _resolve_unresolved(self) -> None:
+        """Ask again for orders whose submit outcome is unknown. Once the broker
+        answers and still has no record after UNRESOLVED_GRACE_S (longer than
+        any request can stay in flight), the order was not placed."""
+        now = asyncio.get_running_loop().time()
+        for oid, since in list(self._unresolved.items()):
+            o = self._orders.get(oid)
+            if o is None or o.state is not _PENDING_SUBMIT:
+                self._unresolved.pop(oid, None)
+                continue
+            try:
+                found = await self.broker.order_by_client_id(o.account_id, o.client_order_id)
+            except BrokerError:
+                return  # still unreachable; next turn
+            self._broker_ok = True
+            if found is not None:
+                for ev in await self._events_for_found(o, found):
+                    self._on_event(ev)
+            elif now - since > self.unresolved_grace_s:
+                o.reject_reason = "NOT_PLACED"
+                o.updated_at = self._clock()
+                self._transition(o, E.REJECT)
+                self._journal_status(o, "NOT_PLACED")
+                log.warning("order %s was never placed at the broker", oid, extra=self._log_extra(o))
+                self._emit_order("order_rejected", o)
+            if o.state is not _PENDING_SUBMIT:
+                self._unresolved.pop(oid, None)
 
     async def _events_for_found(self, o: _Order, found) -> list:
         if o.broker_order_id is None:
@@ -817,11 +850,11 @@ class Engine:
         self._timer = loop.call_later(1.0, self._housekeeping)
 
     def _housekeeping(self) -> None:
-        now = self._clock()
-        if now >= self._day_end:
-            self._roll_day(now)
-        if self._emu.has_expiry:
-            self._expire_emulated(now)
+        self._housekeeping_once()
+        if self._unresolved and (self._resolving is None or self._resolving.done()):
+            task = self._resolving = asyncio.get_running_loop().create_task(self._resolve_unresolved())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         if self._started:
             self._schedule_housekeeping()
 
