@@ -3,14 +3,14 @@ code, before anything is recorded or sent: no order, no venue transaction,
 no rate token."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 
 from fastexec.engine import ExitSpec, OrderSpec
 from fastexec.errors import ValidationError
 
-from .harness import SEC, px
+from .harness import SEC
 
 def _gtd(h, seconds: int) -> datetime:
     return datetime.fromtimestamp(h.clock.now // SEC + seconds, tz=timezone.utc)

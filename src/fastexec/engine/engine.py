@@ -63,7 +63,7 @@ from .killswitch import KillSwitches
 from .perf import Performance
 from .risk import RiskGateway
 from .types import ExitSpec, OrderSpec, OrderType, TradingState
-from .validation import Normalized, broker_request, check_client_order_id, check_price, normalize
+from .validation import Normalized, broker_request, normalize, with_units
 from .views import (
     AccountView,
     EngineEvent,
@@ -949,7 +949,11 @@ class Engine:
         self._transition(o, E.REPLACE_REQUEST)
         o.pending_op = "replace"
         o.reject_reason = None
-        req = broker_request(n, o.client_order_id, o.account_id, o.inst.name)
+        send = n
+        if o.fill_units:
+            # the replacement is a new broker order: it carries only what is left
+            send = with_units(n, n.units - (o.fill_units if n.units > 0 else -o.fill_units))
+        req = broker_request(send, o.client_order_id, o.account_id, o.inst.name)
         old_broker_id = o.broker_order_id
         try:
             try:

@@ -186,6 +186,13 @@ class Normalized:
         self.emulated = info.emulated
 
 
+def with_units(n: Normalized, units: int) -> Normalized:
+    """A copy of ``n`` for ``units`` (the remainder of a partly filled order,
+    which is what a broker-side replacement must carry)."""
+    return Normalized(n.info, units, n.price, n.stop_price, n.trailing_distance, n.tif, n.gtd_ns,
+                      n.stop_loss, n.take_profit, n.trailing_stop, n.client_order_id)
+
+
 def normalize(spec: OrderSpec, instrument, now_ns: int) -> Normalized:
     """Validate ``spec`` against ``instrument``; raise ValidationError on the first problem."""
     info = type_info(spec.type)

@@ -322,12 +322,20 @@ class KillSwitchView:
 
 @dataclass(frozen=True, slots=True)
 class EngineEvent:
-    """What subscribers receive. ``kind`` is one of ``order_accepted,
-    order_working, order_triggered, order_filled, order_partially_filled,
-    order_cancelled, order_expired, order_rejected, order_replaced,
-    exit_filled, position_changed, kill_switch_activated,
-    kill_switch_released, risk_limits_changed, trading_state_changed``.
-    ``data`` is the matching view."""
+    """What subscribers receive. ``kind`` is one of
+
+    * ``order_accepted`` (a submit returned), ``order_working`` (resting at the
+      broker), ``order_triggered`` (an emulated order fired), ``order_filled``,
+      ``order_partially_filled``, ``order_cancelled``, ``order_expired``,
+      ``order_rejected``, ``order_replaced`` (new broker id), ``order_modified``
+      — ``data`` is the OrderView;
+    * ``exit_filled`` — a broker-side fill (stop loss, take profit, trailing
+      stop, close-out): ``data`` is the broker's ``OrderFilled``;
+    * ``position_changed`` — ``data`` is the PositionView after a fill;
+    * ``kill_switch_activated`` / ``kill_switch_released`` — KillSwitchView;
+    * ``risk_limits_changed`` — RiskLimitsView; ``trading_state_changed`` —
+      the new state word.
+    """
 
     kind: str
     account_id: Optional[str]
