@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import fields
+from operator import attrgetter
 from typing import Any, Optional
 
 from fastexec.brokers.base import (
@@ -56,6 +57,7 @@ EVENT_TYPES: dict[type, str] = {
 }
 EVENT_CLASSES = {v: k for k, v in EVENT_TYPES.items()}
 _FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in EVENT_TYPES}  # fields() is slow per call
+_GETTERS = {cls: attrgetter(*names) for cls, names in _FIELDS.items()}  # one C call per event
 
 
 def event_record(event: BrokerEvent, *, source: Optional[str] = None) -> Optional[dict]:
@@ -64,10 +66,12 @@ def event_record(event: BrokerEvent, *, source: Optional[str] = None) -> Optiona
     if isinstance(event, PriceTick):
         return None
     cls = type(event)
-    rec: dict[str, Any] = {"type": EVENT_TYPES[cls], "ts": time.time_ns()}
-    for name in _FIELDS[cls]:
-        value = getattr(event, name)
-        rec[name] = list(value) if type(value) is tuple else value
+    names = _FIELDS[cls]
+    rec: dict[str, Any] = dict(zip(names, _GETTERS[cls](event)))
+    rec["type"] = EVENT_TYPES[cls]
+    rec["ts"] = time.time_ns()
+    if cls is OrderFilled:
+        rec["trades_closed"] = list(event.trades_closed)
     if source is not None:
         rec["source"] = source
     return rec
