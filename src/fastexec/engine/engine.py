@@ -76,7 +76,7 @@ from .views import (
 )
 
 log = logging.getLogger("fastexec.engine")
-_log_debug = lambda: log.isEnabledFor(logging.DEBUG)  # noqa: E731 - one cached lookup on the hot path
+_DEBUG = logging.DEBUG
 
 S = OrderState
 E = OrderEvent
@@ -484,7 +484,7 @@ class Engine:
         self._submit_ring.add(o.total_ns)
         if self._subs:
             self._emit_order("order_accepted", o)
-        if _log_debug():
+        if log.isEnabledFor(_DEBUG):  # cached by logging; no record is built otherwise
             log.debug("order %s %s", oid, STATUS[o.state], extra=self._log_extra(o))
         return self._view(o)
 
