@@ -156,15 +156,22 @@ def sec_engine(tmp: str, quick: bool) -> list[Row]:
 def sec_compare(tmp: str, quick: bool) -> list[Row]:
     out = os.path.join(tmp, "nautilus.json")
     run([PY, os.path.join(HERE, "compare", "nautilus.py"), "--reps", "3" if quick else "5", "--json", out], 1500)
-    res = json.load(open(out))
-    fx, nt = res["sides"]["fastexec"], res["sides"]["nautilus_trader"]
-    ref = f"nautilus_trader {nt['version']}"
-    note = f"in-process submit->filled, {res['orders']} orders x {res['reps']} runs"
-    return [
-        Row("compare", "submit->filled p50", fx["p50_ns"] / 1000, "us", ref, nt["p50_ns"] / 1000, note),
-        Row("compare", "submit->filled mean", fx["mean_ns"] / 1000, "us", ref, nt["mean_ns"] / 1000),
-        Row("compare", "submit->filled p99", fx["p99_ns"] / 1000, "us", ref, nt["p99_ns"] / 1000),
-    ]
+    rows = []
+    for res in json.load(open(out))["flows"]:
+        fx, nt = res["sides"]["fastexec"], res["sides"]["nautilus_trader"]
+        ref = f"nautilus_trader {nt['version']}"
+        flow = res["flow"]
+        note = f"in-process submit->filled, {res['orders']} orders x {res['reps']} runs"
+        if flow == "roundtrip":
+            note += f"; NT open {nt['open_p50_ns'] / 1000:.0f} / close {nt['close_p50_ns'] / 1000:.0f} us"
+        else:
+            note += f"; NT first/last 500 p50 {nt['first500_p50_ns'] / 1000:.0f} / {nt['last500_p50_ns'] / 1000:.0f} us"
+        rows += [
+            Row("compare", f"submit->filled p50 [{flow}]", fx["p50_ns"] / 1000, "us", ref, nt["p50_ns"] / 1000, note),
+            Row("compare", f"submit->filled mean [{flow}]", fx["mean_ns"] / 1000, "us", ref, nt["mean_ns"] / 1000),
+            Row("compare", f"submit->filled p99 [{flow}]", fx["p99_ns"] / 1000, "us", ref, nt["p99_ns"] / 1000),
+        ]
+    return rows
 
 
 def sec_rest(tmp: str, quick: bool) -> list[Row]:

@@ -11,6 +11,9 @@ fill, and the fill applied to positions/P&L/margin; it must come back
 NautilusTrader's backtest kernel has no journal either, and the journal's
 own cost is measured by ``bench/test_journal_bench.py``.
 
+``--flow`` as in ``nt_submit.py``: ``roundtrip`` (flat, open, flat, ...) or
+``held`` (an untimed 1,000,000 buy, then sells and buys of 10,000).
+
 Prints one JSON line like ``nt_submit.py``.
 """
 from __future__ import annotations
@@ -40,6 +43,11 @@ async def _bench(args) -> dict:
         submit = engine.submit
         units = args.units
         sides = ("buy", "sell")
+        if args.flow == "held":
+            base = await submit(OrderSpec(account, "EUR_USD", "buy", 1_000_000))
+            if base.status != "filled":
+                raise RuntimeError(f"base order not filled: {base.status} {base.reject_reason}")
+            sides = ("sell", "buy")
         clock = time.perf_counter_ns
         total = args.warmup + args.orders
         samples = [0] * total
@@ -55,8 +63,9 @@ async def _bench(args) -> dict:
                 samples[i] = t1 - t0
         finally:
             gc.enable()
-        if engine.position(account, "EUR_USD").units != 0:
-            raise RuntimeError("alternating orders did not leave the position flat")
+        expect = 1_000_000 if args.flow == "held" else 0
+        if engine.position(account, "EUR_USD").units != expect:
+            raise RuntimeError(f"alternating orders did not leave the position at {expect}")
     finally:
         await engine.stop()
     return {"samples": samples[args.warmup:]}
@@ -67,6 +76,7 @@ def main(argv=None) -> int:
     ap.add_argument("--orders", type=int, default=5000)
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--units", type=int, default=10_000)
+    ap.add_argument("--flow", choices=("roundtrip", "held"), default="roundtrip")
     args = ap.parse_args(argv)
     if not (0 < args.orders <= 1_000_000 and 0 <= args.warmup <= 100_000):
         raise SystemExit("orders/warmup out of bounds")
@@ -79,6 +89,7 @@ def main(argv=None) -> int:
     first, last = sorted(result["samples"][:500]), sorted(result["samples"][-500:])
     print(json.dumps({
         "impl": "fastexec",
+        "flow": args.flow,
         "version": fastexec.__version__,
         "python": sys.version.split()[0],
         "orders": n,

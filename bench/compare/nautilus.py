@@ -2,7 +2,7 @@
 """fastexec vs NautilusTrader: the same order, submitted in-process to a
 simulated venue, measured in the same run.
 
-    python bench/compare/nautilus.py [--reps 5] [--orders 3000] [--warmup 300] [--json FILE]
+    python bench/compare/nautilus.py [--reps 5] [--orders 3000] [--warmup 300] [--flows roundtrip,held] [--json FILE]
 
 NautilusTrader is never a project dependency: it is installed on demand
 (pinned, ``--nautilus-version``) into its own virtualenv, by default
@@ -12,7 +12,9 @@ CPython. Each repetition runs ``fx_submit.py`` (here) and ``nt_submit.py``
 (there) one after the other, alternating which goes first, so both see the
 same machine; figures are medians over the repetitions of each run's p50 /
 p99 / mean per order, and the ratio NautilusTrader / fastexec (> 1: fastexec
-is faster). See the two drivers for exactly what is in each timed region.
+is faster). See the two drivers for exactly what is in each timed region
+and for the two order flows (``roundtrip``: the position closes and reopens
+every two orders; ``held``: it stays open).
 """
 from __future__ import annotations
 
@@ -52,23 +54,24 @@ def ensure_venv(path: str, version: str) -> str:
     return py
 
 
-def run_side(python: str, script: str, orders: int, warmup: int) -> dict:
-    cmd = _taskset() + [python, os.path.join(HERE, script), "--orders", str(orders), "--warmup", str(warmup)]
+def run_side(python: str, script: str, orders: int, warmup: int, flow: str) -> dict:
+    cmd = _taskset() + [python, os.path.join(HERE, script), "--orders", str(orders), "--warmup", str(warmup),
+                        "--flow", flow]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise SystemExit(f"{script} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def compare(reps: int, orders: int, warmup: int, nt_python: str) -> dict:
+def compare(reps: int, orders: int, warmup: int, nt_python: str, flow: str) -> dict:
     runs = {"fastexec": [], "nautilus_trader": []}
     for rep in range(reps):
         order = [("fastexec", sys.executable, "fx_submit.py"), ("nautilus_trader", nt_python, "nt_submit.py")]
         if rep % 2:
             order.reverse()
         for name, py, script in order:
-            runs[name].append(run_side(py, script, orders, warmup))
-    out = {"reps": reps, "orders": orders, "warmup": warmup, "sides": {}}
+            runs[name].append(run_side(py, script, orders, warmup, flow))
+    out = {"flow": flow, "reps": reps, "orders": orders, "warmup": warmup, "sides": {}}
     for name, rs in runs.items():
         side = {"version": rs[0]["version"], "python": rs[0]["python"]}
         for key in ("p50_ns", "p99_ns", "mean_ns", "open_p50_ns", "close_p50_ns", "first500_p50_ns", "last500_p50_ns"):
@@ -85,9 +88,12 @@ def compare(reps: int, orders: int, warmup: int, nt_python: str) -> dict:
 def print_report(res: dict) -> None:
     fx, nt = res["sides"]["fastexec"], res["sides"]["nautilus_trader"]
     us = lambda ns: f"{ns / 1000:9.1f}"  # noqa: E731
-    print(f"in-process submit -> filled, EUR/USD market 10k alternating buy/sell, "
+    what = ("alternating buy (opens) / sell (closes)" if res["flow"] == "roundtrip"
+            else "alternating sell / buy of 10k on a held 1M long")
+    a, b = ("open p50", "close p50") if res["flow"] == "roundtrip" else ("sell p50", "buy p50")
+    print(f"[{res['flow']}] in-process submit -> filled, EUR/USD market 10k, {what}, "
           f"{res['orders']} orders x {res['reps']} runs (medians of per-run figures, µs per order)")
-    print(f"{'':28} {'p50':>9} {'p99':>9} {'mean':>9} {'open p50':>9} {'close p50':>9} {'first500':>9} {'last500':>9}")
+    print(f"{'':28} {'p50':>9} {'p99':>9} {'mean':>9} {a:>9} {b:>9} {'first500':>9} {'last500':>9}")
     for label, s in ((f"fastexec {fx['version']}", fx), (f"nautilus_trader {nt['version']}", nt)):
         print(f"{label:28} {us(s['p50_ns'])} {us(s['p99_ns'])} {us(s['mean_ns'])} {us(s['open_p50_ns'])} "
               f"{us(s['close_p50_ns'])} {us(s['first500_p50_ns'])} {us(s['last500_p50_ns'])}")
@@ -100,6 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--orders", type=int, default=3000)
     ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--flows", default="roundtrip,held")
     ap.add_argument("--nautilus-version", default=DEFAULT_VERSION)
     ap.add_argument("--venv", default=os.environ.get("FASTEXEC_NAUTILUS_VENV",
                                                      os.path.join(tempfile.gettempdir(), "fastexec-nautilus-venv")))
@@ -108,13 +115,18 @@ def main(argv=None) -> int:
     if not (1 <= args.reps <= 50 and 1 <= args.orders <= 100_000):
         raise SystemExit("reps/orders out of bounds")
     t0 = time.monotonic()
+    flows = [f for f in args.flows.split(",") if f]
+    if not flows or any(f not in ("roundtrip", "held") for f in flows):
+        raise SystemExit("--flows: roundtrip and/or held")
     nt_python = ensure_venv(args.venv, args.nautilus_version)
-    res = compare(args.reps, args.orders, args.warmup, nt_python)
-    res["seconds"] = round(time.monotonic() - t0, 1)
-    print_report(res)
+    results = []
+    for flow in flows:
+        res = compare(args.reps, args.orders, args.warmup, nt_python, flow)
+        print_report(res)
+        results.append(res)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(res, fh, indent=2)
+            json.dump({"seconds": round(time.monotonic() - t0, 1), "flows": results}, fh, indent=2)
     return 0
 
 

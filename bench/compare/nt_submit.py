@@ -15,7 +15,15 @@ arrives instead of waiting for the next data event. From inside a Strategy's
 and is filled by the time ``submit_order`` returns (asserted per order: a
 benchmark of orders that did not fill would be measuring a shortcut). Logging
 is bypassed (fastexec's hot path does not log either); the risk engine's
-submit-rate throttle keeps running with its limit lifted. Orders alternate buy
+submit-rate throttle keeps running with its limit lifted.
+
+Two flows (``--flow``), the same on both sides:
+
+* ``roundtrip``: the position goes flat and reopens every two orders. On each
+  reopen NautilusTrader pickles a snapshot of the netting position (cache.pyx
+  ``snapshot_position``), part of its real cost for this flow.
+* ``held``: one untimed 1,000,000 buy first, then sells and buys of 10,000, so
+  the position never closes and never reopens (no snapshot). Orders alternate buy
 and sell so the netting position stays flat and no state grows.
 
 Prints one JSON line: per-order latencies (ns) summary, version.
@@ -37,6 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--orders", type=int, default=5000)
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--units", type=int, default=10_000)
+    ap.add_argument("--flow", choices=("roundtrip", "held"), default="roundtrip")
     args = ap.parse_args(argv)
     if not (0 < args.orders <= 1_000_000 and 0 <= args.warmup <= 100_000):
         raise SystemExit("orders/warmup out of bounds")
@@ -73,6 +82,12 @@ def main(argv=None) -> int:
             iid = instrument.id
             qty = Quantity.from_int(args.units)
             sides = (OrderSide.BUY, OrderSide.SELL)
+            if args.flow == "held":
+                base = factory.market(iid, OrderSide.BUY, Quantity.from_int(1_000_000))
+                submit(base)
+                if base.status != OrderStatus.FILLED:
+                    raise RuntimeError("base order not filled")
+                sides = (OrderSide.SELL, OrderSide.BUY)
             filled = OrderStatus.FILLED
             clock = time.perf_counter_ns
             total = args.warmup + args.orders
@@ -137,6 +152,7 @@ def main(argv=None) -> int:
     first, last = sorted(result["samples"][:500]), sorted(result["samples"][-500:])
     print(json.dumps({
         "impl": "nautilus_trader",
+        "flow": args.flow,
         "version": nautilus_trader.__version__,
         "python": sys.version.split()[0],
         "orders": n,
