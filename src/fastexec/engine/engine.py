@@ -1100,6 +1100,89 @@ class Engine:
 
     # ------------------------------------------------------------------ reads
 
+    async def adopt_order(self, record: dict) -> OrderView:
+        """Take back an order that was working at the broker before a restart.
+
+        ``record`` is the journal's view of the order (``fastexec.journal``
+        ``JournalState`` order dict: order_id, client_order_id, account_id,
+        instrument, side, units, order_type, price, ..., status,
+        broker_order_id, filled_units, fill_notional). The order keeps its
+        engine id, so cancel/modify/get_order and the kill switch work on it
+        again. Its state is then checked with the broker by client id; a fill
+        or cancel that happened while the engine was down ends the order
+        (positions are not touched: they were loaded from the broker at start).
+        Nothing is sent. Emulated orders are not adopted here (they never
+        reached the broker; submit them again).
+        """
+        status = record.get("status")
+        if status not in ("accepted", "working", "partially_filled"):
+            raise ValidationError(f"only open broker orders can be adopted, not {status!r}", code="NOT_ADOPTABLE",
+                                  field="status")
+        oid = record.get("order_id")
+        coid = record.get("client_order_id") or oid
+        if type(oid) is not str or not oid or type(coid) is not str:
+            raise ValidationError("order_id and client_order_id must be text", code="NOT_ADOPTABLE", field="order_id")
+        if oid in self._orders or coid in self._by_client or oid in self._by_client:
+            raise ConflictError(f"order {oid!r} is already known", code="DUPLICATE_ORDER_ID", field="order_id")
+        inst = self._instrument(record.get("instrument"))
+        a = self._acct_index(record.get("account_id"), for_order=True)
+        gtd = record.get("gtd_time_ns")
+        spec = OrderSpec(
+            account_id=record["account_id"], instrument=inst.name, side=record.get("side"), units=record.get("units"),
+            type=record.get("order_type"), price=record.get("price"), stop_price=record.get("stop_price"),
+            trailing_distance=record.get("trailing_distance"), time_in_force=record.get("time_in_force"),
+            gtd_time=None if gtd is None else _ns_to_dt(gtd),
+            stop_loss=_exit_from_record(record.get("stop_loss")), take_profit=_exit_from_record(record.get("take_profit")),
+            trailing_stop_distance=record.get("trailing_stop_distance"),
+        )
+        now = self._clock()
+        n = normalize(spec, inst, min(now, gtd - 1) if gtd is not None else now)
+        if n.emulated:
+            raise ValidationError("emulated orders are re-armed by submitting them again", code="NOT_ADOPTABLE",
+                                  field="order_type")
+        filled = record.get("filled_units") or 0
+        if type(filled) is not int or not 0 <= filled < abs(n.units):
+            raise ValidationError(f"filled_units={filled!r} must be below units", code="NOT_ADOPTABLE",
+                                  field="filled_units")
+        broker_id = record.get("broker_order_id")
+        self._store.add(oid, a, inst.index, n.units, n.price or 0, n.stop_price or 0, False)
+        o = _Order(oid, coid, record["account_id"], a, inst, n, spec.side, record.get("request_id"),
+                   record.get("created_at") or now)
+        o.updated_at = record.get("updated_at") or now
+        self._orders[oid] = o
+        self._by_client[coid] = o
+        if broker_id is not None:
+            self._bind(o, str(broker_id))
+            self._transition(o, E.ACCEPT)
+        if filled:
+            o.state = self._store.fill(oid, filled if n.units > 0 else -filled)
+            o.fill_units = filled
+            o.fill_value = record.get("fill_notional") or 0
+        try:
+            found = await self.broker.order_by_client_id(o.account_id, coid)
+        except BrokerError:
+            found = None
+            self._unresolved[oid] = asyncio.get_running_loop().time()
+        if found is not None:
+            if o.broker_order_id is None:
+                self._bind(o, found.broker_order_id)
+                self._transition(o, E.ACCEPT)
+            elif found.broker_order_id != o.broker_order_id:
+                self._bind(o, found.broker_order_id)  # replaced while we were down
+            if found.state == "FILLED":
+                rest = n.units - (o.fill_units if n.units > 0 else -o.fill_units)
+                o.state = self._store.fill(oid, rest)
+                o.fill_units = abs(n.units)
+                if _IS_TERMINAL[o.state]:
+                    self._retire(o)
+            elif found.state == "CANCELLED":
+                o.reject_reason = "CANCELLED_WHILE_DOWN"
+                self._transition(o, E.CANCEL)
+        elif broker_id is None and oid not in self._unresolved:
+            self._unresolved[oid] = asyncio.get_running_loop().time()
+        log.info("adopted order %s (%s)", oid, STATUS[o.state], extra=self._log_extra(o))
+        return self._view(o)
+
     def get_order(self, order_id: str) -> OrderView:
         return self._view(self._find(order_id))
 
@@ -1331,6 +1414,20 @@ def _exit_spec(d) -> Optional[ExitSpec]:
     if d is None:
         return None
     return ExitSpec(price=d.price, distance=d.distance, guaranteed=d.guaranteed)
+
+
+def _exit_from_record(d) -> Optional[ExitSpec]:
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise ValidationError("exit records must be objects", code="NOT_ADOPTABLE")
+    return ExitSpec(price=d.get("price"), distance=d.get("distance"), guaranteed=bool(d.get("guaranteed")))
+
+
+def _ns_to_dt(ns: int):
+    from .clock import ns_to_datetime
+
+    return ns_to_datetime(ns)
 
 
 def _exit_record(d) -> Optional[dict]:
