@@ -185,3 +185,15 @@ async def test_request_id_follows_an_emulated_order_into_later_logs(h, caplog):
     records = [r for r in caplog.records if getattr(r, "order_id", None) == v.order_id]
     assert records and all(r.request_id == "req-trace-1" for r in records)
     assert any("triggered" in r.getMessage() for r in records)
+
+
+async def test_refusals_are_counted_by_code(h):
+    from fastexec.errors import FastexecError
+
+    h.engine.set_risk_limits(h.a1, max_units_per_order=10)
+    for spec in (OrderSpec(h.a1, "EUR_USD", "buy", 11), OrderSpec(h.a1, "EUR_USD", "buy", 11),
+                 OrderSpec(h.a1, "EUR_USD", "hold", 1)):
+        with pytest.raises(FastexecError):
+            await h.engine.submit(spec)
+    counters = h.engine.performance()["counters"]
+    assert counters["refused.MAX_UNITS_PER_ORDER"] == 2 and counters["refused.INVALID_SIDE"] == 1

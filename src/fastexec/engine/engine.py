@@ -457,7 +457,11 @@ class Engine:
         """
         t0 = perf_counter_ns()
         now = self._clock()
-        inst, a, n = self._check(order, now, consume=True)
+        try:
+            inst, a, n = self._check(order, now, consume=True)
+        except FastexecError as exc:
+            self._perf.count("refused." + exc.code)
+            raise
         t1 = perf_counter_ns()
         oid = self._next_id()
         coid = n.client_order_id or oid
