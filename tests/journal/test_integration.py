@@ -132,3 +132,22 @@ async def test_emulated_orders_survive_a_restart_and_still_trigger(venue, tmp_pa
     sent = [t for t in venue.account(acct).txns if t.type == "LIMIT_ORDER"]
     assert len(sent) == 1
     await je2.stop()
+
+
+async def test_a_working_order_is_taken_back_under_its_own_id_and_can_be_cancelled(venue, tmp_path):
+    je = await start(venue, tmp_path)
+    acct = je.account_ids[0]
+    bid, ask, _ = venue.price("EUR_USD")
+    view = await je.submit(spec(acct, "limit-1", type="limit", price=bid - 50_000_000))
+    assert view.status == "working"
+    await crash(je)
+
+    je2 = await start(venue, tmp_path)
+    assert je2.restored["orders_adopted"] == 1 and je2.restored["orders_not_restored"] == 0
+    back = je2.get_order(view.order_id)
+    assert back.client_order_id == "limit-1" and back.status == "working"
+    cancelled = await je2.cancel(view.order_id)
+    assert cancelled.status == "cancelled"
+    assert not venue.account(acct).pending  # really cancelled at the venue
+    assert je2.journal.state.orders[view.order_id]["status"] == "cancelled"
+    await je2.stop()

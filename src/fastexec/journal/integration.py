@@ -20,8 +20,10 @@ closes that gap without touching the engine's internals:
 Restoring engine state: when the engine offers ``restore_state(dict)`` it gets
 ``JournalState.to_dict()`` (orders with status and broker ids, emulated orders
 with their trigger state, kill switches, risk limits, trading states). Until it
-does, risk limits, trading states and kill switches are re-applied through the
-engine's public methods, and open/emulated orders cannot be re-armed (logged).
+does, everything goes through the engine's public methods: risk limits,
+trading states and kill switches are re-applied, orders working at the broker
+are taken back under their own engine id (``Engine.adopt_order``), and
+emulated orders are submitted again under their client order id.
 
 ``serve_main`` is ``fastexec serve`` with this wrapper in place (journal in
 ``$FASTEXEC_DATA_DIR/journal``, durability from ``FASTEXEC_JOURNAL_DURABILITY``).
@@ -137,13 +139,32 @@ class JournaledEngine:
                 await self.engine.activate_kill_switch(acct, reason=ks.get("reason") or "restored from journal",
                                                        actor=ks.get("actor") or "journal", flatten=False)
                 switches += 1
+        adopted, unrestorable = await self._adopt_working(accounts)
         rearmed = await self._rearm_emulated(accounts)
-        unrestorable = [o["order_id"] for o in st.open_orders() if o["status"] != "emulated"]
         if unrestorable:
-            log.warning("journal: the engine has no restore_state(); %d orders working at the broker are not "
-                        "tracked as orders (their fills still move positions): %s", len(unrestorable), unrestorable[:20])
+            log.warning("journal: %d orders working at the broker could not be taken back as orders "
+                        "(their fills still move positions): %s", len(unrestorable), unrestorable[:20])
         self.restored = {"risk_limits": limits, "trading_states": states, "kill_switches": switches,
-                         "emulated_rearmed": rearmed, "orders_not_restored": len(unrestorable)}
+                         "orders_adopted": adopted, "emulated_rearmed": rearmed,
+                         "orders_not_restored": len(unrestorable)}
+
+    async def _adopt_working(self, accounts: set) -> tuple[int, list[str]]:
+        """Orders working at the broker keep their engine id (``Engine.adopt_order``)."""
+        adopt = getattr(self.engine, "adopt_order", None)
+        adopted, failed = 0, []
+        for o in list(self.journal.state.open_orders()):
+            if o["status"] == "emulated" or o["account_id"] not in accounts:
+                continue
+            if adopt is None:
+                failed.append(o["order_id"])
+                continue
+            try:
+                await adopt(dict(o))
+                adopted += 1
+            except FastexecError as exc:
+                log.error("journal: order %s could not be adopted: %s", o["order_id"], exc)
+                failed.append(o["order_id"])
+        return adopted, failed
 
     async def _rearm_emulated(self, accounts: set) -> int:
         """Emulated orders never reached the broker, so submitting them again
