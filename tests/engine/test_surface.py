@@ -197,3 +197,18 @@ async def test_refusals_are_counted_by_code(h):
             await h.engine.submit(spec)
     counters = h.engine.performance()["counters"]
     assert counters["refused.MAX_UNITS_PER_ORDER"] == 2 and counters["refused.INVALID_SIDE"] == 1
+
+
+async def test_finished_orders_are_forgotten_oldest_first_and_memory_stays_bounded(h):
+    h.engine.retain_terminal = 5
+    h.engine.retire_batch = 3
+    working = await h.engine.submit(OrderSpec(h.a1, "EUR_USD", "buy", 1, type="limit", price=px("1.09000")))
+    ids = [(await h.engine.submit(OrderSpec(h.a1, "EUR_USD", "buy" if i % 2 else "sell", 1))).order_id
+           for i in range(20)]
+    kept = [o.order_id for o in h.engine.list_orders(limit=100)]
+    assert working.order_id in kept  # open orders are never forgotten
+    assert 5 <= len(kept) - 1 <= 8 and kept[-1] == ids[-1]
+    with pytest.raises(NotFoundError):
+        h.engine.get_order(ids[0])
+    assert h.engine.performance()["counters"]["core_orders"] <= 9  # the core store forgot the same ones
+    assert (await h.engine.cancel(working.order_id)).status == "cancelled"

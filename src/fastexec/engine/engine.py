@@ -111,6 +111,7 @@ _FILLED = S.FILLED
 _AT_BROKER = frozenset({S.SUBMITTED, S.PARTIALLY_FILLED})
 
 RETAIN_TERMINAL = 100_000  # terminal orders kept readable before the oldest are forgotten
+RETIRE_BATCH = 4096
 UNRESOLVED_GRACE_S = 30.0  # after this, "no record at a reachable broker" means never placed
 
 
@@ -196,6 +197,8 @@ class Engine:
         self._unresolved: dict[str, float] = {}
         self._resolving: Optional[asyncio.Task] = None
         self.unresolved_grace_s = UNRESOLVED_GRACE_S
+        self.retain_terminal = RETAIN_TERMINAL  # finished orders kept readable (get_order, list_orders)
+        self.retire_batch = RETIRE_BATCH
         self._seq = 0
         self._id_prefix = ""
         self._day_start = 0
@@ -386,18 +389,26 @@ class Engine:
         """Bound memory: keep the newest RETAIN_TERMINAL finished orders readable."""
         if o.norm.emulated:
             self._emu.remove(o.order_id)
-        self._terminal.append(o.order_id)
-        while len(self._terminal) > RETAIN_TERMINAL:
-            old = self._orders.pop(self._terminal.popleft(), None)
+        terminal = self._terminal
+        terminal.append(o.order_id)
+        if len(terminal) > self.retain_terminal + self.retire_batch:
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        """Forget finished orders in batches, oldest first. The store forgets
+        its own in the same order (``evict_terminal`` pops from its queue,
+        O(1) each; evicting one id at a time would scan that queue)."""
+        terminal = self._terminal
+        keep = self.retain_terminal
+        orders = self._orders
+        while len(terminal) > keep:
+            old = orders.pop(terminal.popleft(), None)
             if old is None:
                 continue
             self._by_client.pop(old.client_order_id, None)
             if old.broker_order_id is not None:
                 self._by_broker.pop((old.account_id, old.broker_order_id), None)
-            try:
-                self._store.evict(old.order_id)
-            except OrderError:
-                pass
+        self._store.evict_terminal(keep)
 
     # ------------------------------------------------------------------ submit
 
@@ -1395,6 +1406,7 @@ class Engine:
         snap = self._perf.snapshot()
         snap["counters"].update({
             "orders": len(self._orders),
+            "core_orders": len(self._store),
             "emulated_waiting": len(self._emu),
             "accounts": len(self._accounts),
         })
