@@ -123,7 +123,28 @@ async def test_refuses_open_non_loopback_bind(tmp_path):
     assert b"refusing to bind 0.0.0.0 without API tokens" in err
 
 
-@pytest.mark.parametrize("args,message", [(["--port", "70000"], b"is not a TCP port"), (["--log-level", "loud"], b"invalid choice")])
+async def test_gc_policy_freezes_and_runs_full_collections(tmp_path):
+    s = await start_serve(tmp_path, "--gc-freeze-interval", "0.1", "--gc-full-interval", "0.3")
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(20):
+                async with http.get(s.api + "/health") as r:
+                    assert r.status == 200
+                await asyncio.sleep(0.05)
+    finally:
+        assert await stop_serve(s) == 0
+    full = [l for l in s.lines if l["msg"] == "full garbage collection"]
+    assert full and all(l["pause_ms"] >= 0 for l in full)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--port", "70000"], b"is not a TCP port"),
+        (["--log-level", "loud"], b"invalid choice"),
+        (["--gc-freeze-interval", "-1"], b"must be >= 0"),
+    ],
+)
 async def test_bad_flags(tmp_path, args, message):
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fastexec", "serve", *args,

@@ -12,16 +12,29 @@ default anyone should get by accident.
 
 SIGINT/SIGTERM stop accepting connections, let in-flight requests finish, then
 stop the engine (which flushes its journal).
+
+Garbage collection: the engine keeps every order it has seen, so the heap
+grows with the order count, and CPython's full (generation 2) collection
+scans all of it: measured here, a 60,000-order engine paused 0.4-0.7 s in one
+collection, which lands on whichever order is being handled. ``GcPolicy``
+freezes the surviving heap every few seconds (``gc.freeze``: survivors move to
+the permanent generation and are not scanned again; memory is still freed by
+reference counting as usual), so each collection only looks at recent
+objects: full collections then took ~20 ms. Reference cycles that die after
+being frozen are reclaimed by an occasional full collection
+(``--gc-full-interval``, default hourly).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import dataclasses
+import gc
 import ipaddress
 import logging
 import signal
 import sys
+import time
 from typing import Any, Optional, Sequence
 
 from aiohttp import web
@@ -40,11 +53,50 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class GcPolicy:
+    """Periodic ``gc.freeze`` with a rare full collection (see module docstring)."""
+
+    def __init__(self, freeze_interval: float = 10.0, full_interval: float = 3600.0) -> None:
+        self.freeze_interval = freeze_interval
+        self.full_interval = full_interval
+        self._task: Optional[asyncio.Task] = None
+
+    def start(self) -> None:
+        if self.freeze_interval <= 0:
+            return
+        gc.collect()
+        gc.freeze()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="fastexec-gc")
+
+    async def _run(self) -> None:
+        last_full = time.monotonic()
+        while True:
+            await asyncio.sleep(self.freeze_interval)
+            if self.full_interval > 0 and time.monotonic() - last_full >= self.full_interval:
+                gc.unfreeze()
+                t0 = time.perf_counter()
+                collected = gc.collect()
+                log.info("full garbage collection", extra={"collected": collected, "pause_ms": round((time.perf_counter() - t0) * 1e3, 1)})
+                last_full = time.monotonic()
+            gc.freeze()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        gc.unfreeze()
+
+
 class Service:
     """The running pieces; ``start``/``stop`` are what ``serve`` and the tests use."""
 
-    def __init__(self, settings: Settings, *, engine: Any = None) -> None:
+    def __init__(self, settings: Settings, *, engine: Any = None, gc_policy: Optional[GcPolicy] = None) -> None:
         self.settings = settings
+        self.gc_policy = gc_policy
         self.engine = engine
         self._own_engine = engine is None
         self.metrics: Any = None
@@ -80,6 +132,8 @@ class Service:
         msite = web.TCPSite(self._metrics_runner, s.host, s.prometheus_port, reuse_address=True)
         await msite.start()
         self.metrics_port = self._bound_port(self._metrics_runner)
+        if self.gc_policy is not None:
+            self.gc_policy.start()
         broker = getattr(self.engine, "broker", None)
         log.info(
             "listening",
@@ -101,6 +155,8 @@ class Service:
         raise RuntimeError("site has no socket")  # pragma: no cover
 
     async def stop(self) -> None:
+        if self.gc_policy is not None:
+            await self.gc_policy.stop()
         if self.app is not None:
             self._api.state = "stopping"
         if self._runner is not None:
@@ -126,6 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="API port (default FASTEXEC_PORT or 8004; 0 = any free port)")
     p.add_argument("--metrics-port", type=int, help="Prometheus port (default PROMETHEUS_PORT or 8091; 0 = any free port)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"], help="default LOG_LEVEL or info")
+    p.add_argument(
+        "--gc-freeze-interval",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="freeze the surviving heap every S seconds so GC pauses do not grow with the order count (0 = off)",
+    )
+    p.add_argument(
+        "--gc-full-interval",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="full garbage collection every S seconds to reclaim frozen cycles (0 = never)",
+    )
     p.add_argument(
         "--allow-unauthenticated",
         action="store_true",
@@ -158,8 +228,8 @@ def settings_from_args(args: argparse.Namespace, env=None) -> Settings:
     return settings
 
 
-async def _run(settings: Settings) -> int:
-    service = Service(settings)
+async def _run(settings: Settings, gc_policy: Optional[GcPolicy] = None) -> int:
+    service = Service(settings, gc_policy=gc_policy)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -200,9 +270,21 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as exc:
         print(f"fastexec serve: {exc}", file=sys.stderr)
         return 2
+    if args.gc_freeze_interval < 0 or args.gc_full_interval < 0:
+        print("fastexec serve: --gc-freeze-interval and --gc-full-interval must be >= 0", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, secrets=[settings.oanda_api_key, *settings.api_tokens])
+    policy = gc_policy_from_args(args)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(_run(settings))
+        return runner.run(_run(settings, policy))
+
+
+def gc_policy_from_args(args: argparse.Namespace) -> Optional[GcPolicy]:
+    """The GC policy the flags ask for (None when freezing is off); also for
+    other entry points that build a ``Service`` from the same parser."""
+    if args.gc_freeze_interval <= 0:
+        return None
+    return GcPolicy(args.gc_freeze_interval, args.gc_full_interval)
 
 
 if __name__ == "__main__":  # pragma: no cover
