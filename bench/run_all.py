@@ -258,6 +258,11 @@ def machine() -> dict:
     }
 
 
+def clip(text: str, width: int) -> str:
+    """Keep both ends of a long name: parametrised test ids differ at the end."""
+    return text if len(text) <= width else text[: width - 16] + "~" + text[-15:]
+
+
 def fmt(v) -> str:
     if v is None:
         return "-"
@@ -306,7 +311,7 @@ def main(argv=None) -> int:
         if r.value is None and not r.ref_name:  # a verbatim line (journal) or a failure
             print(f"{r.section:<10} {r.figure}{('  ' + r.note) if r.note else ''}")
             continue
-        print(f"{r.section:<10} {r.figure[:48]:<48} {fmt(r.value):>12} {r.unit:<8} {r.ref_name[:26]:<26} "
+        print(f"{r.section:<10} {clip(r.figure, 48):<48} {fmt(r.value):>12} {r.unit:<8} {r.ref_name[:26]:<26} "
               f"{fmt(r.ref_value):>12} {ratio:>8}  {r.target():<20} {r.note}")
     print(f"\n{total} s in all ({', '.join(f'{k} {v}s' for k, v in timings.items())})"
           + (f"; FAILED: {', '.join(failed)}" if failed else ""))
