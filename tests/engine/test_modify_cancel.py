@@ -168,3 +168,21 @@ async def test_client_order_id_is_unique_and_finds_the_order(h):
         await _resting_buy(h, client_order_id="abc-1")
     assert err.value.code == "DUPLICATE_CLIENT_ORDER_ID"
     assert h.engine.account(h.a1).working_orders == 1
+
+
+async def test_modify_refused_by_the_broker_leaves_the_working_order_as_it_was(h):
+    view = await _resting_buy(h, client_order_id="gslo-1")
+    h.venue.accounts[h.a1].gslo_mode = "DISABLED"  # this account may not use guaranteed stops
+    from fastexec.errors import BrokerRejectedError
+
+    with pytest.raises(BrokerRejectedError) as err:
+        await h.engine.modify(view.order_id, price=px("1.09600"),
+                              stop_loss=ExitSpec(price=px("1.09000"), guaranteed=True))
+    assert err.value.code == "STOP_LOSS_ON_FILL_GUARANTEED_NOT_ALLOWED"
+    same = h.engine.get_order(view.order_id)
+    assert same.status == "working"
+    assert (same.price, same.stop_loss, same.broker_order_id) == (px("1.09500"), None, view.broker_order_id)
+    assert [o.id for o in h.venue.accounts[h.a1].pending.values()] == [int(view.broker_order_id)]
+    # and it still works normally afterwards
+    assert (await h.engine.modify(view.order_id, price=px("1.09600"))).price == px("1.09600")
+    assert (await h.engine.cancel("gslo-1")).status == "cancelled"
