@@ -138,9 +138,9 @@ async def test_subscribers_get_events_and_can_leave(h):
     h.engine.subscribe(broken)  # must not break the engine
     v = await h.engine.submit(OrderSpec(h.a1, "EUR_USD", "buy", 100), request_id="r-9")
     kinds = [e.kind for e in seen]
-    assert kinds == ["order_filled", "position_changed", "order_accepted"]
-    assert seen[0].order_id == v.order_id and seen[0].request_id == "r-9"
-    assert seen[0].to_dict()["data"]["status"] == "filled"
+    assert kinds == ["order_submitted", "order_filled", "position_changed"]
+    assert seen[0].order_id == seen[1].order_id == v.order_id and seen[1].request_id == "r-9"
+    assert seen[0].data.status == "pending" and seen[1].to_dict()["data"]["status"] == "filled"
     unsubscribe()
     await h.engine.submit(OrderSpec(h.a1, "EUR_USD", "buy", 100))
     assert len(seen) == 3

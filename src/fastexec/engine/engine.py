@@ -485,6 +485,8 @@ class Engine:
         self._by_client[coid] = o
         if self._journal_on:
             self._journal_submitted(o)
+        if self._subs:
+            self._emit_order("order_submitted", o)
         if emulated:
             self._arm(o, now)
         else:
@@ -498,8 +500,6 @@ class Engine:
                 )
         o.total_ns = perf_counter_ns() - t0
         self._submit_ring.add(o.total_ns)
-        if self._subs:
-            self._emit_order("order_accepted", o)
         if log.isEnabledFor(_DEBUG):  # cached by logging; no record is built otherwise
             log.debug("order %s %s", oid, STATUS[o.state], extra=self._log_extra(o))
         return self._view(o)

@@ -324,7 +324,7 @@ class KillSwitchView:
 class EngineEvent:
     """What subscribers receive. ``kind`` is one of
 
-    * ``order_accepted`` (a submit returned), ``order_working`` (resting at the
+    * ``order_submitted`` (recorded, about to be routed or armed), ``order_working`` (resting at the
       broker), ``order_triggered`` (an emulated order fired), ``order_filled``,
       ``order_partially_filled``, ``order_cancelled``, ``order_expired``,
       ``order_rejected``, ``order_replaced`` (new broker id), ``order_modified``
