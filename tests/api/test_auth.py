@@ -93,3 +93,16 @@ async def test_tokens_never_reach_the_logs(authed, caplog):
     assert caplog.records, "expected some log records"
     for secret in (TOKEN_A, TOKEN_ALL, "not-a-real-token-xyz"):
         assert secret not in text
+
+
+async def test_global_kill_switch_needs_an_all_accounts_token(authed):
+    authed.token = TOKEN_A
+    st, out, _ = await authed.call("POST", "/api/v1/risk/kill-switch?reason=x")
+    assert st == 403, out
+    assert all(not authed.engine.account(a).kill_switch_active for a in authed.accounts)
+    authed.token = TOKEN_ALL
+    st, out, _ = await authed.call("POST", "/api/v1/risk/kill-switch?reason=x")
+    assert st == 200 and out["active"] is True
+    authed.token = TOKEN_A
+    st, out, _ = await authed.call("DELETE", "/api/v1/risk/kill-switch")
+    assert st == 403

@@ -95,3 +95,21 @@ async def test_accounts_and_health(api):
     assert st == 200
     assert_schema("HealthDetailed", hd)
     assert hd["components"]["accounts"]["count"] == 2
+
+
+async def test_global_kill_switch_halts_every_account(api):
+    st, ks, _ = await api.call("POST", "/api/v1/risk/kill-switch?reason=market_halt")
+    assert st == 200, ks
+    assert_schema("KillSwitch", ks)
+    assert ks["account_id"] is None and ks["active"] is True
+    for acct in api.accounts:
+        st, out, _ = await api.call("POST", "/api/v1/orders", json_body=api.order(account_id=acct))
+        assert st == 423, out
+    st, ks, _ = await api.call("DELETE", "/api/v1/risk/kill-switch")
+    assert st == 200 and ks["active"] is False
+    st, out, _ = await api.call("DELETE", "/api/v1/risk/kill-switch")
+    assert st == 409, out
+    st, out, _ = await api.call("POST", "/api/v1/orders", json_body=api.order())
+    assert st == 201
+    text = api.metrics.render().decode()
+    assert 'execution_kill_switch_activations_total{account_id="all",reason="market_halt"} 1.0' in text

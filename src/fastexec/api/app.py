@@ -32,6 +32,7 @@ from fastexec.engine.types import ExitSpec, OrderSpec
 from fastexec.errors import (
     BrokerUnavailableError,
     FastexecError,
+    ForbiddenError,
     KillSwitchActiveError,
     NotFoundError,
     RiskDeniedError,
@@ -456,6 +457,26 @@ class Api:
         log.warning("kill switch activated", extra={"account_id": account, "reason": reason, "actor": ctx.principal.name})
         return 200, view.to_dict()
 
+    async def global_kill_switch_on(self, ctx: Ctx) -> tuple[int, Any]:
+        self._require_all_accounts(ctx.principal)
+        reason = ctx.params.get("reason") or "manual"
+        view = await self.engine.activate_kill_switch(None, reason=reason, actor=ctx.principal.name, flatten=ctx.params["flatten"])
+        if self.metrics is not None:
+            self.metrics.kill_switch_seen(view)
+        log.warning("global kill switch activated", extra={"reason": reason, "actor": ctx.principal.name})
+        return 200, view.to_dict()
+
+    async def global_kill_switch_off(self, ctx: Ctx) -> tuple[int, Any]:
+        self._require_all_accounts(ctx.principal)
+        view = await self.engine.release_kill_switch(None, actor=ctx.principal.name)
+        log.warning("global kill switch released", extra={"actor": ctx.principal.name})
+        return 200, view.to_dict()
+
+    @staticmethod
+    def _require_all_accounts(principal: Principal) -> None:
+        if principal.accounts is not None:
+            raise ForbiddenError("the global kill switch needs a token for all accounts ('*')", code="FORBIDDEN")
+
     async def kill_switch_off(self, ctx: Ctx) -> tuple[int, Any]:
         account = ctx.params["account_id"]
         ctx.principal.check(account)
@@ -554,6 +575,11 @@ OPERATIONS: list[Operation] = [
               description="Halts new orders and cancels working ones (and closes positions with flatten=true)."),
     Operation("DELETE", "/api/v1/risk/{account_id}/kill-switch", "releaseKillSwitch", "Release an account's kill switch",
               Api.kill_switch_off, "risk", 200, "KillSwitch", params=[P_ACCOUNT_PATH], errors=(400, 401, 403, 404, 409)),
+    Operation("POST", "/api/v1/risk/kill-switch", "activateGlobalKillSwitch", "Activate the kill switch of every account",
+              Api.global_kill_switch_on, "risk", 200, "KillSwitch", params=[P_REASON, P_FLATTEN], errors=(400, 401, 403, 503),
+              description="Halts every account at once. Needs a token for all accounts (`*`) when tokens are configured."),
+    Operation("DELETE", "/api/v1/risk/kill-switch", "releaseGlobalKillSwitch", "Release the global kill switch",
+              Api.global_kill_switch_off, "risk", 200, "KillSwitch", errors=(400, 401, 403, 409)),
     Operation("GET", "/api/v1/risk/{account_id}/metrics", "riskMetrics", "Risk metrics of an account", Api.risk_metrics, "risk",
               200, "RiskMetrics", params=[P_ACCOUNT_PATH]),
     Operation("GET", "/api/v1/performance/metrics", "performanceMetrics", "Latency percentiles and counters", Api.performance,
