@@ -149,3 +149,13 @@ async def test_bad_kill_switch_reason(api):
     assert st == 400 and out["error"]["field"] == "flatten"
     # the switch was not activated by the refused requests
     assert api.engine.account(api.accounts[0]).kill_switch_active is False
+
+
+async def test_trailing_newline_does_not_slip_past_patterns(api):
+    for over in ({"instrument": "EUR_USD\n"}, {"account_id": api.accounts[0] + "\n"}, {"type": "limit", "price": "1.5\n"},
+                 {"units": "100\n"}, {"client_order_id": "abc\n"}):
+        st, out, _ = await api.call("POST", "/api/v1/orders", json_body=api.order(**over))
+        assert st == 400, (over, out)
+    st, out, _ = await api.call("POST", f"/api/v1/risk/{api.accounts[0]}/kill-switch?reason=abc%0A")
+    assert st == 400 and out["error"]["field"] == "reason"
+    assert api.engine.list_orders(account_id=api.accounts[0]) == []

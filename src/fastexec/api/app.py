@@ -42,7 +42,7 @@ from fastexec.logging import request_id_var
 
 from . import models as m
 from .auth import ANONYMOUS, Authenticator, Principal
-from .idempotency import IdempotencyStore, check_key
+from .idempotency import KEY_PATTERN, MAX_KEY_LENGTH, IdempotencyStore, check_key
 from .schemas import MAX_BODY_BYTES, Object, Param, bool_param, decode_body, int_param, text_param, String
 
 log = logging.getLogger("fastexec.api")
@@ -136,7 +136,7 @@ P_FLATTEN = bool_param("flatten", default=False, description="Also close every o
 H_IDEMPOTENCY = Param(
     "Idempotency-Key",
     "header",
-    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[\x21-\x7e][\x20-\x7e]*$"},
+    {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN},
     check_key,
     description="Retrying a submit with the same key returns the first result instead of placing a second order (same body required, else 422).",
 )

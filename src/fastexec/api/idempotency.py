@@ -16,6 +16,7 @@ retrying later with the same key works.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections import OrderedDict
 from typing import Optional
@@ -23,6 +24,9 @@ from typing import Optional
 from fastexec.errors import ConflictError, FastexecError, ValidationError
 
 MAX_KEY_LENGTH = 255
+# printable ASCII, not starting with a space (the same pattern the spec publishes)
+KEY_PATTERN = r"^[\x21-\x7e][\x20-\x7e]*$"
+_KEY_RE = re.compile(KEY_PATTERN)
 
 
 class IdempotencyKeyReused(FastexecError):
@@ -31,7 +35,7 @@ class IdempotencyKeyReused(FastexecError):
 
 
 def check_key(key: str) -> str:
-    if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+    if not key or len(key) > MAX_KEY_LENGTH or _KEY_RE.fullmatch(key) is None:
         raise ValidationError(
             f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} printable ASCII characters",
             code="INVALID_IDEMPOTENCY_KEY",

@@ -189,6 +189,10 @@ class T:
 
 
 class String(T):
+    """Patterns must be anchored (``^...$``): they are applied with
+    ``fullmatch``, so a trailing newline cannot slip past ``$`` as it would
+    with Python's ``search``."""
+
     def __init__(
         self,
         *,
@@ -230,7 +234,7 @@ class String(T):
                 code="INVALID_VALUE",
                 field=path,
             )
-        if self._re is not None and self._re.search(value) is None:
+        if self._re is not None and self._re.fullmatch(value) is None:
             raise ValidationError(f"{path} {value[:40]!r} does not match {self.pattern}", code="INVALID_VALUE", field=path)
         return value
 
@@ -283,7 +287,7 @@ class Price(T):
     def parse(self, value: Any, path: str) -> Any:
         t = type(value)
         if t is str:
-            if len(value) > MAX_DECIMAL_TEXT or _DECIMAL_RE.match(value) is None:
+            if len(value) > MAX_DECIMAL_TEXT or _DECIMAL_RE.fullmatch(value) is None:
                 raise ValidationError(
                     f"{path} {value[:MAX_DECIMAL_TEXT]!r} is not a decimal number like \"1.0950\"",
                     code="INVALID_NUMBER",
@@ -328,7 +332,7 @@ class Units(T):
         if t is int:
             n = value
         elif t is str:
-            if _UNITS_RE.match(value) is None:
+            if _UNITS_RE.fullmatch(value) is None:
                 raise ValidationError(
                     f"{path} {value[:20]!r} is not a whole number of units", code="INVALID_NUMBER", field=path
                 )
@@ -379,13 +383,13 @@ class Timestamp(T):
             return None
         if type(value) is not str:
             raise self._wrong_type(value, path, "an RFC 3339 date-time string")
-        if len(value) > 40 or self._RE.match(value) is None:
+        if len(value) > 40 or self._RE.fullmatch(value) is None:
             raise ValidationError(
                 f"{path} {value[:40]!r} is not an RFC 3339 date-time like 2026-01-02T15:04:05Z",
                 code="INVALID_VALUE",
                 field=path,
             )
-        m = self._RE.match(value)
+        m = self._RE.fullmatch(value)
         frac = (m.group(1) or ".")[1:]
         if len(frac) > 6 and frac[6:].strip("0"):
             raise ValidationError(f"{path} has sub-microsecond precision", code="PRECISION_EXCEEDED", field=path)
