@@ -19,9 +19,35 @@ Invariants (after every public call returns):
   valid iff ``conv_ok``; ``vpu[i*n_c+h]`` = home value of one unit of i
   (RATE_SCALE), ``mpu`` its margin; valid iff ``vpu_ok``.
 * NAV = balance + upl_tot; margin available = NAV - margin_tot.
+* ``uv[i*n_c+h]`` holds ``vpu``/``mpu`` split at MONEY_SCALE
+  (``v_hi = vpu // 10**6``, ``v_lo = vpu % 10**6``, same for m), written with
+  them, so ``|units| * per_unit / 10**6`` is ``|units| * hi + |units| * lo / 10**6``:
+  two 64-bit products and one division by a constant, no 128-bit division.
+  ``v_max``/``m_max`` = the largest ``|units|`` with ``|units| * hi <= UV_FAST``
+  (2**61), and -1 while ``vpu_ok`` is 0, so one compare both proves the
+  products fit and that the value exists.
+* ``gen[a]`` changes (grows) whenever any number of account ``a`` that the
+  risk kernel reads per account changes: balance, day-start NAV, and the
+  totals ``upl_tot/value_tot/margin_tot`` (fills, marks, deposits, charges,
+  a new trading day). Caches derived from them are valid while it is equal.
 """
 cimport cython
-from libc.stdint cimport int8_t, int32_t, int64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
+
+cdef extern from *:
+    """
+    #define FE_UV_FAST 2305843009213693952LL
+    """
+    const int64_t UV_FAST "FE_UV_FAST"   # 2**61
+
+
+cdef struct UnitVal:
+    int64_t v_max
+    int64_t v_hi
+    int64_t v_lo
+    int64_t m_max
+    int64_t m_hi
+    int64_t m_lo
 
 from fastexec._core.instruments cimport InstrumentTable
 
@@ -50,6 +76,7 @@ cdef class Ledger:
     cdef int64_t* vpu
     cdef int64_t* mpu
     cdef int8_t* vpu_ok
+    cdef UnitVal* uv
     # positions, per (account, instrument)
     cdef int64_t* units
     cdef int64_t* avg
@@ -66,6 +93,7 @@ cdef class Ledger:
     cdef int64_t* realized_tot
     cdef int64_t* day_start_nav
     cdef int32_t* n_open
+    cdef uint64_t* gen
     # scratch for mark(): instruments to revalue, per home
     cdef int32_t* aff
     cdef int32_t* n_aff

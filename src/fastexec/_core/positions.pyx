@@ -31,7 +31,7 @@ instruments its conversion needs; until then its values are 0.
 """
 from collections import namedtuple
 
-from libc.stdint cimport int8_t, int32_t, int64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t, INT64_MAX
 from libc.stdlib cimport calloc, free
 
 from fastexec._core.fixedpoint cimport (
@@ -101,6 +101,7 @@ cdef class Ledger:
         self.vpu = <int64_t*>_alloc(ni * nc, sizeof(int64_t))
         self.mpu = <int64_t*>_alloc(ni * nc, sizeof(int64_t))
         self.vpu_ok = <int8_t*>_alloc(ni * nc, sizeof(int8_t))
+        self.uv = <UnitVal*>_alloc(ni * nc, sizeof(UnitVal))
         self.units = <int64_t*>_alloc(na * ni, sizeof(int64_t))
         self.avg = <int64_t*>_alloc(na * ni, sizeof(int64_t))
         self.realized = <int64_t*>_alloc(na * ni, sizeof(int64_t))
@@ -115,6 +116,7 @@ cdef class Ledger:
         self.realized_tot = <int64_t*>_alloc(na, sizeof(int64_t))
         self.day_start_nav = <int64_t*>_alloc(na, sizeof(int64_t))
         self.n_open = <int32_t*>_alloc(na, sizeof(int32_t))
+        self.gen = <uint64_t*>_alloc(na, sizeof(uint64_t))
         self.aff = <int32_t*>_alloc(nc * ni, sizeof(int32_t))
         self.n_aff = <int32_t*>_alloc(nc, sizeof(int32_t))
         self.chg = <int8_t*>_alloc(nc, sizeof(int8_t))
@@ -135,7 +137,7 @@ cdef class Ledger:
         free(self.bid); free(self.ask); free(self.mid); free(self.has_price)
         free(self.conv); free(self.conv_ok); free(self.leg1); free(self.leg2)
         free(self.leg1_inv); free(self.leg2_inv); free(self.home_used)
-        free(self.vpu); free(self.mpu); free(self.vpu_ok)
+        free(self.vpu); free(self.mpu); free(self.vpu_ok); free(self.uv); free(self.gen)
         free(self.units); free(self.avg); free(self.realized); free(self.upl)
         free(self.value); free(self.margin)
         free(self.home); free(self.balance); free(self.upl_tot); free(self.value_tot)
@@ -164,6 +166,7 @@ cdef class Ledger:
         self.home[a] = h
         self.balance[a] = balance
         self.day_start_nav[a] = balance
+        self.gen[a] += 1
         self.n_accounts += 1
         self._acct_index[name] = a
         self._acct_names.append(name)
@@ -201,6 +204,7 @@ cdef class Ledger:
         cdef int64_t d = narrow(<int128>self.day_start_nav[a] + amount, KIND_MONEY)
         self.balance[a] = b
         self.day_start_nav[a] = d
+        self.gen[a] += 1
         return b
 
     def apply_charge(self, int a, int64_t amount):
@@ -208,12 +212,14 @@ cdef class Ledger:
         balance and counts in daily P&L."""
         self._check_account(a)
         self.balance[a] = narrow(<int128>self.balance[a] + amount, KIND_MONEY)
+        self.gen[a] += 1
         return self.balance[a]
 
     def start_trading_day(self, int a):
         """Snapshot NAV as the start of the trading day (daily-loss limit base)."""
         self._check_account(a)
         self.day_start_nav[a] = narrow(<int128>self.balance[a] + self.upl_tot[a], KIND_MONEY)
+        self.gen[a] += 1
         return self.day_start_nav[a]
 
     # --- conversion setup -------------------------------------------------------
@@ -293,12 +299,20 @@ cdef class Ledger:
         cdef int cx = q * self.n_c + h
         cdef int64_t v
         self.vpu_ok[x] = 0
+        self.uv[x].v_max = -1
+        self.uv[x].m_max = -1
         if not self.has_price[i] or not self.conv_ok[cx]:
             return 0
         v = narrow(div_half_even(<int128>self.mid[i] * self.conv[cx], 1000000000), KIND_RATE)
         self.mpu[x] = narrow(div_half_even(<int128>v * self.instruments.margin_rate[i], C_RATE_SCALE),
                              KIND_RATE)
         self.vpu[x] = v
+        self.uv[x].v_hi = v // 1000000
+        self.uv[x].v_lo = v % 1000000
+        self.uv[x].m_hi = self.mpu[x] // 1000000
+        self.uv[x].m_lo = self.mpu[x] % 1000000
+        self.uv[x].v_max = UV_FAST // self.uv[x].v_hi if self.uv[x].v_hi > 0 else INT64_MAX
+        self.uv[x].m_max = UV_FAST // self.uv[x].m_hi if self.uv[x].m_hi > 0 else INT64_MAX
         self.vpu_ok[x] = 1
         return 0
 
@@ -411,6 +425,7 @@ cdef class Ledger:
             self.upl_tot[a] = self.t_upl[a]
             self.value_tot[a] = self.t_value[a]
             self.margin_tot[a] = self.t_margin[a]
+            self.gen[a] += 1
 
     def apply_fill(self, int account, int instrument, int64_t units, int64_t price,
                    int64_t quote_home_rate=0):
@@ -488,6 +503,7 @@ cdef class Ledger:
         self.upl_tot[a] = tu
         self.value_tot[a] = tv
         self.margin_tot[a] = tm
+        self.gen[a] += 1
         return realized_h
 
     # --- reads ------------------------------------------------------------------------

@@ -21,7 +21,7 @@ cimport cython
 from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
 
 from fastexec._core.fixedpoint cimport int128
-from fastexec._core.positions cimport Ledger
+from fastexec._core.positions cimport Ledger, UnitVal
 from fastexec._core.orders cimport OrderStore
 
 cdef enum:
@@ -46,6 +46,7 @@ cdef enum:
 cdef enum:
     F_CONSUME = 1      # spend a rate-limit token when the order passes
     F_EXISTING = 2     # the order is already in the OrderStore (modify, trigger)
+    F_EXACT = 4        # skip the cached fast path (tests: the reference decision)
 
 cdef enum:
     TS_ACTIVE = 0
@@ -53,18 +54,25 @@ cdef enum:
     TS_HALTED = 2
 
 cdef struct AcctRisk:
+    # first cache line: what every adding order reads
+    uint64_t c_gen          # Ledger.gen[a] the cached numbers below were derived at
+    int64_t c_lev_room      # floor(max_leverage * NAV / 1e12) - gross value (clamped)
+    int64_t c_mr_room       # NAV - ceil(required_margin_ratio * NAV / 1e12) - margin used (clamped)
+    int64_t c_avail         # NAV - margin used (margin available now)
     int64_t max_units_per_order
     int64_t max_position_size
     int64_t max_positions_per_instrument
-    int64_t max_leverage
-    int64_t required_margin_ratio
-    int64_t max_daily_loss
     int64_t max_working_orders
+    # second: limits read on refresh or rarely, token bucket
     int64_t rate_per_sec
     int64_t burst
     int64_t tokens
     int64_t last_ns
+    int64_t max_leverage
+    int64_t required_margin_ratio
+    int64_t max_daily_loss
     int8_t state
+    int8_t c_daily_ok       # NAV - day-start NAV >= -max_daily_loss (or no limit)
 
 cdef struct Why:
     int128 x
@@ -100,13 +108,18 @@ cdef class RiskEngine:
     cdef int64_t* a_margin
     cdef int64_t* a_day_start
     cdef int32_t* a_home
+    cdef uint64_t* a_gen
     cdef int64_t* vpu
     cdef int64_t* mpu
     cdef int8_t* vpu_ok
+    cdef UnitVal* uv
     cdef int64_t* i_min_size
     cdef int64_t* i_max_units
     cdef int32_t* working
 
     cdef inline int _eval(self, int a, int i, int64_t u, int64_t now_ns, int flags, Why* why) noexcept nogil
+    cdef int _exposure_exact(self, int a, int i, int64_t u, int64_t p, int64_t k, int64_t after,
+                             Why* why) noexcept nogil
+    cdef void _refresh(self, int a) noexcept nogil
     cdef str _detail(self, int code, int a, int i, int64_t u, Why* why)
     cdef int _acct(self, int a) except -1

@@ -40,6 +40,21 @@ Values after the order use the ledger's per-unit values at the last mark
 same rule the ledger uses, so a check and the following fill agree.
 Orders in one batch are checked against the same ledger state (they are not
 applied to it); only the token bucket advances between them.
+
+Fast path of checks 10-13 (same decisions, fewer instructions): per account
+the engine caches NAV - margin used, the leverage room
+``floor(max_leverage * NAV / 1e12) - gross value`` and the margin-ratio room
+``NAV - ceil(required_margin_ratio * NAV / 1e12) - margin used`` (exact
+int128, clamped to +-2**62) and whether the daily-loss limit holds, tagged
+with ``Ledger.gen[a]``; any ledger change of the account (mark, fill, deposit,
+charge, new day) or a ``set_limits`` makes the next check re-derive them. Per
+order it then forms upper bounds (floor + 1) of the value and margin after the
+order from the ledger's split per-unit values (two 64-bit products each) and
+compares them with the rooms. Only an order that passes with the bounds takes
+it; anything else (a denial, an order within a micro-unit of a limit, values
+beyond the 64-bit bounds, a missing price) is decided and explained by
+``_exposure_exact``, the int128 computation, so codes and details are those of
+the exact rules. ``_check_exact`` runs that path alone (tests).
 """
 from enum import IntEnum
 
@@ -53,7 +68,7 @@ from fastexec._core.fixedpoint cimport (
     int128, c_units_value, C_MAX_UNITS, C_RATE_SCALE, C_MAX_RATE, C_MAX_MONEY,
 )
 from fastexec._core.fixedpoint import format_rate as _format_rate
-from fastexec._core.positions cimport Ledger
+from fastexec._core.positions cimport Ledger, UnitVal
 from fastexec._core.orders cimport OrderStore
 
 
@@ -100,6 +115,35 @@ _UNSET = object()
 
 cdef inline int64_t _abs(int64_t x) noexcept nogil:
     return -x if x < 0 else x
+
+
+# Bounds of the 64-bit fast path (checks 10-13). A per-unit value split as
+# hi * 10**6 + lo (Ledger.uv) gives |units| * per_unit / 10**6 =
+# |units| * hi + |units| * lo / 10**6, half-even once on the total. The fast
+# path runs only for |units| <= the split's max (|units| * hi <= UV_FAST =
+# 2**61, see positions.pxd) and |units| <= 2 * MAX_UNITS (a position plus an
+# order), so the second product is < 2e18, every value is < 2**61 + 2e12 + 1,
+# and every difference and compare stays inside +-_ROOM (2**62) and int64.
+# The cached rooms are clamped to +-_ROOM, which changes no compare against
+# a fast-path difference (those are < _ROOM in size). Larger values take the
+# exact int128 path; they are far beyond MAX_MONEY (9e15) anyway.
+cdef int64_t _ROOM = 4611686018427387904      # 2**62
+
+
+cdef inline int64_t _clamp(int128 v) noexcept nogil:
+    if v > _ROOM:
+        return _ROOM
+    if v < -_ROOM:
+        return -_ROOM
+    return <int64_t>v
+
+
+cdef inline int64_t _uv_up(int64_t au, int64_t hi, int64_t lo) noexcept nogil:
+    """An upper bound of units_value(au, hi * 10**6 + lo) (the half-even
+    rounded value is floor or floor + 1; this is floor + 1). Caller
+    guarantees 0 <= au <= 2 * MAX_UNITS, au * hi <= UV_FAST, 0 <= lo < 10**6."""
+    # au * lo < 2e18; / 10**6 by a constant is a multiply and shift
+    return au * hi + <int64_t>((<uint64_t>au * <uint64_t>lo) / 1000000) + 1
 
 
 cdef str _i128(int128 v):
@@ -161,9 +205,11 @@ cdef class RiskEngine:
         self.a_margin = ledger.margin_tot
         self.a_day_start = ledger.day_start_nav
         self.a_home = ledger.home
+        self.a_gen = ledger.gen
         self.vpu = ledger.vpu
         self.mpu = ledger.mpu
         self.vpu_ok = ledger.vpu_ok
+        self.uv = ledger.uv
         self.i_min_size = ledger.instruments.minimum_trade_size
         self.i_max_units = ledger.instruments.maximum_order_units
         self.working = orders.working
@@ -186,23 +232,99 @@ cdef class RiskEngine:
         self.acct[a].tokens = 0
         self.acct[a].last_ns = 0
         self.acct[a].state = TS_ACTIVE
+        self.acct[a].c_gen = <uint64_t>-1   # never a ledger generation: refresh first
         for j in range(self.n_i):
             self.allowed[a * self.words + (j >> 6)] |= (<uint64_t>1) << (j & 63)
 
     # --- the decision procedure ---------------------------------------------------
 
-    cdef inline int _eval(self, int a, int i, int64_t u, int64_t now_ns, int flags, Why* why) noexcept nogil:
-        cdef int64_t k, p, au, lim, nav, cnt, elapsed, tk, cap, after, opening
+    cdef void _refresh(self, int a) noexcept nogil:
+        """Derive the per-account numbers of checks 10, 12, 13 from the ledger
+        and the limits (exact int128, then clamped: see ``_ROOM``)."""
+        cdef AcctRisk* r = &self.acct[a]
+        cdef int64_t nav = self.a_balance[a] + self.a_upl[a]   # |.| <= 2 * MAX_MONEY
+        cdef int128 x, q
+        r.c_avail = nav - self.a_margin[a]
+        r.c_daily_ok = not (r.max_daily_loss != INT64_MAX
+                            and nav - self.a_day_start[a] < -r.max_daily_loss)
+        if r.max_leverage == INT64_MAX:
+            r.c_lev_room = _ROOM
+        else:
+            # gross * 1e12 > L * nav  <=>  gross > floor(L * nav / 1e12)   (gross integer)
+            x = <int128>r.max_leverage * nav
+            q = x / C_RATE_SCALE
+            if q * C_RATE_SCALE != x and x < 0:
+                q -= 1
+            r.c_lev_room = _clamp(q - self.a_value[a])
+        # avail * 1e12 < R * nav  <=>  avail < ceil(R * nav / 1e12)          (avail integer)
+        x = <int128>r.required_margin_ratio * nav
+        q = x / C_RATE_SCALE
+        if q * C_RATE_SCALE != x and x > 0:
+            q += 1
+        r.c_mr_room = _clamp(<int128>nav - q - self.a_margin[a])
+        r.c_gen = self.a_gen[a]
+
+    cdef int _exposure_exact(self, int a, int i, int64_t u, int64_t p, int64_t k, int64_t after,
+                             Why* why) noexcept nogil:
+        """Checks 10-13 computed from the ledger's numbers in int128, nothing
+        cached: the reference the fast path in ``_eval`` must agree with, and
+        the path that produces every denial's code and detail."""
+        cdef int64_t nav, au = _abs(u), opening
         cdef int128 v_after, m_after, gross, used, avail
-        cdef bint reducing
         cdef int x
-        if a < 0 or a >= self.ledger.n_accounts:
+        nav = self.a_balance[a] + self.a_upl[a]
+        if self.acct[a].max_daily_loss != INT64_MAX and nav - self.a_day_start[a] < -self.acct[a].max_daily_loss:
+            why.x = nav - self.a_day_start[a]
+            why.y = self.acct[a].max_daily_loss
+            return R_MAX_DAILY_LOSS
+        x = i * self.n_c + self.a_home[a]
+        if not self.vpu_ok[x]:
+            why.x = i
+            return R_PRICE_UNAVAILABLE
+        v_after = c_units_value(after, self.vpu[x])
+        if v_after > self.p_value[k] and self.acct[a].max_leverage != INT64_MAX:
+            gross = <int128>self.a_value[a] - self.p_value[k] + v_after
+            if gross * C_RATE_SCALE > <int128>self.acct[a].max_leverage * nav:
+                why.x = gross
+                why.y = nav
+                why.z = self.acct[a].max_leverage
+                return R_MAX_LEVERAGE
+        m_after = c_units_value(after, self.mpu[x])
+        if m_after > self.p_margin[k]:
+            used = <int128>self.a_margin[a] - self.p_margin[k] + m_after
+            avail = nav - used
+            if avail * C_RATE_SCALE < <int128>self.acct[a].required_margin_ratio * nav:
+                why.x = avail
+                why.y = nav
+                why.z = self.acct[a].required_margin_ratio
+                return R_INSUFFICIENT_MARGIN
+            # margin of the units the order opens (all of them, or the
+            # part past zero on a flip) must fit in what is available now
+            if p != 0:
+                opening = au if (u > 0) == (p > 0) else after
+                m_after = c_units_value(opening, self.mpu[x])
+            avail = <int128>nav - self.a_margin[a]
+            if m_after > avail:
+                why.x = m_after
+                why.y = avail
+                why.z = -1
+                return R_INSUFFICIENT_MARGIN
+        return R_OK
+
+    cdef inline int _eval(self, int a, int i, int64_t u, int64_t now_ns, int flags, Why* why) noexcept nogil:
+        cdef int64_t k, p, au, lim, cnt, elapsed, tk, cap, after, vu, mu, pv, pm
+        cdef AcctRisk* r
+        cdef const UnitVal* w
+        cdef bint reducing
+        cdef int x, code
+        if <unsigned int>a >= <unsigned int>self.ledger.n_accounts:
             why.x = a
             return R_UNKNOWN_ACCOUNT
-        if self.acct[a].state == TS_HALTED:
+        r = &self.acct[a]
+        if r.state == TS_HALTED:
             why.x = a
             return R_TRADING_HALTED
-        if i < 0 or i >= self.n_i:
+        if <unsigned int>i >= <unsigned int>self.n_i:
             why.x = i
             return R_UNKNOWN_INSTRUMENT
         au = _abs(u)
@@ -213,7 +335,7 @@ cdef class RiskEngine:
         if not (self.allowed[a * self.words + (i >> 6)] >> (i & 63)) & 1:
             why.x = i
             return R_INSTRUMENT_RESTRICTED
-        lim = self.acct[a].max_units_per_order
+        lim = r.max_units_per_order
         if self.i_max_units[i] < lim:
             lim = self.i_max_units[i]
         if au > lim:
@@ -223,79 +345,67 @@ cdef class RiskEngine:
         k = <int64_t>a * self.n_i + i
         p = self.p_units[k]
         reducing = p != 0 and (u > 0) != (p > 0) and au <= _abs(p)
-        if self.acct[a].state == TS_REDUCING and not reducing:
+        if r.state == TS_REDUCING and not reducing:
             why.x = u
             why.y = p
             return R_REDUCE_ONLY_VIOLATION
-        if not (flags & F_EXISTING) and self.working_acct[a] + 1 > self.acct[a].max_working_orders:
+        if not (flags & F_EXISTING) and self.working_acct[a] + 1 > r.max_working_orders:
             why.x = self.working_acct[a] + 1
-            why.y = self.acct[a].max_working_orders
+            why.y = r.max_working_orders
             return R_MAX_CONCURRENT_ORDERS
         if not reducing:
             after = _abs(p + u)  # |p|, |u| <= MAX_UNITS: no int64 overflow
-            if after > _abs(p) and after > self.acct[a].max_position_size:
+            if after > _abs(p) and after > r.max_position_size:
                 why.x = after
-                why.y = self.acct[a].max_position_size
+                why.y = r.max_position_size
                 return R_MAX_POSITION_SIZE
             cnt = self.working[k] + (1 if p != 0 else 0) + (0 if flags & F_EXISTING else 1)
-            if cnt > self.acct[a].max_positions_per_instrument:
+            if cnt > r.max_positions_per_instrument:
                 why.x = cnt
-                why.y = self.acct[a].max_positions_per_instrument
+                why.y = r.max_positions_per_instrument
                 return R_MAX_POSITIONS_PER_INSTRUMENT
-            nav = self.a_balance[a] + self.a_upl[a]
-            if self.acct[a].max_daily_loss != INT64_MAX and nav - self.a_day_start[a] < -self.acct[a].max_daily_loss:
-                why.x = nav - self.a_day_start[a]
-                why.y = self.acct[a].max_daily_loss
-                return R_MAX_DAILY_LOSS
+            # Checks 10-13 on cached per-account numbers (see _refresh) and the
+            # split per-unit values: 64-bit integer products and compares.
+            # Anything that would deny, or does not fit the documented bounds,
+            # goes to _exposure_exact, which decides and explains.
+            if r.c_gen != self.a_gen[a]:
+                self._refresh(a)
             x = i * self.n_c + self.a_home[a]
-            if not self.vpu_ok[x]:
-                why.x = i
-                return R_PRICE_UNAVAILABLE
-            v_after = c_units_value(after, self.vpu[x])
-            if v_after > self.p_value[k] and self.acct[a].max_leverage != INT64_MAX:
-                gross = <int128>self.a_value[a] - self.p_value[k] + v_after
-                if gross * C_RATE_SCALE > <int128>self.acct[a].max_leverage * nav:
-                    why.x = gross
-                    why.y = nav
-                    why.z = self.acct[a].max_leverage
-                    return R_MAX_LEVERAGE
-            m_after = c_units_value(after, self.mpu[x])
-            if m_after > self.p_margin[k]:
-                used = <int128>self.a_margin[a] - self.p_margin[k] + m_after
-                avail = nav - used
-                if avail * C_RATE_SCALE < <int128>self.acct[a].required_margin_ratio * nav:
-                    why.x = avail
-                    why.y = nav
-                    why.z = self.acct[a].required_margin_ratio
-                    return R_INSUFFICIENT_MARGIN
-                # margin of the units the order opens (all of them, or the
-                # part past zero on a flip) must fit in what is available now
-                if p != 0:
-                    opening = au if (u > 0) == (p > 0) else after
-                    m_after = c_units_value(opening, self.mpu[x])
-                avail = <int128>nav - self.a_margin[a]
-                if m_after > avail:
-                    why.x = m_after
-                    why.y = avail
-                    why.z = -1
-                    return R_INSUFFICIENT_MARGIN
-        if self.acct[a].rate_per_sec != 0:
-            cap = self.acct[a].burst * NANO
-            tk = self.acct[a].tokens
-            elapsed = now_ns - self.acct[a].last_ns
+            code = 1
+            w = &self.uv[x]
+            # after <= w.v_max / w.m_max also proves the per-unit values exist.
+            # vu, mu bound the rounded value and margin after the order from
+            # above, so passing with them passes with the exact values; the
+            # margin of the units the order opens is at most the margin after
+            # it (au <= after on an add; = after from flat or on a flip).
+            if r.c_daily_ok and after <= w.v_max and after <= w.m_max and not (flags & F_EXACT):
+                vu = _uv_up(after, w.v_hi, w.v_lo)
+                mu = _uv_up(after, w.m_hi, w.m_lo)
+                pv = self.p_value[k]
+                pm = self.p_margin[k]
+                code = ((vu > pv and vu - pv > r.c_lev_room)
+                        or (mu > pm and (mu - pm > r.c_mr_room or mu > r.c_avail)))
+            if code != 0:
+                code = self._exposure_exact(a, i, u, p, k, after, why)
+                if code != R_OK:
+                    return code
+        if r.rate_per_sec != 0:
+            cap = r.burst * NANO
+            tk = r.tokens
+            elapsed = now_ns - r.last_ns
             if elapsed > 0:
-                if <int128>elapsed * self.acct[a].rate_per_sec >= <int128>cap - tk:
+                if <int128>elapsed * r.rate_per_sec >= <int128>cap - tk:
                     tk = cap
                 else:
-                    tk = tk + elapsed * self.acct[a].rate_per_sec
+                    tk = tk + elapsed * r.rate_per_sec
             if tk < NANO:
-                why.x = self.acct[a].rate_per_sec
-                why.y = self.acct[a].burst
+                why.x = r.rate_per_sec
+                why.y = r.burst
                 return R_ORDER_RATE_LIMIT
             if flags & F_CONSUME:
                 if elapsed > 0:
-                    self.acct[a].last_ns = now_ns
-                self.acct[a].tokens = tk - NANO
+                    r.last_ns = now_ns
+                r.tokens = tk - NANO
         return R_OK
 
     cdef str _detail(self, int code, int a, int i, int64_t u, Why* why):
@@ -365,6 +475,19 @@ cdef class RiskEngine:
         d = self._detail(code, account, instrument, units, &why)
         self.last_denial = d
         return RiskCode(code), d
+
+    def _check_exact(self, int account, int instrument, int64_t units, int64_t now_ns,
+                     bint consume=False, bint existing=False):
+        """``check_detail`` without the cached fast path of checks 10-13 (every
+        number recomputed from the ledger in int128): the reference the tests
+        hold the cached decisions to. Not for the hot path."""
+        cdef Why why
+        cdef int code = self._eval(account, instrument, units, now_ns,
+                                   (F_CONSUME if consume else 0) | (F_EXISTING if existing else 0)
+                                   | F_EXACT, &why)
+        if code == R_OK:
+            return RiskCode.OK, None
+        return RiskCode(code), self._detail(code, account, instrument, units, &why)
 
     def check_batch(self, array.array accounts, array.array instruments,
                     array.array units, int64_t now_ns, array.array out):
@@ -457,6 +580,7 @@ cdef class RiskEngine:
             self.acct[a].burst = new_burst
             self.acct[a].tokens = new_burst * NANO  # start full
             self.acct[a].last_ns = 0
+        self.acct[a].c_gen = <uint64_t>-1  # the cached rooms depend on the limits
 
     def limits(self, int account):
         """The account's limits as a dict (None = disabled)."""
