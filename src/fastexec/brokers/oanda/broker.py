@@ -623,6 +623,10 @@ class OandaBroker(Broker):
             except asyncio.CancelledError:
                 raise
             except (BrokerError, _StreamStatus, ValueError, *TRANSPORT_ERRORS) as exc:
+                task = asyncio.current_task()
+                if self._stopping or (task is not None and task.cancelling()):
+                    # a timeout raised while we were being cancelled
+                    raise asyncio.CancelledError() from None
                 self.stats[kind + "_stream_errors"] += 1
                 log.warning("%s stream %s: %s; reconnecting", kind, _safe_path(url), type(exc).__name__)
             await asyncio.sleep(random.uniform(backoff / 2, backoff))

@@ -93,6 +93,11 @@ class ConnectionRateLimiter:
             await asyncio.sleep(at - now)
 
 
+def _wake(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class LimitedConnector(aiohttp.TCPConnector):
     """TCP connector that applies both limiters (see module docstring).
 
@@ -119,11 +124,14 @@ class LimitedConnector(aiohttp.TCPConnector):
                 break
             fut = self._loop.create_future()
             self._fx_waiters.append(fut)
+            # A timer rather than asyncio.wait_for: on Python 3.11 wait_for
+            # swallows a cancellation that lands as the future completes,
+            # which is exactly when stop() cancels every stream at once.
+            timer = self._loop.call_later(free_at - now, _wake, fut)
             try:
-                await asyncio.wait_for(fut, free_at - now)
-            except asyncio.TimeoutError:
-                pass
+                await fut
             finally:
+                timer.cancel()
                 if fut in self._fx_waiters:
                     self._fx_waiters.remove(fut)
         conn = await super().connect(req, traces, timeout)
