@@ -192,25 +192,33 @@ class Api:
             guaranteed=raw.get("guaranteed", False),
         )
 
+    _PRICE_FIELDS = ("price", "stop_price", "trailing_distance", "trailing_stop_distance")
+    _EXIT_FIELDS = ("stop_loss", "take_profit")
+
     def order_spec(self, body: dict) -> OrderSpec:
         instrument = body["instrument"]
         p = self.precision(instrument)
-        return OrderSpec(
+        get = body.get
+        spec = OrderSpec(
             account_id=body["account_id"],
             instrument=instrument,
             side=body["side"],
             units=body["units"],
-            type=body.get("type", "market"),
-            price=self.price(body.get("price"), p, "price"),
-            stop_price=self.price(body.get("stop_price"), p, "stop_price"),
-            trailing_distance=self.price(body.get("trailing_distance"), p, "trailing_distance"),
-            time_in_force=body.get("time_in_force"),
-            gtd_time=body.get("gtd_time"),
-            stop_loss=self.exit_spec(body.get("stop_loss"), p, "stop_loss"),
-            take_profit=self.exit_spec(body.get("take_profit"), p, "take_profit"),
-            trailing_stop_distance=self.price(body.get("trailing_stop_distance"), p, "trailing_stop_distance"),
-            client_order_id=body.get("client_order_id"),
+            type=get("type", "market"),
+            time_in_force=get("time_in_force"),
+            gtd_time=get("gtd_time"),
+            client_order_id=get("client_order_id"),
         )
+        # the common market order has none of these: skip the calls
+        for name in self._PRICE_FIELDS:
+            text = get(name)
+            if text is not None:
+                setattr(spec, name, self.price(text, p, name))
+        for name in self._EXIT_FIELDS:
+            raw = get(name)
+            if raw is not None:
+                setattr(spec, name, self.exit_spec(raw, p, name))
+        return spec
 
     def resolve_account(self, principal: Principal, account_id: Optional[str]) -> str:
         """The account a request is about: explicit, else the only one the
@@ -612,8 +620,8 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
             info = request.match_info
             for p in path_params:
                 params[p.name] = p.parse_text(info[p.name])
-        query = request.query
-        if query:
+        if request.query_string:
+            query = request.query
             for name in query.keys():
                 p = query_params.get(name)
                 if p is None:
