@@ -48,6 +48,13 @@ class OandaConfig:
     max_new_connections_per_s: int = 2
     max_requests_per_s: int = 100
     request_burst: int = 5
+    # Safety margins for the venue's clock, not ours: requests and connect
+    # attempts we space correctly can still arrive bunched (network jitter,
+    # a busy server loop accepting late), so the request bucket refills as if
+    # each second were ``1 + rate_slack`` long and new connections are spaced
+    # over ``connection_window_s`` instead of exactly one second.
+    rate_slack: float = 0.1
+    connection_window_s: float = 1.2
     timeouts: OandaTimeouts = field(default_factory=OandaTimeouts)
     # Idempotent requests (reads, cancels): attempts and exponential backoff
     # with full jitter.

@@ -61,8 +61,8 @@ class V20Http:
 
     def __init__(self, cfg: OandaConfig) -> None:
         self.cfg = cfg
-        self.requests = RequestRateLimiter(cfg.max_requests_per_s, cfg.request_burst)
-        self.connections = ConnectionRateLimiter(cfg.max_new_connections_per_s)
+        self.requests = RequestRateLimiter(cfg.max_requests_per_s, cfg.request_burst, cfg.rate_slack)
+        self.connections = ConnectionRateLimiter(cfg.max_new_connections_per_s, cfg.connection_window_s)
         self.session: Optional[aiohttp.ClientSession] = None
         self.stream_session: Optional[aiohttp.ClientSession] = None
         t = cfg.timeouts
