@@ -49,35 +49,42 @@ PRICE_DECIMALS = 9
 
 # ----------------------------------------------------------------------------- time
 
-_day_cache: dict[str, int] = {}
+_minute_cache: dict[str, int] = {}
+_POW10 = (1, 10, 100, 1000, 10**4, 10**5, 10**6, 10**7, 10**8, 10**9)
 
 
 def parse_time_ns(text: Optional[str]) -> int:
     """RFC3339 (``2016-10-24T21:48:18.593753865Z``) or UNIX (``1474383950.163791738``)
-    to integer nanoseconds, without datetime objects or floats."""
+    to integer nanoseconds, without datetime objects or floats.
+
+    Every fill carries a timestamp, so this is on the hot path: the epoch of
+    the ``YYYY-MM-DDTHH:MM`` prefix is cached (a handful of entries live at
+    any time) and only seconds and the fraction are parsed per call.
+    """
     if not text:
         return 0
-    if len(text) > 10 and text[10] == "T":
-        day = text[:10]
-        base = _day_cache.get(day)
+    if text[10:11] == "T":
+        key = text[:16]
+        base = _minute_cache.get(key)
         if base is None:
-            base = calendar.timegm((int(text[0:4]), int(text[5:7]), int(text[8:10]), 0, 0, 0, 0, 0, 0))
-            if len(_day_cache) > 64:
-                _day_cache.clear()
-            _day_cache[day] = base
-        secs = base + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
-        ns = 0
-        if len(text) > 20 and text[19] == ".":
-            end = 20
-            n = len(text)
-            while end < n and text[end].isdigit():
-                end += 1
-            frac = text[20:end][:9]
-            ns = int(frac) * 10 ** (9 - len(frac)) if frac else 0
-        return secs * 1_000_000_000 + ns
+            base = calendar.timegm(
+                (int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]), 0, 0, 0, 0)
+            )
+            if len(_minute_cache) > 64:
+                _minute_cache.clear()
+            _minute_cache[key] = base
+        ns = (base + int(text[17:19])) * 1_000_000_000
+        if text[19:20] == ".":
+            frac = text[20:-1] if text[-1] == "Z" else text[20:]
+            n = len(frac)
+            if n >= 9:
+                return ns + int(frac[:9])
+            if n:
+                return ns + int(frac) * _POW10[9 - n]
+        return ns
     whole, _, frac = text.partition(".")
     frac = frac[:9]
-    return int(whole) * 1_000_000_000 + (int(frac) * 10 ** (9 - len(frac)) if frac else 0)
+    return int(whole) * 1_000_000_000 + (int(frac) * _POW10[9 - len(frac)] if frac else 0)
 
 
 def format_time(ns: int) -> str:
