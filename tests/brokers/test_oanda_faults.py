@@ -307,3 +307,12 @@ async def test_connection_limit_of_the_venue_is_never_hit():
         assert sim.stats.rejected_connections == []
         assert Stats.max_in_window(sim.stats.connections) <= 2
         assert 2 < len(sim.stats.connections) <= 10
+
+
+async def test_client_ids_that_need_quoting_are_looked_up_exactly(sim, broker, acct):
+    cid = "strat a/b#1?x=%2"
+    only(sim, drop_next=1)
+    (fill,) = await broker.submit(order(acct, cid))
+    assert isinstance(fill, OrderFilled) and fill.client_id == cid
+    assert len(venue_creates(sim, acct, cid)) == 1
+    assert (await broker.order_by_client_id(acct, cid)).client_id == cid

@@ -21,6 +21,7 @@ import logging
 import random
 import time
 from importlib import resources
+from urllib.parse import quote
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import orjson
@@ -284,7 +285,7 @@ class OandaBroker(Broker):
         """Events of the order created under ``cid`` after ``since`` (or of its
         reject), or None when the venue has neither."""
         url = self._url(acct)
-        status, data = await self.http.idempotent("GET", url + "/orders/@" + cid)
+        status, data = await self.http.idempotent("GET", url + "/orders/@" + quote(cid, safe=""))
         self._note_last(acct, data)
         order_id = None
         if status == 200:
@@ -547,7 +548,7 @@ class OandaBroker(Broker):
         return wire.order(account_id, data["order"])
 
     async def order_by_client_id(self, account_id: str, client_id: str) -> Optional[BrokerOrder]:
-        return await self.order(account_id, "@" + client_id)
+        return await self.order(account_id, "@" + quote(client_id, safe=""))
 
     async def transactions_since(self, account_id: str, txn_id: int) -> list[BrokerEvent]:
         return self._events_for(account_id, await self._txns_since(account_id, txn_id), lambda t: True)
