@@ -116,6 +116,9 @@ class Settings:
     log_level: str = "info"
     api_tokens: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     data_dir: str = "var"
+    journal_durability: str = "fsync"  # fsync | fdatasync | none (none: tests and benchmarks only)
+    oanda_max_requests_per_s: int = 100
+    oanda_pool_size: int = 10
     # simulated venue
     sim_accounts: int = 1
     sim_balance: int = 100_000 * MONEY_SCALE
@@ -150,6 +153,9 @@ class Settings:
         account = _get(env, "OANDA_ACCOUNT_ID", None)
         if bool(key) != bool(account):
             raise ConfigError("OANDA_API_KEY and OANDA_ACCOUNT_ID must be set together (or neither, for the simulated venue)")
+        durability = (_get(env, "FASTEXEC_JOURNAL_DURABILITY", "fsync") or "fsync").lower()
+        if durability not in ("fsync", "fdatasync", "none"):
+            raise ConfigError(f"FASTEXEC_JOURNAL_DURABILITY={durability!r} must be fsync, fdatasync or none")
         currency = (_get(env, "FASTEXEC_SIM_CURRENCY", "USD") or "USD").upper()
         if len(currency) != 3 or not currency.isalpha():
             raise ConfigError(f"FASTEXEC_SIM_CURRENCY={currency!r} is not a currency code")
@@ -173,6 +179,9 @@ class Settings:
             log_level=log_level,
             api_tokens=_tokens(_get(env, "FASTEXEC_API_TOKENS", None)),
             data_dir=_get(env, "FASTEXEC_DATA_DIR", "var"),
+            journal_durability=durability,
+            oanda_max_requests_per_s=_int(env, "OANDA_MAX_REQUESTS_PER_S", 100, minimum=1),
+            oanda_pool_size=_int(env, "OANDA_POOL_SIZE", 10, minimum=1),
             sim_accounts=_int(env, "FASTEXEC_SIM_ACCOUNTS", 1, minimum=1),
             sim_balance=_scaled(env, "FASTEXEC_SIM_BALANCE", "100000", MONEY_SCALE),
             sim_currency=currency,

@@ -10,8 +10,14 @@ Binding a non-loopback address without API tokens is refused (override with
 ``--allow-unauthenticated``): a trading API left open on a network is not a
 default anyone should get by accident.
 
+The engine runs journaled (``fastexec.journal``): every accepted command and
+broker event is durable before its acknowledgement, and start-up replays the
+journal and reconciles with the broker before the API opens. The journal lives
+in ``$FASTEXEC_DATA_DIR/journal``; ``FASTEXEC_JOURNAL_DURABILITY`` picks fsync
+(default), fdatasync or none.
+
 SIGINT/SIGTERM stop accepting connections, let in-flight requests finish, then
-stop the engine (which flushes its journal).
+stop the engine (which snapshots and closes its journal).
 
 Garbage collection: the engine keeps every order it has seen, so the heap
 grows with the order count, and CPython's full (generation 2) collection
@@ -94,9 +100,11 @@ class GcPolicy:
 class Service:
     """The running pieces; ``start``/``stop`` are what ``serve`` and the tests use."""
 
-    def __init__(self, settings: Settings, *, engine: Any = None, gc_policy: Optional[GcPolicy] = None) -> None:
+    def __init__(self, settings: Settings, *, engine: Any = None, gc_policy: Optional[GcPolicy] = None,
+                 journal: bool = False) -> None:
         self.settings = settings
         self.gc_policy = gc_policy
+        self.journal = journal
         self.engine = engine
         self._own_engine = engine is None
         self.metrics: Any = None
@@ -112,7 +120,13 @@ class Service:
         from fastexec.metrics import Metrics, metrics_app
 
         s = self.settings
-        if self.engine is None:
+        if self.engine is None and self.journal:
+            # the production path: acks wait for the journal, start-up replays
+            # it and reconciles with the broker before serving
+            from fastexec.journal.integration import JournaledEngine
+
+            self.engine = JournaledEngine(s, durability=s.journal_durability)
+        elif self.engine is None:
             from fastexec.engine import Engine
 
             self.engine = Engine(s)
@@ -229,7 +243,7 @@ def settings_from_args(args: argparse.Namespace, env=None) -> Settings:
 
 
 async def _run(settings: Settings, gc_policy: Optional[GcPolicy] = None) -> int:
-    service = Service(settings, gc_policy=gc_policy)
+    service = Service(settings, gc_policy=gc_policy, journal=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -2,7 +2,7 @@
 
 Three real processes on loopback: the v20 simulator (``fastexec sim``), the
 engine with its REST API and journal (``fastexec serve`` with the journal, as
-``python -m fastexec.journal.integration``) configured only through OANDA_*
+``fastexec serve``) configured only through OANDA_*
 environment variables pointing at the simulator, and this test as the client,
 sending market orders open-loop at 1,000/s with unique client order ids.
 
@@ -74,7 +74,7 @@ def serve_env(sim_port: int, account: str, data_dir: str) -> dict:
 
 def start_serve(env: dict, port: int, log) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "fastexec.journal.integration", "--port", str(port), "--metrics-port", "0"],
+        [sys.executable, "-m", "fastexec", "serve", "--port", str(port), "--metrics-port", "0"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )
 

@@ -255,6 +255,8 @@ class Engine:
                 environment=s.oanda_environment,
                 rest_url=s.oanda_rest_url,
                 stream_url=s.oanda_stream_url,
+                max_requests_per_s=s.oanda_max_requests_per_s,
+                pool_size=s.oanda_pool_size,
             )
             return OandaBroker(cfg)
         from fastexec.sim.broker import SimulatedBroker

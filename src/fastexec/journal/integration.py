@@ -25,8 +25,9 @@ trading states and kill switches are re-applied, orders working at the broker
 are taken back under their own engine id (``Engine.adopt_order``), and
 emulated orders are submitted again under their client order id.
 
-``serve_main`` is ``fastexec serve`` with this wrapper in place (journal in
-``$FASTEXEC_DATA_DIR/journal``, durability from ``FASTEXEC_JOURNAL_DURABILITY``).
+``fastexec serve`` (``fastexec.service``) runs the engine through this
+wrapper (journal in ``$FASTEXEC_DATA_DIR/journal``, durability from
+``FASTEXEC_JOURNAL_DURABILITY``).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ import asyncio
 import logging
 import os
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from fastexec.config import Settings
 from fastexec.errors import ConflictError, FastexecError
@@ -254,61 +255,8 @@ class JournaledEngine:
         return await self.journal.barrier()
 
 
-# --------------------------------------------------------------------------- fastexec serve, journaled
-
-
-async def _run(settings: Settings, durability: str) -> int:
-    import signal
-
-    from fastexec.service import Service
-
-    broker = None
-    if settings.uses_oanda:
-        # from_env also reads OANDA_MAX_REQUESTS_PER_S / OANDA_POOL_SIZE (the
-        # engine's default broker does not), which a simulator load test needs
-        from fastexec.brokers.oanda import OandaBroker, OandaConfig
-
-        broker = OandaBroker(OandaConfig.from_env())
-    engine = JournaledEngine(settings, broker, durability=durability)
-    await engine.start()
-    service = Service(settings, engine=engine)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        try:
-            await service.start()
-        except OSError as exc:
-            log.error("cannot start: %s", exc)
-            await service.stop()
-            return 1
-        print(f"fastexec serve (journaled): api http://{settings.host}:{service.port} "
-              f"metrics :{service.metrics_port} journal {engine.journal_dir}", flush=True)
-        await stop.wait()
-        await service.stop()
-    finally:
-        await engine.stop()
-    return 0
-
-
-def serve_main(argv: Optional[Sequence[str]] = None) -> int:
-    """``fastexec serve`` with the journal: same arguments and environment."""
-    from fastexec.config import ConfigError
-    from fastexec.logging import configure_logging
-    from fastexec.service import _loop_factory, build_parser, settings_from_args
-
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        settings = settings_from_args(args)
-        durability = Durability(os.environ.get("FASTEXEC_JOURNAL_DURABILITY", "fsync").strip().lower()).value
-    except (ConfigError, ValueError) as exc:
-        print(f"fastexec serve: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, secrets=[settings.oanda_api_key, *settings.api_tokens])
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(_run(settings, durability))
-
-
+# ``python -m fastexec.journal.integration`` is ``fastexec serve`` (which is journaled)
 if __name__ == "__main__":  # pragma: no cover
+    from fastexec.service import serve_main
+
     sys.exit(serve_main())
