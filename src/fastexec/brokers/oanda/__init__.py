@@ -1,8 +1,30 @@
 """OANDA v20 adapter: ``OandaBroker`` implements ``fastexec.brokers.base.Broker``.
 
 Configure with ``OandaConfig.from_env()`` (``OANDA_API_KEY``,
-``OANDA_ACCOUNT_ID``, ``OANDA_ENVIRONMENT``, optional ``OANDA_REST_URL`` /
-``OANDA_STREAM_URL``).
+``OANDA_ACCOUNT_ID`` — comma-separated for several — ``OANDA_ENVIRONMENT``
+practice|live, optional ``OANDA_REST_URL`` / ``OANDA_STREAM_URL`` to point at
+the simulator), then::
+
+    broker = OandaBroker(OandaConfig.from_env())
+    broker.set_event_handler(engine.on_broker_event)
+    broker.set_resume_point(account_id, journal_last_txn_id)   # optional
+    await broker.start()          # accounts, precisions, transaction streams
+
+What the engine can rely on, beyond ``Broker``'s docstring:
+
+* an order request is never sent twice. When its answer is lost the result
+  comes from looking the order up by client id; if the venue has no record
+  within ``resolve_window_s`` the result is ``OrderRejected(reason=NOT_PLACED)``,
+  and if even the lookups keep failing ``submit`` raises ``BrokerError``
+  (state unknown; the transaction stream reports the order if it exists);
+* v20 rejects come back as ``OrderRejected`` with OANDA's reason code, never
+  retried; reads and cancels are retried (429/5xx/transport, jittered backoff);
+* every transaction reaches the event handler once, in id order, across
+  stream reconnects (replay by ``sinceid``); ``OrderAccepted`` means the order
+  is working (an order filled or cancelled in its own batch is reported by
+  that fill/cancel alone, as ``SimulatedBroker`` does);
+* ≤ ``max_requests_per_s`` requests and ≤ ``max_new_connections_per_s`` new
+  connections in any second, at most ``pool_size`` REST connections.
 """
 from .broker import NOT_PLACED, OandaBroker
 from .config import OandaConfig, OandaConfigError, OandaTimeouts
