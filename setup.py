@@ -1,6 +1,7 @@
-"""Build the Cython extensions under src/fastexec/_core.
+"""Build the Cython extensions: src/fastexec/_core (the engine's fixed-point
+core) and any hot kernel of the simulated venue (src/fastexec/sim/*.pyx).
 
-Every ``.pyx`` in ``_core`` becomes one extension module. The core is compiled
+Every ``.pyx`` there becomes one extension module. The core is compiled
 with directives that drop Python-level safety nets the core does not need
 (bounds checks, wraparound) — the core does its own range checks and raises
 with clear messages instead.
@@ -11,21 +12,20 @@ import os
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-CORE_DIR = os.path.join("src", "fastexec", "_core")
+PACKAGES = ("_core", "sim")
 
 
 def _extensions():
     exts = []
-    for pyx in sorted(glob.glob(os.path.join(CORE_DIR, "*.pyx"))):
-        mod = os.path.splitext(os.path.basename(pyx))[0]
-        exts.append(
-            Extension(
-                f"fastexec._core.{mod}",
-                [pyx],
-                extra_compile_args=["-O3"],
-            )
-        )
+    for package in PACKAGES:
+        for pyx in sorted(glob.glob(os.path.join("src", "fastexec", package, "*.pyx"))):
+            exts.append(_extension(package, pyx))
     return exts
+
+
+def _extension(package, pyx):
+    mod = os.path.splitext(os.path.basename(pyx))[0]
+    return Extension(f"fastexec.{package}.{mod}", [pyx], extra_compile_args=["-O3"])
 
 
 setup(
