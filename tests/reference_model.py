@@ -170,6 +170,15 @@ def _rate_q(v: Decimal) -> Decimal:
     return round_to_kind(v, "rate")
 
 
+BOOK_DECIMALS = 4  # the broker books and reports P&L at 4 decimals (OANDA, the venue)
+
+
+def _book_q(v: Decimal) -> Decimal:
+    """P&L in home currency: half-even once to 4 decimals, then the money range."""
+    q = _q(v, BOOK_DECIMALS)
+    return check_range(q, "money")
+
+
 @dataclass
 class RefInstrument:
     name: str
@@ -186,9 +195,24 @@ class RefInstrument:
 
 @dataclass
 class RefPosition:
-    units: int = 0
-    avg: Decimal = Decimal(0)
+    """A netting position as FIFO lots: [[units, price], ...], oldest first,
+    every lot on the position's side (v20 trades of a non-hedging account)."""
+    lots: list = field(default_factory=list)
     realized: Decimal = Decimal(0)
+
+    @property
+    def units(self) -> int:
+        return sum(u for u, _ in self.lots)
+
+    @property
+    def cost(self) -> Decimal:
+        return sum((u * p for u, p in self.lots), Decimal(0))
+
+    @property
+    def avg(self) -> Decimal:
+        """Weighted average of the open lots, half-even at PRICE_SCALE; 0 flat."""
+        u = self.units
+        return Decimal(0) if u == 0 else _price_q(CTX.divide(abs(self.cost), Decimal(abs(u))))
 
 
 @dataclass
@@ -207,7 +231,8 @@ class RefLedger:
     must agree with it after every step.
     """
 
-    def __init__(self, instruments):
+    def __init__(self, instruments, max_lots=None):
+        self.max_lots = max_lots  # lots per position; None: unbounded
         self.instruments = list(instruments)
         self.by_name = {i.name: i for i in self.instruments}
         self.prices = {}  # name -> (bid, ask, mid) as Decimal
@@ -256,8 +281,13 @@ class RefLedger:
     def _pair(self, base: str, quote: str) -> bool:
         return f"{base}_{quote}" in self.by_name
 
-    def conversion(self, c: str, h: str):
-        """Factor c -> h, one half-even rounding at RATE_SCALE; None if unknown."""
+    def conversion(self, c: str, h: str, side: str = "mid"):
+        """Factor c -> h, one half-even rounding at RATE_SCALE; None if unknown.
+
+        ``side``: "mid" (margin, value) uses mids; "gain" converts a profit,
+        selling c: the bid of a direct leg, 1/ask of an inverse one; "loss"
+        converts a loss, buying c: the ask of a direct leg, 1/bid of an
+        inverse one (REFERENCE.md 9.4, as the simulated venue does)."""
         if c == h:
             return Decimal(1)
         legs = None
@@ -279,8 +309,19 @@ class RefLedger:
             m = self._mid(base, quote)
             if m is None:
                 return None
+            if side != "mid":
+                bid, ask, _ = self.prices[f"{base}_{quote}"]
+                m = (ask if inverse else bid) if side == "gain" else (bid if inverse else ask)
             f = CTX.divide(f, m) if inverse else CTX.multiply(f, m)
         return _rate_q(f)
+
+    def pl_home(self, q: Decimal, c: str, h: str, quote_home=None) -> Decimal:
+        """P&L q in currency c -> home h: gain factor if q >= 0 else loss
+        factor (or ``quote_home`` for both), half-even once to 4 decimals."""
+        f = quote_home if quote_home is not None else self.conversion(c, h, "gain" if q >= 0 else "loss")
+        if f is None:
+            raise RefError("NO_CONVERSION_RATE")
+        return _book_q(CTX.multiply(q, f))
 
     def per_unit(self, name: str, home: str):
         inst = self.by_name[name]
@@ -293,30 +334,44 @@ class RefLedger:
 
     # steps
     def apply_fill(self, a: int, name: str, units: int, price: Decimal, quote_home=None) -> Decimal:
+        """FIFO: a fill on the position's side (or on a flat one) opens a lot;
+        an opposite fill closes lots oldest first (the last partially), each
+        realizing ``closed * (price - lot price)`` converted and rounded on its
+        own; the rest of the fill, if any, opens a lot on the other side."""
         acct = self.accounts[a]
         pos = acct.positions.setdefault(name, RefPosition())
         p, n = pos.units, pos.units + units
         if abs(n) > MAX_UNITS:
             raise RefError("POSITION_TOO_LARGE")
+        quote = self.by_name[name].quote
+        if quote_home is None and not (p == 0 or (p > 0) == (units > 0)) and self.conversion(quote, acct.home) is None:
+            raise RefError("NO_CONVERSION_RATE")
+        old = ([list(lot) for lot in pos.lots], pos.realized, acct.balance)
         realized = Decimal(0)
-        if p == 0 or (p > 0) == (units > 0):
-            new_avg = _price_q(CTX.divide(abs(p) * pos.avg + abs(units) * price, Decimal(abs(n))))
-        else:
-            closed = min(abs(units), abs(p)) * (1 if p > 0 else -1)
-            f = quote_home if quote_home is not None else self.conversion(
-                self.by_name[name].quote, acct.home)
-            if f is None:
-                raise RefError("NO_CONVERSION_RATE")
-            realized = _money_q(CTX.multiply(_money_q(closed * (price - pos.avg)), f))
-            new_avg = Decimal(0) if n == 0 else (pos.avg if (n > 0) == (p > 0) else price)
-        old = (pos.units, pos.avg, pos.realized, acct.balance)
-        pos.units, pos.avg = n, new_avg
-        pos.realized += realized
-        acct.balance += realized
+        left = abs(units)
+        lots = pos.lots
         try:
+            if p != 0 and (p > 0) != (units > 0):
+                while left and lots:
+                    lu, lp = lots[0]
+                    take = min(abs(lu), left)
+                    cu = take if lu > 0 else -take
+                    realized += self.pl_home(CTX.multiply(Decimal(cu), price - lp), quote, acct.home, quote_home)
+                    left -= take
+                    if take == abs(lu):
+                        lots.pop(0)
+                    else:
+                        lots[0][0] = lu - cu
+            check_range(realized, "money")
+            if left:
+                if self.max_lots is not None and len(lots) + 1 > self.max_lots:
+                    raise RefError("TOO_MANY_LOTS")
+                lots.append([left if units > 0 else -left, price])
+            pos.realized += realized
+            acct.balance += realized
             self.check_ranges()
         except RefError:
-            pos.units, pos.avg, pos.realized, acct.balance = old
+            pos.lots, pos.realized, acct.balance = old
             raise
         return realized
 
@@ -337,8 +392,9 @@ class RefLedger:
         if pos.units != 0 and pu is not None:
             bid, ask, _ = self.prices[name]
             close = bid if pos.units > 0 else ask
-            f = self.conversion(self.by_name[name].quote, acct.home)
-            out["unrealized_pl"] = _money_q(CTX.multiply(_money_q(pos.units * (close - pos.avg)), f))
+            # on the net position, from the exact lot cost (no walk needed)
+            q = pos.units * close - pos.cost
+            out["unrealized_pl"] = self.pl_home(q, self.by_name[name].quote, acct.home)
             out["position_value"] = _money_q(abs(pos.units) * pu[0])
             out["margin_used"] = _money_q(abs(pos.units) * pu[1])
         return out

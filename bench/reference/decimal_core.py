@@ -19,12 +19,14 @@ the core's Python API addresses them (account index, instrument index).
 """
 from __future__ import annotations
 
+from collections import deque
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 CTX = Context(prec=60, rounding=ROUND_HALF_EVEN)
 PRICE_Q = Decimal("1e-9")
 MONEY_Q = Decimal("1e-6")
 RATE_Q = Decimal("1e-12")
+BOOK_Q = Decimal("1e-4")  # P&L is booked at the broker's 4 decimals
 MAX_UNITS = 10 ** 12
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -43,6 +45,10 @@ def q_money(v: Decimal) -> Decimal:
 
 def q_rate(v: Decimal) -> Decimal:
     return v.quantize(RATE_Q, context=CTX)
+
+
+def q_book(v: Decimal) -> Decimal:
+    return v.quantize(BOOK_Q, context=CTX)
 
 
 class Instrument:
@@ -66,11 +72,13 @@ class Instrument:
 
 
 class Position:
-    __slots__ = ("units", "avg", "realized", "upl", "value", "margin")
+    __slots__ = ("units", "avg", "cost", "lots", "realized", "upl", "value", "margin")
 
     def __init__(self):
         self.units = 0
         self.avg = ZERO
+        self.cost = ZERO      # sum of lot units * lot price
+        self.lots = deque()   # [units, price], oldest first (FIFO)
         self.realized = ZERO
         self.upl = ZERO
         self.value = ZERO
@@ -126,8 +134,10 @@ class DecimalLedger:
             return j, True
         return None
 
-    def conversion(self, c: str, h: str):
-        """c -> h factor, legs combined exactly, one rounding; None if unknown."""
+    def conversion(self, c: str, h: str, side: int = 2):
+        """c -> h factor, legs combined exactly, one rounding; None if unknown.
+        side 2: mids; 0: gain (bid of a direct leg, ask of an inverse one);
+        1: loss (the other sides)."""
         if c == h:
             return ONE
         if (c, h) in self.pairs or (h, c) in self.pairs:
@@ -144,10 +154,11 @@ class DecimalLedger:
             px = self.prices.get(j)
             if px is None:
                 return None
+            m = px[2] if side == 2 else px[0 if inverse == bool(side) else 1]
             if inverse:
-                den = CTX.multiply(den, px[2])
+                den = CTX.multiply(den, m)
             else:
-                num = CTX.multiply(num, px[2])
+                num = CTX.multiply(num, m)
         if den == ONE:
             return q_rate(num)
         return q_rate(CTX.divide(num, den))
@@ -172,8 +183,9 @@ class DecimalLedger:
             if pu is not None:
                 bid, ask, _ = self.prices[i]
                 close = bid if u > 0 else ask
-                f = self.conversion(self.instruments[i].quote, acct.home)
-                upl = q_money(CTX.multiply(q_money(CTX.multiply(u, close - pos.avg)), f))
+                q = CTX.multiply(u, close) - pos.cost
+                f = self.conversion(self.instruments[i].quote, acct.home, 0 if q >= 0 else 1)
+                upl = q_book(CTX.multiply(q, f))
                 value = q_money(CTX.multiply(abs(u), pu[0]))
                 margin = q_money(CTX.multiply(abs(u), pu[1]))
         acct.upl += upl - pos.upl
@@ -209,19 +221,31 @@ class DecimalLedger:
         if abs(n) > MAX_UNITS:
             raise ValueError(f"POSITION_TOO_LARGE: position {p} + fill {units}")
         realized = ZERO
-        if p == 0 or (p > 0) == (units > 0):
-            new_avg = q_price(CTX.divide(abs(p) * pos.avg + abs(units) * price, abs(n)))
-        else:
-            closed = min(abs(units), abs(p))
-            if p < 0:
-                closed = -closed
-            f = quote_home if quote_home is not None else self.conversion(self.instruments[i].quote, acct.home)
-            if f is None:
+        left = abs(units)
+        if p != 0 and (p > 0) != (units > 0):
+            quote = self.instruments[i].quote
+            if quote_home is None and self.conversion(quote, acct.home) is None:
                 raise ValueError("NO_CONVERSION_RATE")
-            realized = q_money(CTX.multiply(q_money(CTX.multiply(closed, price - pos.avg)), f))
-            new_avg = ZERO if n == 0 else (pos.avg if (n > 0) == (p > 0) else price)
+            lots = pos.lots
+            while left and lots:  # FIFO: oldest lot first, each rounded on its own
+                lot = lots[0]
+                take = min(abs(lot[0]), left)
+                cu = take if lot[0] > 0 else -take
+                q = CTX.multiply(cu, price - lot[1])
+                f = quote_home if quote_home is not None else self.conversion(quote, acct.home, 0 if q >= 0 else 1)
+                realized += q_book(CTX.multiply(q, f))
+                pos.cost -= CTX.multiply(cu, lot[1])
+                left -= take
+                if take == abs(lot[0]):
+                    lots.popleft()
+                else:
+                    lot[0] -= cu
+        if left:
+            lu = left if units > 0 else -left
+            pos.lots.append([lu, price])
+            pos.cost += CTX.multiply(lu, price)
         pos.units = n
-        pos.avg = new_avg
+        pos.avg = ZERO if n == 0 else q_price(CTX.divide(abs(pos.cost), abs(n)))
         pos.realized += realized
         acct.realized += realized
         acct.balance += realized

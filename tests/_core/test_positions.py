@@ -105,7 +105,7 @@ def test_flip_through_zero_resets_average_to_fill_price(ledger):
     assert (pos.units, pos.average_price) == (-2_000, P("1.10500"))
 
 
-def test_average_price_rounds_half_even_when_adding():
+def test_average_price_is_the_lots_weighted_average_rounded_half_even():
     t = load_instruments()
     L = Ledger(t, 1)
     a = L.add_account("acc", "USD", 0)
@@ -113,10 +113,134 @@ def test_average_price_rounds_half_even_when_adding():
     L.apply_fill(a, i, 1, 1)      # 1 unit at 1 nano (raw), exact
     L.apply_fill(a, i, 1, 2)      # avg (1 + 2) / 2 = 1.5 nano -> 2 (even)
     assert L.position(a, i).average_price == 2
-    L.apply_fill(a, i, 2, 3)      # (2*2 + 2*3) / 4 = 2.5 -> 2 (even)
-    assert L.position(a, i).average_price == 2
-    L.apply_fill(a, i, -3, 5)     # reducing keeps the average
-    assert L.position(a, i).average_price == 2
+    L.apply_fill(a, i, 2, 5)      # (1 + 2 + 2*5) / 4 = 3.25 -> 3 (from the lots, not the old average)
+    assert L.position(a, i).average_price == 3
+    L.apply_fill(a, i, 1, 3)      # (13 + 3) / 5 = 3.2 -> 3
+    L.apply_fill(a, i, 1, 4)      # (16 + 4) / 6 = 3.33 -> 3 ; lots 1@1 1@2 2@5 1@3 1@4
+    assert L.lots(a, i) == [(1, 1), (1, 2), (2, 5), (1, 3), (1, 4)]
+    L.apply_fill(a, i, -3, 5)     # FIFO closes 1@1, 1@2, 1 of 2@5: left 1@5 1@3 1@4
+    assert L.lots(a, i) == [(1, 5), (1, 3), (1, 4)]
+    assert L.position(a, i).average_price == 4      # 12 / 3
+    L.apply_fill(a, i, -2, 5)     # left 1@4
+    assert L.position(a, i).average_price == 4
+    L.apply_fill(a, i, -2, 5)     # flip: short 1@5
+    assert L.lots(a, i) == [(-1, 5)] and L.position(a, i).average_price == 5
+
+
+def test_reducing_fill_realizes_per_lot_oldest_first(ledger):
+    """5 buys then 3 sells of 1,000 EUR_USD: each sell closes the oldest lot
+    and realizes against that lot's price (v20 FIFO), not the average."""
+    a = ledger.add_account("acc", "USD", M("100000"))
+    eu = TABLE.index("EUR_USD")
+    ledger.mark(eu, P("1.10000"), P("1.10020"))
+    for px in ("1.10010", "1.10030", "1.10020", "1.10050", "1.10040"):
+        assert ledger.apply_fill(a, eu, 1_000, P(px)) == 0
+    assert ledger.position(a, eu).average_price == P("1.10030")
+    assert ledger.apply_fill(a, eu, -1_000, P("1.10000")) == M("-0.1")    # vs lot 1.10010
+    assert ledger.apply_fill(a, eu, -1_000, P("1.10010")) == M("-0.2")    # vs lot 1.10030
+    assert ledger.apply_fill(a, eu, -1_000, P("1.10020")) == M("0")       # vs lot 1.10020
+    pos = ledger.position(a, eu)
+    assert (pos.units, pos.average_price, pos.realized_pl) == (2_000, P("1.10045"), M("-0.3"))
+    # average cost would have realized 3 * 1,000 * (1.1001 - 1.1003) = -0.6
+    assert ledger.account_state(a).balance == M("99999.7")
+    # one sell across two lots: the 1.10050 lot and half of the 1.10040 one
+    assert ledger.apply_fill(a, eu, -1_500, P("1.10060")) == M("0.1") + M("0.1")
+    assert ledger.lots(a, eu) == [(500, P("1.10040"))]
+
+
+def test_realized_pnl_is_rounded_per_lot_half_even_to_4_decimals(ledger):
+    a = ledger.add_account("acc", "USD", 0)
+    eu = TABLE.index("EUR_USD")
+    ledger.mark(eu, P("1.10000"), P("1.10000"))
+    ledger.apply_fill(a, eu, 1, P("1.10000"))
+    ledger.apply_fill(a, eu, 3, P("1.10000"))
+    ledger.apply_fill(a, eu, 1, P("1.10000"))
+    # 1 unit * 0.00005 = 0.00005 -> 0.0000 (even); 3 units -> 0.00015 -> 0.0002;
+    # 1 unit -> 0.0000: per lot 0 + 0.0002 + 0, where the fill as a whole
+    # (5 units * 0.00005 = 0.00025) would round to 0.0002 as well but
+    # 4 * 0.00005 = 0.0002 vs 0 + 0.0002 shows the per-lot steps:
+    assert ledger.apply_fill(a, eu, -4, P("1.10005")) == M("0.0002")   # 0 + 0.0002
+    assert ledger.apply_fill(a, eu, -1, P("1.10005")) == 0             # 0.00005 -> 0
+    assert ledger.apply_fill(a, eu, -1, P("1.10005")) == 0             # short 1 opens
+    assert ledger.apply_fill(a, eu, 1, P("1.09990")) == M("0.0002")    # 0.00015 -> 0.0002
+
+
+def test_unrealized_is_computed_on_the_net_position_rounded_to_4_decimals(ledger):
+    a = ledger.add_account("acc", "USD", 0)
+    eu = TABLE.index("EUR_USD")
+    ledger.apply_fill(a, eu, 1, P("1.10000"))
+    ledger.apply_fill(a, eu, 2, P("1.10001"))
+    ledger.mark(eu, P("1.10002"), P("1.10004"))
+    # 3 * 1.10002 - (1.10000 + 2 * 1.10001) = 0.00004 -> 0.0000 (per lot it
+    # would be 0.00002 -> 0.0000 and 0.00002 -> 0.0000 too); 0.00005 -> 0:
+    assert ledger.position(a, eu).unrealized_pl == 0
+    ledger.mark(eu, P("1.10003"), P("1.10004"))   # 0.00007 -> 0.0001
+    assert ledger.position(a, eu).unrealized_pl == M("0.0001")
+
+
+def test_cross_currency_pnl_uses_gain_and_loss_factors(ledger):
+    """Profit converts at the gain factor (selling the quote currency), loss at
+    the loss factor (buying it), REFERENCE.md 9.4: USD account, EUR_JPY, the
+    JPY->USD factor is 1/ask (gain) or 1/bid (loss) of USD_JPY."""
+    a = ledger.add_account("acc", "USD", M("100000"))
+    ej, uj = TABLE.index("EUR_JPY"), TABLE.index("USD_JPY")
+    ledger.mark(uj, P("149.000", "USD_JPY"), P("151.000", "USD_JPY"))
+    ledger.mark(ej, P("163.000", "EUR_JPY"), P("163.000", "EUR_JPY"))
+    gain, loss = ledger.pl_factors("JPY", "USD")
+    assert (gain, loss) == (parse_rate("0.006622516556"), parse_rate("0.006711409396"))
+    assert ledger.conversion("JPY", "USD") == parse_rate("0.006666666667")   # mid, for margin
+    ledger.apply_fill(a, ej, 1_000, P("163.000", "EUR_JPY"))
+    ledger.apply_fill(a, ej, 1_000, P("165.000", "EUR_JPY"))
+    ledger.mark(ej, P("164.000", "EUR_JPY"), P("164.000", "EUR_JPY"))
+    # net: 2,000 * 164 - (163,000 + 165,000) = 0 JPY
+    assert ledger.position(a, ej).unrealized_pl == 0
+    assert ledger.apply_fill(a, ej, -1_000, P("164.000", "EUR_JPY")) == M("6.6225")   # +1,000 JPY at gain
+    assert ledger.apply_fill(a, ej, -1_000, P("164.000", "EUR_JPY")) == M("-6.7114")  # -1,000 JPY at loss
+
+
+def test_lot_capacity_is_bounded_and_refusal_changes_nothing():
+    L = Ledger(TABLE, 1, max_lots=3)
+    assert L.max_lots == 3
+    a = L.add_account("acc", "USD", M("1000"))
+    eu = TABLE.index("EUR_USD")
+    L.mark(eu, P("1.10000"), P("1.10000"))
+    for n in range(3):
+        L.apply_fill(a, eu, 10, P("1.10000") + n * 10**4)
+    before = (L.lots(a, eu), L.position(a, eu), L.account_state(a))
+    with pytest.raises(LedgerError) as e:
+        L.apply_fill(a, eu, 10, P("1.20000"))
+    assert e.value.code == "TOO_MANY_LOTS"
+    assert (L.lots(a, eu), L.position(a, eu), L.account_state(a)) == before
+    # reducing always works; a flip that closes every lot opens just one
+    L.apply_fill(a, eu, -15, P("1.10000"))
+    L.apply_fill(a, eu, 10, P("1.10000"))
+    L.apply_fill(a, eu, -40, P("1.10000"))
+    assert L.lots(a, eu) == [(-15, P("1.10000"))]
+    with pytest.raises(ValueError):
+        Ledger(TABLE, 1, max_lots=0)
+
+
+def test_lot_ring_wraps_and_grows_in_order():
+    L = Ledger(TABLE, 1)
+    a = L.add_account("acc", "USD", M("1000000"))
+    x = TABLE.index("XAU_USD")
+    L.mark(x, P("2000.000", "XAU_USD"), P("2000.000", "XAU_USD"))
+    model = []
+    price = P("2000.000", "XAU_USD")
+    for step in range(300):
+        u = step % 7 + 1
+        L.apply_fill(a, x, u, price + step * 10**6)
+        model.append((u, price + step * 10**6))
+        if step % 3 == 2:           # close a bit: the ring's head moves, it wraps and grows
+            k = 5
+            L.apply_fill(a, x, -k, price)
+            while k:
+                t = min(k, model[0][0])
+                model[0] = (model[0][0] - t, model[0][1])
+                if model[0][0] == 0:
+                    model.pop(0)
+                k -= t
+        assert L.lots(a, x) == model
 
 
 def test_unrealized_uses_bid_for_long_and_ask_for_short(ledger):
@@ -312,20 +436,44 @@ def ops(draw):
         tick = TABLE[name].price_tick
         level = P(LEVELS[name], name) // tick
         px = draw(st.integers(level * 8 // 10, level * 12 // 10)) * tick
-        kind = draw(st.sampled_from(["mark", "fill", "fill", "close"]))
+        kind = draw(st.sampled_from(["mark", "fill", "fill", "add", "add", "part", "close", "flip"]))
         if kind == "mark":
             out.append(("mark", name, px, px + draw(st.integers(0, 30)) * tick))
         else:
-            units = draw(st.integers(1, 2_000_000)) * draw(st.sampled_from([1, -1]))
+            # fill: any size and side; add: small, on the position's side
+            # (many lots); part: a fraction (in 1/8) of the position, across
+            # lots; close: all of it; flip: all of it and more
+            small = draw(st.booleans())
+            units = draw(st.integers(1, 3_000 if small else 2_000_000)) * draw(st.sampled_from([1, -1]))
             out.append((kind, draw(st.integers(0, 2)), name, units, px))
     return out
 
 
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.sampled_from(HOMES), min_size=3, max_size=3), ops(), st.booleans())
-def test_ledger_matches_reference_model(homes, steps, premark):
-    L = Ledger(TABLE, 4)
-    R = ref.RefLedger(REF_INSTRUMENTS)
+def _shape(kind, p, units):
+    """Units of a fill of `kind` against position p (see ops)."""
+    if p == 0:
+        return units
+    s = 1 if p > 0 else -1
+    if kind == "add":
+        return s * abs(units)
+    if kind == "part":
+        return -s * max(1, abs(p) * (abs(units) % 8 + 1) // 8)
+    if kind == "close":
+        return -p
+    if kind == "flip":
+        return -p - s * abs(units)
+    return units
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(HOMES), min_size=3, max_size=3), ops(), st.booleans(),
+       st.sampled_from([None, None, 2, 5]))
+def test_ledger_matches_reference_model(homes, steps, premark, max_lots):
+    """FIFO lots, partial closes across several lots, flips, many lots, lot
+    capacity refusals: every result, error code, number and lot list equals
+    the Decimal model's after every step."""
+    L = Ledger(TABLE, 4) if max_lots is None else Ledger(TABLE, 4, max_lots=max_lots)
+    R = ref.RefLedger(REF_INSTRUMENTS, max_lots=max_lots)
     for n, h in enumerate(homes):
         L.add_account(f"a{n}", h, M("100000"))
         R.add_account(h, Decimal("100000"))
@@ -348,8 +496,14 @@ def test_ledger_matches_reference_model(homes, steps, premark):
         else:
             kind, a, name, units, px = step
             p = R.accounts[a].positions.get(name, ref.RefPosition()).units
-            if kind == "close" and p != 0:
-                units = -p
+            units = _shape(kind, p, units)
+            if p and (p > 0) != (units > 0):
+                lots = R.accounts[a].positions[name].lots
+                closed, left = 0, abs(units)
+                while closed < len(lots) and left >= abs(lots[closed][0]):
+                    left -= abs(lots[closed][0])
+                    closed += 1
+                event("closes %s lots" % ("0" if closed == 0 else "1" if closed == 1 else "2+"))
             event("open/add" if p == 0 or (p > 0) == (units > 0) else
                   "close" if p + units == 0 else
                   "partial close" if abs(units) < abs(p) else "flip")
@@ -361,12 +515,16 @@ def test_ledger_matches_reference_model(homes, steps, premark):
                 got = ("ok", L.apply_fill(a, TABLE.index(name), units, px))
             except (LedgerError, FixedPointError) as e:
                 got = ("err", e.code)
+            if expected[0] == "err":
+                event("refused " + expected[1])
             assert got == expected
         for a in range(3):
             assert L.account_state(a)._asdict() == state_raw(R.account_state(a))
     for a in range(3):
         for name in NAMES:
             assert L.position(a, TABLE.index(name))._asdict() == pos_raw(R.position(a, name))
+            lots = R.accounts[a].positions.get(name, ref.RefPosition()).lots
+            assert L.lots(a, TABLE.index(name)) == [(u, ref.to_raw(p, "price")) for u, p in lots]
 
 
 @settings(max_examples=100, deadline=None)
@@ -386,6 +544,8 @@ def test_every_conversion_matches_reference(moves):
         for h in HOMES:
             f = R.conversion(c, h)
             assert L.conversion(c, h) == (None if f is None else ref.to_raw(f, "rate")), (c, h)
+            g, lo = R.conversion(c, h, "gain"), R.conversion(c, h, "loss")
+            assert L.pl_factors(c, h) == (None if f is None else (ref.to_raw(g, "rate"), ref.to_raw(lo, "rate")))
     for name in NAMES:
         for h in HOMES:
             pu = R.per_unit(name, h)

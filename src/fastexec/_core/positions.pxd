@@ -11,12 +11,20 @@ per-unit arrays ``i * n_c + h``.
 
 Invariants (after every public call returns):
 * ``units[k]`` signed whole units; ``avg[k]`` PRICE_SCALE, 0 iff flat.
+* ``rings[k]`` the position's open lots (the broker's trades), oldest first,
+  in a ring: ``buf[(head + j) & (cap - 1)]`` for j in 0..n-1, each of the
+  position's sign, ``sum(lot.units) == units[k]``; ``cap`` a power of two
+  (0 until the first lot), ``n <= max_lots``.
+* ``cost[k] = sum(lot.units * lot.price)`` exactly (int128, units x
+  PRICE_SCALE), so unrealized P&L needs no walk over the lots; ``avg[k]`` is
+  ``|cost| / |units|`` rounded half-even at PRICE_SCALE.
 * ``upl/value/margin[k]`` are the position's values in the account's home
   currency at MONEY_SCALE as of the last mark (0 while unvalued);
   ``upl_tot/value_tot/margin_tot[a]`` are their exact sums over the account.
 * ``mid[i] = half_even((bid + ask) / 2)``; ``has_price[i]`` once marked.
 * ``conv[c*n_c+h]`` quote->home factor at RATE_SCALE (1.0 when c == h),
-  valid iff ``conv_ok``; ``vpu[i*n_c+h]`` = home value of one unit of i
+  from mids, valid iff ``conv_ok``; ``conv_g``/``conv_l`` the gain / loss
+  factors of the same route from the sided prices (valid with ``conv_ok``); ``vpu[i*n_c+h]`` = home value of one unit of i
   (RATE_SCALE), ``mpu`` its margin; valid iff ``vpu_ok``.
 * NAV = balance + upl_tot; margin available = NAV - margin_tot.
 * ``uv[i*n_c+h]`` holds ``vpu``/``mpu`` split at MONEY_SCALE
@@ -32,13 +40,26 @@ Invariants (after every public call returns):
   a new trading day). Caches derived from them are valid while it is equal.
 """
 cimport cython
-from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint32_t, uint64_t
+
+from fastexec._core.fixedpoint cimport int128
 
 cdef extern from *:
     """
     #define FE_UV_FAST 2305843009213693952LL
     """
     const int64_t UV_FAST "FE_UV_FAST"   # 2**61
+
+
+cdef struct Lot:
+    int64_t units      # signed, the position's sign
+    int64_t price      # PRICE_SCALE
+
+cdef struct LotRing:
+    Lot* buf
+    uint32_t head
+    uint32_t n
+    uint32_t cap       # power of two; 0 = no buffer yet
 
 
 cdef struct UnitVal:
@@ -66,6 +87,8 @@ cdef class Ledger:
     cdef int8_t* has_price
     # conversions, per (currency, home)
     cdef int64_t* conv
+    cdef int64_t* conv_g
+    cdef int64_t* conv_l
     cdef int8_t* conv_ok
     cdef int32_t* leg1
     cdef int32_t* leg2
@@ -80,6 +103,9 @@ cdef class Ledger:
     # positions, per (account, instrument)
     cdef int64_t* units
     cdef int64_t* avg
+    cdef int128* cost
+    cdef LotRing* rings
+    cdef readonly uint32_t max_lots
     cdef int64_t* realized
     cdef int64_t* upl
     cdef int64_t* value
@@ -115,6 +141,7 @@ cdef class Ledger:
     cdef int _check_instrument(self, int i) except -1
     cdef int _recompute_conv(self, int c, int h) except -1
     cdef int _recompute_vpu(self, int i, int h) except -1
-    cdef int _value_of(self, int a, int i, int64_t u, int64_t avg,
+    cdef int _value_of(self, int a, int i, int64_t u, int128 cost,
                        int64_t* nu, int64_t* nv, int64_t* nm) except -1
+    cdef int _grow(self, LotRing* r) except -1
     cdef int _mark_convs(self, int i) except -1

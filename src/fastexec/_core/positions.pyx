@@ -1,44 +1,79 @@
 # cython: language_level=3
 """Positions, P&L, margin and NAV per account, in fixed-point integers.
 
-Rules (each rounds half-even exactly once, to the scale of its result; the
-Decimal model in tests/reference_model.py states the same rules):
+Rules (the Decimal model in tests/reference_model.py states the same rules;
+each result is rounded half-even exactly once, from the exact value):
 
-* Netting: one position per (account, instrument), signed units.
-* Average price: adding to a position (or opening one) sets
-  ``avg = (|p| * avg + |u| * price) / |p + u|`` rounded at PRICE_SCALE;
-  reducing leaves it unchanged; closing to zero resets it to 0; a flip
-  through zero starts the new side at the fill price.
-* Realized P&L on the closed part: ``closed * (fill - avg)`` in the quote
-  currency (rounded at MONEY_SCALE), then times the quote->home factor
-  (rounded at MONEY_SCALE). It is added to the balance.
+* Netting, FIFO (OANDA v20 without hedging, and the simulated venue): one
+  position per (account, instrument), signed units, made of lots (the
+  broker's trades). A fill on the position's side (or on a flat position)
+  opens a lot (units, fill price). An opposite fill closes lots oldest first,
+  the last one partially if needed; what is left of the fill after every lot
+  is closed opens a lot on the other side (a flip).
+* Realized P&L, per lot closed: ``q = closed * (fill - lot price)`` exact in
+  the quote currency, times the quote->home factor, rounded half-even once to
+  the broker's booking precision, 4 decimals (``BOOK_STEP`` = 100 micro),
+  held at MONEY_SCALE; the fill realizes the sum over its lots, which is
+  added to the balance. The factor is the gain factor when ``q >= 0``, the
+  loss factor when ``q < 0`` (REFERENCE.md 9.4), or ``quote_home_rate`` for
+  both when the caller passes the broker's.
+* Average price = ``|sum(lot units * lot price)| / |units|`` over the open
+  lots, rounded half-even at PRICE_SCALE (v20 ``averagePrice``); 0 when flat.
+* Unrealized P&L, on the net position (as the venue and v20 report it):
+  ``q = units * close - sum(lot units * lot price)`` exact, close = bid for a
+  long, ask for a short, times the gain (q >= 0) or loss factor, rounded
+  half-even once at 4 decimals. The lot sum is kept per position, so a mark
+  never walks the lots.
 * Mid: ``(bid + ask) / 2`` rounded at PRICE_SCALE.
-* Quote->home factor (RATE_SCALE), from mids, one rounding per factor:
-  same currency 1; direct pair C_H: mid; inverse pair H_C: 1/mid; otherwise
-  a cross through USD, the two legs combined exactly before the one rounding.
-* Unrealized P&L: ``units * (close - avg)`` at the closing side (bid for a
-  long, ask for a short) in quote (rounded), then converted (rounded).
-* Value per unit (home, RATE_SCALE) = mid * factor (rounded); margin per unit
-  = value per unit * instrument margin rate (rounded). Position value =
+* Quote->home factors (RATE_SCALE), one rounding each, over the same route:
+  same currency 1; direct pair C_H; inverse pair H_C; otherwise a cross
+  through USD, the two legs combined exactly before the one rounding. The
+  mid factor uses mids (margin, value); the gain factor sells the quote
+  currency (bid of a direct leg, 1/ask of an inverse leg), the loss factor
+  buys it (ask of a direct leg, 1/bid of an inverse leg), as the venue does.
+* Value per unit (home, RATE_SCALE) = mid * mid factor (rounded); margin per
+  unit = value per unit * instrument margin rate (rounded). Position value =
   |units| * value per unit, margin used = |units| * margin per unit (each
   rounded at MONEY_SCALE). Margin uses mids only (OANDA, REFERENCE.md 9.1);
   the per-unit form keeps the risk kernel free of 128-bit division and differs
-  from ``marginRate * positionValue`` by under 1e-12 home per unit.
+  from ``marginRate * positionValue`` by under 1e-12 home per unit (the venue
+  rounds those two to 4 decimals: they may differ from it by < 0.0001).
 * NAV = balance + unrealized; margin available = NAV - margin used; daily
   P&L = NAV - NAV at the start of the trading day (deposits move both).
 A position is valued from the first mark of its instrument and of the
 instruments its conversion needs; until then its values are 0.
+
+Lots live in a growable ring per position (16 bytes a lot, allocated on the
+first lot, grown twofold with malloc when full, kept when the position goes flat),
+at most ``max_lots`` per position (constructor argument, default 2**20): a
+fill that would open one more lot than that raises ``LedgerError
+TOO_MANY_LOTS`` and changes nothing. Closing lots never allocates.
 """
 from collections import namedtuple
 
-from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t, INT64_MAX
-from libc.stdlib cimport calloc, free
+from libc.stdint cimport int8_t, int32_t, int64_t, uint32_t, uint64_t, INT64_MAX
+from libc.stdlib cimport calloc, free, malloc
 
 from fastexec._core.fixedpoint cimport (
     int128, div_half_even, narrow, c_pnl, c_convert, c_units_value,
     KIND_MONEY, KIND_RATE, KIND_PRICE, KIND_UNITS,
     C_MAX_UNITS, C_MAX_PRICE, C_MAX_RATE, C_MAX_MONEY, C_RATE_SCALE,
 )
+
+# Money booked and reported at the broker's 4 decimals: P&L is rounded to
+# units of BOOK_STEP micro. PL_DEN turns (units x PRICE_SCALE) x RATE_SCALE
+# into those units: 10**9 * 10**12 / 10**4.
+cdef extern from *:
+    """
+    #define FE_BOOK_STEP 100LL
+    #define FE_PL_DEN 100000000000000000LL
+    #define FE_PL_DEN_1 100000LL
+    """
+    const int64_t BOOK_STEP "FE_BOOK_STEP"
+    const int64_t PL_DEN "FE_PL_DEN"          # 10**17
+    const int64_t PL_DEN_1 "FE_PL_DEN_1"      # PL_DEN / RATE_SCALE: factor exactly 1
+
+DEFAULT_MAX_LOTS = 1 << 20                    # lots per position
 from fastexec._core.instruments cimport InstrumentTable
 
 AccountState = namedtuple("AccountState", [
@@ -72,13 +107,65 @@ cdef inline int64_t _abs(int64_t x) noexcept nogil:
     return -x if x < 0 else x
 
 
+cdef int128 _pl_wide(int128 q, int64_t f) noexcept nogil:
+    """round_half_even(q * f / PL_DEN) for |q| beyond int64, where q * f may
+    not fit int128: q = qh * PL_DEN + ql, so q * f / PL_DEN = qh * f +
+    ql * f / PL_DEN with both products inside int128 (|q| <= 2e30, f <= 1e18)."""
+    cdef bint neg = q < 0
+    cdef int128 a = -q if neg else q
+    cdef int128 qh = a / PL_DEN
+    cdef int128 t = (a - qh * PL_DEN) * f
+    cdef int128 d = t / PL_DEN
+    cdef int128 rem = t - d * PL_DEN
+    cdef int128 w = qh * f + d
+    if 2 * rem > PL_DEN or (2 * rem == PL_DEN and (w & 1) != 0):
+        w += 1
+    return -w if neg else w
+
+
+cdef inline int128 _factor1(int64_t m1, bint inv) noexcept nogil:
+    """Factor (RATE_SCALE) of one leg at price m1: m1, or 1 / m1."""
+    if inv:
+        return div_half_even(<int128>1000000000 * <int128>1000000000000, m1)  # 1e21 / m1
+    return <int128>m1 * 1000
+
+
+cdef inline int128 _factor2(int64_t m1, bint inv1, int64_t m2, bint inv2) noexcept nogil:
+    """Factor (RATE_SCALE) of two legs, combined exactly, rounded once."""
+    if not inv1 and not inv2:
+        return div_half_even(<int128>m1 * m2, 1000000)
+    if not inv1:
+        return div_half_even(<int128>m1 * <int128>1000000000000, m2)
+    if not inv2:
+        return div_half_even(<int128>m2 * <int128>1000000000000, m1)
+    return div_half_even(<int128>1000000000000000 * <int128>1000000000000000, <int128>m1 * m2)
+
+
+cdef inline int64_t _pl_home(int128 q, int64_t f) except? -9223372036854775807:
+    """P&L ``q`` (units x price, exact, in the quote currency) times the factor
+    ``f`` (RATE_SCALE): home money rounded half-even once to 4 decimals,
+    returned at MONEY_SCALE (a multiple of BOOK_STEP)."""
+    cdef int128 r
+    if f == C_RATE_SCALE:
+        r = div_half_even(q, PL_DEN_1)       # 64-bit division when q fits
+    elif q == <int64_t>q:
+        r = div_half_even(q * f, PL_DEN)     # |q * f| < 9.3e36: fits int128
+    else:
+        r = _pl_wide(q, f)
+    return narrow(r * BOOK_STEP, KIND_MONEY)
+
+
 cdef class Ledger:
     """Prices, conversion factors, positions and account numbers for many
     accounts; accounts and instruments are small int indexes."""
 
-    def __cinit__(self, InstrumentTable instruments, int max_accounts=256):
+    def __cinit__(self, InstrumentTable instruments, int max_accounts=256,
+                  long long max_lots=DEFAULT_MAX_LOTS):
         if max_accounts <= 0:
             raise ValueError("max_accounts must be positive")
+        if max_lots <= 0 or max_lots > (1 << 30):
+            raise ValueError("max_lots must be in 1..2**30")
+        self.max_lots = <uint32_t>max_lots
         cdef int ni = instruments.n
         cdef int nc = len(instruments.currencies)
         cdef size_t na = max_accounts
@@ -92,6 +179,8 @@ cdef class Ledger:
         self.mid = <int64_t*>_alloc(ni, sizeof(int64_t))
         self.has_price = <int8_t*>_alloc(ni, sizeof(int8_t))
         self.conv = <int64_t*>_alloc(nc * nc, sizeof(int64_t))
+        self.conv_g = <int64_t*>_alloc(nc * nc, sizeof(int64_t))
+        self.conv_l = <int64_t*>_alloc(nc * nc, sizeof(int64_t))
         self.conv_ok = <int8_t*>_alloc(nc * nc, sizeof(int8_t))
         self.leg1 = <int32_t*>_alloc(nc * nc, sizeof(int32_t))
         self.leg2 = <int32_t*>_alloc(nc * nc, sizeof(int32_t))
@@ -104,6 +193,8 @@ cdef class Ledger:
         self.uv = <UnitVal*>_alloc(ni * nc, sizeof(UnitVal))
         self.units = <int64_t*>_alloc(na * ni, sizeof(int64_t))
         self.avg = <int64_t*>_alloc(na * ni, sizeof(int64_t))
+        self.cost = <int128*>_alloc(na * ni, sizeof(int128))
+        self.rings = <LotRing*>_alloc(na * ni, sizeof(LotRing))
         self.realized = <int64_t*>_alloc(na * ni, sizeof(int64_t))
         self.upl = <int64_t*>_alloc(na * ni, sizeof(int64_t))
         self.value = <int64_t*>_alloc(na * ni, sizeof(int64_t))
@@ -134,6 +225,11 @@ cdef class Ledger:
         self.usd = instruments.currencies.index("USD") if "USD" in instruments.currencies else -1
 
     def __dealloc__(self):
+        cdef size_t k
+        if self.rings != NULL:
+            for k in range(<size_t>self.max_accounts * self.n_i):
+                free(self.rings[k].buf)
+        free(self.rings); free(self.cost); free(self.conv_g); free(self.conv_l)
         free(self.bid); free(self.ask); free(self.mid); free(self.has_price)
         free(self.conv); free(self.conv_ok); free(self.leg1); free(self.leg2)
         free(self.leg1_inv); free(self.leg2_inv); free(self.home_used)
@@ -265,31 +361,32 @@ cdef class Ledger:
         cdef int x = c * self.n_c + h
         cdef int l1 = self.leg1[x]
         cdef int l2 = self.leg2[x]
-        cdef int128 m1, m2, f
+        cdef bint i1 = self.leg1_inv[x], i2 = self.leg2_inv[x]
         self.conv_ok[x] = 0
         if l1 == -1:
             self.conv[x] = C_RATE_SCALE
+            self.conv_g[x] = C_RATE_SCALE
+            self.conv_l[x] = C_RATE_SCALE
             self.conv_ok[x] = 1
             return 0
         if l1 < 0 or not self.has_price[l1] or (l2 >= 0 and not self.has_price[l2]):
             return 0
-        m1 = self.mid[l1]
+        # gain sells the quote currency: bid of a direct leg, ask of an
+        # inverse one (divided by); loss buys it: the other side
+        cdef int64_t g1 = self.ask[l1] if i1 else self.bid[l1]
+        cdef int64_t s1 = self.bid[l1] if i1 else self.ask[l1]
+        cdef int64_t f, fg, fl
         if l2 < 0:
-            if self.leg1_inv[x]:
-                f = div_half_even(<int128>1000000000 * <int128>1000000000000, m1)  # 1e21 / mid
-            else:
-                f = m1 * 1000
+            f = narrow(_factor1(self.mid[l1], i1), KIND_RATE)
+            fg = narrow(_factor1(g1, i1), KIND_RATE)
+            fl = narrow(_factor1(s1, i1), KIND_RATE)
         else:
-            m2 = self.mid[l2]
-            if not self.leg1_inv[x] and not self.leg2_inv[x]:
-                f = div_half_even(m1 * m2, 1000000)
-            elif not self.leg1_inv[x]:
-                f = div_half_even(m1 * <int128>1000000000000, m2)
-            elif not self.leg2_inv[x]:
-                f = div_half_even(m2 * <int128>1000000000000, m1)
-            else:
-                f = div_half_even(<int128>1000000000000000 * <int128>1000000000000000, m1 * m2)
-        self.conv[x] = narrow(f, KIND_RATE)
+            f = narrow(_factor2(self.mid[l1], i1, self.mid[l2], i2), KIND_RATE)
+            fg = narrow(_factor2(g1, i1, self.ask[l2] if i2 else self.bid[l2], i2), KIND_RATE)
+            fl = narrow(_factor2(s1, i1, self.bid[l2] if i2 else self.ask[l2], i2), KIND_RATE)
+        self.conv[x] = f
+        self.conv_g[x] = fg
+        self.conv_l[x] = fl
         self.conv_ok[x] = 1
         return 0
 
@@ -316,20 +413,21 @@ cdef class Ledger:
         self.vpu_ok[x] = 1
         return 0
 
-    cdef int _value_of(self, int a, int i, int64_t u, int64_t avg,
+    cdef int _value_of(self, int a, int i, int64_t u, int128 cost,
                        int64_t* nu, int64_t* nv, int64_t* nm) except -1:
-        """Values of a (hypothetical) position of u units at avg, at the
-        current marks; zeros while unvalued. Writes nothing else."""
+        """Values of a (hypothetical) position of u units whose lots cost
+        ``cost`` (sum of units x price), at the current marks; zeros while
+        unvalued. Writes nothing else."""
         cdef int h = self.home[a]
         cdef int x = i * self.n_c + h
         cdef int cx = self.instruments.quote_ccy[i] * self.n_c + h
-        cdef int64_t close
+        cdef int128 q
         nu[0] = 0
         nv[0] = 0
         nm[0] = 0
         if u != 0 and self.vpu_ok[x]:
-            close = self.bid[i] if u > 0 else self.ask[i]
-            nu[0] = c_convert(c_pnl(u, avg, close), self.conv[cx])
+            q = <int128>u * (self.bid[i] if u > 0 else self.ask[i]) - cost
+            nu[0] = _pl_home(q, self.conv_g[cx] if q >= 0 else self.conv_l[cx])
             nv[0] = narrow(c_units_value(_abs(u), self.vpu[x]), KIND_MONEY)
             nm[0] = narrow(c_units_value(_abs(u), self.mpu[x]), KIND_MONEY)
         return 0
@@ -396,7 +494,7 @@ cdef class Ledger:
                     j = self.aff[h * ni + t]
                     k = <int64_t>a * ni + j
                     if units[k] != 0:
-                        self._value_of(a, j, units[k], self.avg[k],
+                        self._value_of(a, j, units[k], self.cost[k],
                                        &self.s_upl[k], &self.s_value[k], &self.s_margin[k])
                         self.t_upl[a] = narrow(<int128>self.t_upl[a] - self.upl[k] + self.s_upl[k], KIND_MONEY)
                         self.t_value[a] = narrow(<int128>self.t_value[a] - self.value[k] + self.s_value[k], KIND_MONEY)
@@ -427,14 +525,30 @@ cdef class Ledger:
             self.margin_tot[a] = self.t_margin[a]
             self.gen[a] += 1
 
+    cdef int _grow(self, LotRing* r) except -1:
+        """Room for one more lot: twice the ring (oldest first from 0)."""
+        cdef uint32_t cap = r.cap * 2 if r.cap else 4
+        cdef uint32_t j
+        cdef Lot* buf = <Lot*>malloc(cap * sizeof(Lot))
+        if buf == NULL:
+            raise MemoryError()
+        for j in range(r.n):
+            buf[j] = r.buf[(r.head + j) & (r.cap - 1)]
+        free(r.buf)
+        r.buf = buf
+        r.head = 0
+        r.cap = cap
+        return 0
+
     def apply_fill(self, int account, int instrument, int64_t units, int64_t price,
                    int64_t quote_home_rate=0):
-        """Apply one fill to the netting position; returns the realized P&L in
-        home currency (MONEY_SCALE), already added to the balance.
+        """Apply one fill to the position, FIFO; returns the realized P&L in
+        home currency (MONEY_SCALE, a multiple of 0.0001), already added to
+        the balance.
 
-        ``quote_home_rate`` (RATE_SCALE) overrides the marked quote->home factor,
-        e.g. with the broker's gain/loss factor from the fill; without it a
-        reducing fill needs marked prices for the conversion."""
+        ``quote_home_rate`` (RATE_SCALE) overrides the marked quote->home gain
+        and loss factors, e.g. with the broker's factor from the fill; without
+        it a reducing fill needs marked prices for the conversion."""
         cdef int a = account, i = instrument
         self._check_account(a)
         self._check_instrument(i)
@@ -445,24 +559,26 @@ cdef class Ledger:
         if quote_home_rate < 0 or quote_home_rate > C_MAX_RATE:
             raise LedgerError("INVALID_RATE", f"quote_home_rate={quote_home_rate} outside 0..{C_MAX_RATE}")
         cdef int64_t k = <int64_t>a * self.n_i + i
+        cdef LotRing* r = &self.rings[k]
         cdef int64_t p = self.units[k]
-        cdef int64_t avg = self.avg[k]
         cdef int128 n = <int128>p + units
-        cdef int64_t new_avg, closed, f, realized_q, realized_h = 0
+        cdef int128 cost = self.cost[k]
+        cdef int128 q, realized = 0
+        cdef int64_t new_avg, left, take, lu, fg, fl, realized_h = 0, part = 0
         cdef int64_t new_bal, new_rk, new_rt, nu, nv, nm, tu, tv, tm
+        cdef uint32_t mask = r.cap - 1, done = 0
+        cdef bint opens
+        cdef Lot* lot
         cdef int cx
         if n > C_MAX_UNITS or n < -C_MAX_UNITS:
             raise LedgerError("POSITION_TOO_LARGE",
                               f"position {p} + fill {units} outside +-{C_MAX_UNITS} units")
         if p == 0 or (p > 0) == (units > 0):
-            new_avg = narrow(div_half_even(<int128>_abs(p) * avg + <int128>_abs(units) * price,
-                                           _abs(<int64_t>n)), KIND_PRICE)
+            opens = True
+            cost += <int128>units * price
         else:
-            closed = _abs(units) if _abs(units) < _abs(p) else _abs(p)
-            if p < 0:
-                closed = -closed
             if quote_home_rate > 0:
-                f = quote_home_rate
+                fg = fl = quote_home_rate
             else:
                 cx = self.instruments.quote_ccy[i] * self.n_c + self.home[a]
                 if not self.conv_ok[cx]:
@@ -471,29 +587,71 @@ cdef class Ledger:
                         f"no quote->home rate for {self.instruments.by_index(i).name} in "
                         f"{self.instruments.currencies[self.home[a]]}: mark the conversion "
                         f"instruments or pass quote_home_rate")
-                f = self.conv[cx]
-            realized_q = c_pnl(closed, avg, price)
-            realized_h = c_convert(realized_q, f)
-            if n == 0:
-                new_avg = 0
-            elif (n > 0) == (p > 0):
-                new_avg = avg
-            else:
-                new_avg = price
-        new_bal = narrow(<int128>self.balance[a] + realized_h, KIND_MONEY)
-        new_rk = narrow(<int128>self.realized[k] + realized_h, KIND_MONEY)
-        new_rt = narrow(<int128>self.realized_tot[a] + realized_h, KIND_MONEY)
-        self._value_of(a, i, <int64_t>n, new_avg, &nu, &nv, &nm)
+                fg = self.conv_g[cx]
+                fl = self.conv_l[cx]
+            # close lots oldest first; `done` lots close fully, then `part`
+            # units (signed, the lot's side) of the next one
+            left = _abs(units)
+            while left > 0 and done < r.n:
+                lot = &r.buf[(r.head + done) & mask]
+                lu = _abs(lot.units)
+                take = lu if lu <= left else left
+                if lot.units < 0:
+                    take = -take
+                q = <int128>take * (price - lot.price)
+                realized += _pl_home(q, fg if q >= 0 else fl)
+                cost -= <int128>take * lot.price
+                left -= _abs(take)
+                if _abs(take) == lu:
+                    done += 1
+                else:
+                    part = take
+            realized_h = narrow(realized, KIND_MONEY)
+            opens = left > 0          # a flip: the rest opens the other side
+            if opens:
+                cost = n * price          # every lot closed: cost is 0 before
+        if opens and (r.n - done) + 1 > self.max_lots:
+            raise LedgerError("TOO_MANY_LOTS",
+                              f"position would hold {r.n - done + 1} lots, max_lots={self.max_lots}")
+        if n == 0:
+            new_avg = 0
+        elif r.n - done + opens == 1:
+            # one lot left: its price, exactly (|cost| / |n| has no remainder)
+            new_avg = price if opens else r.buf[(r.head + done) & mask].price
+        else:
+            # a weighted average of in-range lot prices is in range: no check
+            new_avg = <int64_t>div_half_even(cost if cost >= 0 else -cost, n if n >= 0 else -n)
+        new_bal = self.balance[a]
+        new_rk = self.realized[k]
+        new_rt = self.realized_tot[a]
+        if realized_h != 0:
+            new_bal = narrow(<int128>new_bal + realized_h, KIND_MONEY)
+            new_rk = narrow(<int128>new_rk + realized_h, KIND_MONEY)
+            new_rt = narrow(<int128>new_rt + realized_h, KIND_MONEY)
+        self._value_of(a, i, <int64_t>n, cost, &nu, &nv, &nm)
         tu = narrow(<int128>self.upl_tot[a] - self.upl[k] + nu, KIND_MONEY)
         tv = narrow(<int128>self.value_tot[a] - self.value[k] + nv, KIND_MONEY)
         tm = narrow(<int128>self.margin_tot[a] - self.margin[k] + nm, KIND_MONEY)
+        if opens and r.n - done + 1 > r.cap:
+            self._grow(r)             # may raise MemoryError: nothing changed yet
         # All checks passed: commit.
+        if done:
+            r.head = (r.head + done) & (r.cap - 1)
+            r.n -= done
+        if part:
+            r.buf[r.head].units -= part
+        if opens:
+            lot = &r.buf[(r.head + r.n) & (r.cap - 1)]
+            lot.units = units if p == 0 or (p > 0) == (units > 0) else <int64_t>n
+            lot.price = price
+            r.n += 1
         if p == 0:
             self.n_open[a] += 1
         elif n == 0:
             self.n_open[a] -= 1
         self.units[k] = <int64_t>n
         self.avg[k] = new_avg
+        self.cost[k] = cost
         self.balance[a] = new_bal
         self.realized[k] = new_rk
         self.realized_tot[a] = new_rt
@@ -531,6 +689,15 @@ cdef class Ledger:
         return {i: self.position(account, i) for i in range(self.n_i)
                 if self.units[<int64_t>account * self.n_i + i] != 0}
 
+    def lots(self, int account, int instrument):
+        """The position's open lots, oldest first: [(units, price), ...]."""
+        self._check_account(account)
+        self._check_instrument(instrument)
+        cdef LotRing* r = &self.rings[<int64_t>account * self.n_i + instrument]
+        cdef uint32_t j
+        return [(r.buf[(r.head + j) & (r.cap - 1)].units, r.buf[(r.head + j) & (r.cap - 1)].price)
+                for j in range(r.n)]
+
     def price(self, int instrument):
         """(bid, ask, mid) or None before the first mark."""
         self._check_instrument(instrument)
@@ -546,6 +713,15 @@ cdef class Ledger:
         if not self.home_used[h] or not self.conv_ok[c * self.n_c + h]:
             return None
         return self.conv[c * self.n_c + h]
+
+    def pl_factors(self, str currency, str home_currency):
+        """(gain, loss) currency->home factors (RATE_SCALE) for P&L, or None."""
+        cdef int c = self.instruments.currency_index(currency)
+        cdef int h = self.instruments.currency_index(home_currency)
+        cdef int x = c * self.n_c + h
+        if not self.home_used[h] or not self.conv_ok[x]:
+            return None
+        return (self.conv_g[x], self.conv_l[x])
 
     def value_per_unit(self, int instrument, str home_currency):
         """(value per unit, margin per unit) in home currency at RATE_SCALE, or None."""

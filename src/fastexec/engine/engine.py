@@ -273,7 +273,18 @@ class Engine:
         self._currency[account_id] = snap.currency
         self._seen[account_id] = set()
         self._risk.add_account(a)
-        # Positions opened before this engine started (e.g. on OANDA).
+        # Positions opened before this engine started (e.g. on OANDA, or before
+        # a restart). The ledger closes lots FIFO like the broker, so it takes
+        # the broker's open trades, oldest first, one lot each, when the broker
+        # can list them; else one lot per position side at its average price
+        # (later closes then realize against that average, not per trade).
+        trades = await self._open_trades(account_id)
+        if trades is not None:
+            for t in trades:
+                inst = self._inst.get(t.instrument)
+                if inst is not None and t.current_units:
+                    self._ledger.apply_fill(a, inst.index, t.current_units, t.price)
+            return
         for pos in await self.broker.open_positions(account_id):
             inst = self._inst.get(pos.instrument)
             if inst is None:
@@ -282,6 +293,22 @@ class Engine:
                 self._ledger.apply_fill(a, inst.index, pos.long_units, pos.long_average_price)
             if pos.short_units and pos.short_average_price:
                 self._ledger.apply_fill(a, inst.index, pos.short_units, pos.short_average_price)
+
+    async def _open_trades(self, account_id: str):
+        """The broker's open trades oldest first (v20 trade ids grow), or None
+        when the broker does not list trades (not part of the Broker interface)."""
+        list_trades = getattr(self.broker, "open_trades", None)
+        if list_trades is None:
+            return None
+        try:
+            trades = await list_trades(account_id)
+        except BrokerError:
+            log.warning("open trades of %s unavailable; positions taken at their average price", account_id)
+            return None
+        try:
+            return sorted(trades, key=lambda t: int(t.trade_id))
+        except (AttributeError, TypeError, ValueError):
+            return None
 
     async def stop(self) -> None:
         if self._timer is not None:
