@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import orjson
 import pytest
 
 from fastexec.sim.faults import FaultConfig, Stats
@@ -203,3 +204,100 @@ async def test_faults_are_mutable_at_run_time():
                 assert r.status == 503
             async with s.get(sim.base_url + "/v3/accounts") as r:
                 assert r.status == 200
+
+
+async def test_connection_dropped_before_the_venue_saw_the_order():
+    faults = FaultConfig(drop_before_apply_next=1, fault_methods=("POST",), fault_path="/orders")
+    async with SimServer(faults=faults) as sim:
+        aid = sim.account_ids[0]
+        acct = sim.venue.accounts[aid]
+        last = acct.last_id
+        async with await _session(sim) as s:
+            with pytest.raises(aiohttp.ClientError):
+                async with s.post(f"{sim.base_url}/v3/accounts/{aid}/orders", json=market("never-1")) as r:
+                    await r.read()
+            # nothing happened at the venue: no order, no transaction id consumed
+            async with s.get(f"{sim.base_url}/v3/accounts/{aid}/orders/@never-1") as r:
+                assert r.status == 404
+            assert acct.last_id == last and "never-1" not in acct.by_client
+            # the lookup says "not there", so sending it again is safe and fills once
+            async with s.post(f"{sim.base_url}/v3/accounts/{aid}/orders", json=market("never-1")) as r:
+                assert r.status == 201
+        assert sum(1 for o in acct.orders.values() if o.client_id == "never-1") == 1
+        (rec,) = [r for r in sim.stats.requests if r.fault == "drop_before_apply"]
+        assert rec.applied is False and rec.method == "POST"
+        assert faults.drop_before_apply_next == 0
+
+
+async def test_drop_before_apply_rate_is_seeded_and_applies_nothing():
+    async def run():
+        faults = FaultConfig(seed=5, drop_before_apply_rate=0.5, fault_methods=("POST",))
+        async with SimServer(faults=faults) as sim:
+            aid = sim.account_ids[0]
+            out = []
+            for i in range(10):
+                async with await _session(sim) as s:  # a dropped connection is gone: fresh session each time
+                    try:
+                        async with s.post(f"{sim.base_url}/v3/accounts/{aid}/orders", json=market(f"d{i}")) as r:
+                            out.append(r.status)
+                    except aiohttp.ClientError:
+                        out.append("dropped")
+            return out, set(sim.venue.accounts[aid].by_client)
+    first, placed = await run()
+    again, _ = await run()
+    assert first == again and "dropped" in first and 201 in first
+    dropped = {f"d{i}" for i, st in enumerate(first) if st == "dropped"}
+    assert placed == {f"d{i}" for i in range(10)} - dropped
+
+
+async def test_error_fault_takes_precedence_over_timeout_on_the_same_request():
+    faults = FaultConfig(error_next=1, timeout_next=1, hold=0.3, timeout_applies=False, fault_path="/orders")
+    async with SimServer(faults=faults) as sim:
+        aid = sim.account_ids[0]
+        async with await _session(sim) as s:
+            async with s.post(f"{sim.base_url}/v3/accounts/{aid}/orders", json=market("p-1")) as r:
+                assert r.status == 503  # answered at once, not held
+        assert faults.error_next == 0 and faults.timeout_next == 1  # the timeout was not consumed
+        assert [r.fault for r in sim.stats.requests] == ["5xx"]
+
+
+async def test_transaction_stream_skips_next_n_lines_and_sinceid_replays_them():
+    faults = FaultConfig(heartbeat=0.05)
+    async with SimServer(faults=faults) as sim:
+        aid = sim.account_ids[0]
+        acct = sim.venue.accounts[aid]
+        start = acct.last_id
+        async with await _session(sim) as s:
+            async with s.get(f"{sim.base_url}/v3/accounts/{aid}/transactions/stream") as stream:
+                faults.stream_skip_next = 2
+                for i in range(2):  # create + fill each
+                    async with s.post(f"{sim.base_url}/v3/accounts/{aid}/orders", json=market(f"sk{i}")) as r:
+                        assert r.status == 201
+                seen, beat = [], None
+                while beat is None or int(beat["lastTransactionID"]) < start + 4:
+                    line = orjson.loads(await _read_line(stream, 2.0))
+                    if line["type"] == "HEARTBEAT":
+                        beat = line
+                    else:
+                        seen.append(int(line["id"]))
+                # the first two transaction lines never came, the later ones did
+                assert seen == [start + 3, start + 4]
+                assert sim.stats.stream_lines_skipped == [start + 1, start + 2]
+                # the heartbeat still tells the truth, so the gap is detectable
+                assert int(beat["lastTransactionID"]) == start + 4
+                # the connection is still open: a later transaction arrives on it
+                async with s.post(f"{sim.base_url}/v3/accounts/{aid}/orders", json=market("sk-late")) as r:
+                    assert r.status == 201
+                nxt = []
+                while len(nxt) < 2:
+                    line = orjson.loads(await _read_line(stream, 2.0))
+                    if line["type"] != "HEARTBEAT":
+                        nxt.append(int(line["id"]))
+                assert nxt == [start + 5, start + 6]
+            # gap recovery: sinceid replays what the stream left out
+            async with s.get(f"{sim.base_url}/v3/accounts/{aid}/transactions/sinceid?id={start}") as r:
+                body = await r.json()
+        ids = [int(t["id"]) for t in body["transactions"]]
+        assert ids == list(range(start + 1, start + 7))
+        assert [t["type"] for t in body["transactions"][:2]] == ["MARKET_ORDER", "ORDER_FILL"]
+        assert faults.stream_skip_next == 0

@@ -92,3 +92,33 @@ def test_set_price_refuses_crossed_or_off_grid_quotes():
         v.set_price("EUR_USD", parse_price("1.1", 5), parse_price("1.09", 5))
     with pytest.raises(ValueError):
         v.set_price("EUR_USD", parse_price("1.1", 5) + 1, parse_price("1.2", 5))
+
+
+def test_fresh_venue_accepts_the_seed_readme_example():
+    """The seed README buys EUR_USD with stop loss 1.0950 and take profit
+    1.1050: a fresh simulator (start price 1.10000) must fill it and attach
+    both exits, not refuse it with STOP_LOSS_ON_FILL_LOSS."""
+    from fastexec.sim.venue import OnFill, Order
+
+    v = Venue(seed=1)
+    bid, ask, _ = v.price("EUR_USD")
+    assert (bid + ask) // 2 == parse_price("1.10000", 5)
+    aid = next(iter(v.accounts))
+    inst = v.by_name["EUR_USD"]
+    r = v.place_order(aid, Order("MARKET", inst, 10000, sl=OnFill(price=parse_price("1.0950", 5)),
+                                 tp=OnFill(price=parse_price("1.1050", 5))))
+    assert r.status == 201 and "orderFillTransaction" in r.keys and "orderCancelTransaction" not in r.keys
+    (trade,) = v.open_trades(aid)
+    assert trade.sl.price == parse_price("1.0950", 5) and trade.tp.price == parse_price("1.1050", 5)
+
+
+def test_start_prices_are_coherent_crosses():
+    """EUR crosses start near EUR_USD times/over the other USD leg (within 1%)."""
+    v = Venue(seed=1)
+    mid = {n: sum(v.price(n)[:2]) // 2 for n in v.by_name}
+    S = 10**9
+    for cross, other, mul in (("EUR_GBP", "GBP_USD", False), ("EUR_JPY", "USD_JPY", True),
+                              ("EUR_CHF", "USD_CHF", True), ("EUR_AUD", "AUD_USD", False),
+                              ("EUR_CAD", "USD_CAD", True)):
+        implied = mid["EUR_USD"] * mid[other] // S if mul else mid["EUR_USD"] * S // mid[other]
+        assert abs(mid[cross] - implied) * 100 <= implied, cross

@@ -23,6 +23,15 @@ class FaultConfig:
     Times are in seconds (latency is scheduling, never money). Probabilities
     are drawn from ``random.Random(seed)``; ``*_next`` counters force the next
     N matching requests regardless of probability and count down.
+
+    At most one request fault hits a request. They are tried in this order and
+    the first that fires wins (the later ones are not even drawn, so their
+    ``*_next`` counters are not consumed): the rate limit (429), then an error
+    (``error_*``: 5xx, nothing applied), then a timeout (``timeout_*``), then a
+    drop before the venue sees the request (``drop_before_apply_*``), then a
+    drop after it was applied (``drop_*``). So an error fault takes precedence
+    over a timeout fault on the same request. Streams take only the error
+    fault at open; their own faults are the ``stream_*`` fields.
     """
 
     seed: int = 1
@@ -50,6 +59,11 @@ class FaultConfig:
     # without a response (the order exists; the client never hears of it)
     drop_rate: float = 0.0
     drop_next: int = 0
+    # the connection is dropped before the venue sees the request: nothing is
+    # applied (no order, no transaction id consumed) and no response is sent,
+    # so a client cannot tell it from ``drop_*`` until it looks the order up
+    drop_before_apply_rate: float = 0.0
+    drop_before_apply_next: int = 0
     # which requests the error/timeout/drop faults apply to
     fault_methods: tuple = ("POST", "PUT", "PATCH", "GET")
     fault_path: Optional[str] = None  # substring of the path, e.g. "/orders"
@@ -58,6 +72,11 @@ class FaultConfig:
     stream_stall_after: Optional[int] = None  # lines sent before the stream goes silent
     stream_stall_for: float = 30.0
     stream_disconnect_after: Optional[int] = None  # lines sent before the server closes the stream
+    # the transaction stream silently leaves out the next N transaction lines
+    # (heartbeats still flow and still carry lastTransactionID, the connection
+    # stays open): a client must notice the id gap and fetch the missing
+    # transactions with /transactions/sinceid
+    stream_skip_next: int = 0
     max_streams: int = 20
     price_interval: float = 0.25  # seconds between stream price updates per instrument (≤ 4/s)
 
@@ -94,6 +113,16 @@ class FaultConfig:
     def take_drop(self) -> bool:
         return self._take("drop_next", self.drop_rate)
 
+    def take_drop_before_apply(self) -> bool:
+        return self._take("drop_before_apply_next", self.drop_before_apply_rate)
+
+    def take_stream_skip(self) -> bool:
+        """One transaction line to leave out of a transaction stream?"""
+        if self.stream_skip_next > 0:
+            self.stream_skip_next -= 1
+            return True
+        return False
+
 
 @dataclass
 class RequestRecord:
@@ -101,7 +130,7 @@ class RequestRecord:
     method: str
     path: str
     status: int = 0
-    fault: Optional[str] = None  # None | "429" | "5xx" | "timeout" | "drop"
+    fault: Optional[str] = None  # None | "429" | "5xx" | "timeout" | "drop_before_apply" | "drop"
     delay: float = 0.0  # latency added by the fault config, seconds
     applied: Optional[bool] = None  # for timeout/drop faults: did the request reach the venue
 
@@ -115,6 +144,7 @@ class Stats:
     rejected_connections: list = field(default_factory=list)
     streams_opened: int = 0
     streams_rejected: int = 0
+    stream_lines_skipped: list = field(default_factory=list)  # transaction ids left out by stream_skip_next
 
     def request_times(self) -> list:
         return [r.time for r in self.requests]
@@ -140,6 +170,7 @@ class Stats:
         self.rejected_connections.clear()
         self.streams_opened = 0
         self.streams_rejected = 0
+        self.stream_lines_skipped.clear()
 
 
 class SlidingWindow:

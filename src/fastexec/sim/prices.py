@@ -20,11 +20,14 @@ from .instruments import SimInstrument
 
 # Typical mid prices and spreads (in grid steps, i.e. fractional pips for FX)
 # so a fresh simulator quotes something that looks like a real market.
+# EUR_USD starts at 1.10000 so the seed README's example (buy EUR_USD, stop
+# loss 1.0950, take profit 1.1050) is accepted on a fresh simulator; the EUR
+# crosses are the products/quotients of the USD legs so the book is coherent.
 DEFAULT_MIDS = {
-    "EUR_USD": "1.08500", "GBP_USD": "1.27000", "USD_JPY": "150.000", "USD_CHF": "0.88000",
-    "AUD_USD": "0.66000", "USD_CAD": "1.36000", "NZD_USD": "0.61000", "EUR_GBP": "0.85500",
-    "EUR_JPY": "162.500", "GBP_JPY": "190.500", "EUR_CHF": "0.95500", "AUD_JPY": "99.000",
-    "EUR_AUD": "1.64500", "GBP_CHF": "1.11500", "CHF_JPY": "170.500", "EUR_CAD": "1.47500",
+    "EUR_USD": "1.10000", "GBP_USD": "1.27000", "USD_JPY": "150.000", "USD_CHF": "0.88000",
+    "AUD_USD": "0.66000", "USD_CAD": "1.36000", "NZD_USD": "0.61000", "EUR_GBP": "0.86600",
+    "EUR_JPY": "165.000", "GBP_JPY": "190.500", "EUR_CHF": "0.96800", "AUD_JPY": "99.000",
+    "EUR_AUD": "1.66700", "GBP_CHF": "1.11500", "CHF_JPY": "170.500", "EUR_CAD": "1.49600",
     "AUD_NZD": "1.08000", "XAU_USD": "2000.000",
 }
 DEFAULT_SPREAD_STEPS = {

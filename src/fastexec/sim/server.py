@@ -225,6 +225,11 @@ class V20Sim:
                     resp = json_response(504, {"errorMessage": "Request timed out"})
                 rec.status = resp.status
                 return resp
+            if not stream and f.take_drop_before_apply():
+                rec.status, rec.fault, rec.applied = 0, "drop_before_apply", False
+                if request.transport is not None:
+                    request.transport.abort()  # the venue never sees it: nothing applied, no answer
+                raise asyncio.CancelledError()
             if not stream and f.take_drop():
                 resp = await handler(request)  # applied at the venue ...
                 rec.status, rec.fault, rec.applied = resp.status, "drop", True
@@ -875,7 +880,14 @@ class V20Sim:
             items = [t]
             while not queue.empty():
                 items.append(queue.get_nowait())
-            return [render_txn(self.venue, acct, x, unix) for x in items]
+            f = self.faults
+            out = []
+            for x in items:
+                if f.stream_skip_next > 0 and f.take_stream_skip():
+                    self.stats.stream_lines_skipped.append(x.id)  # left out; the connection stays open
+                    continue
+                out.append(render_txn(self.venue, acct, x, unix))
+            return out
 
         self.venue.on_transactions(on_txns)
         try:
@@ -910,6 +922,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hold", type=float, default=5.0, help="seconds a held request is held")
     p.add_argument("--timeout-not-applied", action="store_true", help="held requests are not applied")
     p.add_argument("--drop-rate", type=float, default=0.0, help="probability the connection drops after applying")
+    p.add_argument("--drop-before-apply-rate", type=float, default=0.0,
+                   help="probability the connection drops before the request is applied")
     p.add_argument("--heartbeat", type=float, default=5.0)
     return p
 
@@ -929,7 +943,8 @@ async def serve(args: argparse.Namespace, ready: Optional[asyncio.Event] = None)
     faults = FaultConfig(seed=args.seed, latency=args.latency, jitter=args.jitter, rate_limit=args.rate_limit,
                          connection_rate_limit=args.connection_rate_limit, error_rate=args.error_rate,
                          timeout_rate=args.timeout_rate, hold=args.hold, timeout_applies=not args.timeout_not_applied,
-                         drop_rate=args.drop_rate, heartbeat=args.heartbeat)
+                         drop_rate=args.drop_rate, drop_before_apply_rate=args.drop_before_apply_rate,
+                         heartbeat=args.heartbeat)
     venue = Venue(seed=args.seed, accounts=args.accounts, balance=args.balance, currency=args.currency)
     sim = V20Sim(venue, token=args.token, faults=faults,
                  tick_interval=(args.tick_interval or None) if not args.replay else None)
