@@ -36,9 +36,24 @@ from fastexec.brokers.base import (
 
 from .fixed import round_half_even_int
 from .reasons import REJECT_MESSAGES
-from .venue import DEPENDENT_TYPES, Account, OnFill, Order, Result, Txn, Venue
+from .venue import DEPENDENT_TYPES, HAVE_KERNEL, Account, OnFill, Order, Result, Txn, Venue
 
 _ENTRY_REASONS = ("CLIENT_ORDER", "REPLACEMENT")
+
+if HAVE_KERNEL:
+    from ._fill import market_fill_events as _market_fill_events
+else:  # pragma: no cover - only without the compiled kernel
+    def _market_fill_events(acct, lo, hi):
+        return None
+
+
+def events_of(venue: Venue, acct: Account, lo: int, hi: int) -> list:
+    """Broker events of transactions ``lo + 1 .. hi`` (ids): a plain market
+    fill straight from the order, anything else through ``events_from_txns``."""
+    evs = _market_fill_events(acct, lo, hi)
+    if evs is None:
+        evs = events_from_txns(venue, acct, acct.txns[lo:hi])
+    return evs
 
 
 def _on_fill(d: Optional[ExitDetails]) -> Optional[OnFill]:
@@ -172,7 +187,7 @@ class SimulatedBroker(Broker):
             res: Result = fn()
         finally:
             self._in_request -= 1
-        return events_from_txns(self.venue, acct, res.txns)
+        return events_of(self.venue, acct, res.start, res.last_id)
 
     def _order(self, account_id: str, r: OrderRequest) -> Union[Order, Result]:
         v = self.venue
@@ -182,31 +197,47 @@ class SimulatedBroker(Broker):
             ce["tag"] = r.tag
         if r.comment is not None:
             ce["comment"] = r.comment
-        echo = {"instrument": r.instrument, "units": str(r.units), "clientExtensions": ce, "reason": "CLIENT_ORDER"}
-        typ = r.type.value
+        typ = r.type._value_  # the enum's plain str without the Enum.value descriptor call
+
+        def reject(reason):
+            echo = {"instrument": r.instrument, "units": str(r.units), "clientExtensions": ce, "reason": "CLIENT_ORDER"}
+            return v.reject(account_id, typ + "_ORDER_REJECT", echo, reason)
+
         if inst is None:
-            return v.reject(account_id, typ + "_ORDER_REJECT", echo, "INSTRUMENT_UNKNOWN")
+            return reject("INSTRUMENT_UNKNOWN")
         unit = inst.unit
-        for val, reason in ((r.price, "PRICE_PRECISION_EXCEEDED"), (r.price_bound, "PRICE_BOUND_PRECISION_EXCEEDED")):
-            if val is not None and val % unit:
-                return v.reject(account_id, typ + "_ORDER_REJECT", echo, reason)
-        for d, prefix in ((r.take_profit, "TAKE_PROFIT_ON_FILL_PRICE"), (r.stop_loss, "STOP_LOSS_ON_FILL_PRICE"),
-                          (r.trailing_stop, "TRAILING_STOP_LOSS_ON_FILL_PRICE_DISTANCE")):
-            if d is not None and ((d.price is not None and d.price % unit) or (d.distance is not None and d.distance % unit)):
-                return v.reject(account_id, typ + "_ORDER_REJECT", echo, prefix + "_PRECISION_EXCEEDED")
-        return Order(typ, inst, r.units, price=r.price, price_bound=r.price_bound,
-                     tif=r.time_in_force.value if r.time_in_force is not None else None, gtd_ns=r.gtd_time_ns,
-                     position_fill=r.position_fill.value, trigger=r.trigger_condition.value, client_ext=ce,
-                     tp=_on_fill(r.take_profit), sl=_on_fill(r.stop_loss), tsl=_on_fill(r.trailing_stop))
+        price, bound = r.price, r.price_bound
+        if price is not None and price % unit:
+            return reject("PRICE_PRECISION_EXCEEDED")
+        if bound is not None and bound % unit:
+            return reject("PRICE_BOUND_PRECISION_EXCEEDED")
+        tp, sl, tsl = r.take_profit, r.stop_loss, r.trailing_stop
+        if tp is not None or sl is not None or tsl is not None:
+            for d, prefix in ((tp, "TAKE_PROFIT_ON_FILL_PRICE"), (sl, "STOP_LOSS_ON_FILL_PRICE"),
+                              (tsl, "TRAILING_STOP_LOSS_ON_FILL_PRICE_DISTANCE")):
+                if d is not None and ((d.price is not None and d.price % unit) or
+                                      (d.distance is not None and d.distance % unit)):
+                    return reject(prefix + "_PRECISION_EXCEEDED")
+            tp, sl, tsl = _on_fill(tp), _on_fill(sl), _on_fill(tsl)
+        tif = r.time_in_force
+        return Order(typ, inst, r.units, price=price, price_bound=bound,
+                     tif=tif._value_ if tif is not None else None, gtd_ns=r.gtd_time_ns,
+                     position_fill=r.position_fill._value_, trigger=r.trigger_condition._value_, client_ext=ce,
+                     tp=tp, sl=sl, tsl=tsl)
 
     async def submit(self, request: OrderRequest) -> list[BrokerEvent]:
-        def go():
-            o = self._order(request.account_id, request)
-            if isinstance(o, Result):
-                return o
-            return self.venue.place_order(request.account_id, o)
-
-        return self._run(request.account_id, go)
+        aid = request.account_id
+        v = self.venue
+        acct = v.accounts.get(aid)
+        if acct is None:
+            raise BrokerError(f"unknown account {aid}", status=404)
+        self._in_request += 1
+        try:
+            o = self._order(aid, request)
+            res = o if type(o) is Result else v.place_order(aid, o)
+        finally:
+            self._in_request -= 1
+        return events_of(v, acct, res.start, res.last_id)
 
     async def replace(self, account_id: str, broker_order_id: str, request: OrderRequest) -> list[BrokerEvent]:
         def go():

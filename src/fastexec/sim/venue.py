@@ -29,6 +29,7 @@ half-even exactly once from the exact rational value:
 """
 from __future__ import annotations
 
+import os
 import random
 import time as _time
 from datetime import datetime, timedelta, timezone
@@ -224,7 +225,7 @@ class Trade:
         self.initial_margin = initial_margin
         self.units = units
         self.realized_pl = 0
-        self.closing_txn_ids = None  # list once reduced or closed
+        self.closing_txn_ids = None  # tuple of fill ids once reduced or closed
         self.close_ns = None
         self.client_ext = client_ext
         self.tp = None
@@ -436,6 +437,21 @@ class Account:
         return self.txns[max(0, txn_id):self.last_id]
 
 
+# The compiled kernel (``_fill.pyx``) replaces the model classes above with
+# collector-free extension types of the same shape and adds the market-order
+# fast path. The pure-Python definitions stay as the fallback for a checkout
+# whose extensions are not built (or FASTEXEC_SIM_PURE=1, which the tests use
+# to run the reference path).
+_place_market = None
+if not os.environ.get("FASTEXEC_SIM_PURE"):
+    try:
+        from ._fill import OnFill, Order, Position, Trade  # type: ignore[no-redef]  # noqa: F811
+        from ._fill import place_market as _place_market
+    except ImportError:  # pragma: no cover - only before the extensions are built
+        _place_market = None
+HAVE_KERNEL = _place_market is not None
+
+
 # --------------------------------------------------------------------------- venue
 
 TxnListener = Callable[[Account, list], None]
@@ -484,6 +500,9 @@ class Venue:
         self.user_id = user_id
         self.site = site
         self._next_request = 0
+        # plain market orders through the compiled kernel; False forces the
+        # general (reference) path, which the kernel must match exactly
+        self.fast_path = HAVE_KERNEL
         from .prices import RandomWalk
 
         self.walk = RandomWalk(self.instruments, seed)
@@ -793,6 +812,11 @@ class Venue:
         acct = self.accounts.get(account_id)
         if acct is None:
             raise SimReject("ACCOUNT_NOT_FOUND", 404, "The specified Account does not exist")
+        if self.fast_path:
+            keys = _place_market(self, acct, order, request_id)
+            if keys is not None:
+                self._end(acct)
+                return Result(201, acct, keys, acct.batch_start, order=order)
         self._now = now = self.clock()
         try:
             self._validate(acct, order, now)
@@ -1315,10 +1339,8 @@ class Venue:
                 hs = round_half_even_int(k * spread * loss, 2 * _PL_DEN) * _MONEY_STEP
                 tr.units = tu - cu
                 tr.realized_pl += pl
-                if tr.closing_txn_ids is None:
-                    tr.closing_txn_ids = [fid]
-                else:
-                    tr.closing_txn_ids.append(fid)
+                # tuples of ints: the collector untracks them, so history costs it nothing
+                tr.closing_txn_ids = (fid,) if tr.closing_txn_ids is None else tr.closing_txn_ids + (fid,)
                 tr.closed_units += k
                 tr.closed_value += k * px
                 pos.units -= cu
@@ -1347,7 +1369,7 @@ class Venue:
                     o.trade_reduced_id = tr.id
                 left -= k
             if closed:
-                o.fill_closed = closed
+                o.fill_closed = tuple(closed)
             if cu > 0:
                 pos.long_pl += total_pl
             else:

@@ -1,0 +1,468 @@
+# cython: language_level=3
+"""Compiled kernel of the simulated venue: the model objects and the market-order fast path.
+
+Two things make the in-process venue slow in pure Python, and this module
+removes both for the common case:
+
+* **Garbage-collector pressure.** The venue keeps every order and trade for
+  ever (the v20 API can ask for any of them). As Python objects they are
+  tracked by the cyclic collector, so every full collection walks the whole
+  history. Here ``Order``, ``Trade``, ``Position`` and ``OnFill`` are
+  extension types marked ``no_gc``: the collector never tracks or traverses
+  them, so booking a fill adds no long-lived tracked object (closing-id and
+  closed-trade records are tuples of ints, which the collector untracks).
+  They cannot form reference cycles among themselves that matter: the venue
+  holds every one of them until it is dropped as a whole.
+* **Interpreter overhead.** ``place_market`` runs a plain market order (no
+  on-fill exits, no price bound, no slippage, DEFAULT/REDUCE_FIRST position
+  fill, FOK/IOC, fillable in full) from validation to the booked fill in
+  C-level code. It first checks, without changing anything, that the order
+  is one it handles and that it will fill; otherwise it returns None and the
+  caller runs the general Python path (``Venue.place_order``), which is the
+  reference for every behaviour. The two paths produce identical
+  transactions and state (tests/sim/test_fill_kernel.py runs random order
+  sequences through both and compares the v20 JSON).
+
+Numbers are Python ints at the contract scales (prices 10**9, whole units,
+money 10**6, rates 10**12) and every rounding is the venue's single
+half-even rounding of the exact product (``venue.py`` docstring).
+"""
+cimport cython
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.list cimport PyList_Append, PyList_GET_SIZE
+from cpython.object cimport PyObject
+
+cdef object RATE_SCALE = 10**12
+cdef object PRICE_SCALE = 10**9
+cdef object MONEY_STEP = 100
+cdef object PL_DEN = PRICE_SCALE * RATE_SCALE // 10**6 * 100
+cdef object PL_DEN2 = 2 * PL_DEN
+cdef object MARGIN_DEN2 = 2 * (RATE_SCALE * PRICE_SCALE * RATE_SCALE // 10**6 * 100)
+cdef object ZERO = 0
+
+cdef dict TIF_DEFAULT = {"MARKET": "FOK"}
+
+
+cdef inline object rhe(object num, object den):
+    """num / den rounded half-even (den > 0), Python ints of any size."""
+    q, r = divmod(num, den)
+    twice = r + r
+    if twice > den or (twice == den and (q & 1)):
+        q += 1
+    return q
+
+
+@cython.no_gc
+cdef class OnFill:
+    """A dependent-order spec attached to an entry order (TP/SL/TSL on fill)."""
+
+    cdef public object price, distance, tif, gtd_ns, client_ext, guaranteed
+
+    def __init__(self, price=None, distance=None, tif="GTC", gtd_ns=None, client_ext=None, guaranteed=None):
+        self.price = price
+        self.distance = distance
+        self.tif = tif
+        self.gtd_ns = gtd_ns
+        self.client_ext = client_ext
+        self.guaranteed = guaranteed
+
+
+@cython.no_gc
+cdef class Order:
+    """An order as requested and as it lives at the venue.
+
+    The request fields never change after creation (a replace makes a new
+    order), so the order object doubles as the payload of its create
+    transaction. The ``fill_*`` fields are set by its fill (an order fills at
+    most once) and read only after it.
+    """
+
+    cdef public object id, type, inst, units, price, price_bound, tif, gtd_ns, position_fill, trigger
+    cdef public object client_ext, trade_client_ext, tp, sl, tsl, trade_id, client_trade_id, distance
+    cdef public object guaranteed, state, reason, create_ns, fill_txn, filled_ns, trade_opened_id
+    cdef public object trade_reduced_id, cancel_txn, cancelled_ns, replaces_id, replaced_by_id
+    cdef public object on_fill_txn, initial_market_price, trailing_value, expire_ns, closeout, trade_close_units
+    cdef public object cancelling_txn_for_replace
+    cdef public object fill_units, fill_price, fill_reason, fill_pl, fill_balance, fill_trade, fill_closed
+    cdef public object fill_reduced, fill_hs, fill_bid, fill_ask, fill_ptime, fill_gain, fill_loss
+
+    def __init__(self, type_, inst=None, units=0, *, price=None, price_bound=None, tif=None, gtd_ns=None,
+                 position_fill="DEFAULT", trigger="DEFAULT", client_ext=None, trade_client_ext=None, tp=None,
+                 sl=None, tsl=None, trade_id=None, client_trade_id=None, distance=None, guaranteed=None):
+        self.id = 0
+        self.type = type_
+        self.inst = inst
+        self.units = units
+        self.price = price
+        self.price_bound = price_bound
+        if tif is None:
+            tif = TIF_DEFAULT.get(type_, "GTC")
+        self.tif = tif
+        self.gtd_ns = gtd_ns
+        self.position_fill = position_fill
+        self.trigger = trigger
+        self.client_ext = client_ext
+        self.trade_client_ext = trade_client_ext
+        self.tp = tp
+        self.sl = sl
+        self.tsl = tsl
+        self.trade_id = trade_id
+        self.client_trade_id = client_trade_id
+        self.distance = distance
+        self.guaranteed = guaranteed
+        self.state = "PENDING"
+        self.reason = "CLIENT_ORDER"
+        self.create_ns = 0
+        # every other field starts as None (extension-type object fields do)
+
+    @property
+    def client_id(self):
+        ce = self.client_ext
+        return ce.get("id") if ce else None
+
+
+@cython.no_gc
+cdef class Trade:
+    cdef public object id, inst, price, open_ns, state, initial_units, initial_margin, units, realized_pl
+    cdef public object closing_txn_ids, close_ns, client_ext, tp, sl, tsl, closed_units, closed_value
+    cdef public object half_spread
+
+    def __init__(self, id_, inst, price, open_ns, units, initial_margin, client_ext):
+        self.id = id_
+        self.inst = inst
+        self.price = price
+        self.open_ns = open_ns
+        self.state = "OPEN"
+        self.initial_units = units
+        self.initial_margin = initial_margin
+        self.units = units
+        self.realized_pl = 0
+        self.closing_txn_ids = None  # tuple of fill ids once reduced or closed
+        self.client_ext = client_ext
+        self.closed_units = 0  # sum of |units| closed, for averageClosePrice
+        self.closed_value = 0  # sum of |units| * close price
+
+    @property
+    def client_id(self):
+        ce = self.client_ext
+        return ce.get("id") if ce else None
+
+
+@cython.no_gc
+cdef class Position:
+    """Net position of one instrument (non-hedging: all open trades one way).
+
+    ``cost`` is the sum of units * price over open trades, exact, so the
+    unrealized P/L of the whole position is one product however many trades
+    it holds.
+    """
+
+    cdef public object inst, units, cost, pl, long_pl, short_pl, resettable_pl
+    cdef public list trades
+
+    def __init__(self, inst):
+        self.inst = inst
+        self.trades = []
+        self.units = 0
+        self.cost = 0
+        self.pl = 0
+        self.long_pl = 0
+        self.short_pl = 0
+        self.resettable_pl = 0
+
+
+# --------------------------------------------------------------------------- kernel
+
+
+cdef tuple UNIT_FACTORS = (RATE_SCALE, RATE_SCALE, RATE_SCALE)
+
+
+cdef inline tuple _factors(venue, acct, inst):
+    """(gain, loss, mid) conversion factors; the same-currency case without a call."""
+    cdef list routes = acct.routes
+    cdef Py_ssize_t i = inst.index
+    if i < PyList_GET_SIZE(routes):
+        r = routes[i]
+        if r is not None and not r:
+            return UNIT_FACTORS
+    return tuple(venue._acct_factors(acct, inst))
+
+
+cdef inline Py_ssize_t _append(list types, list times, list batches, list reqs, list ps,
+                               str typ, object now, object batch, object req, object p) except -1:
+    PyList_Append(types, typ)
+    PyList_Append(times, now)
+    PyList_Append(batches, batch)
+    PyList_Append(reqs, req)
+    PyList_Append(ps, p)
+    return PyList_GET_SIZE(types)
+
+
+def place_market(venue, acct, Order o, request_id):
+    """Run a plain market order to its fill, or return None (nothing changed).
+
+    Returns the v20 response keys (``orderCreateTransaction`` and
+    ``orderFillTransaction`` transaction ids) with the batch open: the caller
+    closes it (``Venue._end``) and builds the ``Result``.
+    """
+    # ---- is this an order the kernel handles, and will it fill? (no mutation)
+    if o.type != "MARKET" or o.tp is not None or o.sl is not None or o.tsl is not None:
+        return None
+    if o.price_bound is not None or o.trade_client_ext is not None or o.trade_id is not None:
+        return None
+    if o.closeout is not None or o.trade_close_units is not None or o.replaces_id is not None:
+        return None
+    if o.reason != "CLIENT_ORDER" or o.trigger != "DEFAULT":
+        return None
+    tif = o.tif
+    if tif != "FOK" and tif != "IOC":
+        return None
+    pf = o.position_fill
+    if pf != "DEFAULT" and pf != "REDUCE_FIRST":
+        return None
+    if venue.slippage_steps:
+        return None
+    inst = o.inst
+    if inst is None:
+        return None
+    units = o.units
+    if type(units) is not int or units == 0:
+        return None
+    buy = units > 0
+    au = units if buy else -units
+    if au > inst.maximum_order_units or au < inst.minimum_trade_size:
+        return None
+    ce = o.client_ext
+    cid = None
+    cdef dict by_client = acct.by_client
+    if ce is not None:
+        cid = ce.get("id")
+        if cid is not None:
+            if type(cid) is not str or len(<str>cid) == 0 or len(<str>cid) > 128:
+                return None
+            other = by_client.get(cid)
+            if other is not None and (<Order?>other).state == "PENDING":
+                return None
+    if au > venue.liquidity:
+        return None
+    cdef Py_ssize_t i = inst.index
+    cdef list bids = venue.bids
+    cdef list asks = venue.asks
+    bid = bids[i]
+    ask = asks[i]
+    px = ask if buy else bid
+    cdef dict positions = acct.positions
+    cdef Position pos = positions.get(i)
+    net = pos.units if pos is not None else ZERO
+    reducible = ZERO
+    if net and (net > 0) != buy:
+        reducible = -net if net < 0 else net
+        if reducible > au:
+            reducible = au
+    opening = au - reducible
+    cdef Position p2
+    if opening > 0:
+        # margin: the position after the fill must be covered by NAV
+        after = net + units
+        nav = acct.balance
+        mu = ZERO
+        for p2 in positions.values():
+            u = p2.units
+            if u:
+                pinst = p2.inst
+                j = pinst.index
+                b2 = bids[j]
+                a2 = asks[j]
+                gain2, loss2, midf2 = _factors(venue, acct, pinst)
+                q = u * (b2 if u > 0 else a2) - p2.cost
+                nav += rhe(q * (gain2 if q >= 0 else loss2), PL_DEN) * MONEY_STEP
+                if j != i:
+                    mu += rhe(pinst.margin_rate * (u if u > 0 else -u) * (b2 + a2) * midf2, MARGIN_DEN2) * MONEY_STEP
+        midf = _factors(venue, acct, inst)[2]
+        mu += rhe(inst.margin_rate * (after if after > 0 else -after) * (bid + ask) * midf, MARGIN_DEN2) * MONEY_STEP
+        if mu > nav:
+            return None
+
+    # ---- book it: create + fill in one batch
+    now = venue.clock()
+    venue._now = now
+    last = acct.last_id
+    batch = last + 1
+    acct.batch = batch
+    acct.batch_start = last
+    acct.req = request_id
+    log = acct.txns
+    cdef list types = log.types, times = log.times, batches = log.batches, reqs = log.reqs, ps = log.ps
+    oid = _append(types, times, batches, reqs, ps, "MARKET_ORDER", now, batch, request_id, o)
+    o.id = oid
+    o.create_ns = now
+    o.reason = "CLIENT_ORDER"
+    cdef dict orders = acct.orders
+    orders[oid] = o
+    if cid is not None:
+        by_client[cid] = o
+    fid = _append(types, times, batches, reqs, ps, "ORDER_FILL", now, batch, request_id, o)
+    acct.last_id = fid
+
+    gain, loss, midf = _factors(venue, acct, inst)
+    o.fill_units = units
+    o.fill_price = px
+    o.fill_reason = "MARKET_ORDER"
+    o.fill_bid = bid
+    o.fill_ask = ask
+    o.fill_ptime = venue.ptimes[i]
+    o.fill_gain = gain
+    o.fill_loss = loss
+    o.fill_trade = None
+    o.fill_closed = None
+    o.fill_reduced = None
+    o.state = "FILLED"  # before closing trades, so an exit does not cancel itself as a dependent
+    if pos is None:
+        pos = Position(inst)
+        positions[i] = pos
+    spread = ask - bid
+    total_pl = ZERO
+    total_hs = ZERO
+    cdef Trade tr
+    cdef list trades
+    cdef list closed
+    cdef dict open_trades, trades_by_client
+    if reducible:
+        left = reducible
+        trades = pos.trades
+        closed = None
+        open_trades = acct.open_trades
+        trades_by_client = acct.trades_by_client
+        cu = ZERO
+        while left:
+            tr = trades[0]
+            tu = tr.units
+            atu = tu if tu > 0 else -tu
+            k = atu if atu <= left else left
+            cu = k if tu > 0 else -k  # trade-direction units closed
+            q = cu * (px - tr.price)
+            pl = rhe(q * (gain if q >= 0 else loss), PL_DEN) * MONEY_STEP
+            hs = rhe(k * spread * loss, PL_DEN2) * MONEY_STEP
+            tr.units = tu - cu
+            tr.realized_pl = tr.realized_pl + pl
+            if tr.closing_txn_ids is None:
+                tr.closing_txn_ids = (fid,)
+            else:
+                tr.closing_txn_ids = tr.closing_txn_ids + (fid,)
+            tr.closed_units = tr.closed_units + k
+            tr.closed_value = tr.closed_value + k * px
+            pos.units = pos.units - cu
+            pos.cost = pos.cost - cu * tr.price
+            total_pl += pl
+            total_hs += hs
+            entry = (tr.id, -cu, px, pl, hs)
+            if tr.units == 0:
+                tr.state = "CLOSED"
+                tr.close_ns = now
+                del trades[0]
+                del open_trades[tr.id]
+                tce = tr.client_ext
+                if tce is not None:
+                    tcid = tce.get("id")
+                    if tcid is not None and trades_by_client.get(tcid) is tr:
+                        del trades_by_client[tcid]
+                if closed is None:
+                    closed = [entry]
+                else:
+                    closed.append(entry)
+                if tr.tp is not None or tr.sl is not None or tr.tsl is not None:
+                    venue._close_dependents(acct, tr, now)
+            else:
+                o.fill_reduced = entry
+                o.trade_reduced_id = tr.id
+            left -= k
+        if closed is not None:
+            o.fill_closed = tuple(closed)
+        if cu > 0:
+            pos.long_pl = pos.long_pl + total_pl
+        else:
+            pos.short_pl = pos.short_pl + total_pl
+        pos.pl = pos.pl + total_pl
+        pos.resettable_pl = pos.resettable_pl + total_pl
+        acct.pl = acct.pl + total_pl
+        acct.resettable_pl = acct.resettable_pl + total_pl
+        acct.balance = acct.balance + total_pl
+    if opening:
+        ou = opening if buy else -opening
+        hs = rhe(opening * spread * loss, PL_DEN2) * MONEY_STEP
+        im = rhe(inst.margin_rate * opening * (bid + ask) * midf, MARGIN_DEN2) * MONEY_STEP
+        tr = Trade(fid, inst, px, now, ou, im, None)
+        tr.half_spread = hs
+        acct.trades[fid] = tr
+        acct.open_trades[fid] = tr
+        pos.trades.append(tr)
+        pos.units = pos.units + ou
+        pos.cost = pos.cost + ou * px
+        o.fill_trade = tr
+        o.trade_opened_id = fid
+        total_hs += hs
+    o.fill_pl = total_pl
+    o.fill_hs = total_hs
+    o.fill_balance = acct.balance
+    o.fill_txn = fid
+    o.filled_ns = now
+    acct.last_fill_ns = now
+    return {"orderCreateTransaction": oid, "orderFillTransaction": fid}
+
+
+# --------------------------------------------------------------------------- broker events
+
+from cpython.object cimport PyObject_GenericSetAttr
+
+from fastexec.brokers.base import OrderFilled as _OrderFilled
+
+# the event is built field by field (as the dataclass's own __init__ does for a
+# frozen slotted class, but without its per-field Python calls); only while
+# the dataclass has exactly these fields, else through its constructor
+_FILLED_FIELDS = ("account_id", "client_id", "broker_order_id", "txn_id", "instrument", "units", "price", "reason",
+                  "time_ns", "pl", "financing", "commission", "account_balance", "trade_opened_id", "trades_closed")
+cdef bint _DIRECT = tuple(getattr(_OrderFilled, "__dataclass_fields__", {})) == _FILLED_FIELDS and \
+    hasattr(_OrderFilled, "__slots__")
+cdef tuple _NAMES = tuple(_FILLED_FIELDS)
+cdef object _new = object.__new__
+
+
+cdef object _filled(tuple values):
+    cdef Py_ssize_t k
+    if not _DIRECT:
+        return _OrderFilled(*values)
+    ev = _new(_OrderFilled)
+    for k in range(15):
+        PyObject_GenericSetAttr(ev, _NAMES[k], values[k])
+    return ev
+
+
+def market_fill_events(acct, Py_ssize_t lo, Py_ssize_t hi):
+    """Broker events of a batch that is exactly a client market order and its
+    fill (what ``place_market`` books), or None for any other batch (the
+    caller then maps the transactions in general)."""
+    if hi - lo != 2:
+        return None
+    log = acct.txns
+    cdef list types = log.types, ps = log.ps
+    if types[lo] != "MARKET_ORDER" or types[lo + 1] != "ORDER_FILL":
+        return None
+    o_ = ps[lo]
+    if o_ is not ps[lo + 1] or type(o_) is not Order:
+        return None
+    cdef Order o = <Order>o_
+    if o.reason != "CLIENT_ORDER":
+        return None
+    ce = o.client_ext
+    cid = ce.get("id") if ce else None
+    closed = ()
+    fc = o.fill_closed
+    if fc:
+        closed = tuple([str(e[0]) for e in fc])
+    fr = o.fill_reduced
+    if fr is not None:
+        closed += (str(fr[0]),)
+    tr = o.fill_trade
+    opened = str((<Trade>tr).id) if tr is not None else None
+    return [_filled((acct.id, cid, str(o.id), lo + 2, o.inst.name, o.fill_units, o.fill_price, o.fill_reason,
+                     log.times[lo + 1], o.fill_pl, 0, 0, o.fill_balance, opened, closed))]
