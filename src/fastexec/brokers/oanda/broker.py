@@ -66,6 +66,48 @@ def _packaged_precisions() -> dict[str, int]:
     return {i["name"]: int(i["displayPrecision"]) for i in items if "name" in i and "displayPrecision" in i}
 
 
+# How long stop() waits for a cancelled stream task before cancelling it
+# again, and how many times. A task outlives its first cancel() only if some
+# await below it lost the CancelledError (Python 3.11's asyncio.wait_for does
+# when the awaited future completes in the same loop step as the cancel, which
+# stop() itself provokes: ending one stream releases a connection and wakes
+# another stream waiting for one).
+_CANCEL_GRACE_S = 0.2
+_CANCEL_ROUNDS = 10
+
+
+async def _cancel_and_wait(tasks: Sequence[asyncio.Task]) -> None:
+    """Cancel ``tasks`` and wait until all have ended.
+
+    ``asyncio.wait`` never raises the tasks' own outcome, so a
+    ``CancelledError`` out of this coroutine always means the caller was
+    cancelled. Tasks are cancelled again while they ignore it, and given up
+    (logged) after ``_CANCEL_ROUNDS`` rounds rather than hanging the caller.
+    """
+    for t in tasks:  # in order: which stream unwinds first is then the same every run
+        t.cancel()
+    pending = {t for t in tasks if not t.done()}
+    rounds = 0
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=_CANCEL_GRACE_S)
+        if not pending:
+            break
+        rounds += 1
+        names = ", ".join(sorted(t.get_name() for t in pending))
+        if rounds >= _CANCEL_ROUNDS:
+            log.error("abandoning tasks that ignore cancellation: %s", names)
+            break
+        log.warning("cancelling again tasks that lost their cancellation: %s", names)
+        for t in tasks:
+            if t in pending:
+                t.cancel()
+    for t in tasks:
+        if t.done() and not t.cancelled():
+            exc = t.exception()  # retrieved, so asyncio does not log it at GC
+            if exc is not None:
+                log.warning("%s ended with %r", t.get_name(), exc)
+
+
 class _StreamStatus(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(f"stream answered HTTP {status}")
@@ -95,6 +137,9 @@ class OandaBroker(Broker):
         self._client_ids: dict[str, dict[str, str]] = {}
         self._recovering: dict[str, asyncio.Lock] = {}
         self._tasks: dict[str, asyncio.Task] = {}
+        # Stream tasks replaced by a newer one (re-subscription): cancelled
+        # at once, but stop() still waits for them to end.
+        self._retired: set[asyncio.Task] = set()
         self._price_instruments: tuple[str, ...] = ()
         self._stopping = False
         self._started = False
@@ -152,18 +197,22 @@ class OandaBroker(Broker):
                 self._spawn("txn:" + acct, self._run_txn_stream(acct))
 
     async def stop(self) -> None:
+        """End the streams and close the sessions.
+
+        Returns once every stream task has finished. If the task calling
+        ``stop()`` is itself cancelled (``asyncio.wait_for(broker.stop(), t)``
+        timing out, a service shutting down), the sessions are still closed
+        and the ``CancelledError`` propagates to the caller.
+        """
         self._stopping = True
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._retired]
         self._tasks.clear()
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
-        await self.http.close()
-        self._started = False
+        self._retired.clear()
+        try:
+            await _cancel_and_wait(tasks)
+        finally:
+            await self.http.close()
+            self._started = False
 
     async def __aenter__(self) -> "OandaBroker":
         await self.start()
@@ -188,8 +237,10 @@ class OandaBroker(Broker):
 
     def _spawn(self, key: str, coro) -> None:
         old = self._tasks.pop(key, None)
-        if old is not None:
+        if old is not None and not old.done():
             old.cancel()
+            self._retired.add(old)
+            old.add_done_callback(self._retired.discard)
         self._tasks[key] = asyncio.get_running_loop().create_task(coro, name=f"oanda-{key}")
 
     # ------------------------------------------------------------------ helpers
@@ -608,10 +659,16 @@ class OandaBroker(Broker):
                 async with session.get(url, params=params, timeout=self.http.t_stream) as resp:
                     if resp.status != 200:
                         raise _StreamStatus(resp.status)
+                    if self._stopping:
+                        # stop() began while we connected: never go on
+                        # streaming on a cancellation something below lost.
+                        raise asyncio.CancelledError()
                     self.stats[kind + "_stream_connects"] += 1
                     await on_open()
                     got_line = False
                     async for line in resp.content:
+                        if self._stopping:
+                            raise asyncio.CancelledError()
                         if len(line) <= 1:
                             continue
                         if not got_line:
