@@ -62,10 +62,6 @@ async def test_engine_over_the_oanda_adapter():
             assert sum(1 for o in acct.orders.values() if o.client_id == "after-503") == 1
             assert engine.position(a, "EUR_USD").units == 1200
         finally:
-            # OandaBroker.stop() hangs when called within about a second of
-            # opening its price stream (reported to the adapter's owner);
-            # give the stream that second so this test checks the engine.
-            await asyncio.sleep(1.5)
             await engine.stop()
 
 
@@ -108,5 +104,4 @@ async def test_broker_outages_never_place_an_order_twice_and_end_in_a_known_stat
             assert not any(o.client_id == "unknown" for o in acct.orders.values())
             assert engine.account(a).working_orders == 0
         finally:
-            await asyncio.sleep(1.0)  # see test_engine_over_the_oanda_adapter
             await engine.stop()
