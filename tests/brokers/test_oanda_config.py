@@ -46,6 +46,22 @@ def test_several_accounts_and_numeric_overrides():
     assert cfg.max_requests_per_s == 50 and cfg.pool_size == 4
 
 
+@pytest.mark.parametrize("value, style", [(None, "legacy"), ("", "legacy"), ("modern", "modern"), (" Legacy ", "legacy"),
+                                          ("MODERN", "modern")])
+def test_guaranteed_stop_loss_style_from_the_environment(value, style):
+    env = {"OANDA_API_KEY": TOKEN}
+    if value is not None:
+        env["OANDA_GSLO_STYLE"] = value
+    assert OandaConfig.from_env(env).gslo_style == style
+    assert OandaConfig(token=TOKEN).gslo_style == "legacy"
+    assert OandaConfig.from_env(env, gslo_style="modern").gslo_style == "modern"
+
+
+def test_unknown_guaranteed_stop_loss_style_is_refused():
+    with pytest.raises(OandaConfigError, match="OANDA_GSLO_STYLE"):
+        OandaConfig(token=TOKEN, gslo_style="v21")
+
+
 @pytest.mark.parametrize(
     "env",
     [
@@ -54,6 +70,7 @@ def test_several_accounts_and_numeric_overrides():
         {"OANDA_API_KEY": TOKEN, "OANDA_ENVIRONMENT": "sandbox"},
         {"OANDA_API_KEY": TOKEN, "OANDA_POOL_SIZE": "ten"},
         {"OANDA_API_KEY": TOKEN, "OANDA_POOL_SIZE": "0"},
+        {"OANDA_API_KEY": TOKEN, "OANDA_GSLO_STYLE": "new"},
     ],
 )
 def test_bad_environment_is_refused_without_echoing_the_token(env):

@@ -99,6 +99,49 @@ def test_guaranteed_stop_loss_on_fill_by_distance():
     assert body["stopLossOnFill"] == {"distance": "0.00250", "timeInForce": "GTC", "guaranteed": True}
 
 
+@pytest.mark.parametrize(
+    "exit_kw, expected",
+    [
+        (dict(distance=2_500_000), {"distance": "0.00250", "timeInForce": "GTC"}),
+        (dict(price=1_050_000_000), {"price": "1.05000", "timeInForce": "GTC"}),
+        (
+            dict(price=1_050_000_000, time_in_force=TimeInForce.GTD, gtd_time_ns=2 * 10**18),
+            {"price": "1.05000", "timeInForce": "GTD", "gtdTime": "2033-05-18T03:33:20.000000000Z"},
+        ),
+    ],
+)
+def test_guaranteed_stop_loss_on_fill_modern_style(exit_kw, expected):
+    """Newer servers: a GuaranteedStopLossDetails of its own, no flag and no
+    stopLossOnFill beside it."""
+    body = wire.order_body(req(stop_loss=ExitDetails(guaranteed=True, **exit_kw)), 5, "modern")["order"]
+    assert body["guaranteedStopLossOnFill"] == expected
+    assert "stopLossOnFill" not in body
+    legacy = wire.order_body(req(stop_loss=ExitDetails(guaranteed=True, **exit_kw)), 5, "legacy")["order"]
+    assert legacy["stopLossOnFill"] == dict(expected, guaranteed=True)
+    assert "guaranteedStopLossOnFill" not in legacy
+    assert wire.order_body(req(stop_loss=ExitDetails(guaranteed=True, **exit_kw)), 5)["order"] == legacy
+
+
+@pytest.mark.parametrize("style", ["legacy", "modern"])
+def test_plain_stop_loss_is_the_same_in_both_styles(style):
+    body = wire.order_body(req(stop_loss=ExitDetails(distance=2_500_000)), 5, style)["order"]
+    assert body["stopLossOnFill"] == {"distance": "0.00250", "timeInForce": "GTC"}
+    assert "guaranteedStopLossOnFill" not in body
+
+
+@pytest.mark.parametrize(
+    "style, reason",
+    [
+        ("legacy", "STOP_LOSS_ON_FILL_DISTANCE_PRECISION_EXCEEDED"),
+        ("modern", "GUARANTEED_STOP_LOSS_ON_FILL_DISTANCE_PRECISION_EXCEEDED"),
+    ],
+)
+def test_unrepresentable_guaranteed_stop_loss_is_refused_with_the_styles_reason(style, reason):
+    with pytest.raises(wire.LocalReject) as err:
+        wire.order_body(req(stop_loss=ExitDetails(distance=1, guaranteed=True)), 5, style)
+    assert err.value.reason == reason
+
+
 def test_default_time_in_force_is_left_to_the_venue():
     assert "timeInForce" not in wire.order_body(req(), 5)["order"]
 

@@ -3,7 +3,8 @@
 Configure with ``OandaConfig.from_env()`` (``OANDA_API_KEY``,
 ``OANDA_ACCOUNT_ID`` — comma-separated for several — ``OANDA_ENVIRONMENT``
 practice|live, optional ``OANDA_REST_URL`` / ``OANDA_STREAM_URL`` to point at
-the simulator), then::
+the simulator, ``OANDA_GSLO_STYLE`` legacy|modern for how a guaranteed stop
+loss on fill is sent), then::
 
     broker = OandaBroker(OandaConfig.from_env())
     broker.set_event_handler(engine.on_broker_event)
@@ -23,6 +24,8 @@ What the engine can rely on, beyond ``Broker``'s docstring:
   stream reconnects (replay by ``sinceid``); ``OrderAccepted`` means the order
   is working (an order filled or cancelled in its own batch is reported by
   that fill/cancel alone, as ``SimulatedBroker`` does);
+* ``stop()`` returns once every stream task has ended, without waiting on a
+  stream's timeout; a cancellation of the task calling it propagates;
 * ≤ ``max_requests_per_s`` requests and ≤ ``max_new_connections_per_s`` new
   connections in any second, at most ``pool_size`` REST connections.
 """

@@ -280,7 +280,9 @@ class OandaBroker(Broker):
         acct = request.account_id
         cid = request.client_id
         try:
-            body = orjson.dumps(wire.order_body(request, self._precision.get(request.instrument, 9)))
+            body = orjson.dumps(
+                wire.order_body(request, self._precision.get(request.instrument, 9), self.config.gslo_style)
+            )
         except wire.LocalReject as exc:
             return [OrderRejected(acct, cid, None, exc.reason, str(exc), _now_ns())]
         url = self._orders_url.get(acct)
@@ -410,7 +412,9 @@ class OandaBroker(Broker):
         acct = account_id
         cid = request.client_id
         try:
-            body = orjson.dumps(wire.order_body(request, self._precision.get(request.instrument, 9)))
+            body = orjson.dumps(
+                wire.order_body(request, self._precision.get(request.instrument, 9), self.config.gslo_style)
+            )
         except wire.LocalReject as exc:
             return [OrderRejected(acct, cid, None, exc.reason, str(exc), _now_ns())]
         url = self._url(acct) + "/orders/" + broker_order_id

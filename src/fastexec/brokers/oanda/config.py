@@ -16,6 +16,15 @@ ENVIRONMENTS: dict[str, tuple[str, str]] = {
 }
 
 
+# How a guaranteed stop loss on fill is requested: "legacy" is v20 3.0.25's
+# ``stopLossOnFill: {..., "guaranteed": true}``; "modern" is the separate
+# ``guaranteedStopLossOnFill: {...}`` newer OANDA servers take instead. Pick
+# the one the server knows: a server that does not know the field it is sent
+# may ignore it and fill the order with no stop loss at all (our simulator,
+# which speaks 3.0.25, does exactly that with "modern").
+GSLO_STYLES = ("legacy", "modern")
+
+
 class OandaConfigError(ValueError):
     """The environment does not describe a usable OANDA connection."""
 
@@ -68,6 +77,8 @@ class OandaConfig:
     stream_backoff_base_s: float = 0.1
     stream_backoff_max_s: float = 10.0
     user_agent: str = "fastexec/0.1"
+    # See GSLO_STYLES.
+    gslo_style: str = "legacy"
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -80,6 +91,8 @@ class OandaConfig:
             raise OandaConfigError("pool_size, max_new_connections_per_s and max_requests_per_s must be >= 1")
         if not 1 <= self.request_burst < self.max_requests_per_s:
             raise OandaConfigError("request_burst must be >= 1 and below max_requests_per_s")
+        if self.gslo_style not in GSLO_STYLES:
+            raise OandaConfigError(f"OANDA_GSLO_STYLE must be one of {list(GSLO_STYLES)}, got {self.gslo_style!r}")
 
     def __repr__(self) -> str:  # the token never appears, even masked
         return (
@@ -109,8 +122,9 @@ class OandaConfig:
         """Read ``OANDA_API_KEY``, ``OANDA_ACCOUNT_ID`` (comma-separated for
         several accounts), ``OANDA_ENVIRONMENT`` (practice|live) and the
         optional overrides ``OANDA_REST_URL`` / ``OANDA_STREAM_URL`` (so the
-        engine can point at the simulator) and ``OANDA_MAX_REQUESTS_PER_S`` /
-        ``OANDA_POOL_SIZE``."""
+        engine can point at the simulator), ``OANDA_MAX_REQUESTS_PER_S`` /
+        ``OANDA_POOL_SIZE`` and ``OANDA_GSLO_STYLE`` (legacy|modern, see
+        ``GSLO_STYLES``)."""
         env = os.environ if environ is None else environ
         token = env.get("OANDA_API_KEY", "").strip()
         if not token:
@@ -123,6 +137,9 @@ class OandaConfig:
             rest_url=env.get("OANDA_REST_URL") or None,
             stream_url=env.get("OANDA_STREAM_URL") or None,
         )
+        gslo = env.get("OANDA_GSLO_STYLE", "").strip().lower()
+        if gslo:
+            kwargs["gslo_style"] = gslo
         for var, key in (("OANDA_MAX_REQUESTS_PER_S", "max_requests_per_s"), ("OANDA_POOL_SIZE", "pool_size")):
             if env.get(var):
                 try:

@@ -141,8 +141,13 @@ def _exit(details: ExitDetails, precision: int, prefix: str, allow_distance: boo
     return out
 
 
-def order_body(req: OrderRequest, precision: int) -> dict:
-    """The ``{"order": {...}}`` body of a create or replace (DESIGN's mapping)."""
+def order_body(req: OrderRequest, precision: int, gslo_style: str = "legacy") -> dict:
+    """The ``{"order": {...}}`` body of a create or replace (DESIGN's mapping).
+
+    A guaranteed stop loss goes out as ``stopLossOnFill`` with
+    ``"guaranteed": true`` (``gslo_style="legacy"``, v20 3.0.25) or as
+    ``guaranteedStopLossOnFill`` without the flag (``"modern"``, newer
+    servers, which name its errors ``GUARANTEED_STOP_LOSS_ON_FILL_*``)."""
     typ = req.type
     o: dict[str, Any] = {"type": typ.value, "instrument": req.instrument, "units": format_units(req.units)}
     if typ is not V20OrderType.MARKET:
@@ -171,10 +176,13 @@ def order_body(req: OrderRequest, precision: int) -> dict:
     if req.take_profit is not None:
         o["takeProfitOnFill"] = _exit(req.take_profit, precision, "TAKE_PROFIT_ON_FILL", False)
     if req.stop_loss is not None:
-        sl = _exit(req.stop_loss, precision, "STOP_LOSS_ON_FILL", True)
-        if req.stop_loss.guaranteed:
-            sl["guaranteed"] = True  # v20 3.0.25 form; newer servers also take guaranteedStopLossOnFill
-        o["stopLossOnFill"] = sl
+        if req.stop_loss.guaranteed and gslo_style == "modern":
+            o["guaranteedStopLossOnFill"] = _exit(req.stop_loss, precision, "GUARANTEED_STOP_LOSS_ON_FILL", True)
+        else:
+            sl = _exit(req.stop_loss, precision, "STOP_LOSS_ON_FILL", True)
+            if req.stop_loss.guaranteed:
+                sl["guaranteed"] = True
+            o["stopLossOnFill"] = sl
     if req.trailing_stop is not None:
         if req.trailing_stop.distance is None:
             raise LocalReject("TRAILING_STOP_LOSS_ON_FILL_PRICE_DISTANCE_MISSING", "trailing stop needs a distance")
