@@ -9,10 +9,17 @@ transactions, FIFO close, P/L, margin check). ``fills_per_s`` in the extra
 info is ``FILLS / min(round time)``.
 
 Three garbage-collector settings are measured because the venue keeps every
-order, trade and transaction (the v20 API can ask for any of them), so the
-collector's full passes grow with the history: CPython's defaults, the
-thresholds a long-running engine would set, and the collector off (the pure
-cost of the fill path).
+order, trade and transaction (the v20 API can ask for any of them): CPython's
+defaults, the thresholds a long-running engine would set, and the collector
+off (the pure cost of the fill path). Since the compiled kernel
+(``fastexec.sim._fill``) the history is made of collector-free objects, so
+the three should be close; a wide gap means the fill path started creating
+tracked long-lived objects again (tests/sim/test_fill_kernel.py checks that
+too).
+
+``test_sim_broker_submit`` is the in-process broker's whole request
+(``OrderRequest`` -> ``SimulatedBroker.submit`` -> ``OrderFilled``), the
+venue's share of an engine submit, with p50/p99 in µs.
 """
 from __future__ import annotations
 
@@ -20,12 +27,20 @@ import gc
 
 import pytest
 
+from fastexec.brokers.base import OrderRequest
+from fastexec.sim.broker import SimulatedBroker
 from fastexec.sim.fixed import parse_price
 from fastexec.sim.instruments import load_sim_instruments
 from fastexec.sim.venue import Order, Venue
 
 FILLS = 20_000
 ROUNDS = 8
+
+
+def _per_s(benchmark, n):
+    """n / best round time, when timed (``--benchmark-enable``); None otherwise."""
+    st = benchmark.stats
+    return int(n / st.stats.min) if st is not None else None
 
 
 def _fresh():
@@ -59,7 +74,7 @@ def test_sim_market_fills_per_second(benchmark, gc_mode):
     benchmark.pedantic(_fills, setup=_fresh, rounds=ROUNDS, iterations=1)
     benchmark.extra_info["gc"] = gc_mode
     benchmark.extra_info["fills_per_round"] = FILLS
-    benchmark.extra_info["fills_per_s"] = int(FILLS / benchmark.stats.stats.min)
+    benchmark.extra_info["fills_per_s"] = _per_s(benchmark, FILLS)
 
 
 def _cross_fills(v, aid, inst):
@@ -77,7 +92,7 @@ def test_sim_cross_currency_fills_per_second(benchmark):
         return (v, aid, v.by_name["USD_JPY"]), kw
 
     benchmark.pedantic(_cross_fills, setup=setup, rounds=ROUNDS, iterations=1)
-    benchmark.extra_info["fills_per_s"] = int(FILLS / benchmark.stats.stats.min)
+    benchmark.extra_info["fills_per_s"] = _per_s(benchmark, FILLS)
 
 
 PENDING = 2_000
@@ -102,4 +117,38 @@ def test_sim_tick_triggers_pending_limits(benchmark):
         assert len(out) == PENDING
 
     benchmark.pedantic(tick, setup=setup, rounds=ROUNDS, iterations=1)
-    benchmark.extra_info["triggered_fills_per_s"] = int(PENDING / benchmark.stats.stats.min)
+    benchmark.extra_info["triggered_fills_per_s"] = _per_s(benchmark, PENDING)
+
+
+SUBMITS = 20_000
+
+
+def _drive(coro):
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise AssertionError("submit yielded to the event loop on the in-process path")
+
+
+def test_sim_broker_submit(benchmark, gc_mode):
+    """One market order through the started in-process broker (what the engine calls)."""
+    benchmark.group = "sim-broker-submit"
+    broker = SimulatedBroker(Venue(seed=1, accounts=1, balance="100000000"))
+    _drive(broker.start())
+    account = broker.account_ids()[0]
+    state = [0]
+
+    def submit_once():
+        i = state[0] = state[0] + 1
+        events = _drive(broker.submit(OrderRequest(f"b-{i}", account, "EUR_USD", 1000 if i & 1 else -1000)))
+        assert len(events) == 1
+
+    benchmark.pedantic(submit_once, rounds=SUBMITS, iterations=1, warmup_rounds=2_000)
+    benchmark.extra_info["gc"] = gc_mode
+    if benchmark.stats is not None:
+        data = sorted(benchmark.stats.stats.data)
+        benchmark.extra_info["p50_us"] = round(data[len(data) // 2] * 1e6, 2)
+        benchmark.extra_info["p99_us"] = round(data[(99 * len(data)) // 100] * 1e6, 2)
+    _drive(broker.stop())

@@ -358,6 +358,39 @@ class TxnLog:
         return (self._view(i) for i in range(len(self.types)))
 
 
+class TxnBatch:
+    """The transactions of one batch as handed to listeners: a read-only
+    sequence whose ``Txn`` views are made only if a listener reads it (the
+    in-process broker ignores batches of its own requests, so a market order
+    makes no views at all)."""
+
+    __slots__ = ("log", "lo", "hi", "_views")
+
+    def __init__(self, log: TxnLog, lo: int, hi: int):
+        self.log = log
+        self.lo = lo
+        self.hi = hi
+        self._views = None
+
+    def _list(self) -> list:
+        v = self._views
+        if v is None:
+            v = self._views = self.log[self.lo:self.hi]
+        return v
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def __iter__(self):
+        return iter(self._list())
+
+    def __getitem__(self, k):
+        return self._list()[k]
+
+    def __repr__(self) -> str:
+        return f"TxnBatch({self.lo + 1}..{self.hi})"
+
+
 class Result:
     """What one request did: HTTP-ish status and its transactions.
 
@@ -454,7 +487,7 @@ HAVE_KERNEL = _place_market is not None
 
 # --------------------------------------------------------------------------- venue
 
-TxnListener = Callable[[Account, list], None]
+TxnListener = Callable[[Account, Sequence], None]  # a TxnBatch: views made on first read
 PriceListener = Callable[[SimInstrument, int, int, int], None]
 
 
@@ -580,7 +613,7 @@ class Venue:
     def _end(self, acct: Account) -> None:
         """Close a batch: listeners (streams, the in-process broker) see it whole."""
         if self._txn_listeners and acct.last_id > acct.batch_start:
-            new = acct.txns[acct.batch_start:acct.last_id]
+            new = TxnBatch(acct.txns, acct.batch_start, acct.last_id)
             for fn in tuple(self._txn_listeners):
                 fn(acct, new)
 
