@@ -67,3 +67,13 @@ def test_api_tokens_are_scoped_to_accounts():
         "tok-aaaaaaaaaaaaaaaa": frozenset({"acct-1", "acct-2"}),
         "tok-bbbbbbbbbbbbbbbb": frozenset({"*"}),
     }
+
+
+def test_oanda_adapter_settings_pass_through():
+    s = Settings.from_env({"OANDA_MAX_REQUESTS_PER_S": "50", "OANDA_POOL_SIZE": "4", "OANDA_GSLO_STYLE": "Modern",
+                           "FASTEXEC_JOURNAL_DURABILITY": "none"})
+    assert (s.oanda_max_requests_per_s, s.oanda_pool_size, s.oanda_gslo_style, s.journal_durability) == (50, 4, "modern", "none")
+    with pytest.raises(ConfigError, match="OANDA_GSLO_STYLE"):
+        Settings.from_env({"OANDA_GSLO_STYLE": "new"})
+    with pytest.raises(ConfigError, match="FASTEXEC_JOURNAL_DURABILITY"):
+        Settings.from_env({"FASTEXEC_JOURNAL_DURABILITY": "sometimes"})

@@ -119,6 +119,7 @@ class Settings:
     journal_durability: str = "fsync"  # fsync | fdatasync | none (none: tests and benchmarks only)
     oanda_max_requests_per_s: int = 100
     oanda_pool_size: int = 10
+    oanda_gslo_style: str = "legacy"  # legacy: stopLossOnFill.guaranteed (v20 3.0.25); modern: guaranteedStopLossOnFill
     # simulated venue
     sim_accounts: int = 1
     sim_balance: int = 100_000 * MONEY_SCALE
@@ -156,6 +157,9 @@ class Settings:
         durability = (_get(env, "FASTEXEC_JOURNAL_DURABILITY", "fsync") or "fsync").lower()
         if durability not in ("fsync", "fdatasync", "none"):
             raise ConfigError(f"FASTEXEC_JOURNAL_DURABILITY={durability!r} must be fsync, fdatasync or none")
+        gslo_style = (_get(env, "OANDA_GSLO_STYLE", "legacy") or "legacy").lower()
+        if gslo_style not in ("legacy", "modern"):
+            raise ConfigError(f"OANDA_GSLO_STYLE={gslo_style!r} must be legacy or modern")
         currency = (_get(env, "FASTEXEC_SIM_CURRENCY", "USD") or "USD").upper()
         if len(currency) != 3 or not currency.isalpha():
             raise ConfigError(f"FASTEXEC_SIM_CURRENCY={currency!r} is not a currency code")
@@ -182,6 +186,7 @@ class Settings:
             journal_durability=durability,
             oanda_max_requests_per_s=_int(env, "OANDA_MAX_REQUESTS_PER_S", 100, minimum=1),
             oanda_pool_size=_int(env, "OANDA_POOL_SIZE", 10, minimum=1),
+            oanda_gslo_style=gslo_style,
             sim_accounts=_int(env, "FASTEXEC_SIM_ACCOUNTS", 1, minimum=1),
             sim_balance=_scaled(env, "FASTEXEC_SIM_BALANCE", "100000", MONEY_SCALE),
             sim_currency=currency,
