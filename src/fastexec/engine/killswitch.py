@@ -15,10 +15,11 @@ from .views import KillSwitchView
 
 
 class KillSwitch:
-    __slots__ = ("account_id", "active", "reason", "actor", "activated_at", "released_by", "released_at")
+    __slots__ = ("account_id", "active", "reason", "actor", "activated_at", "released_by", "released_at", "_owner")
 
-    def __init__(self, account_id: Optional[str]) -> None:
+    def __init__(self, account_id: Optional[str], owner: Optional["KillSwitches"] = None) -> None:
         self.account_id = account_id
+        self._owner = owner
         self.active = False
         self.reason: Optional[str] = None
         self.actor: Optional[str] = None
@@ -27,6 +28,8 @@ class KillSwitch:
         self.released_at: Optional[int] = None
 
     def activate(self, reason: str, actor: str, now_ns: int) -> None:
+        if not self.active and self._owner is not None:
+            self._owner.n_active += 1
         self.active = True
         self.reason = reason
         self.actor = actor
@@ -35,6 +38,8 @@ class KillSwitch:
         self.released_at = None
 
     def release(self, actor: str, now_ns: int) -> None:
+        if self.active and self._owner is not None:
+            self._owner.n_active -= 1
         self.active = False
         self.released_by = actor
         self.released_at = now_ns
@@ -56,26 +61,31 @@ class KillSwitch:
 class KillSwitches:
     """The global switch plus one per account, created on first use."""
 
-    __slots__ = ("global_switch", "_accounts")
+    __slots__ = ("global_switch", "_accounts", "n_active")
 
     def __init__(self) -> None:
-        self.global_switch = KillSwitch(None)
+        # how many switches are active: the order path reads this one int and
+        # looks no further while it is 0
+        self.n_active = 0
+        self.global_switch = KillSwitch(None, self)
         self._accounts: dict[str, KillSwitch] = {}
 
     @property
     def any_active(self) -> bool:
-        return self.global_switch.active or any(ks.active for ks in self._accounts.values())
+        return self.n_active > 0
 
     def get(self, account_id: Optional[str]) -> KillSwitch:
         if account_id is None:
             return self.global_switch
         ks = self._accounts.get(account_id)
         if ks is None:
-            ks = self._accounts[account_id] = KillSwitch(account_id)
+            ks = self._accounts[account_id] = KillSwitch(account_id, self)
         return ks
 
     def blocking(self, account_id: str) -> Optional[KillSwitch]:
         """The active switch that blocks ``account_id`` (global first), or None."""
+        if not self.n_active:
+            return None
         if self.global_switch.active:
             return self.global_switch
         ks = self._accounts.get(account_id)

@@ -11,20 +11,49 @@ timestamps as RFC 3339 UTC with nanoseconds, like v20.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from time import gmtime as _gmtime
+from time import strftime as _strftime
 from typing import NamedTuple, Optional
 
-from fastexec._core.fixedpoint import format_money, format_price, format_rate
+from fastexec._core.fixedpoint import MAX_PRICE, format_money, format_rate
+from fastexec._core.fixedpoint import format_price as _core_format_price
 
 from .types import ExitSpec
 
 
+_TS_CACHE = [None, ""]  # [seconds, "YYYY-MM-DDTHH:MM:SS."] of the last timestamp formatted
+
+
 def _ts(ns: Optional[int]) -> Optional[str]:
+    """RFC 3339 UTC with nanoseconds. The date-time part is formatted once per
+    second (views of one order, and consecutive orders, share it)."""
     if ns is None:
         return None
     secs, frac = divmod(ns, 1_000_000_000)
-    import time as _time
+    cache = _TS_CACHE
+    if secs != cache[0]:
+        cache[1] = _strftime("%Y-%m-%dT%H:%M:%S.", _gmtime(secs))
+        cache[0] = secs
+    return f"{cache[1]}{frac:09d}Z"
 
-    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(secs)) + f".{frac:09d}Z"
+
+_PX_UNIT = tuple(10 ** (9 - p) for p in range(10))  # PRICE_SCALE step of the last decimal at precision p
+_PX_PAD = tuple(10 ** p for p in range(10))
+
+
+def format_price(value, precision) -> str:
+    """``fastexec._core.fixedpoint.format_price`` with the common case in a few
+    integer operations (the core's builds its format spec per call, ~14k
+    instructions). Same text for every value; anything unusual (zero,
+    negative, out of range, finer than ``precision``, not an int) goes to the
+    core, which raises as before."""
+    if type(value) is int and 0 < value <= MAX_PRICE and type(precision) is int and 0 < precision <= 9:
+        q, r = divmod(value, 1_000_000_000)
+        unit = _PX_UNIT[precision]
+        if not r % unit:
+            # zero-padded decimals: str(r // unit + 10**p) is "1" followed by them
+            return f"{q}.{str(r // unit + _PX_PAD[precision])[1:]}"
+    return _core_format_price(value, precision)
 
 
 def _px(value: Optional[int], precision: int) -> Optional[str]:
@@ -36,7 +65,8 @@ def _avg_px(value: Optional[int], precision: int) -> Optional[str]:
     instrument quotes: those are shown (up to nanos), never rounded away."""
     if value is None:
         return None
-    if value % (10 ** (9 - precision)) == 0:
+    unit = _PX_UNIT[precision] if type(precision) is int and 0 <= precision <= 9 else 10 ** (9 - precision)
+    if value % unit == 0:
         return format_price(value, precision)
     return format_price(value, 9).rstrip("0")
 
@@ -104,33 +134,37 @@ class OrderView(NamedTuple):
         return self.status in _OPEN_STATUSES
 
     def to_dict(self) -> dict:
-        p = self.precision
+        # one unpack instead of 26 attribute reads; absent fields skip the formatter call
+        (order_id, client_order_id, broker_order_id, status, account_id, instrument, side, type_, units,
+         filled_units, price, stop_price, trailing_distance, trigger_price, average_fill_price, time_in_force,
+         gtd_time, stop_loss, take_profit, trailing_stop_distance, created_at, updated_at, reject_reason,
+         request_id, timings, p) = self
         return {
-            "order_id": self.order_id,
-            "client_order_id": self.client_order_id,
-            "broker_order_id": self.broker_order_id,
-            "status": self.status,
-            "account_id": self.account_id,
-            "instrument": self.instrument,
-            "side": self.side,
-            "type": self.type,
-            "units": str(self.units),
-            "filled_units": str(self.filled_units),
-            "price": _px(self.price, p),
-            "stop_price": _px(self.stop_price, p),
-            "trailing_distance": _px(self.trailing_distance, p),
-            "trigger_price": _px(self.trigger_price, p),
-            "average_fill_price": _avg_px(self.average_fill_price, p),
-            "time_in_force": self.time_in_force,
-            "gtd_time": _ts(self.gtd_time),
-            "stop_loss": _exit(self.stop_loss, p),
-            "take_profit": _exit(self.take_profit, p),
-            "trailing_stop_distance": _px(self.trailing_stop_distance, p),
-            "created_at": _ts(self.created_at),
-            "updated_at": _ts(self.updated_at),
-            "reject_reason": self.reject_reason,
-            "request_id": self.request_id,
-            "timings": dict(self.timings),
+            "order_id": order_id,
+            "client_order_id": client_order_id,
+            "broker_order_id": broker_order_id,
+            "status": status,
+            "account_id": account_id,
+            "instrument": instrument,
+            "side": side,
+            "type": type_,
+            "units": str(units),
+            "filled_units": str(filled_units),
+            "price": None if price is None else format_price(price, p),
+            "stop_price": None if stop_price is None else format_price(stop_price, p),
+            "trailing_distance": None if trailing_distance is None else format_price(trailing_distance, p),
+            "trigger_price": None if trigger_price is None else format_price(trigger_price, p),
+            "average_fill_price": None if average_fill_price is None else _avg_px(average_fill_price, p),
+            "time_in_force": time_in_force,
+            "gtd_time": None if gtd_time is None else _ts(gtd_time),
+            "stop_loss": None if stop_loss is None else _exit(stop_loss, p),
+            "take_profit": None if take_profit is None else _exit(take_profit, p),
+            "trailing_stop_distance": None if trailing_stop_distance is None else format_price(trailing_stop_distance, p),
+            "created_at": _ts(created_at),
+            "updated_at": _ts(updated_at),
+            "reject_reason": reject_reason,
+            "request_id": request_id,
+            "timings": dict(timings),
         }
 
 
