@@ -75,7 +75,7 @@ def _json(status: int, payload: Any, headers: Optional[dict] = None) -> web.Resp
 # --------------------------------------------------------------------------- operations
 
 
-@dataclass
+@dataclass(slots=True)
 class Ctx:
     """What a handler gets: validated parameters and body, the caller."""
 
@@ -199,15 +199,13 @@ class Api:
         instrument = body["instrument"]
         p = self.precision(instrument)
         get = body.get
+        # positional (OrderSpec's field order): keyword parsing costs more than the call
         spec = OrderSpec(
-            account_id=body["account_id"],
-            instrument=instrument,
-            side=body["side"],
-            units=body["units"],
-            type=get("type", "market"),
-            time_in_force=get("time_in_force"),
-            gtd_time=get("gtd_time"),
-            client_order_id=get("client_order_id"),
+            body["account_id"], instrument, body["side"], body["units"], get("type", "market"),
+            None, None, None,  # price, stop_price, trailing_distance: set below when given
+            get("time_in_force"), get("gtd_time"),
+            None, None, None,  # stop_loss, take_profit, trailing_stop_distance: set below when given
+            get("client_order_id"),
         )
         # the common market order has none of these: skip the calls
         for name in self._PRICE_FIELDS:
@@ -615,7 +613,7 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
     async def endpoint(request: web.Request) -> web.StreamResponse:
         t0 = time.perf_counter_ns()
         principal = auth.authenticate(request.headers.get("Authorization")) if op.auth else ANONYMOUS
-        params: dict = dict(query_defaults)
+        params: dict = dict(query_defaults) if query_defaults else {}
         if path_params:
             info = request.match_info
             for p in path_params:
@@ -674,6 +672,7 @@ _HTTP_CODES = {
 
 def _make_middleware(api: Api):
     metrics = api.metrics
+    canonical: dict = {}  # route -> its canonical path (a chain of properties, looked up once per route)
 
     @web.middleware
     async def middleware(request: web.Request, handler):
@@ -708,8 +707,14 @@ def _make_middleware(api: Api):
                 resp = _json(500, {"error": {"code": "INTERNAL_ERROR", "message": "internal error; see the server log for request " + rid}})
             resp.headers["X-Request-ID"] = rid
             if metrics is not None:
-                route = request.match_info.route.resource
-                metrics.http(route.canonical if route is not None else "unmatched", request.method, resp.status)
+                route = request.match_info.route
+                name = canonical.get(route)
+                if name is None:
+                    resource = route.resource
+                    name = resource.canonical if resource is not None else "unmatched"
+                    if resource is not None:
+                        canonical[route] = name
+                metrics.http(name, request.method, resp.status)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("request", extra={"method": request.method, "path": request.path, "status": resp.status})
             return resp
