@@ -11,10 +11,13 @@ import sys
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastexec.sim.venue as venue_mod
 from fastexec.brokers.base import OrderFilled, OrderRequest
 from fastexec.sim.broker import SimulatedBroker
+from fastexec.sim.fixed import round_half_even_int
 from fastexec.sim.instruments import load_sim_instruments
 from fastexec.sim.venue import Order, Venue
 
@@ -27,6 +30,9 @@ def test_kernel_is_built_and_in_use():
     assert venue_mod.HAVE_KERNEL
     assert Order.__module__ == "fastexec.sim._fill"
     assert Venue().fast_path
+    from fastexec.sim import _fill
+
+    assert _fill.DIRECT_EVENTS  # OrderFilled built through its slots (equality with the constructor: below)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
@@ -101,3 +107,26 @@ def test_booking_fills_leaves_no_collector_tracked_history():
     grown = len(gc.get_objects()) - before
     assert v.accounts[aid].last_id > 10_000
     assert grown < 50, grown  # was about 3 tracked objects per order (order, trade, lists)
+
+
+_PL_DEN = 10**17
+_MARGIN_DEN2 = 2 * 10**29
+_factor = st.integers(-(2**63), 2**63 - 1)
+
+
+@settings(max_examples=400, deadline=None)
+@given(a=_factor, b=_factor, c=st.one_of(st.just(1), st.integers(0, 10**18)), d=st.one_of(st.just(1), st.integers(0, 10**15)),
+       den=st.sampled_from([_PL_DEN, 2 * _PL_DEN, _MARGIN_DEN2]))
+def test_kernel_rounding_is_the_exact_half_even_rounding(a, b, c, d, den):
+    """The kernel's int128 product-and-round equals the big-int reference,
+    including products that overflow int128 (it falls back to Python ints)."""
+    from fastexec.sim import _fill
+
+    assert _fill._mul_rhe(a, b, c, d, den) == round_half_even_int(a * b * c * d, den) * 100
+
+
+@pytest.mark.parametrize("num", [5, 15, 25, -5, -15, -25, 149, -149, 151, -151, 0])
+def test_kernel_rounding_ties_go_to_even(num):
+    from fastexec.sim import _fill
+
+    assert _fill._mul_rhe(num * 10**15, 1, 1, 1, _PL_DEN) == round_half_even_int(num * 10**15, _PL_DEN) * 100

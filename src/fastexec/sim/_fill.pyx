@@ -43,6 +43,51 @@ cdef object ZERO = 0
 cdef dict TIF_DEFAULT = {"MARKET": "FOK"}
 
 
+cdef extern from *:
+    """
+    typedef __int128 fx_i128;
+    static inline int fx_mul(fx_i128 a, fx_i128 b, fx_i128 *out) { return __builtin_mul_overflow(a, b, out); }
+    """
+    ctypedef long long fx_i128  # __int128 in C; never converted to or from Python directly
+    int fx_mul(fx_i128 a, fx_i128 b, fx_i128 *out)
+
+cdef extern from "Python.h":
+    long long PyLong_AsLongLongAndOverflow(object, int *) except? -1
+
+cdef fx_i128 PL_DEN_C = <fx_i128>100000000000000000  # PL_DEN = 10**17
+cdef fx_i128 PL_DEN2_C = <fx_i128>200000000000000000
+cdef fx_i128 MARGIN_DEN2_C = (<fx_i128>200000000000000000) * 1000000000000  # 2 * 10**29
+cdef long long MAX_MONEY_STEPS = 9 * 10**15 // 100
+
+
+cdef object mul_rhe(object a, object b, object c, object d, fx_i128 den, object den_py):
+    """``rhe(a * b * c * d, den) * MONEY_STEP``: the exact product divided and
+    rounded half-even once. In C (int128, overflow-checked) when every factor
+    fits int64 and the product fits int128, else in Python ints; both give
+    the same integer (tests compare against ``round_half_even_int``)."""
+    cdef int ov = 0
+    cdef long long x = PyLong_AsLongLongAndOverflow(a, &ov)
+    cdef long long y, z, w
+    cdef fx_i128 p, m, q, r
+    if not ov:
+        y = PyLong_AsLongLongAndOverflow(b, &ov)
+    if not ov:
+        z = PyLong_AsLongLongAndOverflow(c, &ov)
+    if not ov:
+        w = PyLong_AsLongLongAndOverflow(d, &ov)
+    if not ov and not fx_mul(<fx_i128>x, <fx_i128>y, &p) and not fx_mul(p, <fx_i128>z, &p) \
+            and not fx_mul(p, <fx_i128>w, &p):
+        m = -p if p < 0 else p
+        if m >= 0:  # not the one unnegatable value
+            q = m // den
+            r = m - q * den
+            if 2 * r > den or (2 * r == den and (q & 1)):
+                q += 1
+            if q <= MAX_MONEY_STEPS:
+                return (-<long long>q if p < 0 else <long long>q) * 100
+    return rhe(a * b * c * d, den_py) * MONEY_STEP
+
+
 cdef inline object rhe(object num, object den):
     """num / den rounded half-even (den > 0), Python ints of any size."""
     q, r = divmod(num, den)
@@ -198,6 +243,12 @@ cdef inline Py_ssize_t _append(list types, list times, list batches, list reqs, 
     return PyList_GET_SIZE(types)
 
 
+def _mul_rhe(a, b, c, d, den):
+    """Test hook: ``mul_rhe`` with a Python denominator (one of the venue's)."""
+    dens = {PL_DEN: PL_DEN_C, PL_DEN2: PL_DEN2_C, MARGIN_DEN2: MARGIN_DEN2_C}
+    return mul_rhe(a, b, c, d, dens[den], den)
+
+
 def place_market(venue, acct, Order o, request_id):
     """Run a plain market order to its fill, or return None (nothing changed).
 
@@ -275,11 +326,11 @@ def place_market(venue, acct, Order o, request_id):
                 a2 = asks[j]
                 gain2, loss2, midf2 = _factors(venue, acct, pinst)
                 q = u * (b2 if u > 0 else a2) - p2.cost
-                nav += rhe(q * (gain2 if q >= 0 else loss2), PL_DEN) * MONEY_STEP
+                nav += mul_rhe(q, gain2 if q >= 0 else loss2, 1, 1, PL_DEN_C, PL_DEN)
                 if j != i:
-                    mu += rhe(pinst.margin_rate * (u if u > 0 else -u) * (b2 + a2) * midf2, MARGIN_DEN2) * MONEY_STEP
+                    mu += mul_rhe(pinst.margin_rate, u if u > 0 else -u, b2 + a2, midf2, MARGIN_DEN2_C, MARGIN_DEN2)
         midf = _factors(venue, acct, inst)[2]
-        mu += rhe(inst.margin_rate * (after if after > 0 else -after) * (bid + ask) * midf, MARGIN_DEN2) * MONEY_STEP
+        mu += mul_rhe(inst.margin_rate, after if after > 0 else -after, bid + ask, midf, MARGIN_DEN2_C, MARGIN_DEN2)
         if mu > nav:
             return None
 
@@ -340,9 +391,10 @@ def place_market(venue, acct, Order o, request_id):
             atu = tu if tu > 0 else -tu
             k = atu if atu <= left else left
             cu = k if tu > 0 else -k  # trade-direction units closed
-            q = cu * (px - tr.price)
-            pl = rhe(q * (gain if q >= 0 else loss), PL_DEN) * MONEY_STEP
-            hs = rhe(k * spread * loss, PL_DEN2) * MONEY_STEP
+            dpx = px - tr.price
+            # the sign of cu * dpx picks the factor: a profit converts at gain, a loss at loss
+            pl = mul_rhe(cu, dpx, gain if (cu > 0) == (dpx > 0) or not dpx else loss, 1, PL_DEN_C, PL_DEN)
+            hs = mul_rhe(k, spread, loss, 1, PL_DEN2_C, PL_DEN2)
             tr.units = tu - cu
             tr.realized_pl = tr.realized_pl + pl
             if tr.closing_txn_ids is None:
@@ -389,8 +441,8 @@ def place_market(venue, acct, Order o, request_id):
         acct.balance = acct.balance + total_pl
     if opening:
         ou = opening if buy else -opening
-        hs = rhe(opening * spread * loss, PL_DEN2) * MONEY_STEP
-        im = rhe(inst.margin_rate * opening * (bid + ask) * midf, MARGIN_DEN2) * MONEY_STEP
+        hs = mul_rhe(opening, spread, loss, 1, PL_DEN2_C, PL_DEN2)
+        im = mul_rhe(inst.margin_rate, opening, bid + ask, midf, MARGIN_DEN2_C, MARGIN_DEN2)
         tr = Trade(fid, inst, px, now, ou, im, None)
         tr.half_spread = hs
         acct.trades[fid] = tr
@@ -412,28 +464,45 @@ def place_market(venue, acct, Order o, request_id):
 
 # --------------------------------------------------------------------------- broker events
 
-from cpython.object cimport PyObject_GenericSetAttr
+from cpython.object cimport PyTypeObject
+from cpython.tuple cimport PyTuple_GET_ITEM
 
 from fastexec.brokers.base import OrderFilled as _OrderFilled
 
-# the event is built field by field (as the dataclass's own __init__ does for a
-# frozen slotted class, but without its per-field Python calls); only while
-# the dataclass has exactly these fields, else through its constructor
+cdef extern from "Python.h":
+    PyTypeObject* Py_TYPE(object)
+
+# the event is built field by field through its slot descriptors (what the
+# dataclass's own __init__ does for a frozen slotted class, without its
+# per-field Python calls); only while the dataclass has exactly these fields,
+# each a slot, else through its constructor
 _FILLED_FIELDS = ("account_id", "client_id", "broker_order_id", "txn_id", "instrument", "units", "price", "reason",
                   "time_ns", "pl", "financing", "commission", "account_balance", "trade_opened_id", "trades_closed")
-cdef bint _DIRECT = tuple(getattr(_OrderFilled, "__dataclass_fields__", {})) == _FILLED_FIELDS and \
-    hasattr(_OrderFilled, "__slots__")
-cdef tuple _NAMES = tuple(_FILLED_FIELDS)
+
+
+def _slot_descriptors():
+    if tuple(getattr(_OrderFilled, "__dataclass_fields__", {})) != _FILLED_FIELDS:
+        return None
+    ds = tuple(_OrderFilled.__dict__.get(n) for n in _FILLED_FIELDS)
+    if not all(type(d).__name__ == "member_descriptor" for d in ds):
+        return None
+    return ds
+
+
+cdef object _DESCRS = _slot_descriptors()
+DIRECT_EVENTS = _DESCRS is not None  # the fast construction is in use (tests check it)
 cdef object _new = object.__new__
 
 
 cdef object _filled(tuple values):
     cdef Py_ssize_t k
-    if not _DIRECT:
+    cdef object d
+    if _DESCRS is None:
         return _OrderFilled(*values)
     ev = _new(_OrderFilled)
     for k in range(15):
-        PyObject_GenericSetAttr(ev, _NAMES[k], values[k])
+        d = <object>PyTuple_GET_ITEM(_DESCRS, k)
+        Py_TYPE(d).tp_descr_set(d, ev, <object>PyTuple_GET_ITEM(values, k))
     return ev
 
 
