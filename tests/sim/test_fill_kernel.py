@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastexec.sim.venue as venue_mod
-from fastexec.brokers.base import OrderFilled, OrderRequest
+from fastexec.brokers.base import OrderFilled, OrderRequest, TimeInForce
 from fastexec.sim.broker import SimulatedBroker
 from fastexec.sim.fixed import round_half_even_int
 from fastexec.sim.instruments import load_sim_instruments
@@ -77,7 +77,8 @@ def test_broker_events_are_the_same_on_both_paths():
         aid = b.account_ids()[0]
         out = []
         for i, u in enumerate([1000, 500, -2000, 700, -200, 3000, -3000, 10**9]):
-            coro = b.submit(OrderRequest(f"e{i}", aid, "USD_JPY" if i in (5, 6) else "EUR_USD", u, tag="x"))
+            kw = {"comment": "c", "time_in_force": TimeInForce.IOC} if i % 2 else {"tag": "x"}
+            coro = b.submit(OrderRequest(f"e{i}", aid, "USD_JPY" if i in (5, 6) else "EUR_USD", u, **kw))
             try:
                 coro.send(None)
             except StopIteration as done:

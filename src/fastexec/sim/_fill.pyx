@@ -491,7 +491,7 @@ def _slot_descriptors():
 
 cdef object _DESCRS = _slot_descriptors()
 DIRECT_EVENTS = _DESCRS is not None  # the fast construction is in use (tests check it)
-cdef object _new = object.__new__
+cdef tuple _NOARGS = ()
 
 
 cdef object _filled(tuple values):
@@ -499,7 +499,8 @@ cdef object _filled(tuple values):
     cdef object d
     if _DESCRS is None:
         return _OrderFilled(*values)
-    ev = _new(_OrderFilled)
+    ev = \
+        (<PyTypeObject*>_OrderFilled).tp_new(_OrderFilled, <PyObject*>_NOARGS, NULL)
     for k in range(15):
         d = <object>PyTuple_GET_ITEM(_DESCRS, k)
         Py_TYPE(d).tp_descr_set(d, ev, <object>PyTuple_GET_ITEM(values, k))
@@ -523,15 +524,85 @@ def market_fill_events(acct, Py_ssize_t lo, Py_ssize_t hi):
     if o.reason != "CLIENT_ORDER":
         return None
     ce = o.client_ext
-    cid = ce.get("id") if ce else None
+    cid = None
+    if type(ce) is dict:
+        cid = (<dict>ce).get("id")
+    elif ce:
+        cid = ce.get("id")
     closed = ()
     fc = o.fill_closed
     if fc:
-        closed = tuple([str(e[0]) for e in fc])
+        closed = tuple([_id_str(e[0]) for e in fc])
     fr = o.fill_reduced
     if fr is not None:
-        closed += (str(fr[0]),)
+        closed += (_id_str(fr[0]),)
     tr = o.fill_trade
-    opened = str((<Trade>tr).id) if tr is not None else None
-    return [_filled((acct.id, cid, str(o.id), lo + 2, o.inst.name, o.fill_units, o.fill_price, o.fill_reason,
+    opened = _id_str((<Trade>tr).id) if tr is not None else None
+    return [_filled((acct.id, cid, _id_str(o.id), lo + 2, o.inst.name, o.fill_units, o.fill_price, o.fill_reason,
                      log.times[lo + 1], o.fill_pl, 0, 0, o.fill_balance, opened, closed))]
+
+
+cdef inline str _id_str(object x):
+    """A transaction/order/trade id (a Python int) as its decimal string."""
+    cdef long long v = x
+    return f"{v}"
+
+
+from fastexec.brokers.base import PositionFill as _PF, TimeInForce as _TIF, TriggerCondition as _TC, \
+    V20OrderType as _OT
+
+cdef object _OT_MARKET = _OT.MARKET
+cdef object _PF_DEFAULT = _PF.DEFAULT
+cdef object _TC_DEFAULT = _TC.DEFAULT
+cdef object _TIF_FOK = _TIF.FOK
+cdef object _TIF_IOC = _TIF.IOC
+
+
+def broker_market(venue, acct, r):
+    """``SimulatedBroker.submit`` of a plain market ``OrderRequest``: the
+    venue order built directly, booked by ``place_market``, the batch closed
+    (``Venue._end``: listeners see it) and its ``OrderFilled`` returned. None,
+    with nothing changed, for any request the general path must handle."""
+    if r.type is not _OT_MARKET or r.price is not None or r.price_bound is not None:
+        return None
+    if r.stop_loss is not None or r.take_profit is not None or r.trailing_stop is not None:
+        return None
+    if r.position_fill is not _PF_DEFAULT or r.trigger_condition is not _TC_DEFAULT:
+        return None
+    t = r.time_in_force
+    if t is None or t is _TIF_FOK:
+        tif = "FOK"
+    elif t is _TIF_IOC:
+        tif = "IOC"
+    else:
+        return None
+    inst = (<dict>venue.by_name).get(r.instrument)
+    if inst is None:
+        return None
+    cdef dict ce = {"id": r.client_id}
+    tag = r.tag
+    if tag is not None:
+        ce["tag"] = tag
+    comment = r.comment
+    if comment is not None:
+        ce["comment"] = comment
+    cdef Order o = Order.__new__(Order)
+    o.id = 0
+    o.type = "MARKET"
+    o.inst = inst
+    o.units = r.units
+    o.tif = tif
+    o.gtd_ns = r.gtd_time_ns
+    o.position_fill = "DEFAULT"
+    o.trigger = "DEFAULT"
+    o.client_ext = ce
+    o.state = "PENDING"
+    o.reason = "CLIENT_ORDER"
+    o.create_ns = 0
+    keys = place_market(venue, acct, o, None)
+    if keys is None:
+        return None
+    lo = acct.batch_start
+    hi = acct.last_id
+    venue._end(acct)
+    return market_fill_events(acct, lo, hi)

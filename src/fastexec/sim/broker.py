@@ -41,9 +41,13 @@ from .venue import DEPENDENT_TYPES, HAVE_KERNEL, Account, OnFill, Order, Result,
 _ENTRY_REASONS = ("CLIENT_ORDER", "REPLACEMENT")
 
 if HAVE_KERNEL:
+    from ._fill import broker_market as _broker_market
     from ._fill import market_fill_events as _market_fill_events
 else:  # pragma: no cover - only without the compiled kernel
     def _market_fill_events(acct, lo, hi):
+        return None
+
+    def _broker_market(venue, acct, r):
         return None
 
 
@@ -233,6 +237,10 @@ class SimulatedBroker(Broker):
             raise BrokerError(f"unknown account {aid}", status=404)
         self._in_request += 1
         try:
+            if v.fast_path:  # a plain market order: compiled from request to OrderFilled
+                evs = _broker_market(v, acct, request)
+                if evs is not None:
+                    return evs
             o = self._order(aid, request)
             res = o if type(o) is Result else v.place_order(aid, o)
         finally:
