@@ -195,18 +195,19 @@ class RefInstrument:
 
 @dataclass
 class RefPosition:
-    """A netting position as FIFO lots: [[units, price], ...], oldest first,
-    every lot on the position's side (v20 trades of a non-hedging account)."""
+    """A netting position as lots: [[units, price, trade_id], ...], oldest
+    first, every lot on the position's side (v20 trades of a non-hedging
+    account); trade_id the broker's trade id, 0 when unknown."""
     lots: list = field(default_factory=list)
     realized: Decimal = Decimal(0)
 
     @property
     def units(self) -> int:
-        return sum(u for u, _ in self.lots)
+        return sum(lot[0] for lot in self.lots)
 
     @property
     def cost(self) -> Decimal:
-        return sum((u * p for u, p in self.lots), Decimal(0))
+        return sum((lot[0] * lot[1] for lot in self.lots), Decimal(0))
 
     @property
     def avg(self) -> Decimal:
@@ -237,6 +238,7 @@ class RefLedger:
         self.by_name = {i.name: i for i in self.instruments}
         self.prices = {}  # name -> (bid, ask, mid) as Decimal
         self.accounts = []
+        self.unmatched_trade_ids = 0  # named trade ids that closed no lot (successful fills)
 
     # setup
     def add_account(self, home: str, balance: Decimal) -> int:
@@ -333,46 +335,69 @@ class RefLedger:
         return vpu, mpu
 
     # steps
-    def apply_fill(self, a: int, name: str, units: int, price: Decimal, quote_home=None) -> Decimal:
-        """FIFO: a fill on the position's side (or on a flat one) opens a lot;
-        an opposite fill closes lots oldest first (the last partially), each
-        realizing ``closed * (price - lot price)`` converted and rounded on its
-        own; the rest of the fill, if any, opens a lot on the other side."""
+    def apply_fill(self, a: int, name: str, units: int, price: Decimal, quote_home=None,
+                   opened_trade_id: int = 0, closed_trade_ids=None) -> Decimal:
+        """A fill on the position's side (or on a flat one) opens a lot tagged
+        ``opened_trade_id``. An opposite fill closes lots in this order: first
+        the lots named in ``closed_trade_ids`` (the broker's trades closed,
+        then the one reduced), in the order named, then every other lot
+        oldest first (FIFO); each lot closes fully, the last one reached
+        partially, each realizing ``closed * (price - lot price)`` converted
+        and rounded on its own; the rest of the fill, if any, opens a lot on
+        the other side. A named id that closes nothing (no open lot has it,
+        named again, the fill used up before it, or an opening fill) is
+        counted in ``unmatched_trade_ids``."""
+        if opened_trade_id < 0:
+            raise RefError("INVALID_TRADE_ID")
         acct = self.accounts[a]
         pos = acct.positions.setdefault(name, RefPosition())
         p, n = pos.units, pos.units + units
         if abs(n) > MAX_UNITS:
             raise RefError("POSITION_TOO_LARGE")
         quote = self.by_name[name].quote
-        if quote_home is None and not (p == 0 or (p > 0) == (units > 0)) and self.conversion(quote, acct.home) is None:
+        reducing = p != 0 and (p > 0) != (units > 0)
+        if quote_home is None and reducing and self.conversion(quote, acct.home) is None:
             raise RefError("NO_CONVERSION_RATE")
-        old = ([list(lot) for lot in pos.lots], pos.realized, acct.balance)
+        named = list(closed_trade_ids or ())
+        lots = [list(lot) for lot in pos.lots]
         realized = Decimal(0)
         left = abs(units)
-        lots = pos.lots
+        missed = len(named)
+        if reducing:
+            # each named id picks the open lot with that id, if any and not picked already
+            picks = []
+            for tid in named:
+                picks.append(next((lot for lot in lots if tid > 0 and lot[2] == tid
+                                   and all(lot is not q for q in picks)), None))
+            order = [lot for lot in picks if lot is not None]
+            order += [lot for lot in lots if all(lot is not q for q in order)]  # FIFO for the rest
+            taken = {}
+            for lot in order:
+                if not left:
+                    break
+                take = min(abs(lot[0]), left)
+                cu = take if lot[0] > 0 else -take
+                realized += self.pl_home(CTX.multiply(Decimal(cu), price - lot[1]), quote, acct.home, quote_home)
+                left -= take
+                lot[0] -= cu
+                taken[id(lot)] = take
+            missed = sum(1 for lot in picks if lot is None or id(lot) not in taken)
+            lots = [lot for lot in lots if lot[0] != 0]
+        check_range(realized, "money")
+        if left:
+            if self.max_lots is not None and len(lots) + 1 > self.max_lots:
+                raise RefError("TOO_MANY_LOTS")
+            lots.append([left if units > 0 else -left, price, opened_trade_id])
+        old = (pos.lots, pos.realized, acct.balance)
+        pos.lots = lots
+        pos.realized += realized
+        acct.balance += realized
         try:
-            if p != 0 and (p > 0) != (units > 0):
-                while left and lots:
-                    lu, lp = lots[0]
-                    take = min(abs(lu), left)
-                    cu = take if lu > 0 else -take
-                    realized += self.pl_home(CTX.multiply(Decimal(cu), price - lp), quote, acct.home, quote_home)
-                    left -= take
-                    if take == abs(lu):
-                        lots.pop(0)
-                    else:
-                        lots[0][0] = lu - cu
-            check_range(realized, "money")
-            if left:
-                if self.max_lots is not None and len(lots) + 1 > self.max_lots:
-                    raise RefError("TOO_MANY_LOTS")
-                lots.append([left if units > 0 else -left, price])
-            pos.realized += realized
-            acct.balance += realized
             self.check_ranges()
         except RefError:
             pos.lots, pos.realized, acct.balance = old
             raise
+        self.unmatched_trade_ids += missed
         return realized
 
     def deposit(self, a: int, amount: Decimal) -> None:

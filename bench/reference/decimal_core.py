@@ -78,7 +78,7 @@ class Position:
         self.units = 0
         self.avg = ZERO
         self.cost = ZERO      # sum of lot units * lot price
-        self.lots = deque()   # [units, price], oldest first (FIFO)
+        self.lots = deque()   # [units, price, trade id (0 = unknown)], oldest first
         self.realized = ZERO
         self.upl = ZERO
         self.value = ZERO
@@ -118,6 +118,7 @@ class DecimalLedger:
         self.pairs = {(i.base, i.quote): i.index for i in self.instruments}
         self.prices = {}  # instrument index -> (bid, ask, mid)
         self.accounts: list[Account] = []
+        self.unmatched_trade_ids = 0  # named trade ids that closed no lot
 
     def add_account(self, home: str, balance: Decimal) -> int:
         self.accounts.append(Account(home, balance, self.instruments))
@@ -206,8 +207,13 @@ class DecimalLedger:
                 if pos.units != 0:
                     self._revalue(acct, j, pos)
 
-    def apply_fill(self, a: int, i: int, units: int, price: Decimal, quote_home: Decimal | None = None) -> Decimal:
-        """One fill on the netting position; returns realized P&L (home), added to the balance."""
+    def apply_fill(self, a: int, i: int, units: int, price: Decimal, quote_home: Decimal | None = None,
+                   opened_trade_id: int = 0, closed_trade_ids=None) -> Decimal:
+        """One fill on the netting position; returns realized P&L (home), added to the balance.
+
+        A reducing fill closes the lots named in ``closed_trade_ids`` (the
+        broker's trades, in that order) first, then the others oldest first;
+        a named id that closes nothing counts in ``unmatched_trade_ids``."""
         acct = self.accounts[a]
         if units == 0 or abs(units) > MAX_UNITS:
             raise ValueError(f"INVALID_UNITS: units={units}")
@@ -227,6 +233,23 @@ class DecimalLedger:
             if quote_home is None and self.conversion(quote, acct.home) is None:
                 raise ValueError("NO_CONVERSION_RATE")
             lots = pos.lots
+            if closed_trade_ids:  # named lots first, in the order named
+                for tid in closed_trade_ids:
+                    lot = next((x for x in lots if tid > 0 and x[2] == tid), None) if left else None
+                    if lot is None:
+                        self.unmatched_trade_ids += 1
+                        continue
+                    take = min(abs(lot[0]), left)
+                    cu = take if lot[0] > 0 else -take
+                    q = CTX.multiply(cu, price - lot[1])
+                    f = quote_home if quote_home is not None else self.conversion(quote, acct.home, 0 if q >= 0 else 1)
+                    realized += q_book(CTX.multiply(q, f))
+                    pos.cost -= CTX.multiply(cu, lot[1])
+                    left -= take
+                    if take == abs(lot[0]):
+                        lots.remove(lot)
+                    else:
+                        lot[0] -= cu
             while left and lots:  # FIFO: oldest lot first, each rounded on its own
                 lot = lots[0]
                 take = min(abs(lot[0]), left)
@@ -240,9 +263,11 @@ class DecimalLedger:
                     lots.popleft()
                 else:
                     lot[0] -= cu
+        elif closed_trade_ids:
+            self.unmatched_trade_ids += len(closed_trade_ids)
         if left:
             lu = left if units > 0 else -left
-            pos.lots.append([lu, price])
+            pos.lots.append([lu, price, opened_trade_id])
             pos.cost += CTX.multiply(lu, price)
         pos.units = n
         pos.avg = ZERO if n == 0 else q_price(CTX.divide(abs(pos.cost), abs(n)))

@@ -13,8 +13,9 @@ Invariants (after every public call returns):
 * ``units[k]`` signed whole units; ``avg[k]`` PRICE_SCALE, 0 iff flat.
 * ``rings[k]`` the position's open lots (the broker's trades), oldest first,
   in a ring: ``buf[(head + j) & (cap - 1)]`` for j in 0..n-1, each of the
-  position's sign, ``sum(lot.units) == units[k]``; ``cap`` a power of two
-  (0 until the first lot), ``n <= max_lots``.
+  position's sign and non-zero, ``sum(lot.units) == units[k]``; ``cap`` a
+  power of two (0 until the first lot), ``n <= max_lots``; ``lot.trade_id``
+  the broker's trade id (> 0) or 0 (unknown).
 * ``cost[k] = sum(lot.units * lot.price)`` exactly (int128, units x
   PRICE_SCALE), so unrealized P&L needs no walk over the lots; ``avg[k]`` is
   ``|cost| / |units|`` rounded half-even at PRICE_SCALE.
@@ -54,6 +55,7 @@ cdef extern from *:
 cdef struct Lot:
     int64_t units      # signed, the position's sign
     int64_t price      # PRICE_SCALE
+    int64_t trade_id   # the broker's trade id; 0 = unknown
 
 cdef struct LotRing:
     Lot* buf
@@ -136,6 +138,12 @@ cdef class Ledger:
     cdef int usd
     cdef dict _acct_index
     cdef list _acct_names
+    # named closes (apply_fill with closed_trade_ids): ring offsets of the
+    # lots a fill closes fully by name (scratch), and the count of named
+    # trade ids that closed nothing
+    cdef uint32_t* s_off
+    cdef Py_ssize_t s_off_cap
+    cdef readonly uint64_t unmatched_trade_ids
 
     cdef int _check_account(self, int a) except -1
     cdef int _check_instrument(self, int i) except -1
@@ -145,3 +153,10 @@ cdef class Ledger:
                        int64_t* nu, int64_t* nv, int64_t* nm) except -1
     cdef int _grow(self, LotRing* r) except -1
     cdef int _mark_convs(self, int i) except -1
+    cdef int _close_named(self, LotRing* r, object ids, int64_t units, int64_t price,
+                          int64_t fg, int64_t fl, int128* realized, int128* cost,
+                          int64_t* left, uint32_t* done, uint32_t* nf, uint32_t* f,
+                          int64_t* part, uint32_t* part_off, int64_t* miss) except -1
+    cdef int _refuse(self, int why, int a, int i, int64_t x, int64_t y) except -1
+    cdef void _commit_named(self, LotRing* r, uint32_t done, uint32_t nf, uint32_t f,
+                            int64_t part, uint32_t part_off) noexcept

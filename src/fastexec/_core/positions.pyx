@@ -7,9 +7,20 @@ each result is rounded half-even exactly once, from the exact value):
 * Netting, FIFO (OANDA v20 without hedging, and the simulated venue): one
   position per (account, instrument), signed units, made of lots (the
   broker's trades). A fill on the position's side (or on a flat position)
-  opens a lot (units, fill price). An opposite fill closes lots oldest first,
-  the last one partially if needed; what is left of the fill after every lot
-  is closed opens a lot on the other side (a flip).
+  opens a lot (units, fill price, the broker's trade id or 0). An opposite
+  fill closes lots oldest first, the last one partially if needed; what is
+  left of the fill after every lot is closed opens a lot on the other side (a
+  flip).
+* Named closes: at the broker an exit attached to a trade (stop loss, take
+  profit, trailing stop) or a close of a trade by id closes *that* trade, and
+  every v20 fill names the trades it closed (``tradesClosed``, then
+  ``tradeReduced``). A fill given ``closed_trade_ids`` closes, in the order
+  named, each open lot of the position with that trade id, fully, or the
+  last partially when the fill has fewer units left than the lot; whatever is
+  left of the fill then closes the other lots oldest first (FIFO) and may
+  flip. A named id that closes nothing (no open lot of this position has it,
+  named twice, the fill already used up, or an opening fill) is counted in
+  ``unmatched_trade_ids`` and does not change what the fill does otherwise.
 * Realized P&L, per lot closed: ``q = closed * (fill - lot price)`` exact in
   the quote currency, times the quote->home factor, rounded half-even once to
   the broker's booking precision, 4 decimals (``BOOK_STEP`` = 100 micro),
@@ -43,16 +54,20 @@ each result is rounded half-even exactly once, from the exact value):
 A position is valued from the first mark of its instrument and of the
 instruments its conversion needs; until then its values are 0.
 
-Lots live in a growable ring per position (16 bytes a lot, allocated on the
+Lots live in a growable ring per position (24 bytes a lot, allocated on the
 first lot, grown twofold with malloc when full, kept when the position goes flat),
 at most ``max_lots`` per position (constructor argument, default 2**20): a
 fill that would open one more lot than that raises ``LedgerError
-TOO_MANY_LOTS`` and changes nothing. Closing lots never allocates.
+TOO_MANY_LOTS`` and changes nothing. Closing lots never allocates (a named
+close may grow the ledger's scratch of ring offsets to the number of ids).
+A named close finds each lot by a scan of the ring (starting after the lot
+the previous id found, so ids named oldest first cost one compare each) and
+removes lots from the middle of the ring by moving the younger ones down.
 """
 from collections import namedtuple
 
 from libc.stdint cimport int8_t, int32_t, int64_t, uint32_t, uint64_t, INT64_MAX
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 
 from fastexec._core.fixedpoint cimport (
     int128, div_half_even, narrow, c_pnl, c_convert, c_units_value,
@@ -155,6 +170,25 @@ cdef inline int64_t _pl_home(int128 q, int64_t f) except? -9223372036854775807:
     return narrow(r * BOOK_STEP, KIND_MONEY)
 
 
+cdef enum:
+    # why apply_fill refuses a fill (raised by _refuse, out of the hot path)
+    R_UNITS = 1
+    R_PRICE
+    R_RATE
+    R_TRADE_ID
+    R_POSITION
+    R_CONVERSION
+    R_LOTS
+
+
+cdef Py_ssize_t _count_ids(object ids) except -1:
+    """The number of trade ids, each read as an int64 (TypeError if not an int)."""
+    cdef int64_t tid
+    for x in ids:
+        tid = x
+    return len(ids)
+
+
 cdef class Ledger:
     """Prices, conversion factors, positions and account numbers for many
     accounts; accounts and instruments are small int indexes."""
@@ -241,6 +275,7 @@ cdef class Ledger:
         free(self.n_open); free(self.aff); free(self.n_aff); free(self.chg)
         free(self.s_upl); free(self.s_value); free(self.s_margin)
         free(self.t_upl); free(self.t_value); free(self.t_margin)
+        free(self.s_off)
 
     # --- accounts -------------------------------------------------------------
 
@@ -540,82 +575,255 @@ cdef class Ledger:
         r.cap = cap
         return 0
 
+    cdef int _close_named(self, LotRing* r, object ids, int64_t units, int64_t price,
+                          int64_t fg, int64_t fl, int128* realized, int128* cost,
+                          int64_t* left, uint32_t* done, uint32_t* nf, uint32_t* f,
+                          int64_t* part, uint32_t* part_off, int64_t* miss) except -1:
+        """Plan a reducing fill that names the trades it closes; changes no lot.
+
+        Closes, in the order of ``ids``, the open lot with each id (fully, or
+        partially when the fill has fewer units left), then the other lots
+        oldest first with what is left of the fill. Adds the realized P&L to
+        ``realized`` and the closed cost to ``cost``; returns in ``left`` the
+        units of the fill left over (a flip), in ``done`` the number of lots
+        closed fully, in ``s_off[0..nf)`` the ring offsets (from head) of the
+        named lots closed fully, in ``f`` the offset below which every lot is
+        closed fully (the FIFO part), in ``part``/``part_off`` the units
+        (signed, the lot's side) taken from the one lot closed partially and
+        its offset, in ``miss`` the number of ids that closed nothing."""
+        cdef Py_ssize_t m = len(ids), t
+        cdef uint32_t mask = r.cap - 1, n = r.n, s, j = 0, last = 0, nfull = 0, x, fo = 0, dn = 0
+        cdef int64_t lft = _abs(units), tid, lu, take, hit = 0
+        cdef int128 q, rz = 0, c = cost[0]
+        cdef Lot* lot
+        cdef uint32_t* buf
+        cdef bint found
+        if m > self.s_off_cap:
+            buf = <uint32_t*>realloc(self.s_off, m * sizeof(uint32_t))
+            if buf == NULL:
+                raise MemoryError()
+            self.s_off = buf
+            self.s_off_cap = m
+        part[0] = 0
+        part_off[0] = 0
+        for t in range(m):
+            tid = ids[t]              # every id is read: a non-int raises TypeError
+            if tid <= 0 or lft == 0:
+                continue
+            found = False
+            for s in range(n):
+                j = last + s
+                if j >= n:
+                    j -= n
+                if r.buf[(r.head + j) & mask].trade_id == tid:
+                    found = True
+                    break
+            if not found:
+                continue
+            for x in range(nfull):
+                if self.s_off[x] == j:    # named twice: closed already
+                    found = False
+                    break
+            if not found:
+                continue
+            lot = &r.buf[(r.head + j) & mask]
+            lu = _abs(lot.units)
+            take = lu if lu <= lft else lft
+            if lot.units < 0:
+                take = -take
+            q = <int128>take * (price - lot.price)
+            rz += _pl_home(q, fg if q >= 0 else fl)
+            c -= <int128>take * lot.price
+            lft -= _abs(take)
+            hit += 1
+            if _abs(take) == lu:
+                self.s_off[nfull] = j
+                nfull += 1
+            else:
+                part[0] = take
+                part_off[0] = j
+            last = j + 1
+            if last == n:
+                last = 0
+        dn = nfull
+        # the rest of the fill: the other lots, oldest first (offsets below
+        # fo are all closed fully: by name or here)
+        while lft > 0 and fo < n:
+            found = False
+            for x in range(nfull):
+                if self.s_off[x] == fo:
+                    found = True
+                    break
+            if found:
+                fo += 1
+                continue
+            lot = &r.buf[(r.head + fo) & mask]
+            lu = _abs(lot.units)
+            take = lu if lu <= lft else lft
+            if lot.units < 0:
+                take = -take
+            q = <int128>take * (price - lot.price)
+            rz += _pl_home(q, fg if q >= 0 else fl)
+            c -= <int128>take * lot.price
+            lft -= _abs(take)
+            if _abs(take) == lu:
+                dn += 1
+                fo += 1
+            else:
+                part[0] = take
+                part_off[0] = fo
+        realized[0] = realized[0] + rz
+        cost[0] = c
+        left[0] = lft
+        done[0] = dn
+        nf[0] = nfull
+        f[0] = fo
+        miss[0] = m - hit
+        return 0
+
+    cdef void _commit_named(self, LotRing* r, uint32_t done, uint32_t nf, uint32_t f,
+                            int64_t part, uint32_t part_off) noexcept:
+        """Apply the plan of ``_close_named``: reduce the partial lot, drop the
+        ``done`` lots closed fully (those below offset ``f`` and the named
+        ones in ``s_off``), the younger lots moving down, order kept."""
+        cdef uint32_t mask = r.cap - 1, x, j, w, adv
+        cdef Lot* lot
+        if part:
+            r.buf[(r.head + part_off) & mask].units -= part
+        if done == 0:
+            return
+        for x in range(nf):
+            r.buf[(r.head + self.s_off[x]) & mask].units = 0
+        # every lot below f is closed; skip further closed lots at the head
+        adv = f
+        while adv < r.n and r.buf[(r.head + adv) & mask].units == 0:
+            adv += 1
+        r.head = (r.head + adv) & mask
+        r.n -= adv
+        done -= adv if adv <= done else done    # closed lots still in the ring
+        if done == 0:
+            return
+        w = 0
+        while r.buf[(r.head + w) & mask].units != 0:
+            w += 1
+        for j in range(w + 1, r.n):
+            lot = &r.buf[(r.head + j) & mask]
+            if lot.units != 0:
+                r.buf[(r.head + w) & mask] = lot[0]
+                w += 1
+        r.n = w
+
+    cdef int _refuse(self, int why, int a, int i, int64_t x, int64_t y) except -1:
+        """Raise the LedgerError of a refused fill (kept out of apply_fill so
+        its message formatting does not weigh on the hot path)."""
+        if why == R_UNITS:
+            raise LedgerError("INVALID_UNITS", f"units={x} need 0 < |units| <= {C_MAX_UNITS}")
+        if why == R_PRICE:
+            raise LedgerError("INVALID_PRICE", f"price={x} need 0 < price <= {C_MAX_PRICE}")
+        if why == R_RATE:
+            raise LedgerError("INVALID_RATE", f"quote_home_rate={x} outside 0..{C_MAX_RATE}")
+        if why == R_TRADE_ID:
+            raise LedgerError("INVALID_TRADE_ID", f"opened_trade_id={x} must be >= 0 (0 = unknown)")
+        if why == R_POSITION:
+            raise LedgerError("POSITION_TOO_LARGE",
+                              f"position {x} + fill {y} outside +-{C_MAX_UNITS} units")
+        if why == R_CONVERSION:
+            raise LedgerError(
+                "NO_CONVERSION_RATE",
+                f"no quote->home rate for {self.instruments.by_index(i).name} in "
+                f"{self.instruments.currencies[self.home[a]]}: mark the conversion "
+                f"instruments or pass quote_home_rate")
+        raise LedgerError("TOO_MANY_LOTS", f"position would hold {x} lots, max_lots={self.max_lots}")
+
     def apply_fill(self, int account, int instrument, int64_t units, int64_t price,
-                   int64_t quote_home_rate=0):
-        """Apply one fill to the position, FIFO; returns the realized P&L in
-        home currency (MONEY_SCALE, a multiple of 0.0001), already added to
-        the balance.
+                   int64_t quote_home_rate=0, int64_t opened_trade_id=0, closed_trade_ids=None, /):
+        """Apply one fill to the position; returns the realized P&L in home
+        currency (MONEY_SCALE, a multiple of 0.0001), already added to the
+        balance. Arguments are positional only (no keywords): Cython parses
+        them faster, and this is called on every fill.
 
         ``quote_home_rate`` (RATE_SCALE) overrides the marked quote->home gain
         and loss factors, e.g. with the broker's factor from the fill; without
-        it a reducing fill needs marked prices for the conversion."""
+        it a reducing fill needs marked prices for the conversion.
+
+        ``opened_trade_id`` (the broker's trade id, > 0; 0 = unknown) tags the
+        lot the fill opens, if it opens one. ``closed_trade_ids`` (None, or a
+        tuple or list of ints: the broker's ``tradesClosed`` ids, then its
+        ``tradeReduced`` id) are the trades the fill closes: their lots close
+        first, in that order (each fully, the last partially if the fill runs
+        out), the rest of the fill FIFO. Ids that close nothing are counted in
+        ``unmatched_trade_ids`` (only when the fill succeeds). Without
+        ``closed_trade_ids`` a reducing fill closes lots oldest first, with
+        no Python object touched."""
         cdef int a = account, i = instrument
         self._check_account(a)
         self._check_instrument(i)
         if units == 0 or units > C_MAX_UNITS or units < -C_MAX_UNITS:
-            raise LedgerError("INVALID_UNITS", f"units={units} need 0 < |units| <= {C_MAX_UNITS}")
+            self._refuse(R_UNITS, a, i, units, 0)
         if price <= 0 or price > C_MAX_PRICE:
-            raise LedgerError("INVALID_PRICE", f"price={price} need 0 < price <= {C_MAX_PRICE}")
+            self._refuse(R_PRICE, a, i, price, 0)
         if quote_home_rate < 0 or quote_home_rate > C_MAX_RATE:
-            raise LedgerError("INVALID_RATE", f"quote_home_rate={quote_home_rate} outside 0..{C_MAX_RATE}")
+            self._refuse(R_RATE, a, i, quote_home_rate, 0)
+        if opened_trade_id < 0:
+            self._refuse(R_TRADE_ID, a, i, opened_trade_id, 0)
         cdef int64_t k = <int64_t>a * self.n_i + i
         cdef LotRing* r = &self.rings[k]
         cdef int64_t p = self.units[k]
         cdef int128 n = <int128>p + units
         cdef int128 cost = self.cost[k]
         cdef int128 q, realized = 0
-        cdef int64_t new_avg, left, take, lu, fg, fl, realized_h = 0, part = 0
+        cdef int64_t new_avg, left, take, lu, fg, fl, realized_h = 0, part = 0, miss = 0
         cdef int64_t new_bal, new_rk, new_rt, nu, nv, nm, tu, tv, tm
-        cdef uint32_t mask = r.cap - 1, done = 0
-        cdef bint opens
+        cdef uint32_t mask = r.cap - 1, done = 0, nf = 0, f = 0, part_off = 0
+        cdef bint opens, named = closed_trade_ids is not None
         cdef Lot* lot
         cdef int cx
         if n > C_MAX_UNITS or n < -C_MAX_UNITS:
-            raise LedgerError("POSITION_TOO_LARGE",
-                              f"position {p} + fill {units} outside +-{C_MAX_UNITS} units")
+            self._refuse(R_POSITION, a, i, p, units)
         if p == 0 or (p > 0) == (units > 0):
             opens = True
             cost += <int128>units * price
+            if named:
+                miss = _count_ids(closed_trade_ids)   # an opening fill closes nothing
         else:
             if quote_home_rate > 0:
                 fg = fl = quote_home_rate
             else:
                 cx = self.instruments.quote_ccy[i] * self.n_c + self.home[a]
                 if not self.conv_ok[cx]:
-                    raise LedgerError(
-                        "NO_CONVERSION_RATE",
-                        f"no quote->home rate for {self.instruments.by_index(i).name} in "
-                        f"{self.instruments.currencies[self.home[a]]}: mark the conversion "
-                        f"instruments or pass quote_home_rate")
+                    self._refuse(R_CONVERSION, a, i, 0, 0)
                 fg = self.conv_g[cx]
                 fl = self.conv_l[cx]
-            # close lots oldest first; `done` lots close fully, then `part`
-            # units (signed, the lot's side) of the next one
-            left = _abs(units)
-            while left > 0 and done < r.n:
-                lot = &r.buf[(r.head + done) & mask]
-                lu = _abs(lot.units)
-                take = lu if lu <= left else left
-                if lot.units < 0:
-                    take = -take
-                q = <int128>take * (price - lot.price)
-                realized += _pl_home(q, fg if q >= 0 else fl)
-                cost -= <int128>take * lot.price
-                left -= _abs(take)
-                if _abs(take) == lu:
-                    done += 1
-                else:
-                    part = take
+            if named:
+                self._close_named(r, closed_trade_ids, units, price, fg, fl, &realized, &cost,
+                                  &left, &done, &nf, &f, &part, &part_off, &miss)
+            else:
+                # close lots oldest first; `done` lots close fully, then `part`
+                # units (signed, the lot's side) of the next one
+                left = _abs(units)
+                while left > 0 and done < r.n:
+                    lot = &r.buf[(r.head + done) & mask]
+                    lu = _abs(lot.units)
+                    take = lu if lu <= left else left
+                    if lot.units < 0:
+                        take = -take
+                    q = <int128>take * (price - lot.price)
+                    realized += _pl_home(q, fg if q >= 0 else fl)
+                    cost -= <int128>take * lot.price
+                    left -= _abs(take)
+                    if _abs(take) == lu:
+                        done += 1
+                    else:
+                        part = take
             realized_h = narrow(realized, KIND_MONEY)
             opens = left > 0          # a flip: the rest opens the other side
             if opens:
                 cost = n * price          # every lot closed: cost is 0 before
         if opens and (r.n - done) + 1 > self.max_lots:
-            raise LedgerError("TOO_MANY_LOTS",
-                              f"position would hold {r.n - done + 1} lots, max_lots={self.max_lots}")
+            self._refuse(R_LOTS, a, i, r.n - done + 1, 0)
         if n == 0:
             new_avg = 0
-        elif r.n - done + opens == 1:
+        elif r.n - done + opens == 1 and not named:
             # one lot left: its price, exactly (|cost| / |n| has no remainder)
             new_avg = price if opens else r.buf[(r.head + done) & mask].price
         else:
@@ -635,15 +843,20 @@ cdef class Ledger:
         if opens and r.n - done + 1 > r.cap:
             self._grow(r)             # may raise MemoryError: nothing changed yet
         # All checks passed: commit.
-        if done:
-            r.head = (r.head + done) & (r.cap - 1)
-            r.n -= done
-        if part:
-            r.buf[r.head].units -= part
+        if named:
+            self._commit_named(r, done, nf, f, part, part_off)
+            self.unmatched_trade_ids += miss
+        else:
+            if done:
+                r.head = (r.head + done) & (r.cap - 1)
+                r.n -= done
+            if part:
+                r.buf[r.head].units -= part
         if opens:
             lot = &r.buf[(r.head + r.n) & (r.cap - 1)]
             lot.units = units if p == 0 or (p > 0) == (units > 0) else <int64_t>n
             lot.price = price
+            lot.trade_id = opened_trade_id
             r.n += 1
         if p == 0:
             self.n_open[a] += 1
@@ -690,13 +903,18 @@ cdef class Ledger:
                 if self.units[<int64_t>account * self.n_i + i] != 0}
 
     def lots(self, int account, int instrument):
-        """The position's open lots, oldest first: [(units, price), ...]."""
+        """The position's open lots, oldest first: [(units, price, trade_id), ...]
+        (trade_id 0 = unknown)."""
         self._check_account(account)
         self._check_instrument(instrument)
         cdef LotRing* r = &self.rings[<int64_t>account * self.n_i + instrument]
         cdef uint32_t j
-        return [(r.buf[(r.head + j) & (r.cap - 1)].units, r.buf[(r.head + j) & (r.cap - 1)].price)
-                for j in range(r.n)]
+        cdef Lot* lot
+        out = []
+        for j in range(r.n):
+            lot = &r.buf[(r.head + j) & (r.cap - 1)]
+            out.append((lot.units, lot.price, lot.trade_id))
+        return out
 
     def price(self, int instrument):
         """(bid, ask, mid) or None before the first mark."""
