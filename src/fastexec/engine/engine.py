@@ -301,7 +301,7 @@ class Engine:
             for t in trades:
                 inst = self._inst.get(t.instrument)
                 if inst is not None and t.current_units:
-                    self._ledger.apply_fill(a, inst.index, t.current_units, t.price)
+                    self._ledger.apply_fill(a, inst.index, t.current_units, t.price, 0, int(t.trade_id))
             return
         for pos in await self.broker.open_positions(account_id):
             inst = self._inst.get(pos.instrument)
@@ -853,7 +853,17 @@ class Engine:
             return
         # The fill happened at the venue: positions take it whatever our order
         # bookkeeping says below.
-        self._ledger.apply_fill(a, inst.index, ev.units, ev.price)
+        # Exits and trade closes name the trades they close: the ledger closes
+        # those lots (not the oldest) so realized P&L matches the broker's.
+        opened, closed = _trade_ids(ev)
+        if closed is None:
+            self._ledger.apply_fill(a, inst.index, ev.units, ev.price, 0, opened)
+        else:
+            miss = self._ledger.unmatched_trade_ids
+            self._ledger.apply_fill(a, inst.index, ev.units, ev.price, 0, opened, closed)
+            if self._ledger.unmatched_trade_ids != miss:
+                log.warning("fill %s names trades %s the books do not hold; closed FIFO instead",
+                            ev.txn_id, ev.trades_closed)
         charge = ev.financing - ev.commission
         if charge:
             self._ledger.apply_charge(a, charge)
@@ -1539,3 +1549,17 @@ def _base36(n: int) -> str:
         n, r = divmod(n, 36)
         out = digits[r] + out
     return out or "0"
+
+
+def _trade_ids(ev: OrderFilled) -> tuple[int, Optional[tuple[int, ...]]]:
+    """The trade a fill opened (0 = none) and the trades it closed (None = FIFO).
+
+    v20 trade ids are decimal strings; anything else (a broker with other ids)
+    falls back to FIFO, as before ids were tracked.
+    """
+    try:
+        opened = int(ev.trade_opened_id) if ev.trade_opened_id else 0
+        closed = tuple(map(int, ev.trades_closed)) if ev.trades_closed else None
+    except ValueError:
+        return 0, None
+    return (opened if opened > 0 else 0), closed
