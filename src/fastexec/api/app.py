@@ -330,48 +330,48 @@ class Api:
                 metrics.slippage_bp(spec.instrument, otype, bp if view.side == "buy" else -bp)
         return view
 
+    async def _operation(self, name: str, call: Callable[[], Awaitable[Any]], *, risk_account: Optional[str] = None) -> Any:
+        """Await ``call()`` (an engine operation other than submit), counted in
+        the ``operation`` metrics as success, rejected (a ``FastexecError``) or
+        error. ``call`` builds its arguments inside the timed block, so a bad
+        price counts as a rejected operation. With ``risk_account`` a risk
+        denial is also counted as a risk violation of that account."""
+        t0 = time.perf_counter()
+        result = "error"
+        try:
+            out = await call()
+            result = "success"
+        except FastexecError as exc:
+            result = "rejected"
+            if risk_account is not None and isinstance(exc, RiskDeniedError) and self.metrics is not None:
+                self.metrics.risk_violation(risk_account, exc.code)
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.operation(name, result, time.perf_counter() - t0)
+        return out
+
     async def modify(self, ctx: Ctx) -> tuple[int, Any]:
         view = self.visible_order(ctx.principal, ctx.params["order_id"])
         body = ctx.body
         assert body is not None
         p = self.precision(view.instrument)
-        t0 = time.perf_counter()
-        result = "error"
-        try:
-            new = await self.engine.modify(
+        new = await self._operation(
+            "modify",
+            lambda: self.engine.modify(
                 view.order_id,
                 price=self.price(body.get("price"), p, "price"),
                 units=body.get("units"),
                 stop_loss=self.exit_spec(body.get("stop_loss"), p, "stop_loss"),
                 take_profit=self.exit_spec(body.get("take_profit"), p, "take_profit"),
-            )
-            result = "success"
-        except RiskDeniedError as exc:
-            result = "rejected"
-            if self.metrics is not None:
-                self.metrics.risk_violation(view.account_id, exc.code)
-            raise
-        except FastexecError:
-            result = "rejected"
-            raise
-        finally:
-            if self.metrics is not None:
-                self.metrics.operation("modify", result, time.perf_counter() - t0)
+            ),
+            risk_account=view.account_id,
+        )
         return 200, new.to_dict()
 
     async def cancel(self, ctx: Ctx) -> tuple[int, Any]:
         view = self.visible_order(ctx.principal, ctx.params["order_id"])
-        t0 = time.perf_counter()
-        result = "error"
-        try:
-            new = await self.engine.cancel(view.order_id)
-            result = "success"
-        except FastexecError:
-            result = "rejected"
-            raise
-        finally:
-            if self.metrics is not None:
-                self.metrics.operation("cancel", result, time.perf_counter() - t0)
+        new = await self._operation("cancel", lambda: self.engine.cancel(view.order_id))
         return 200, new.to_dict()
 
     async def get_order(self, ctx: Ctx) -> tuple[int, Any]:
@@ -427,17 +427,10 @@ class Api:
         account = self.resolve_account(ctx.principal, body.get("account_id"))
         instrument = body["instrument"]
         self.precision(instrument)
-        t0 = time.perf_counter()
-        result = "error"
-        try:
-            view = await self.engine.close_position(account, instrument, units=body.get("units"), reason=body.get("reason", ""))
-            result = "success"
-        except FastexecError:
-            result = "rejected"
-            raise
-        finally:
-            if self.metrics is not None:
-                self.metrics.operation("close_position", result, time.perf_counter() - t0)
+        view = await self._operation(
+            "close_position",
+            lambda: self.engine.close_position(account, instrument, units=body.get("units"), reason=body.get("reason", "")),
+        )
         return 200, view.to_dict()
 
     async def list_accounts(self, ctx: Ctx) -> tuple[int, Any]:
