@@ -168,6 +168,11 @@ class T:
     example: Any = None
     nullable: bool = False
 
+    def __init__(self, *, description: Optional[str] = None, example: Any = None, nullable: bool = False) -> None:
+        self.description = description
+        self.example = example
+        self.nullable = nullable
+
     def parse(self, value: Any, path: str) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -211,9 +216,7 @@ class String(T):
         self._re = re.compile(pattern) if pattern else None
         self.enum = enum
         self._enum_set = frozenset(enum) if enum else None
-        self.description = description
-        self.example = example
-        self.nullable = nullable
+        super().__init__(description=description, example=example, nullable=nullable)
         self.fmt = fmt
 
     def parse(self, value: Any, path: str) -> Any:
@@ -279,11 +282,6 @@ class Price(T):
     (the instrument is another field), so this type checks only the grammar.
     """
 
-    def __init__(self, *, description: Optional[str] = None, example: Any = None, nullable: bool = False) -> None:
-        self.description = description
-        self.example = example
-        self.nullable = nullable
-
     def parse(self, value: Any, path: str) -> Any:
         t = type(value)
         if t is str:
@@ -321,11 +319,6 @@ class Price(T):
 
 class Units(T):
     """A positive whole number of units: JSON integer or digit string."""
-
-    def __init__(self, *, description: Optional[str] = None, example: Any = None, nullable: bool = False) -> None:
-        self.description = description
-        self.example = example
-        self.nullable = nullable
 
     def parse(self, value: Any, path: str) -> Any:
         t = type(value)
@@ -372,11 +365,6 @@ class Timestamp(T):
     """RFC 3339 date-time with an explicit offset (``Z`` or ``+hh:mm``)."""
 
     _RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
-
-    def __init__(self, *, description: Optional[str] = None, example: Any = None, nullable: bool = False) -> None:
-        self.description = description
-        self.example = example
-        self.nullable = nullable
 
     def parse(self, value: Any, path: str) -> Any:
         if value is None and self.nullable:
