@@ -12,6 +12,7 @@ from typing import Callable
 
 import pytest
 
+from fastexec.brokers.base import OrderRequest
 from fastexec.brokers.oanda import OandaBroker, OandaConfig, OandaTimeouts
 from fastexec.sim.faults import FaultConfig
 from fastexec.sim.testing import SimServer
@@ -37,6 +38,11 @@ def adapter_config(sim: SimServer, **kw) -> OandaConfig:
     )
     base.update(kw)
     return OandaConfig(**base)
+
+
+def order(acct: str, cid: str, units: int = 1000, instrument: str = "EUR_USD", **kw) -> OrderRequest:
+    """An order request with the tests' usual defaults (1000 EUR_USD)."""
+    return OrderRequest(client_id=cid, account_id=acct, instrument=instrument, units=units, **kw)
 
 
 class Recorder(list):

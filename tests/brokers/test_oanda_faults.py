@@ -14,20 +14,15 @@ from fastexec.brokers.base import (
     OrderFilled,
     OrderRejected,
     OrderReplaced,
-    OrderRequest,
     V20OrderType,
 )
 from fastexec.brokers.oanda import NOT_PLACED, OandaBroker
 from fastexec.sim.faults import FaultConfig, Stats
 from fastexec.sim.testing import SimServer
 
-from .conftest import adapter_config, eventually, venue_creates
+from .conftest import adapter_config, eventually, order, venue_creates
 
 PIP = 100_000
-
-
-def order(acct, cid, units=1000, **kw) -> OrderRequest:
-    return OrderRequest(client_id=cid, account_id=acct, instrument="EUR_USD", units=units, **kw)
 
 
 def posts(sim) -> list:

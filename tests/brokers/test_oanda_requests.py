@@ -16,7 +16,6 @@ from fastexec.brokers.base import (
     OrderFilled,
     OrderRejected,
     OrderReplaced,
-    OrderRequest,
     PositionFill,
     PriceTick,
     TimeInForce,
@@ -25,13 +24,9 @@ from fastexec.brokers.base import (
 )
 from fastexec.brokers.oanda import OandaBroker
 
-from .conftest import adapter_config, eventually, venue_creates, venue_txn_types
+from .conftest import adapter_config, eventually, order, venue_creates, venue_txn_types
 
 PIP = 100_000  # EUR_USD pip at PRICE_SCALE (0.0001 * 10**9)
-
-
-def order(acct, cid, units=1000, instrument="EUR_USD", **kw) -> OrderRequest:
-    return OrderRequest(client_id=cid, account_id=acct, instrument=instrument, units=units, **kw)
 
 
 def quote(sim, instrument="EUR_USD"):
