@@ -121,3 +121,46 @@ if __name__ == "__main__":
 
     snap = run(int(sys.argv[1]), fast=False)
     sys.stdout.buffer.write(orjson.dumps({"kernel": HAVE_KERNEL, "snapshot": snap}, option=orjson.OPT_SORT_KEYS))
+
+
+async def run_broker(seed: int, fast: bool, steps: int = 300) -> tuple:
+    """The same kind of flow through ``SimulatedBroker`` (what the engine
+    calls): every event it returns or hands to its handler, and the venue."""
+    from fastexec.brokers.base import ExitDetails, OrderRequest, PositionFill, TimeInForce
+    from fastexec.sim.broker import SimulatedBroker
+
+    rng = random.Random(seed)
+    v = Venue(load_sim_instruments(names=["EUR_USD", "USD_JPY"]), seed=seed, balance="100000", clock=Clock(),
+              liquidity=2_000_000)
+    v.fast_path = fast
+    b = SimulatedBroker(v)
+    aid = b.account_ids()[0]
+    events: list = []
+    b.set_event_handler(lambda e: events.append(("async", e)))
+    await b.start()
+    for step in range(steps):
+        r = rng.random()
+        name = rng.choice(["EUR_USD", "USD_JPY"])
+        inst = v.by_name[name]
+        if r < 0.6:
+            units = rng.choice([1, 100, 1000, 2500, 10_000, 3_000_000]) * rng.choice([1, -1])
+            kw: dict = {}
+            if rng.random() < 0.3:
+                bid, ask, _ = v.price(name)
+                kw["stop_loss"] = ExitDetails(distance=rng.randint(5, 60) * inst.unit * 10)
+                kw["take_profit"] = ExitDetails(price=(ask + 400 * inst.unit) if units > 0 else (bid - 400 * inst.unit))
+            if rng.random() < 0.2:
+                kw["time_in_force"] = TimeInForce.IOC
+            if rng.random() < 0.1:
+                kw["position_fill"] = PositionFill.REDUCE_ONLY
+            cid = f"b{step}" if rng.random() < 0.95 else "dup"
+            events.append(("submit", await b.submit(OrderRequest(cid, aid, name, units, tag="t", **kw))))
+        elif r < 0.75:
+            trades = v.open_trades(aid)
+            if trades:
+                tr = rng.choice(trades)
+                events.append(("close", await b.close_trade(aid, str(tr.id), rng.choice(["ALL", max(1, abs(tr.units) // 3)]))))
+        else:
+            _step_price(v, rng, name)
+    await b.stop()
+    return events, snapshot(v)

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fastexec.sim.broker as broker_mod
 import fastexec.sim.venue as venue_mod
-from fastexec.brokers.base import OrderFilled, OrderRequest, TimeInForce
+from fastexec.brokers.base import ExitDetails, OrderFilled, OrderRequest, TimeInForce
 from fastexec.sim.broker import SimulatedBroker
 from fastexec.sim.fixed import round_half_even_int
 from fastexec.sim.instruments import load_sim_instruments
@@ -131,3 +132,56 @@ def test_kernel_rounding_ties_go_to_even(num):
     from fastexec.sim import _fill
 
     assert _fill._mul_rhe(num * 10**15, 1, 1, 1, _PL_DEN) == round_half_even_int(num * 10**15, _PL_DEN) * 100
+
+
+def test_broker_market_order_closing_a_trade_with_exits_is_placed_once():
+    """A plain market order that closes a trade carrying a stop loss and take
+    profit books more than its fill (the exits' cancels): the broker must map
+    that batch, never run the order a second time (regression)."""
+    def run_(fast):
+        v = Venue(load_sim_instruments(names=["EUR_USD"]), balance="100000", clock=lambda: 10**18)
+        v.fast_path = fast
+        v.set_price("EUR_USD", 1_100_000_000, 1_100_020_000)
+        b = SimulatedBroker(v)
+        aid = b.account_ids()[0]
+        evs = []
+        for req in (OrderRequest("a", aid, "EUR_USD", 2500, stop_loss=ExitDetails(distance=530_000),
+                                 take_profit=ExitDetails(price=1_100_480_000)),
+                    OrderRequest("b", aid, "EUR_USD", -10_000)):
+            coro = b.submit(req)
+            try:
+                coro.send(None)
+            except StopIteration as done:
+                evs.append(done.value)
+        acct = v.accounts[aid]
+        return evs, [(o.id, o.client_id, o.state) for o in acct.orders.values()], acct.last_id
+
+    fast, ref = run_(True), run_(False)
+    assert fast == ref
+    evs, orders, _ = fast
+    assert [cid for _, cid, _ in orders].count("b") == 1
+    assert [type(e).__name__ for e in evs[1]] == ["OrderFilled", "OrderCancelled", "OrderCancelled"]
+    assert evs[1][0].trades_closed == ("4",) and evs[1][0].trade_opened_id is not None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_broker_fast_path_matches_the_general_path(seed, monkeypatch):
+    """Random flows through SimulatedBroker.submit: same events (returned and
+    asynchronous), same venue, and each order placed once."""
+    from .fill_scenario import run_broker
+
+    taken = []
+    real = broker_mod._broker_market
+
+    def counting(*a):
+        out = real(*a)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(broker_mod, "_broker_market", counting)
+    fast_events, fast_state = asyncio.run(run_broker(seed, True))
+    assert taken.count(True) > 50
+    monkeypatch.setattr(broker_mod, "_broker_market", real)
+    ref_events, ref_state = asyncio.run(run_broker(seed, False))
+    assert fast_events == ref_events
+    assert fast_state == ref_state

@@ -561,8 +561,10 @@ cdef object _TIF_IOC = _TIF.IOC
 def broker_market(venue, acct, r):
     """``SimulatedBroker.submit`` of a plain market ``OrderRequest``: the
     venue order built directly, booked by ``place_market``, the batch closed
-    (``Venue._end``: listeners see it) and its ``OrderFilled`` returned. None,
-    with nothing changed, for any request the general path must handle."""
+    (``Venue._end``: listeners see it) and its events returned: the list, or
+    ``(lo, hi)`` transaction ids for the caller to map when the batch holds
+    more than the fill. None, with nothing changed, for any request the
+    general path must handle."""
     if r.type is not _OT_MARKET or r.price is not None or r.price_bound is not None:
         return None
     if r.stop_loss is not None or r.take_profit is not None or r.trailing_stop is not None:
@@ -605,4 +607,8 @@ def broker_market(venue, acct, r):
     lo = acct.batch_start
     hi = acct.last_id
     venue._end(acct)
-    return market_fill_events(acct, lo, hi)
+    evs = market_fill_events(acct, lo, hi)
+    # booked: never None from here on (None would make the caller place it
+    # again). A batch with more than the fill (the closed trade's exits were
+    # cancelled) is mapped by the caller from the transaction ids.
+    return evs if evs is not None else (lo, hi)

@@ -239,7 +239,9 @@ class SimulatedBroker(Broker):
         try:
             if v.fast_path:  # a plain market order: compiled from request to OrderFilled
                 evs = _broker_market(v, acct, request)
-                if evs is not None:
+                if evs is not None:  # booked (never place it again)
+                    if type(evs) is tuple:
+                        return events_of(v, acct, evs[0], evs[1])
                     return evs
             o = self._order(aid, request)
             res = o if type(o) is Result else v.place_order(aid, o)

@@ -26,6 +26,16 @@ half-even exactly once from the exact rational value:
 * ``NAV = balance + unrealizedPL``, ``marginAvailable = NAV − marginUsed``,
   ``marginCloseoutPercent = 0.5 × marginCloseoutMarginUsed / marginCloseoutNAV``,
   ``marginCallPercent = marginCallMarginUsed / marginCloseoutNAV`` (rates).
+
+Speed and the garbage collector. A plain market order (the engine's common
+case) runs in the compiled kernel ``fastexec.sim._fill``; everything else runs
+the Python code below, which is the reference the kernel is tested against.
+Orders, trades and positions are collector-free extension types, so the
+history the venue keeps costs the cyclic collector nothing and CPython's
+default thresholds are fine. A process that builds a lot of other long-lived
+state at start-up (instrument tables, journals replayed into memory) can
+still call ``gc.freeze()`` once after start-up so later full collections
+skip it; nothing in the venue needs it.
 """
 from __future__ import annotations
 
