@@ -54,22 +54,43 @@ async def open_journal(path) -> Journal:
     return j
 
 
+async def open_recovered(path, broker) -> Journal:
+    """The journal opened and reconciled with the broker (on a first start: the broker's present as baseline)."""
+    j = await open_journal(path)
+    await recover(j, broker)
+    return j
+
+
+async def send(j: Journal, broker, acct: str, cid: str, units: int, price=None, *, journal_events: bool) -> None:
+    """Journal the command and send it (a limit order when ``price`` is given);
+    ``journal_events`` says whether the broker's answer reached the journal too."""
+    await j.write(submitted(acct, cid, units, "market" if price is None else "limit", price))
+    events = await broker.submit(request(acct, cid, units, price))
+    if journal_events:
+        for ev in events:
+            await j.write(event_record(ev))
+
+
+async def assert_agrees_with_broker(j: Journal, broker, acct: str) -> None:
+    balance, positions = await broker_view(broker, acct)
+    assert j.state.positions[acct] == positions and j.state.balances[acct] == balance
+
+
 async def test_first_start_takes_the_brokers_present_as_baseline(tmp_path, venue):
     sim, broker, acct = venue
     await broker.submit(request(acct, "outside-1", 3000))  # placed by someone else, before fastexec ever ran
     j = await open_journal(tmp_path)
     rep = await recover(j, broker)
     assert {c.kind for c in rep.corrections} == {"baseline"}
-    balance, positions = await broker_view(broker, acct)
-    assert j.state.balances[acct] == balance and j.state.positions[acct] == positions == {"EUR_USD": 3000}
+    await assert_agrees_with_broker(j, broker, acct)
+    assert j.state.positions[acct] == {"EUR_USD": 3000}
     assert j.state.watermark[acct] == (await broker.account_summary(acct)).last_txn_id
     await j.close()
 
 
 async def test_an_order_the_broker_never_received_is_closed_not_resent(tmp_path, venue):
     sim, broker, acct = venue
-    j = await open_journal(tmp_path)
-    await recover(j, broker)  # baseline
+    j = await open_recovered(tmp_path, broker)
     await j.write(submitted(acct, "lost-1", 1000))  # journaled, then the process died before sending
     await j.close()
     before_txn = (await broker.account_summary(acct)).last_txn_id
@@ -86,15 +107,11 @@ async def test_an_order_the_broker_never_received_is_closed_not_resent(tmp_path,
 
 async def test_fills_and_cancels_the_journal_missed_are_caught_up(tmp_path, venue):
     sim, broker, acct = venue
-    j = await open_journal(tmp_path)
-    await recover(j, broker)
+    j = await open_recovered(tmp_path, broker)
     # sent and filled at the broker, but only the command reached the journal
-    await j.write(submitted(acct, "m-1", 2000))
-    await broker.submit(request(acct, "m-1", 2000))
+    await send(j, broker, acct, "m-1", 2000, journal_events=False)
     # a limit order fully journaled as working, then cancelled at the broker while we were down
-    await j.write(submitted(acct, "l-1", 1000, "limit", 1_000_000_000))
-    for ev in await broker.submit(request(acct, "l-1", 1000, 1_000_000_000)):
-        await j.write(event_record(ev))
+    await send(j, broker, acct, "l-1", 1000, 1_000_000_000, journal_events=True)
     assert j.state.orders["l-1"]["status"] == "working"
     await j.close()
     bo = await broker.order_by_client_id(acct, "l-1")
@@ -106,25 +123,19 @@ async def test_fills_and_cancels_the_journal_missed_are_caught_up(tmp_path, venu
     assert j.state.orders["l-1"]["status"] == "cancelled"
     # m-1's fill (txn below l-1's journaled ones: found by client id) and l-1's cancel (caught up)
     assert rep.events_applied == 2
-    balance, positions = await broker_view(broker, acct)
-    assert j.state.positions[acct] == positions and j.state.balances[acct] == balance
+    await assert_agrees_with_broker(j, broker, acct)
     assert not rep.by_kind("position") and not rep.by_kind("balance")  # the events alone explained everything
     await j.close()
 
 
 async def test_a_fill_missed_out_of_order_is_found_by_client_id(tmp_path, venue):
     sim, broker, acct = venue
-    j = await open_journal(tmp_path)
-    await recover(j, broker)
-    await j.write(submitted(acct, "a", 1000))
-    await broker.submit(request(acct, "a", 1000))  # its events never journaled
-    await j.write(submitted(acct, "b", 500))
-    for ev in await broker.submit(request(acct, "b", 500)):  # later transactions, journaled
-        await j.write(event_record(ev))
+    j = await open_recovered(tmp_path, broker)
+    await send(j, broker, acct, "a", 1000, journal_events=False)
+    await send(j, broker, acct, "b", 500, journal_events=True)  # later transactions, journaled
     await j.close()
 
-    j = await open_journal(tmp_path)
-    await recover(j, broker)
+    j = await open_recovered(tmp_path, broker)
     assert j.state.orders["a"]["status"] == "filled"
     balance, positions = await broker_view(broker, acct)
     assert j.state.positions[acct] == positions == {"EUR_USD": 1500}
@@ -134,8 +145,7 @@ async def test_a_fill_missed_out_of_order_is_found_by_client_id(tmp_path, venue)
 @pytest.mark.parametrize("policy", ["adopt", "cancel"])
 async def test_orders_at_the_broker_the_journal_lacks(tmp_path, venue, policy):
     sim, broker, acct = venue
-    j = await open_journal(tmp_path)
-    await recover(j, broker)
+    j = await open_recovered(tmp_path, broker)
     await j.close()
     await broker.submit(request(acct, "stranger", 1000, 1_000_000_000))
 
@@ -159,10 +169,8 @@ async def test_orders_at_the_broker_the_journal_lacks(tmp_path, venue, policy):
 
 async def test_corrections_are_durable_and_a_second_run_finds_nothing(tmp_path, venue):
     sim, broker, acct = venue
-    j = await open_journal(tmp_path)
-    await recover(j, broker)
-    await j.write(submitted(acct, "x", 1000))
-    await broker.submit(request(acct, "x", 1000))
+    j = await open_recovered(tmp_path, broker)
+    await send(j, broker, acct, "x", 1000, journal_events=False)
     await j.write(submitted(acct, "y", 700))  # never sent
     await j.close()
     # positions changed behind our back too (a trade closed by someone else)
@@ -177,8 +185,7 @@ async def test_corrections_are_durable_and_a_second_run_finds_nothing(tmp_path, 
     assert j.state.to_dict() == state
     second = await recover(j, broker)
     assert second.corrections == [] and second.events_applied == 0
-    balance, positions = await broker_view(broker, acct)
-    assert j.state.positions[acct] == positions and j.state.balances[acct] == balance
+    await assert_agrees_with_broker(j, broker, acct)
     await j.close()
 
 
@@ -187,8 +194,7 @@ async def test_an_order_the_broker_processes_late_is_not_declared_lost(tmp_path,
     import asyncio
 
     sim, broker, acct = venue
-    j = await open_journal(tmp_path)
-    await recover(j, broker)
+    j = await open_recovered(tmp_path, broker)
     await j.write(submitted(acct, "late-1", 1000))
     await j.close()
 
