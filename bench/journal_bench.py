@@ -24,7 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Optional
+from typing import Awaitable, Callable, Optional
 
 from fastexec.journal import Journal
 
@@ -61,19 +61,13 @@ def bare_fsync_us(directory: str, n: int = 200) -> float:
     return statistics.median(samples) / 1000
 
 
-async def open_loop(directory: str, rate: int, duration: float, mode: str) -> dict:
-    j = Journal(directory, durability=mode)
-    j.open()
+async def drive_open_loop(rate: int, total: int, one: Callable[[int, int], Awaitable[None]]) -> float:
+    """Open-loop arrivals: start ``one(i, due_ns)`` for request ``i`` at its
+    scheduled time (``rate`` per second, ``total`` of them) whether or not
+    earlier ones have finished. Returns the seconds until the last one finished."""
     loop = asyncio.get_running_loop()
-    lat: list[int] = []
     pending: set = set()
-    total = int(rate * duration)
     interval_ns = 1_000_000_000 // rate
-
-    async def one(i: int, due: int) -> None:
-        await j.write(order_record(i))
-        lat.append(time.perf_counter_ns() - due)
-
     start = time.perf_counter_ns()
     sent = 0
     while sent < total:
@@ -86,7 +80,20 @@ async def open_loop(directory: str, rate: int, duration: float, mode: str) -> di
             sent += 1
         await asyncio.sleep(0.0005)
     await asyncio.gather(*pending)
-    elapsed = (time.perf_counter_ns() - start) / 1e9
+    return (time.perf_counter_ns() - start) / 1e9
+
+
+async def open_loop(directory: str, rate: int, duration: float, mode: str) -> dict:
+    j = Journal(directory, durability=mode)
+    j.open()
+    lat: list[int] = []
+    total = int(rate * duration)
+
+    async def one(i: int, due: int) -> None:
+        await j.write(order_record(i))
+        lat.append(time.perf_counter_ns() - due)
+
+    elapsed = await drive_open_loop(rate, total, one)
     st = j.writer.stats
     await j.close()
     return {"rate": rate, "mode": mode, "orders": total, "elapsed_s": elapsed, "achieved_per_s": total / elapsed,
@@ -116,12 +123,8 @@ async def engine_open_loop(directory: Optional[str], rate: int, duration: float,
         engine = JournaledEngine(settings, broker, journal_dir=directory, durability=mode)
     await engine.start()
     acct = engine.account_ids[0]
-    loop = asyncio.get_running_loop()
     lat: list[int] = []
-    pending: set = set()
     total = int(rate * duration)
-    interval_ns = 1_000_000_000 // rate
-
     errors: list[str] = []
 
     async def one(i: int, due: int) -> None:
@@ -133,19 +136,7 @@ async def engine_open_loop(directory: Optional[str], rate: int, duration: float,
             return
         lat.append(time.perf_counter_ns() - due)
 
-    start = time.perf_counter_ns()
-    sent = 0
-    while sent < total:
-        now = time.perf_counter_ns()
-        due_count = min(total, (now - start) // interval_ns + 1)
-        while sent < due_count:
-            t = loop.create_task(one(sent, start + sent * interval_ns))
-            pending.add(t)
-            t.add_done_callback(pending.discard)
-            sent += 1
-        await asyncio.sleep(0.0005)
-    await asyncio.gather(*pending)
-    elapsed = (time.perf_counter_ns() - start) / 1e9
+    elapsed = await drive_open_loop(rate, total, one)
     await engine.stop()
     if errors:
         print(f"  ({len(errors)} submits failed: {sorted(set(errors))})")
