@@ -114,6 +114,20 @@ def test_next_state_is_the_table():
         next_state(S.FILLED, E.FILL)
 
 
+def test_results_are_the_enum_members_themselves(store):
+    # The store hands back the OrderState members (``is``-comparable, with
+    # .name), not bare ints, from every call that returns a state.
+    store.add("o", 0, 1, UNITS)
+    assert store.state_of("o") is S.PENDING_SUBMIT
+    assert store.apply("o", E.ACCEPT) is S.SUBMITTED
+    assert store.fill("o", 40) is S.PARTIALLY_FILLED
+    assert store.apply("o", E.REPLACE_REQUEST) is S.PENDING_REPLACE
+    assert store.replace("o", 200) is S.PARTIALLY_FILLED
+    got = store.get("o")[6]
+    assert got is S.PARTIALLY_FILLED and type(got) is OrderState and got.name == "PARTIALLY_FILLED"
+    assert store.fill("o", 160) is S.FILLED
+
+
 # --- the real-world edges ------------------------------------------------------
 
 def test_fill_after_cancel_request_completes_the_order(store):
