@@ -18,12 +18,12 @@ Prints one JSON line like ``nt_submit.py``.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-import json
 import sys
 import time
+
+from submit_common import parse_args, print_summary
 
 
 async def _bench(args) -> dict:
@@ -72,35 +72,11 @@ async def _bench(args) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--orders", type=int, default=5000)
-    ap.add_argument("--warmup", type=int, default=500)
-    ap.add_argument("--units", type=int, default=10_000)
-    ap.add_argument("--flow", choices=("roundtrip", "held"), default="roundtrip")
-    args = ap.parse_args(argv)
-    if not (0 < args.orders <= 1_000_000 and 0 <= args.warmup <= 100_000):
-        raise SystemExit("orders/warmup out of bounds")
+    args = parse_args(argv)
     import fastexec
 
     result = asyncio.run(_bench(args))
-    s = sorted(result["samples"])
-    n = len(s)
-    opens, closes = sorted(result["samples"][0::2]), sorted(result["samples"][1::2])
-    first, last = sorted(result["samples"][:500]), sorted(result["samples"][-500:])
-    print(json.dumps({
-        "impl": "fastexec",
-        "flow": args.flow,
-        "version": fastexec.__version__,
-        "python": sys.version.split()[0],
-        "orders": n,
-        "p50_ns": s[n // 2],
-        "p99_ns": s[min(n - 1, (99 * n) // 100)],
-        "mean_ns": sum(s) // n,
-        "open_p50_ns": opens[len(opens) // 2],
-        "close_p50_ns": closes[len(closes) // 2],
-        "first500_p50_ns": first[len(first) // 2],
-        "last500_p50_ns": last[len(last) // 2],
-    }))
+    print_summary("fastexec", args.flow, fastexec.__version__, result["samples"])
     return 0
 
 

@@ -32,23 +32,16 @@ Prints one JSON line: per-order latencies (ns) summary, version.
 """
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import sys
 import time
 from decimal import Decimal
 
+from submit_common import parse_args, print_summary
+
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--orders", type=int, default=5000)
-    ap.add_argument("--warmup", type=int, default=500)
-    ap.add_argument("--units", type=int, default=10_000)
-    ap.add_argument("--flow", choices=("roundtrip", "held"), default="roundtrip")
-    args = ap.parse_args(argv)
-    if not (0 < args.orders <= 1_000_000 and 0 <= args.warmup <= 100_000):
-        raise SystemExit("orders/warmup out of bounds")
+    args = parse_args(argv)
 
     import nautilus_trader
     from nautilus_trader.backtest.engine import BacktestEngine
@@ -146,27 +139,10 @@ def main(argv=None) -> int:
     fills = len([o for o in engine.cache.orders() if o.status == OrderStatus.FILLED])
     engine.dispose()
 
-    s = sorted(result["samples"])
-    n = len(s)
-    opens, closes = sorted(result["samples"][0::2]), sorted(result["samples"][1::2])
-    first, last = sorted(result["samples"][:500]), sorted(result["samples"][-500:])
-    print(json.dumps({
-        "impl": "nautilus_trader",
-        "flow": args.flow,
-        "version": nautilus_trader.__version__,
-        "python": sys.version.split()[0],
-        "orders": n,
-        "filled_total": fills,
-        "p50_ns": s[n // 2],
-        "p99_ns": s[min(n - 1, (99 * n) // 100)],
-        "mean_ns": sum(s) // n,
-        "open_p50_ns": opens[len(opens) // 2],
-        "close_p50_ns": closes[len(closes) // 2],
-        # NautilusTrader pickles a netting position's snapshot on every reopen,
-        # and the snapshot grows with the position's fills: disclose the drift.
-        "first500_p50_ns": first[len(first) // 2],
-        "last500_p50_ns": last[len(last) // 2],
-    }))
+    # NautilusTrader pickles a netting position's snapshot on every reopen,
+    # and the snapshot grows with the position's fills: the first/last 500
+    # figures disclose the drift.
+    print_summary("nautilus_trader", args.flow, nautilus_trader.__version__, result["samples"], filled_total=fills)
     return 0
 
 
