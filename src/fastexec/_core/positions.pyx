@@ -170,6 +170,32 @@ cdef inline int64_t _pl_home(int128 q, int64_t f) except? -9223372036854775807:
     return narrow(r * BOOK_STEP, KIND_MONEY)
 
 
+cdef inline int64_t _close_lot(int64_t lot_units, int64_t lot_price, int64_t left, int64_t price,
+                               int64_t fg, int64_t fl, int128* realized, int128* cost) except? -9223372036854775807:
+    """Close up to ``left`` units of a lot (``lot_units`` at ``lot_price``) at
+    ``price``: adds the realized P&L in home money (gain factor ``fg``, loss
+    factor ``fl``) to ``realized``, takes the closed cost off ``cost`` and
+    returns the units taken, signed as the lot (== ``lot_units`` when the lot
+    closes fully)."""
+    cdef int64_t lu = _abs(lot_units)
+    cdef int64_t take = lu if lu <= left else left
+    if lot_units < 0:
+        take = -take
+    cdef int128 q = <int128>take * (price - lot_price)
+    realized[0] += _pl_home(q, fg if q >= 0 else fl)
+    cost[0] -= <int128>take * lot_price
+    return take
+
+
+cdef inline bint _listed(const uint32_t* offs, uint32_t n, uint32_t j) noexcept nogil:
+    """Whether ring offset ``j`` is among ``offs[0..n)``."""
+    cdef uint32_t x
+    for x in range(n):
+        if offs[x] == j:
+            return True
+    return False
+
+
 cdef enum:
     # why apply_fill refuses a fill (raised by _refuse, out of the hot path)
     R_UNITS = 1
@@ -592,9 +618,9 @@ cdef class Ledger:
         (signed, the lot's side) taken from the one lot closed partially and
         its offset, in ``miss`` the number of ids that closed nothing."""
         cdef Py_ssize_t m = len(ids), t
-        cdef uint32_t mask = r.cap - 1, n = r.n, s, j = 0, last = 0, nfull = 0, x, fo = 0, dn = 0
+        cdef uint32_t mask = r.cap - 1, n = r.n, s, j = 0, last = 0, nfull = 0, fo = 0, dn = 0
         cdef int64_t lft = _abs(units), tid, lu, take, hit = 0
-        cdef int128 q, rz = 0, c = cost[0]
+        cdef int128 rz = 0, c = cost[0]
         cdef Lot* lot
         cdef uint32_t* buf
         cdef bint found
@@ -620,23 +646,14 @@ cdef class Ledger:
                     break
             if not found:
                 continue
-            for x in range(nfull):
-                if self.s_off[x] == j:    # named twice: closed already
-                    found = False
-                    break
-            if not found:
+            if _listed(self.s_off, nfull, j):    # named twice: closed already
                 continue
             lot = &r.buf[(r.head + j) & mask]
-            lu = _abs(lot.units)
-            take = lu if lu <= lft else lft
-            if lot.units < 0:
-                take = -take
-            q = <int128>take * (price - lot.price)
-            rz += _pl_home(q, fg if q >= 0 else fl)
-            c -= <int128>take * lot.price
+            lu = lot.units
+            take = _close_lot(lu, lot.price, lft, price, fg, fl, &rz, &c)
             lft -= _abs(take)
             hit += 1
-            if _abs(take) == lu:
+            if take == lu:
                 self.s_off[nfull] = j
                 nfull += 1
             else:
@@ -649,24 +666,14 @@ cdef class Ledger:
         # the rest of the fill: the other lots, oldest first (offsets below
         # fo are all closed fully: by name or here)
         while lft > 0 and fo < n:
-            found = False
-            for x in range(nfull):
-                if self.s_off[x] == fo:
-                    found = True
-                    break
-            if found:
+            if _listed(self.s_off, nfull, fo):
                 fo += 1
                 continue
             lot = &r.buf[(r.head + fo) & mask]
-            lu = _abs(lot.units)
-            take = lu if lu <= lft else lft
-            if lot.units < 0:
-                take = -take
-            q = <int128>take * (price - lot.price)
-            rz += _pl_home(q, fg if q >= 0 else fl)
-            c -= <int128>take * lot.price
+            lu = lot.units
+            take = _close_lot(lu, lot.price, lft, price, fg, fl, &rz, &c)
             lft -= _abs(take)
-            if _abs(take) == lu:
+            if take == lu:
                 dn += 1
                 fo += 1
             else:
@@ -771,7 +778,7 @@ cdef class Ledger:
         cdef int64_t p = self.units[k]
         cdef int128 n = <int128>p + units
         cdef int128 cost = self.cost[k]
-        cdef int128 q, realized = 0
+        cdef int128 realized = 0
         cdef int64_t new_avg, left, take, lu, fg, fl, realized_h = 0, part = 0, miss = 0
         cdef int64_t new_bal, new_rk, new_rt, nu, nv, nm, tu, tv, tm
         cdef uint32_t mask = r.cap - 1, done = 0, nf = 0, f = 0, part_off = 0
@@ -803,15 +810,10 @@ cdef class Ledger:
                 left = _abs(units)
                 while left > 0 and done < r.n:
                     lot = &r.buf[(r.head + done) & mask]
-                    lu = _abs(lot.units)
-                    take = lu if lu <= left else left
-                    if lot.units < 0:
-                        take = -take
-                    q = <int128>take * (price - lot.price)
-                    realized += _pl_home(q, fg if q >= 0 else fl)
-                    cost -= <int128>take * lot.price
+                    lu = lot.units
+                    take = _close_lot(lu, lot.price, left, price, fg, fl, &realized, &cost)
                     left -= _abs(take)
-                    if _abs(take) == lu:
+                    if take == lu:
                         done += 1
                     else:
                         part = take
