@@ -133,3 +133,44 @@ async def test_close_position_input(h):
     partial = await h.engine.close_position(h.a1, "EUR_USD", units=400, reason="trim")
     assert partial.units == -600
     assert (await h.engine.close_position(h.a1, "EUR_USD")).units == 0
+
+
+def _slots(n):
+    from fastexec.engine.validation import Normalized
+
+    return {k: getattr(n, k) for k in Normalized.__slots__}
+
+
+@pytest.mark.parametrize("otype", ["market", "fok", "ioc", "limit", "stop_limit", "trailing_stop"])
+@pytest.mark.parametrize("side", ["buy", "sell"])
+@pytest.mark.parametrize("coid", [None, "my-1"])
+def test_plain_fast_path_gives_what_the_full_checks_give(monkeypatch, otype, side, coid):
+    """normalize's fast path for specs without optional fields returns the
+    same Normalized (every slot) as the full checks; types that need a price,
+    stop or trailing distance still fail the same way."""
+    from fastexec._core.instruments import load_instruments
+    from fastexec.engine import validation as V
+
+    inst = next(i for i in load_instruments() if i.name == "EUR_USD")
+    spec = OrderSpec("acct", "EUR_USD", side, 1000, type=otype, client_order_id=coid)
+
+    def run():
+        try:
+            return _slots(V.normalize(spec, inst, 0))
+        except ValidationError as exc:
+            return (exc.code, exc.field)
+
+    fast = run()
+    for info in V._INFO_LIST:
+        monkeypatch.setattr(info, "plain", False)
+    assert run() == fast
+    if otype in ("market", "fok", "ioc"):
+        assert fast["units"] == (1000 if side == "buy" else -1000) and fast["client_order_id"] == coid
+
+
+def test_normalized_factory_sets_what_the_constructor_sets():
+    from fastexec.engine import validation as V
+
+    info = V._INFO_BY_NAME["stop_limit"]
+    args = (info, -5, 1, 2, 3, "GTD", 4, "sl", "tp", "tsl", "c")
+    assert _slots(V._normalized(*args)) == _slots(V.Normalized(*args))
