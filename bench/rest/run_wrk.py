@@ -116,6 +116,8 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=int, default=5, help="per wrk run (single-client runs take half, at least 1)")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--durability", choices=("fsync", "fdatasync", "none"), default="fsync",
+                   help="the journal's durability (fsync = what fastexec serve does by default)")
     args = p.parse_args(argv)
     if not shutil.which("wrk"):
         print("wrk not found: apt-get install wrk", file=sys.stderr)
@@ -136,6 +138,7 @@ def main(argv=None) -> int:
             "MAX_DAILY_LOSS": "1000000000",
             "MAX_CONCURRENT_ORDERS": "100000",
             "FASTEXEC_API_TOKENS": "",
+            "FASTEXEC_JOURNAL_DURABILITY": args.durability,
         }
     )
     env.pop("OANDA_API_KEY", None)
