@@ -396,3 +396,25 @@ def test_batch_refuses_wrong_array_types(core):
         core.risk.check_batch(i, i, i, 0, i)
     with pytest.raises(ValueError):
         core.risk.check_batch(i, i, array.array("q", [1, 2]), 0, i)
+
+
+def test_gate_counts_working_orders_right_after_halted(core):
+    """``gate`` is ``check`` in the engine gateway's order: the working-order
+    count comes before the instrument, units and exposure checks (and after
+    halted); the rate bucket stays last and only a passing order takes a token."""
+    a = core.a
+    r = core.risk
+    r.set_limits(a, max_working_orders=1, max_units_per_order=10, orders_per_second=1)
+    core.orders.add("w", a, EU, 1)
+    assert r.gate(a, EU, 11, 0, True) == RiskCode.MAX_CONCURRENT_ORDERS
+    assert r.last_denial == "MAX_CONCURRENT_ORDERS: count=2 limit=1"
+    assert r.check(a, EU, 11, 0) == RiskCode.MAX_UNITS_PER_ORDER  # check keeps its own order
+    r.set_trading_state(a, TradingState.HALTED)
+    assert r.gate(a, EU, 11, 0, True) == RiskCode.TRADING_HALTED
+    r.set_trading_state(a, TradingState.ACTIVE)
+    r.set_limits(a, max_working_orders=None)
+    assert r.gate(a, EU, 11, 0, True) == RiskCode.MAX_UNITS_PER_ORDER
+    assert r.gate(a, EU, 1, 0, False) == 0  # looks, takes nothing
+    assert r.gate(a, EU, 1, 0, True) == 0
+    assert r.gate(a, EU, 1, 0, True) == RiskCode.ORDER_RATE_LIMIT
+    assert r.last_denial == "ORDER_RATE_LIMIT: orders_per_second=1 burst=1"

@@ -246,3 +246,14 @@ async def test_risk_score_and_metrics(h):
     h.engine.set_risk_limits(h.a1, max_daily_loss=1000 * MONEY_SCALE)
     await h.engine.activate_kill_switch(h.a1, reason="x", actor="ops")
     assert h.engine.risk_metrics(h.a1).risk_score == 100
+
+
+async def test_concurrent_orders_checked_before_the_kernel_limits(h):
+    """The working-order count is the gateway's first check after halted: an
+    order over it and over another limit is refused for the count."""
+    h.engine.set_risk_limits(h.a1, max_concurrent_orders=1, max_units_per_order=5)
+    await h.engine.submit(buy(h, 1, type="limit", price=px("1.09000")))
+    err = await assert_denied(h, buy(h, 6), "MAX_CONCURRENT_ORDERS")
+    assert "count=2 limit=1" in err.detail
+    h.engine.set_risk_limits(h.a1, max_concurrent_orders=2)
+    await assert_denied(h, buy(h, 6), "MAX_UNITS_PER_ORDER")

@@ -174,3 +174,29 @@ def test_normalized_factory_sets_what_the_constructor_sets():
     info = V._INFO_BY_NAME["stop_limit"]
     args = (info, -5, 1, 2, 3, "GTD", 4, "sl", "tp", "tsl", "c")
     assert _slots(V._normalized(*args)) == _slots(V.Normalized(*args))
+
+
+def test_broker_request_sets_every_order_request_field():
+    """broker_request builds the OrderRequest without its constructor: it must
+    equal the constructor's object, field for field, and leave none unset."""
+    import dataclasses
+
+    from fastexec._core.instruments import load_instruments
+    from fastexec.brokers.base import OrderRequest
+    from fastexec.engine import OrderSpec
+    from fastexec.engine.validation import broker_request, normalize
+
+    inst = next(i for i in load_instruments() if i.name == "EUR_USD")
+    for spec in (OrderSpec("acc", "EUR_USD", "sell", 10),
+                 OrderSpec("acc", "EUR_USD", "buy", 10, type="limit", price=1_090_000_000)):
+        n = normalize(spec, inst, 0)
+        got = broker_request(n, "cid", "acc", "EUR_USD")
+        for f in dataclasses.fields(OrderRequest):
+            getattr(got, f.name)  # AttributeError if a slot was left unset
+        info = n.info
+        vtype = info.v20 if n.price is None else info.v20_priced
+        want = OrderRequest("cid", "acc", "EUR_USD", n.units, vtype,
+                            None if vtype.value == "MARKET" else n.price, None,
+                            got.time_in_force, None)
+        assert got == want
+        assert got.time_in_force.value == n.tif

@@ -47,6 +47,7 @@ cdef enum:
     F_CONSUME = 1      # spend a rate-limit token when the order passes
     F_EXISTING = 2     # the order is already in the OrderStore (modify, trigger)
     F_EXACT = 4        # skip the cached fast path (tests: the reference decision)
+    F_WORKING_FIRST = 8  # the working-order count right after the halted check (the engine gateway's order)
 
 cdef enum:
     TS_ACTIVE = 0

@@ -324,6 +324,10 @@ cdef class RiskEngine:
         if r.state == TS_HALTED:
             why.x = a
             return R_TRADING_HALTED
+        if flags & F_WORKING_FIRST and self.working_acct[a] + 1 > r.max_working_orders:
+            why.x = self.working_acct[a] + 1
+            why.y = r.max_working_orders
+            return R_MAX_CONCURRENT_ORDERS
         if <unsigned int>i >= <unsigned int>self.n_i:
             why.x = i
             return R_UNKNOWN_INSTRUMENT
@@ -459,6 +463,19 @@ cdef class RiskEngine:
         cdef int code = self._eval(account, instrument, units, now_ns,
                                    (F_CONSUME if consume else 0) | (F_EXISTING if existing else 0),
                                    &why)
+        if code != R_OK:
+            self.last_denial = self._detail(code, account, instrument, units, &why)
+        return code
+
+    def gate(self, int account, int instrument, int64_t units, int64_t now_ns, bint consume):
+        """``check`` in the engine gateway's order: the account's working-order
+        count (MAX_CONCURRENT_ORDERS) right after the halted check, before the
+        instrument, units, reduce-only and exposure checks; the rate bucket
+        last, a token taken only by a passing order when ``consume``. 0 or a
+        RiskCode value; on denial ``last_denial`` holds the detail text."""
+        cdef Why why
+        cdef int code = self._eval(account, instrument, units, now_ns,
+                                   (F_CONSUME | F_WORKING_FIRST) if consume else F_WORKING_FIRST, &why)
         if code != R_OK:
             self.last_denial = self._detail(code, account, instrument, units, &why)
         return code

@@ -1,17 +1,14 @@
 """The engine's side of the risk gateway: limits per account, trading state,
 the order-rate bucket, risk metrics and the risk score.
 
-The checks themselves run in the compiled kernel (``fastexec._core.risk``),
-in this order: trading halted, instrument restricted, units per order,
+The checks run in the compiled kernel (``fastexec._core.risk``), one call
+per order (``RiskEngine.gate``), in this order: trading halted,
+``MAX_CONCURRENT_ORDERS`` (working orders per account, seed env
+``MAX_CONCURRENT_ORDERS``), instrument restricted, units per order,
 reduce-only (REDUCING state), position size, positions per instrument, daily
-loss, leverage, margin. Two checks live here because the kernel has no way to
-run them without changing state or double counting:
-
-* ``MAX_CONCURRENT_ORDERS`` (working orders per account, seed env
-  ``MAX_CONCURRENT_ORDERS``), checked before the kernel;
-* ``ORDER_RATE_LIMIT`` (token bucket, ``MAX_ORDERS_PER_SECOND``, burst = one
-  second's worth), checked after it, so only orders that would be sent take a
-  token and ``validate`` can look without taking one.
+loss, leverage, margin, and last ``ORDER_RATE_LIMIT`` (token bucket,
+``MAX_ORDERS_PER_SECOND``, burst = one second's worth), so only orders that
+would be sent take a token and ``validate`` can look without taking one.
 
 Risk score (0–100, per account), documented here and in the README::
 
@@ -65,6 +62,20 @@ def _div_half_even(num: int, den: int) -> int:
     return q
 
 
+_KERNEL_MAX = 10**9  # the kernel's bound on orders_per_second and max_working_orders
+
+
+def _kernel_rate(rate: int) -> Optional[int]:
+    """MAX_ORDERS_PER_SECOND for the kernel: 0 (or less) disables the bucket;
+    above its bound it is capped (a burst of 10**9 orders, unreachable)."""
+    return None if rate <= 0 else min(rate, _KERNEL_MAX)
+
+
+def _kernel_working(limit: int) -> Optional[int]:
+    """MAX_CONCURRENT_ORDERS for the kernel: above its bound no count reaches it."""
+    return None if limit > _KERNEL_MAX else max(limit, 0)
+
+
 class RiskGateway:
     """Wraps the kernel with the parts that need Python state."""
 
@@ -77,9 +88,8 @@ class RiskGateway:
         n = max_accounts
         self._base = [TradingState.ACTIVE] * n
         self._halted = [False] * n
+        # The configured numbers (limits_record); the bucket and the counts live in the kernel.
         self._rate = [0] * n
-        self._tokens = [0] * n
-        self._last = [0] * n
         self._max_working = [0] * n
         self._restricted: list[frozenset] = [frozenset()] * n
 
@@ -95,53 +105,30 @@ class RiskGateway:
             max_daily_loss=s.max_daily_loss,
         )
         self._rate[a] = s.max_orders_per_second
-        self._tokens[a] = s.max_orders_per_second * NANO
         self._max_working[a] = s.max_concurrent_orders
+        self.kernel.set_limits(a, orders_per_second=_kernel_rate(s.max_orders_per_second),
+                               max_working_orders=_kernel_working(s.max_concurrent_orders))
 
     # ------------------------------------------------------------------ the check
 
     def check(self, a: int, i: int, units: int, now_ns: int, consume: bool) -> tuple[Optional[str], Optional[str]]:
-        """(None, None) when the order may go, else (code, "CODE: key=value ...")."""
-        working = self._store.working_count_account(a)
-        if working >= self._max_working[a] and not self._halted[a]:
-            return "MAX_CONCURRENT_ORDERS", f"MAX_CONCURRENT_ORDERS: count={working + 1} limit={self._max_working[a]}"
-        code = self.kernel.check(a, i, units, now_ns)
+        """(None, None) when the order may go, else (code, "CODE: key=value ...").
+        One kernel call (``RiskEngine.gate``): the working-order count, the
+        kernel's checks, then the rate bucket."""
+        code = self.kernel.gate(a, i, units, now_ns, consume)
         if code:
             return _CODE_NAMES[code], self.kernel.last_denial
-        rate = self._rate[a]
-        if rate:
-            tokens = self._tokens[a]
-            elapsed = now_ns - self._last[a]
-            if elapsed > 0:
-                tokens += elapsed * rate
-                if tokens > rate * NANO:  # min(), without the builtin call
-                    tokens = rate * NANO
-                if consume:
-                    self._last[a] = now_ns
-            if tokens < NANO:
-                if consume:
-                    self._tokens[a] = tokens
-                return "ORDER_RATE_LIMIT", f"ORDER_RATE_LIMIT: orders_per_second={rate} burst={rate}"
-            if consume:
-                self._tokens[a] = tokens - NANO
         return None, None
 
     def check_existing(self, a: int, i: int, units: int, now_ns: int, consume: bool):
         """Check for an order that is already counted as working (a modify, an
-        emulated order at its trigger): the kernel counts the order being
-        checked once more, so its per-instrument limit is raised by one for
-        this call and the concurrency limit is skipped."""
-        lim = self.kernel.limits(a)["max_positions_per_instrument"]
-        if lim is not None:
-            self.kernel.set_limits(a, max_positions_per_instrument=lim + 1)
-        try:
-            saved = self._max_working[a]
-            self._max_working[a] = 1 << 62
-            return self.check(a, i, units, now_ns, consume)
-        finally:
-            self._max_working[a] = saved
-            if lim is not None:
-                self.kernel.set_limits(a, max_positions_per_instrument=lim)
+        emulated order at its trigger): the kernel's ``existing`` flag counts
+        the order being checked once, not twice, in its per-instrument limit
+        and skips the concurrency limit."""
+        code = self.kernel.check(a, i, units, now_ns, consume, True)
+        if code:
+            return _CODE_NAMES[code], self.kernel.last_denial
+        return None, None
 
     # ------------------------------------------------------------------ state
 
@@ -225,10 +212,11 @@ class RiskGateway:
             self.kernel.set_limits(a, **kernel_kw)
         if "max_orders_per_second" in py:
             self._rate[a] = py["max_orders_per_second"]
-            self._tokens[a] = self._rate[a] * NANO
-            self._last[a] = 0
+            # the kernel's bucket starts full again, as on add_account
+            self.kernel.set_limits(a, orders_per_second=_kernel_rate(self._rate[a]))
         if "max_concurrent_orders" in py:
             self._max_working[a] = py["max_concurrent_orders"]
+            self.kernel.set_limits(a, max_working_orders=_kernel_working(self._max_working[a]))
         if restricted is not None:
             self.kernel.allow_all(a)
             if restricted:

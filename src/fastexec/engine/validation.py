@@ -317,20 +317,32 @@ def _trail_distance(value, field: str, instrument) -> None:
         raise _bad("TRAILING_DISTANCE_OUT_OF_RANGE", f"{field}={value} outside [{lo}, {hi}] for {instrument.name}", field)
 
 
+_new_request = object.__new__
+
+
 def broker_request(n: Normalized, client_id: str, account_id: str, instrument: str) -> OrderRequest:
     """The v20 order for a validated spec (for emulated types: the child order
     sent at trigger time)."""
     info = n.info
     vtype = info.v20 if n.price is None else info.v20_priced
     tif = info.child_tif or n.tif
-    # positional: keyword parsing is a measurable share of the hot path
-    return OrderRequest(
-        client_id, account_id, instrument, n.units, vtype,
-        None if vtype is _V_MARKET else n.price,  # price
-        None,  # price_bound
-        _TIF_ENUM[tif],
-        n.gtd_ns if tif == "GTD" else None,
-        _PF_DEFAULT,
-        _TC_DEFAULT,
-        n.stop_loss, n.take_profit, n.trailing_stop,
-    )
+    # ``OrderRequest(...)`` without the class call (type_call -> the
+    # dataclass's __init__): the same field stores, every field set.
+    r = _new_request(OrderRequest)
+    r.client_id = client_id
+    r.account_id = account_id
+    r.instrument = instrument
+    r.units = n.units
+    r.type = vtype
+    r.price = None if vtype is _V_MARKET else n.price
+    r.price_bound = None
+    r.time_in_force = _TIF_ENUM[tif]
+    r.gtd_time_ns = n.gtd_ns if tif == "GTD" else None
+    r.position_fill = _PF_DEFAULT
+    r.trigger_condition = _TC_DEFAULT
+    r.stop_loss = n.stop_loss
+    r.take_profit = n.take_profit
+    r.trailing_stop = n.trailing_stop
+    r.tag = None
+    r.comment = None
+    return r
