@@ -587,26 +587,9 @@ class Engine:
         if emulated:
             self._arm(o, now)
         else:
-            # _route, inlined: one coroutine less per order
-            req = broker_request(n, coid, o.account_id, inst.name)
-            tb = perf_counter_ns()
-            try:
-                events = await self.broker.submit(req)
-            except BrokerError as exc:
-                events = await self._resolve_lost_submit(o, exc)
-            o.broker_ns = perf_counter_ns() - tb
-            self._broker_ok = True
-            seen = o.events
-            dispatch = self._dispatch
-            for ev in events:
-                try:
-                    dispatch(ev)
-                except Exception:
-                    log.exception("broker event %s could not be applied", type(ev).__name__, extra=self._log_extra(o))
-            if o.events == seen and o.state is _PENDING_SUBMIT:
-                await self._reconcile_order(o)
-            if _IS_AT_BROKER[o.state] and self._kill.n_active and self._kill.blocking(o.account_id) is not None:
-                await self._cancel_at_broker(o)
+            # one send path for every order (never resent; lost answers are
+            # resolved by client id inside)
+            await self._route(o)
             if o.reject_reason == "NOT_PLACED":
                 # The broker proved it never placed the order (it could not be
                 # reached): that is an outage for the caller, not a business reject.
