@@ -40,3 +40,24 @@ async def test_burst_of_1000_submits_stays_within_oanda_limits():
         assert bad == [], bad[:3]
         assert st.count(path="/orders") == N  # no request sent twice
         assert all(len(venue_creates(sim, acct, r.client_id)) == 1 for r in reqs)
+
+
+async def test_new_connection_budget_counts_from_when_a_connect_finished():
+    """A connect that completes late (slow handshake, busy venue) pushes the next
+    attempt out: the venue stamps connections when it accepts them, never
+    before our connect completes, so spacing from completion keeps its
+    accepts spaced."""
+    import asyncio
+
+    from fastexec.brokers.oanda import ConnectionRateLimiter
+
+    loop = asyncio.get_running_loop()
+    limiter = ConnectionRateLimiter(limit=2, window=0.05)
+    first = await limiter.acquire()
+    await limiter.acquire()
+    await asyncio.sleep(0.03)  # the first connect takes a while ...
+    limiter.settled(first)     # ... and finishes now
+    finished = loop.time()
+    await limiter.acquire()    # a third attempt must wait a full window after that
+    assert loop.time() >= finished + 0.05 - 0.001  # loop clock resolution
+    assert limiter.opened == 3

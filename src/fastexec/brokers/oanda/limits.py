@@ -61,6 +61,13 @@ class ConnectionRateLimiter:
     Reservations are appended before sleeping, so the n-th caller waits for
     the (n-limit)-th reservation to age out of the window; a failed connect
     still counts (OANDA counts attempts, not successes).
+
+    A reservation's time moves to when its connect *finished* (``settled``).
+    The venue stamps a connection when it accepts it, which is never before
+    our connect completes, so spacing the next attempt from completion keeps
+    the venue's accepts spaced even when the handshake or the venue's accept
+    loop runs late — spacing from the start of each attempt let delayed
+    accepts bunch into one window and be refused.
     """
 
     __slots__ = ("limit", "window", "_times", "opened")
@@ -70,27 +77,37 @@ class ConnectionRateLimiter:
         times = self._times
         if len(times) < self.limit:
             return now
-        return times[0] + self.window
+        return times[0][0] + self.window
 
     def __init__(self, limit: int, window: float = 1.05) -> None:
         self.limit = limit
         self.window = window
-        self._times: collections.deque[float] = collections.deque(maxlen=limit)
+        self._times: collections.deque[list[float]] = collections.deque(maxlen=limit)
         self.opened = 0
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> list[float]:
+        """Wait for the budget; returns the reservation to pass to ``settled``."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         times = self._times
         at = now
         if len(times) == self.limit:
-            earliest = times[0] + self.window
+            earliest = times[0][0] + self.window
             if earliest > at:
                 at = earliest
-        times.append(at)
+        slot = [at]
+        times.append(slot)
         self.opened += 1
         if at > now:
             await asyncio.sleep(at - now)
+        return slot
+
+    @staticmethod
+    def settled(slot: list[float]) -> None:
+        """The connect of ``slot`` finished (or failed): count it from now."""
+        now = asyncio.get_running_loop().time()
+        if now > slot[0]:
+            slot[0] = now
 
 
 def _wake(fut: asyncio.Future) -> None:
@@ -152,5 +169,8 @@ class LimitedConnector(aiohttp.TCPConnector):
                 break
 
     async def _create_connection(self, req, traces, timeout):  # type: ignore[override]
-        await self._fx_connections.acquire()
-        return await super()._create_connection(req, traces, timeout)
+        slot = await self._fx_connections.acquire()
+        try:
+            return await super()._create_connection(req, traces, timeout)
+        finally:
+            self._fx_connections.settled(slot)
