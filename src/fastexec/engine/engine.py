@@ -503,9 +503,10 @@ class Engine:
                 )
         if now >= self._day_end:
             self._roll_day(now)
-        code, detail = self._risk.check(a, inst.index, n.units, now, consume)
-        if code is not None:
-            raise RiskDeniedError(f"risk check failed: {detail}", code=code, detail=detail)
+        code = self._gate(a, inst.index, n.units, now, consume)  # RiskGateway.check, one C call
+        if code:
+            detail = self._risk.kernel.last_denial
+            raise RiskDeniedError(f"risk check failed: {detail}", code=_RISK_CODE_NAMES[code], detail=detail)
         return inst, a, n
 
     def validate(self, order: OrderSpec) -> RiskDecision:
@@ -533,37 +534,7 @@ class Engine:
         t0 = perf_counter_ns()
         now = self._clock()
         try:
-            # _check(order, now, True), inlined: one Python call and its tuple less per order
-            if type(order) is not OrderSpec and not isinstance(order, OrderSpec):
-                raise ValidationError("order must be an OrderSpec", code="INVALID_ORDER")
-            name = order.instrument
-            inst = self._inst.get(name) if type(name) is str else None
-            if inst is None:
-                inst = self._instrument(name)  # raises with the right code
-            account_id = order.account_id
-            a = self._accounts.get(account_id) if type(account_id) is str else None
-            if a is None:
-                a = self._acct_index(account_id, for_order=True)  # raises
-            n = normalize(order, inst, now)
-            coid = n.client_order_id
-            if coid is not None and coid in self._by_client:
-                raise ConflictError(
-                    f"client_order_id {coid!r} is already in use",
-                    code="DUPLICATE_CLIENT_ORDER_ID", field="client_order_id",
-                )
-            if self._kill.n_active:
-                ks = self._kill.blocking(account_id)
-                if ks is not None:
-                    raise KillSwitchActiveError(
-                        f"kill switch active for {ks.account_id or 'all accounts'}: {ks.reason}",
-                        code="KILL_SWITCH_ACTIVE", detail=f"actor={ks.actor} reason={ks.reason}",
-                    )
-            if now >= self._day_end:
-                self._roll_day(now)
-            code = self._gate(a, inst.index, n.units, now, True)  # RiskGateway.check, one C call
-            if code:
-                code, detail = _RISK_CODE_NAMES[code], self._risk.kernel.last_denial
-                raise RiskDeniedError(f"risk check failed: {detail}", code=code, detail=detail)
+            inst, a, n = self._check(order, now, True)
         except FastexecError as exc:
             self._perf.count("refused." + exc.code)
             raise
@@ -573,7 +544,8 @@ class Engine:
         by_client = self._by_client
         if oid in by_client:
             oid = self._next_id()
-        coid = coid or oid
+        coid = n.client_order_id or oid
+        account_id = order.account_id
         emulated = n.emulated
         self._store.add(oid, a, inst.index, n.units, n.price or 0, n.stop_price or 0, emulated)
         o = _new_order(oid, coid, account_id, a, inst, n, order.side, request_id, now)
