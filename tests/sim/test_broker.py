@@ -172,3 +172,26 @@ def test_slippage_is_adverse_seeded_and_on_grid():
             assert P("1.09995") <= px <= P("1.10000")  # sells at the bid or worse
         assert px % 10**4 == 0
     assert len(set(a)) > 2
+
+
+async def test_open_positions_average_price_of_a_short_rounds_like_a_long():
+    """Half-even rounding of |cost| / |units|: a short at the same prices has
+    the same average as the long (the divisor must be positive)."""
+    from fastexec.brokers.base import OrderRequest
+    from fastexec.sim.broker import SimulatedBroker
+    from fastexec.sim.venue import Venue
+
+    averages = {}
+    for side in (1, -1):
+        venue = Venue(seed=1, accounts=1)
+        broker = SimulatedBroker(venue)
+        acct = broker.account_ids()[0]
+        venue.set_price("EUR_USD", 1_100_000_000, 1_100_020_000)
+        await broker.submit(OrderRequest("a1", acct, "EUR_USD", side * 1))
+        venue.set_price("EUR_USD", 1_100_010_000, 1_100_030_000)
+        await broker.submit(OrderRequest("a2", acct, "EUR_USD", side * 2))
+        (pos,) = await broker.open_positions(acct)
+        averages[side] = pos.long_average_price if side > 0 else pos.short_average_price
+    # long: (1.10002 + 2 * 1.10003) / 3 ; short: (1.10000 + 2 * 1.10001) / 3 -> both end ...6667 (rounded up)
+    assert averages[1] == 1_100_026_667
+    assert averages[-1] == 1_100_006_667

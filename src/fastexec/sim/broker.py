@@ -290,7 +290,7 @@ class SimulatedBroker(Broker):
             if not pos.units:
                 continue
             upl = self.venue.position_numbers(acct, pos)[0]
-            avg = round_half_even_int(pos.cost, pos.units)
+            avg = round_half_even_int(abs(pos.cost), abs(pos.units))  # den > 0: shorts have negative cost and units
             long_ = pos.units > 0
             out.append(BrokerPosition(acct.id, pos.inst.name, pos.units if long_ else 0, avg if long_ else None,
                                       pos.units if not long_ else 0, avg if not long_ else None, upl, pos.pl))

@@ -328,7 +328,7 @@ def render_position(venue: Venue, acct: Account, pos: Position) -> dict:
              "resettablePL": money(pos.long_pl if long_ else pos.short_pl), "financing": "0.0000",
              "guaranteedExecutionFees": "0.0000", "unrealizedPL": money(upl if open_ else 0)}
         if open_:
-            s["averagePrice"] = format_price_round(round_half_even_int(pos.cost, u), inst.display_precision)
+            s["averagePrice"] = format_price_round(round_half_even_int(abs(pos.cost), abs(u)), inst.display_precision)
             s["tradeIDs"] = [str(t.id) for t in pos.trades]
         return s
 
