@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     from nautilus_trader.model.currencies import USD
     from nautilus_trader.model.data import QuoteTick
     from nautilus_trader.model.enums import AccountType, OmsType, OrderSide, OrderStatus
-    from nautilus_trader.model.identifiers import InstrumentId, Venue
+    from nautilus_trader.model.identifiers import Venue
     from nautilus_trader.model.objects import Money, Price, Quantity
     from nautilus_trader.test_kit.providers import TestInstrumentProvider
     from nautilus_trader.trading.strategy import Strategy

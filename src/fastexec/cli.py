@@ -33,7 +33,7 @@ def instruments_main(argv: list[str]) -> int:
     """Load the compiled core and print what it knows about each instrument."""
     parser = argparse.ArgumentParser(prog="fastexec instruments", description="Print the packaged instrument table.")
     parser.parse_args(argv)
-    from fastexec._core.fixedpoint import format_price, format_rate
+    from fastexec._core.fixedpoint import format_rate
     from fastexec._core.instruments import load_instruments
 
     table = load_instruments()

@@ -24,7 +24,7 @@ from fastexec.brokers.base import (
 )
 from fastexec.brokers.oanda import OandaBroker
 
-from .conftest import adapter_config, eventually, order, venue_creates, venue_txn_types
+from .conftest import adapter_config, eventually, order, venue_creates
 
 PIP = 100_000  # EUR_USD pip at PRICE_SCALE (0.0001 * 10**9)
 

@@ -17,7 +17,6 @@ import sys
 
 import orjson
 
-from fastexec.sim.fixed import parse_price
 from fastexec.sim.instruments import load_sim_instruments
 from fastexec.sim.render import render_account, render_order, render_position, render_trade, render_txn
 from fastexec.sim.venue import OnFill, Order, Venue

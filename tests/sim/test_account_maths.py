@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

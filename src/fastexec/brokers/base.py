@@ -21,9 +21,9 @@ response, once on the transaction stream) and can resume a stream with
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from typing import Awaitable, Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 
 class V20OrderType(str, Enum):

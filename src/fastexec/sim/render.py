@@ -13,7 +13,7 @@ import time
 from typing import Optional
 
 from .fixed import RATE_SCALE, format_money, format_price, format_price_round, format_rate, round_half_even_int
-from .venue import DEPENDENT_TYPES, LIMIT, MARKET, MARKET_IF_TOUCHED, STOP, STOP_LOSS, TAKE_PROFIT, \
+from .venue import DEPENDENT_TYPES, MARKET, MARKET_IF_TOUCHED, STOP_LOSS, TAKE_PROFIT, \
     TRAILING_STOP_LOSS, Account, Fill, OnFill, Order, Position, Trade, Txn, Venue
 
 _RFC = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")

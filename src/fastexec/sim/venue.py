@@ -43,7 +43,7 @@ import os
 import random
 import time as _time
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 from .fixed import PRICE_SCALE, RATE_SCALE, parse_money, round_half_even_int
 from .instruments import SimInstrument, load_sim_instruments

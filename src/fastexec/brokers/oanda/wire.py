@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import calendar
 import time as _time
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from fastexec._core.fixedpoint import (
     FixedPointError,
