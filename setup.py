@@ -1,5 +1,6 @@
 """Build the Cython extensions: src/fastexec/_core (the engine's fixed-point
-core) and any hot kernel of the simulated venue (src/fastexec/sim/*.pyx).
+core), any hot kernel of the simulated venue (src/fastexec/sim/*.pyx) and
+the engine's per-order path (src/fastexec/engine/*.pyx).
 
 Every ``.pyx`` there becomes one extension module. The core is compiled
 with directives that drop Python-level safety nets the core does not need
@@ -12,7 +13,7 @@ import os
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-PACKAGES = ("_core", "sim")
+PACKAGES = ("_core", "sim", "engine")
 
 
 def _extensions():

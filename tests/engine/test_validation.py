@@ -136,9 +136,9 @@ async def test_close_position_input(h):
 
 
 def _slots(n):
-    from fastexec.engine.validation import Normalized
+    from fastexec.engine.hotpath import NORMALIZED_FIELDS
 
-    return {k: getattr(n, k) for k in Normalized.__slots__}
+    return {k: getattr(n, k) for k in NORMALIZED_FIELDS}
 
 
 @pytest.mark.parametrize("otype", ["market", "fok", "ioc", "limit", "stop_limit", "trailing_stop"])
@@ -184,7 +184,8 @@ def test_broker_request_sets_every_order_request_field():
     from fastexec._core.instruments import load_instruments
     from fastexec.brokers.base import OrderRequest
     from fastexec.engine import OrderSpec
-    from fastexec.engine.validation import broker_request, normalize
+    from fastexec.engine.hotpath import broker_request
+    from fastexec.engine.validation import normalize
 
     inst = next(i for i in load_instruments() if i.name == "EUR_USD")
     for spec in (OrderSpec("acc", "EUR_USD", "sell", 10),

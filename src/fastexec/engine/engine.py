@@ -20,7 +20,11 @@ Why it is shaped like this:
   before the caller gets its view back. The default journal drops them.
 * **Lean hot path.** With the in-process simulated venue a submit never yields
   to the loop: the broker coroutine completes synchronously. No log line is
-  formatted and no event object is built unless someone listens.
+  formatted and no event object is built unless someone listens. The steps
+  every routed order runs (``_check``, ``submit``, ``_route``, ``_dispatch``,
+  the fill, the view) and the per-order records are compiled with C-typed
+  fields in ``hotpath.pyx``; ``Engine`` subclasses its ``EngineCore`` and
+  holds everything else here.
 """
 from __future__ import annotations
 
@@ -32,16 +36,14 @@ from time import time_ns as _time_ns
 from typing import Callable, Optional
 
 from fastexec._core.instruments import load_instruments
-from fastexec._core.orders import OrderError, OrderEvent, OrderState, OrderStore
+from fastexec._core.orders import OrderEvent, OrderState, OrderStore
 from fastexec._core.positions import Ledger
 from fastexec.brokers.base import (
     Broker,
     BrokerError,
-    OrderAccepted,
     OrderCancelled,
     OrderFilled,
     OrderRejected,
-    OrderReplaced,
     PriceTick,
 )
 from fastexec.config import Settings
@@ -59,13 +61,25 @@ from fastexec.errors import (
 from . import views as _views
 from .clock import Clock, system_clock, trading_day_bounds
 from .emulation import STOP_LIMIT, TRAILING, Emulated, EmulationBook
+from .hotpath import (
+    OPEN_STATUSES,
+    STATUS,
+    STATUSES,
+    TERMINAL,
+    EngineCore,
+    Normalized,
+    broker_request,
+    with_units,
+)
+from .hotpath import Order as _Order
+from .hotpath import _IS_TERMINAL
+from .hotpath import new_order as _new_order
 from .journal import Journal, NullJournal
 from .killswitch import KillSwitches
 from .perf import Performance
-from .risk import _CODE_NAMES as _RISK_CODE_NAMES
 from .risk import RiskGateway
 from .types import ExitSpec, OrderSpec, OrderType, TradingState
-from .validation import Normalized, broker_request, normalize, with_units
+from .validation import normalize
 from .views import (
     AccountView,
     EngineEvent,
@@ -83,38 +97,8 @@ _DEBUG = logging.DEBUG
 S = OrderState
 E = OrderEvent
 
-# OrderState -> the status word callers see. The words follow the issue's
-# vocabulary (an emulated order is "waiting", a routed one "working") rather
-# than the core's internal names.
-STATUS = {
-    S.PENDING_SUBMIT: "pending",
-    S.SUBMITTED: "working",
-    S.EMULATED: "waiting",
-    S.TRIGGERED: "triggered",
-    S.PARTIALLY_FILLED: "partially_filled",
-    S.FILLED: "filled",
-    S.PENDING_CANCEL: "pending_cancel",
-    S.PENDING_REPLACE: "pending_replace",
-    S.CANCELLED: "cancelled",
-    S.REJECTED: "rejected",
-    S.EXPIRED: "expired",
-}
-_STATUS_BY_INT = [STATUS[S(i)] for i in range(len(STATUS))]
-STATUSES = frozenset(STATUS.values())
-TERMINAL = frozenset({S.FILLED, S.CANCELLED, S.REJECTED, S.EXPIRED})
-OPEN_STATUSES = frozenset(STATUS[s] for s in S if s not in TERMINAL)
 _views._OPEN_STATUSES = OPEN_STATUSES  # OrderView.is_open
-# Indexed by state: list indexing takes an IntEnum at C speed, while hashing
-# one (set membership, dict keys) runs Python code.
-_IS_TERMINAL = [S(i) in TERMINAL for i in range(len(STATUS))]
-_new_view = tuple.__new__  # OrderView is a NamedTuple: skip its Python-level __new__ on the hot path
 _PENDING_SUBMIT = S.PENDING_SUBMIT
-_EMULATED = S.EMULATED
-_FILLED = S.FILLED
-# States in which an order rests at the broker and can be cancelled there.
-_AT_BROKER = frozenset({S.SUBMITTED, S.PARTIALLY_FILLED})
-_IS_AT_BROKER = [S(i) in _AT_BROKER for i in range(len(STATUS))]
-_event_record = None  # fastexec.journal.records.event_record, imported on first journaled event
 
 # Finished orders (filled, cancelled, rejected, expired) stay readable through
 # get_order / list_orders until RETAIN_TERMINAL newer ones have finished, then
@@ -128,56 +112,7 @@ RETIRE_BATCH = 4096
 UNRESOLVED_GRACE_S = 30.0  # after this, "no record at a reachable broker" means never placed
 
 
-class _Order:
-    """Engine-side facts about one order that the C store does not hold.
-
-    No ``__slots__`` on purpose: the class-level defaults below mean a new
-    order sets only the dozen fields that differ, which is measurably cheaper
-    on the submit path than assigning all of them. Created with ``_new_order``
-    (a function, not a class call: see there).
-    """
-
-    broker_order_id: Optional[str] = None
-    fill_value = 0  # sum of |units| * price over fills, exact (the VWAP without rounding)
-    fill_units = 0
-    reject_reason: Optional[str] = None
-    risk_ns = 0
-    broker_ns = 0
-    total_ns = 0
-    pending_op: Optional[str] = None  # "cancel" | "replace" while such a request is in flight
-    trigger_price: Optional[int] = None
-    events = 0  # broker events applied to this order
-
-
-
-_new = object.__new__
-
-
-def _new_order(order_id, client_order_id, account_id, acct, inst, norm, side, request_id, now) -> _Order:
-    """A new ``_Order``. A function rather than ``_Order.__init__``: calling a
-    Python class goes type_call -> slot_tp_init -> bound ``__init__``, about
-    1.2k instructions more per order than a plain call and the same stores."""
-    o = _new(_Order)
-    o.order_id = order_id
-    o.client_order_id = client_order_id
-    o.account_id = account_id
-    o.acct = acct
-    o.inst = inst
-    o.inst_idx = inst.index
-    o.precision = inst.display_precision
-    o.side = side
-    o.otype = norm.otype
-    o.norm = norm
-    o.created_at = now
-    o.updated_at = now
-    o.request_id = request_id
-    # The core's state for this order, as returned by its last transition
-    # (every transition goes through the core's table; this saves asking).
-    o.state = _EMULATED if norm.emulated else _PENDING_SUBMIT
-    return o
-
-
-class Engine:
+class Engine(EngineCore):
     """The execution engine (contracts §5). Create it, ``await start()``, then
     call its methods from the same event loop.
 
@@ -401,28 +336,6 @@ class Engine:
     def _state(o: _Order) -> OrderState:
         return o.state
 
-    def _view(self, o: _Order) -> OrderView:
-        n = o.norm
-        units = n.units
-        price = n.price
-        avg = None
-        if o.fill_units:
-            q, r = divmod(o.fill_value, o.fill_units)
-            if 2 * r > o.fill_units or (2 * r == o.fill_units and q & 1):
-                q += 1
-            avg = q
-        return _new_view(OrderView, (
-            o.order_id, o.client_order_id, o.broker_order_id, _STATUS_BY_INT[o.state], o.account_id, o.inst.name,
-            o.side, n.info.name, units if units > 0 else -units, o.fill_units,
-            price, n.stop_price, n.trailing_distance,
-            o.trigger_price, avg, n.tif, n.gtd_ns,
-            None if n.stop_loss is None else _exit_spec(n.stop_loss),
-            None if n.take_profit is None else _exit_spec(n.take_profit),
-            n.trailing_stop.distance if n.trailing_stop is not None else None, o.created_at, o.updated_at,
-            o.reject_reason, o.request_id,
-            {"risk_ns": o.risk_ns, "broker_ns": o.broker_ns, "total_ns": o.total_ns}, o.precision,
-        ))
-
     def _emit(self, kind: str, account_id, order_id, request_id, data) -> None:
         ev = EngineEvent(kind, account_id, order_id, self._clock(), request_id, data)
         for cb in tuple(self._subs):
@@ -475,40 +388,6 @@ class Engine:
 
     # ------------------------------------------------------------------ submit
 
-    def _check(self, spec: OrderSpec, now: int, consume: bool):
-        """Shape, kill switch and risk, in that order; nothing is changed
-        unless every check passes (and then only the rate bucket, if consume)."""
-        if type(spec) is not OrderSpec and not isinstance(spec, OrderSpec):
-            raise ValidationError("order must be an OrderSpec", code="INVALID_ORDER")
-        name = spec.instrument
-        inst = self._inst.get(name) if type(name) is str else None
-        if inst is None:
-            inst = self._instrument(name)  # raises with the right code
-        account_id = spec.account_id
-        a = self._accounts.get(account_id) if type(account_id) is str else None
-        if a is None:
-            a = self._acct_index(account_id, for_order=True)  # raises
-        n = normalize(spec, inst, now)
-        if n.client_order_id is not None and n.client_order_id in self._by_client:
-            raise ConflictError(
-                f"client_order_id {n.client_order_id!r} is already in use",
-                code="DUPLICATE_CLIENT_ORDER_ID", field="client_order_id",
-            )
-        if self._kill.n_active:
-            ks = self._kill.blocking(account_id)
-            if ks is not None:
-                raise KillSwitchActiveError(
-                    f"kill switch active for {ks.account_id or 'all accounts'}: {ks.reason}",
-                    code="KILL_SWITCH_ACTIVE", detail=f"actor={ks.actor} reason={ks.reason}",
-                )
-        if now >= self._day_end:
-            self._roll_day(now)
-        code = self._gate(a, inst.index, n.units, now, consume)  # RiskGateway.check, one C call
-        if code:
-            detail = self._risk.kernel.last_denial
-            raise RiskDeniedError(f"risk check failed: {detail}", code=_RISK_CODE_NAMES[code], detail=detail)
-        return inst, a, n
-
     def validate(self, order: OrderSpec) -> RiskDecision:
         """Run every check a submit would run, without sending anything or
         changing any state (the order-rate bucket is read, not drawn from)."""
@@ -522,63 +401,6 @@ class Engine:
         except (RiskDeniedError, KillSwitchActiveError, ValidationError, ConflictError) as exc:
             return RiskDecision(False, exc.code, exc.detail or exc.message, account_id, state)
         return RiskDecision(True, "OK", "", account_id, state)
-
-    async def submit(self, order: OrderSpec, *, request_id: Optional[str] = None) -> OrderView:
-        """Risk-check, record and route one order; returns its view after the
-        broker's immediate answer (filled, working, cancelled or rejected).
-
-        Raises ValidationError / RiskDeniedError / KillSwitchActiveError /
-        ConflictError before anything is recorded, BrokerUnavailableError when
-        the broker cannot be reached and the order provably was not placed.
-        """
-        t0 = perf_counter_ns()
-        now = self._clock()
-        try:
-            inst, a, n = self._check(order, now, True)
-        except FastexecError as exc:
-            self._perf.count("refused." + exc.code)
-            raise
-        t1 = perf_counter_ns()
-        self._seq += 1
-        oid = self._id_prefix + str(self._seq)
-        by_client = self._by_client
-        if oid in by_client:
-            oid = self._next_id()
-        coid = n.client_order_id or oid
-        account_id = order.account_id
-        emulated = n.emulated
-        self._store.add(oid, a, inst.index, n.units, n.price or 0, n.stop_price or 0, emulated)
-        o = _new_order(oid, coid, account_id, a, inst, n, order.side, request_id, now)
-        o.risk_ns = t1 - t0
-        self._orders[oid] = o
-        by_client[coid] = o
-        if self._journal_on:
-            self._journal_submitted(o)
-        if self._subs:
-            self._emit_order("order_submitted", o)
-        if emulated:
-            self._arm(o, now)
-        else:
-            # one send path for every order (never resent; lost answers are
-            # resolved by client id inside)
-            await self._route(o)
-            if o.reject_reason == "NOT_PLACED":
-                # The broker proved it never placed the order (it could not be
-                # reached): that is an outage for the caller, not a business reject.
-                raise BrokerUnavailableError(
-                    "the broker could not be reached; the order was not placed", code="BROKER_UNAVAILABLE",
-                    detail=f"order_id={o.order_id} status=rejected reason=NOT_PLACED",
-                )
-        o.total_ns = total = perf_counter_ns() - t0
-        ring = self._submit_ring  # LatencyRing.add, inlined: one Python call less per order
-        pos = ring._pos
-        ring._buf[pos] = total
-        pos += 1
-        ring._pos = 0 if pos == ring._cap else pos
-        ring._count += 1
-        if log.isEnabledFor(_DEBUG):  # cached by logging; no record is built otherwise
-            log.debug("order %s %s", oid, STATUS[o.state], extra=self._log_extra(o))
-        return self._view(o)
 
     @staticmethod
     def _log_extra(o: _Order) -> dict:
@@ -599,31 +421,6 @@ class Engine:
             "trailing_stop_distance": n.trailing_stop.distance if n.trailing_stop is not None else None,
             "request_id": o.request_id, "emulated": n.emulated,
         })
-
-    async def _route(self, o: _Order) -> None:
-        """Send a routed order (or a triggered emulated order's child) once."""
-        req = broker_request(o.norm, o.client_order_id, o.account_id, o.inst.name)
-        tb = perf_counter_ns()
-        try:
-            events = await self.broker.submit(req)
-        except BrokerError as exc:
-            events = await self._resolve_lost_submit(o, exc)
-        o.broker_ns = perf_counter_ns() - tb
-        self._broker_ok = True
-        seen = o.events
-        dispatch = self._dispatch
-        for ev in events:
-            try:
-                dispatch(ev)
-            except Exception:
-                log.exception("broker event %s could not be applied", type(ev).__name__, extra=self._log_extra(o))
-        if o.events == seen and o.state is _PENDING_SUBMIT:
-            # The broker answered without saying what became of the order:
-            # look it up by client id rather than guess (never resend).
-            await self._reconcile_order(o)
-        if _IS_AT_BROKER[o.state] and self._kill.n_active and self._kill.blocking(o.account_id) is not None:
-            # The kill switch was pulled while this order was in flight.
-            await self._cancel_at_broker(o)
 
     async def _resolve_lost_submit(self, o: _Order, exc: BrokerError) -> list:
         """A submit that failed without an answer: the order may or may not
@@ -778,64 +575,6 @@ class Engine:
             log.exception("broker event %s could not be applied", type(ev).__name__,
                           extra={"account_id": getattr(ev, "account_id", None)})
 
-    def _dispatch(self, ev) -> None:
-        global _event_record
-        t = type(ev)
-        if t is PriceTick:
-            self._on_tick(ev)
-            return
-        txn = ev.txn_id
-        if txn is not None:
-            seen = self._seen.get(ev.account_id)
-            if seen is None:
-                return  # not one of our accounts
-            if txn in seen:
-                return
-            seen.add(txn)
-            if len(seen) > 200_000:
-                floor = max(seen) - 100_000
-                self._seen[ev.account_id] = {x for x in seen if x > floor}
-        if self._journal_on:
-            if _event_record is None:
-                from fastexec.journal.records import event_record as _event_record
-            rec = _event_record(ev)
-            if rec is not None:
-                self._journal.append(rec)
-        if t is OrderFilled:
-            self._on_fill(ev)
-        elif t is OrderAccepted:
-            o = self._match(ev.account_id, ev.client_id, ev.broker_order_id)
-            if o is not None:
-                o.events += 1
-                self._bind(o, ev.broker_order_id)
-                if self._state(o) in (S.PENDING_SUBMIT, S.PENDING_CANCEL):
-                    self._transition(o, E.ACCEPT)
-                    o.updated_at = ev.time_ns
-                    self._emit_order("order_working", o)
-        elif t is OrderCancelled:
-            self._on_cancelled(ev)
-        elif t is OrderRejected:
-            o = self._match(ev.account_id, ev.client_id, None)
-            if o is not None:
-                o.events += 1
-                if o.pending_op is not None:
-                    o.reject_reason = ev.reason  # a refused cancel/replace; the request handles the state
-                elif self._state(o) in (S.PENDING_SUBMIT, S.PENDING_CANCEL):
-                    o.reject_reason = ev.reason
-                    o.updated_at = ev.time_ns
-                    self._transition(o, E.REJECT)
-                    log.info("order %s rejected by the broker: %s", o.order_id, ev.reason, extra=self._log_extra(o))
-                    self._emit_order("order_rejected", o)
-        elif t is OrderReplaced:
-            o = self._match(ev.account_id, ev.client_id, ev.old_broker_order_id)
-            if o is not None:
-                o.events += 1
-                self._bind(o, ev.new_broker_order_id)
-                o.updated_at = ev.time_ns
-                if self._state(o) is S.PENDING_REPLACE:
-                    pass  # modify() applies the new terms when its request returns
-                self._emit_order("order_replaced", o)
-
     def _match(self, account_id: str, client_id: Optional[str], broker_order_id: Optional[str]) -> Optional[_Order]:
         o = self._by_client.get(client_id) if client_id else None
         if o is None and broker_order_id is not None:
@@ -849,80 +588,6 @@ class Engine:
             self._by_broker.pop((o.account_id, o.broker_order_id), None)
         o.broker_order_id = broker_order_id
         self._by_broker[(o.account_id, broker_order_id)] = o
-
-    def _on_fill(self, ev: OrderFilled) -> None:
-        account_id = ev.account_id
-        a = self._accounts[account_id]
-        inst = self._inst.get(ev.instrument)
-        if inst is None:
-            log.error("fill for unknown instrument %s ignored", ev.instrument)
-            return
-        i = inst.index
-        units = ev.units
-        price = ev.price
-        # The fill happened at the venue: positions take it whatever our order
-        # bookkeeping says below.
-        # Exits and trade closes name the trades they close: the ledger closes
-        # those lots (not the oldest) so realized P&L matches the broker's.
-        if ev.trades_closed:
-            opened, closed = _trade_ids(ev)
-        else:  # _trade_ids for a fill that closes nothing, inlined
-            closed = None
-            tid = ev.trade_opened_id
-            try:
-                opened = int(tid) if tid else 0
-            except ValueError:
-                opened = 0
-            if opened < 0:
-                opened = 0
-        if closed is None:
-            self._ledger.apply_fill(a, i, units, price, 0, opened)
-        else:
-            miss = self._ledger.unmatched_trade_ids
-            self._ledger.apply_fill(a, i, units, price, 0, opened, closed)
-            if self._ledger.unmatched_trade_ids != miss:
-                log.warning("fill %s names trades %s the books do not hold; closed FIFO instead",
-                            ev.txn_id, ev.trades_closed)
-        charge = ev.financing - ev.commission
-        if charge:
-            self._ledger.apply_charge(a, charge)
-        cid = ev.client_id
-        o = self._by_client.get(cid) if cid is not None else None
-        if o is None:
-            o = self._by_broker.get((account_id, ev.broker_order_id))
-        if o is not None and o.inst_idx == i and o.account_id == account_id:
-            o.events += 1
-            if o.broker_order_id is None:
-                o.broker_order_id = ev.broker_order_id
-                self._by_broker[(account_id, ev.broker_order_id)] = o
-            try:
-                st = o.state = self._store.fill(o.order_id, units)
-            except OrderError:
-                log.error("fill %s does not fit order %s (%s); position updated, order state kept",
-                          ev.txn_id, o.order_id, STATUS[o.state], extra=self._log_extra(o))
-                return
-            u = units if units > 0 else -units
-            o.fill_units += u
-            o.fill_value += u * price
-            o.updated_at = ev.time_ns
-            if _IS_TERMINAL[st]:
-                if o.norm.emulated:
-                    self._retire(o)
-                else:  # _retire, inlined for routed orders
-                    terminal = self._terminal
-                    terminal.append(o.order_id)
-                    if len(terminal) > self.retain_terminal + self.retire_batch:
-                        self._forget_oldest()
-            if not self._subs:
-                return
-            self._emit_order("order_filled" if st is _FILLED else "order_partially_filled", o)
-        elif not self._subs:
-            return
-        else:
-            # A broker-side order: stop loss, take profit, trailing stop, close-out.
-            self._emit("exit_filled", ev.account_id, None, None, ev)
-        if self._subs:
-            self._emit("position_changed", ev.account_id, None, None, self.position(ev.account_id, inst.name))
 
     def _on_cancelled(self, ev: OrderCancelled) -> None:
         o = self._match(ev.account_id, ev.client_id, ev.broker_order_id)
@@ -1577,17 +1242,3 @@ def _base36(n: int) -> str:
         n, r = divmod(n, 36)
         out = digits[r] + out
     return out or "0"
-
-
-def _trade_ids(ev: OrderFilled) -> tuple[int, Optional[tuple[int, ...]]]:
-    """The trade a fill opened (0 = none) and the trades it closed (None = FIFO).
-
-    v20 trade ids are decimal strings; anything else (a broker with other ids)
-    falls back to FIFO, as before ids were tracked.
-    """
-    try:
-        opened = int(ev.trade_opened_id) if ev.trade_opened_id else 0
-        closed = tuple(map(int, ev.trades_closed)) if ev.trades_closed else None
-    except ValueError:
-        return 0, None
-    return (opened if opened > 0 else 0), closed

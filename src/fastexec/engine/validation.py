@@ -8,6 +8,10 @@ field before any account state is read, and nothing is half-applied.
 The type mapping follows DESIGN.md's table: six types go to v20 as they are;
 stop-limit and trailing-stop entries are emulated here and, once triggered,
 become a LIMIT (at the limit price) or a MARKET order.
+
+The type table, ``Normalized``, the plain-order fast path and the broker
+request are compiled (``hotpath.pyx``): they run on every order. ``normalize``
+here is the one entry point and the reference for every other spec.
 """
 from __future__ import annotations
 
@@ -15,60 +19,20 @@ from datetime import datetime
 from typing import Optional
 
 from fastexec._core.fixedpoint import MAX_PRICE, MAX_UNITS, PRICE_SCALE
-from fastexec.brokers.base import ExitDetails, OrderRequest, PositionFill, TimeInForce, TriggerCondition, V20OrderType
+from fastexec.brokers.base import ExitDetails
 from fastexec.errors import ValidationError
 
 from .clock import datetime_to_ns
+from .hotpath import _INFO_BY_NAME, _INFO_LIST, Normalized, TypeInfo, check_client_order_id
+from .hotpath import normalized as _normalized
+from .hotpath import plain as _plain
 from .types import ExitSpec, OrderSpec, OrderType
 
-class TypeInfo:
-    """Everything the engine needs to know about one order type, looked up
-    once per order. Which of price / stop_price / trailing_distance the type
-    needs (True), accepts optionally (None) or refuses (False); allowed
-    time-in-force values and the default (v20 §4.1); the v20 type sent for
-    it (for fok/ioc: a MARKET when unpriced, a LIMIT when priced)."""
-
-    __slots__ = ("otype", "name", "need_price", "need_stop", "need_trail", "tifs", "default_tif", "emulated",
-                 "v20", "v20_priced", "child_tif", "plain")
-
-    def __init__(self, otype, need, tifs, default_tif, v20, v20_priced=None, child_tif=None):
-        self.otype = otype
-        self.name = otype.value
-        self.need_price, self.need_stop, self.need_trail = need
-        self.tifs = frozenset(tifs)
-        self.default_tif = default_tif
-        self.emulated = otype in (OrderType.STOP_LIMIT, OrderType.TRAILING_STOP)
-        self.v20 = v20
-        self.v20_priced = v20_priced or v20
-        self.child_tif = child_tif  # forced time in force of the child sent at trigger
-        # A spec of this type with every optional field None is valid as it is
-        # (no price, stop or trailing distance required; the default time in
-        # force needs no gtd_time): normalize's fast path.
-        self.plain = self.need_price is not True and not self.need_stop and not self.need_trail and default_tif != "GTD"
-
-
-_V = V20OrderType
-_INFO_LIST = [
-    TypeInfo(OrderType.MARKET, (False, False, False), ("FOK", "IOC"), "FOK", _V.MARKET),
-    TypeInfo(OrderType.LIMIT, (True, False, False), ("GTC", "GTD", "GFD", "FOK", "IOC"), "GTC", _V.LIMIT),
-    TypeInfo(OrderType.STOP, (True, False, False), ("GTC", "GTD", "GFD", "FOK", "IOC"), "GTC", _V.STOP),
-    TypeInfo(OrderType.MARKET_IF_TOUCHED, (True, False, False), ("GTC", "GTD", "GFD"), "GTC", _V.MARKET_IF_TOUCHED),
-    TypeInfo(OrderType.STOP_LIMIT, (True, True, False), ("GTC", "GTD", "GFD"), "GTC", _V.LIMIT),
-    TypeInfo(OrderType.TRAILING_STOP, (False, False, True), ("GTC", "GTD", "GFD"), "GTC", _V.MARKET, child_tif="FOK"),
-    TypeInfo(OrderType.FOK, (None, False, False), ("FOK",), "FOK", _V.MARKET, _V.LIMIT),
-    TypeInfo(OrderType.IOC, (None, False, False), ("IOC",), "IOC", _V.MARKET, _V.LIMIT),
-]
-# Keyed by the value string and by the member's id(): hashing an Enum member
-# runs Python code, hashing a str or an int does not.
-_INFO_BY_NAME = {i.name: i for i in _INFO_LIST}
+# The order-type table, Normalized, the plain-order fast path and the broker
+# request live in the compiled engine module (typed, read per order there).
 _INFO_BY_ID = {id(i.otype): i for i in _INFO_LIST}
 INFO = {i.otype: i for i in _INFO_LIST}
 EMULATED = frozenset({OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
-_TIF_ENUM = {t.value: t for t in TimeInForce}
-_V_MARKET = V20OrderType.MARKET
-MAX_CLIENT_ID_LENGTH = 128  # v20 ClientID limit
-_PF_DEFAULT = PositionFill.DEFAULT
-_TC_DEFAULT = TriggerCondition.DEFAULT
 
 
 def _bad(code: str, message: str, field: str) -> ValidationError:
@@ -131,18 +95,6 @@ def signed_units(spec: OrderSpec, instrument) -> int:
     raise _bad("INVALID_SIDE", f"side={side!r} must be 'buy' or 'sell'", "side")
 
 
-def check_client_order_id(value) -> Optional[str]:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or len(value) > MAX_CLIENT_ID_LENGTH or not value.isprintable() or " " in value:
-        raise _bad(
-            "INVALID_CLIENT_ORDER_ID",
-            f"client_order_id must be 1..{MAX_CLIENT_ID_LENGTH} printable characters without spaces",
-            "client_order_id",
-        )
-    return value
-
-
 def _exit(spec, field: str, instrument, *, allow_distance: bool, allow_guaranteed: bool) -> Optional[ExitDetails]:
     if spec is None:
         return None
@@ -166,86 +118,15 @@ def _exit(spec, field: str, instrument, *, allow_distance: bool, allow_guarantee
     return ExitDetails(distance=spec.distance, guaranteed=spec.guaranteed)
 
 
-class Normalized:
-    """A validated order: everything the engine needs, in core units."""
-
-    __slots__ = (
-        "info", "otype", "units", "price", "stop_price", "trailing_distance", "tif", "gtd_ns",
-        "stop_loss", "take_profit", "trailing_stop", "client_order_id", "emulated",
-    )
-
-    def __init__(self, info, units, price, stop_price, trailing_distance, tif, gtd_ns, sl, tp, tsl, coid):
-        self.info = info
-        self.otype = info.otype
-        self.units = units
-        self.price = price
-        self.stop_price = stop_price
-        self.trailing_distance = trailing_distance
-        self.tif = tif
-        self.gtd_ns = gtd_ns
-        self.stop_loss = sl
-        self.take_profit = tp
-        self.trailing_stop = tsl
-        self.client_order_id = coid
-        self.emulated = info.emulated
-
-
-_new = object.__new__
-
-
-def _normalized(info, units, price, stop_price, trailing_distance, tif, gtd_ns, sl, tp, tsl, coid) -> Normalized:
-    """``Normalized(...)`` without the class call: calling a Python class runs
-    type_call -> slot_tp_init -> a bound ``__init__`` (about 1.5k instructions
-    of interpreter overhead in 3.11); a plain function call and the same slot
-    stores cost less than half. Sets every slot, like ``__init__``."""
-    n = _new(Normalized)
-    n.info = info
-    n.otype = info.otype
-    n.units = units
-    n.price = price
-    n.stop_price = stop_price
-    n.trailing_distance = trailing_distance
-    n.tif = tif
-    n.gtd_ns = gtd_ns
-    n.stop_loss = sl
-    n.take_profit = tp
-    n.trailing_stop = tsl
-    n.client_order_id = coid
-    n.emulated = info.emulated
-    return n
-
-
-def with_units(n: Normalized, units: int) -> Normalized:
-    """A copy of ``n`` for ``units`` (the remainder of a partly filled order,
-    which is what a broker-side replacement must carry)."""
-    return Normalized(n.info, units, n.price, n.stop_price, n.trailing_distance, n.tif, n.gtd_ns,
-                      n.stop_loss, n.take_profit, n.trailing_stop, n.client_order_id)
-
-
 def normalize(spec: OrderSpec, instrument, now_ns: int) -> Normalized:
     """Validate ``spec`` against ``instrument``; raise ValidationError on the first problem."""
-    # type_info and signed_units inlined for the common case (two Python calls
-    # less per order); anything unusual goes to them, which raise as before.
+    n = _plain(spec, instrument)  # a plain order (market, no exits): compiled, the common case
+    if n is not None:
+        return n
     info = _INFO_BY_ID.get(id(spec.type))
     if info is None:
         info = type_info(spec.type)
-    units = spec.units
-    side = spec.side
-    if (type(units) is int and 0 < units <= MAX_UNITS and units <= instrument.maximum_order_units
-            and units >= instrument.minimum_trade_size and (side == "buy" or side == "sell")):
-        if side == "sell":
-            units = -units
-    else:
-        units = signed_units(spec, instrument)
-    if (info.plain and spec.price is None and spec.stop_price is None and spec.trailing_distance is None
-            and spec.time_in_force is None and spec.gtd_time is None and spec.stop_loss is None
-            and spec.take_profit is None and spec.trailing_stop_distance is None):
-        # A plain order (a market order without exits, the common case): what
-        # the checks below would conclude for it, without running them.
-        coid = spec.client_order_id
-        if coid is not None:
-            coid = check_client_order_id(coid)
-        return _normalized(info, units, None, None, None, info.default_tif, None, None, None, None, coid)
+    units = signed_units(spec, instrument)
     precision = instrument.display_precision
     need_price = info.need_price
     need_stop = info.need_stop
@@ -315,34 +196,3 @@ def _trail_distance(value, field: str, instrument) -> None:
     hi = instrument.maximum_trailing_stop_distance
     if value < lo or value > hi:
         raise _bad("TRAILING_DISTANCE_OUT_OF_RANGE", f"{field}={value} outside [{lo}, {hi}] for {instrument.name}", field)
-
-
-_new_request = object.__new__
-
-
-def broker_request(n: Normalized, client_id: str, account_id: str, instrument: str) -> OrderRequest:
-    """The v20 order for a validated spec (for emulated types: the child order
-    sent at trigger time)."""
-    info = n.info
-    vtype = info.v20 if n.price is None else info.v20_priced
-    tif = info.child_tif or n.tif
-    # ``OrderRequest(...)`` without the class call (type_call -> the
-    # dataclass's __init__): the same field stores, every field set.
-    r = _new_request(OrderRequest)
-    r.client_id = client_id
-    r.account_id = account_id
-    r.instrument = instrument
-    r.units = n.units
-    r.type = vtype
-    r.price = None if vtype is _V_MARKET else n.price
-    r.price_bound = None
-    r.time_in_force = _TIF_ENUM[tif]
-    r.gtd_time_ns = n.gtd_ns if tif == "GTD" else None
-    r.position_fill = _PF_DEFAULT
-    r.trigger_condition = _TC_DEFAULT
-    r.stop_loss = n.stop_loss
-    r.take_profit = n.take_profit
-    r.trailing_stop = n.trailing_stop
-    r.tag = None
-    r.comment = None
-    return r

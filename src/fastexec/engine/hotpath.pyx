@@ -1,0 +1,906 @@
+# cython: language_level=3
+"""The engine's per-order path, compiled: the records it keeps per order and
+the steps every submit runs.
+
+Why this module exists: with the in-process venue, what remained of a submit
+in the engine was Python glue, about 1,000 bytecodes per order (the core's
+own C calls are ~3.6k of ~53k instructions). Compiling ``engine.py`` as it
+was made it *slower*: CPython 3.11 specialises attribute access on plain
+objects, and Cython's generic ``PyObject_GetAttr`` does not. So the speed
+comes from types, not from compiling:
+
+* ``Order`` (the engine's record of one order), ``Normalized`` (a validated
+  order) and ``TypeInfo`` (per order type) are extension types: their fields
+  are C struct members when read here.
+* ``EngineCore`` is the base class of ``fastexec.engine.Engine``. It declares
+  the attributes the per-order path reads as C fields and holds the methods
+  every routed order runs: ``_check`` (the one check path, shared by submit
+  and validate), ``submit``, ``_route`` (the one send path), ``_dispatch`` and
+  the fill. These are the engine's only copies: ``engine.py`` keeps
+  everything else (modify, cancel, emulation, recovery, reads) and the hot
+  methods call it through ordinary attribute lookups when they need it.
+* Objects of the broker interface (``OrderRequest``, ``OrderFilled``) and the
+  caller's ``OrderSpec`` are slotted dataclasses owned elsewhere: their
+  fields are read and written through their slot descriptors (the C
+  functions ``getattr`` ends in), only while each class is exactly such a
+  dataclass with the expected fields; otherwise through ``getattr`` and the
+  class call.
+
+Numbers stay Python ints unless a C type is exact for the whole range the
+engine accepts: ``fill_units`` (|units| <= 10**12 after the core took the
+fill, whose argument is int64) is an int64; ``fill_value`` (sum of |units| x
+price, up to 10**12 x 10**9 per fill and unbounded in count) stays a Python
+int; prices, units and timestamps pass through as the objects they came as.
+"""
+cimport cython
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.object cimport PyObject, PyTypeObject, Py_TYPE
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_SET_ITEM
+from libc.stdint cimport int64_t
+
+from fastexec._core.instruments cimport Instrument
+
+import logging
+from time import perf_counter_ns
+
+from fastexec._core.fixedpoint import MAX_UNITS as _MAX_UNITS_PY
+from fastexec._core.orders import OrderError, OrderEvent, OrderState
+from fastexec.brokers.base import (
+    BrokerError,
+    OrderAccepted,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderReplaced,
+    OrderRequest,
+    PositionFill,
+    PriceTick,
+    TimeInForce,
+    TriggerCondition,
+    V20OrderType,
+)
+from fastexec.errors import (
+    BrokerUnavailableError,
+    ConflictError,
+    FastexecError,
+    KillSwitchActiveError,
+    RiskDeniedError,
+    ValidationError,
+)
+
+from .risk import _CODE_NAMES as _RISK_CODE_NAMES
+from .types import ExitSpec, OrderSpec, OrderType
+from .views import OrderView
+
+cdef extern from *:
+    """
+    /* A tuple subclass (OrderView) of n items, the way tuple.__new__(cls, t)
+       allocates it; the caller fills every item before anyone sees it. */
+    static PyObject* fe_tuple_alloc(PyObject* cls, Py_ssize_t n) {
+        return ((PyTypeObject*)cls)->tp_alloc((PyTypeObject*)cls, n);
+    }
+    """
+    object fe_tuple_alloc(object cls, Py_ssize_t n)
+
+log = logging.getLogger("fastexec.engine")
+cdef object _DEBUG = logging.DEBUG
+cdef long long MAX_UNITS = _MAX_UNITS_PY
+cdef tuple _NOARGS = ()
+
+# ---------------------------------------------------------------------- order states
+
+S = OrderState
+E = OrderEvent
+# OrderState -> the status word callers see. The words follow the issue's
+# vocabulary (an emulated order is "waiting", a routed one "working") rather
+# than the core's internal names.
+STATUS = {
+    S.PENDING_SUBMIT: "pending",
+    S.SUBMITTED: "working",
+    S.EMULATED: "waiting",
+    S.TRIGGERED: "triggered",
+    S.PARTIALLY_FILLED: "partially_filled",
+    S.FILLED: "filled",
+    S.PENDING_CANCEL: "pending_cancel",
+    S.PENDING_REPLACE: "pending_replace",
+    S.CANCELLED: "cancelled",
+    S.REJECTED: "rejected",
+    S.EXPIRED: "expired",
+}
+DEF N_STATES = 11
+_STATUS_BY_INT = [STATUS[S(i)] for i in range(N_STATES)]
+cdef tuple _WORD = tuple(_STATUS_BY_INT)
+STATUSES = frozenset(STATUS.values())
+TERMINAL = frozenset({S.FILLED, S.CANCELLED, S.REJECTED, S.EXPIRED})
+OPEN_STATUSES = frozenset(STATUS[s] for s in S if s not in TERMINAL)
+# States in which an order rests at the broker and can be cancelled there.
+AT_BROKER = frozenset({S.SUBMITTED, S.PARTIALLY_FILLED})
+# Indexed by the state's int: an array read instead of hashing an IntEnum.
+_IS_TERMINAL = [S(i) in TERMINAL for i in range(N_STATES)]
+_IS_AT_BROKER = [S(i) in AT_BROKER for i in range(N_STATES)]
+cdef bint C_TERMINAL[N_STATES]
+cdef bint C_AT_BROKER[N_STATES]
+for _i in range(N_STATES):
+    C_TERMINAL[_i] = _IS_TERMINAL[_i]
+    C_AT_BROKER[_i] = _IS_AT_BROKER[_i]
+cdef object _PENDING_SUBMIT = S.PENDING_SUBMIT
+cdef object _EMULATED = S.EMULATED
+cdef object _FILLED = S.FILLED
+
+
+cdef inline int _st(object state) except -1:
+    """The int of an OrderState (an IntEnum member), range-checked."""
+    cdef int s = state
+    if s < 0 or s >= N_STATES:
+        raise ValueError(f"not an order state: {state!r}")
+    return s
+
+
+# ---------------------------------------------------------------------- slotted dataclasses
+
+cdef object _slot_descriptors(cls, tuple names):
+    """``cls``'s slot descriptors for ``names`` in order, or None unless
+    ``cls`` is a slotted dataclass whose fields are exactly ``names``."""
+    if tuple(getattr(cls, "__dataclass_fields__", {})) != names:
+        return None
+    ds = tuple([cls.__dict__.get(n) for n in names])
+    if not all(type(d).__name__ == "member_descriptor" for d in ds):
+        return None
+    return ds
+
+
+cdef inline object _get(tuple ds, Py_ssize_t k, object obj):
+    """``getattr(obj, names[k])`` through the slot descriptor (type-checked by it)."""
+    cdef object d = <object>PyTuple_GET_ITEM(ds, k)
+    return Py_TYPE(d).tp_descr_get(d, obj, None)
+
+
+cdef inline int _set(tuple ds, Py_ssize_t k, object obj, object value) except -1:
+    cdef object d = <object>PyTuple_GET_ITEM(ds, k)
+    return Py_TYPE(d).tp_descr_set(d, obj, value)
+
+
+_REQUEST_FIELDS = ("client_id", "account_id", "instrument", "units", "type", "price", "price_bound",
+                   "time_in_force", "gtd_time_ns", "position_fill", "trigger_condition", "stop_loss",
+                   "take_profit", "trailing_stop", "tag", "comment")
+cdef object _REQ = _slot_descriptors(OrderRequest, _REQUEST_FIELDS)
+
+_FILLED_FIELDS = ("account_id", "client_id", "broker_order_id", "txn_id", "instrument", "units", "price", "reason",
+                  "time_ns", "pl", "financing", "commission", "account_balance", "trade_opened_id", "trades_closed")
+cdef object _FILL = _slot_descriptors(OrderFilled, _FILLED_FIELDS)
+DEF F_ACCOUNT = 0
+DEF F_CLIENT = 1
+DEF F_BROKER_ID = 2
+DEF F_TXN = 3
+DEF F_INSTRUMENT = 4
+DEF F_UNITS = 5
+DEF F_PRICE = 6
+DEF F_TIME = 8
+DEF F_FINANCING = 10
+DEF F_COMMISSION = 11
+DEF F_OPENED = 13
+DEF F_CLOSED = 14
+
+_SPEC_FIELDS = ("account_id", "instrument", "side", "units", "type", "price", "stop_price", "trailing_distance",
+                "time_in_force", "gtd_time", "stop_loss", "take_profit", "trailing_stop_distance", "client_order_id")
+cdef object _SPEC = _slot_descriptors(OrderSpec, _SPEC_FIELDS)
+
+# which of the three fast paths are in use (tests check them)
+DIRECT_SLOTS = {"OrderRequest": _REQ is not None, "OrderFilled": _FILL is not None, "OrderSpec": _SPEC is not None}
+
+
+# ---------------------------------------------------------------------- order types
+
+@cython.final
+cdef class TypeInfo:
+    """Everything the engine needs to know about one order type, looked up
+    once per order. Which of price / stop_price / trailing_distance the type
+    needs (True), accepts optionally (None) or refuses (False); allowed
+    time-in-force values and the default (v20 §4.1); the v20 type sent for
+    it (for fok/ioc: a MARKET when unpriced, a LIMIT when priced)."""
+
+    cdef public object otype, name, need_price, need_stop, need_trail, tifs, default_tif, v20, v20_priced, child_tif
+    cdef public bint emulated
+    # A spec of this type with every optional field None is valid as it is
+    # (no price, stop or trailing distance required; the default time in
+    # force needs no gtd_time): normalize's fast path.
+    cdef public bint plain
+
+    def __init__(self, otype, need, tifs, default_tif, v20, v20_priced=None, child_tif=None):
+        self.otype = otype
+        self.name = otype.value
+        self.need_price, self.need_stop, self.need_trail = need
+        self.tifs = frozenset(tifs)
+        self.default_tif = default_tif
+        self.emulated = otype in (OrderType.STOP_LIMIT, OrderType.TRAILING_STOP)
+        self.v20 = v20
+        self.v20_priced = v20_priced or v20
+        self.child_tif = child_tif  # forced time in force of the child sent at trigger
+        self.plain = self.need_price is not True and not self.need_stop and not self.need_trail and default_tif != "GTD"
+
+    def __repr__(self):
+        return f"TypeInfo({self.name})"
+
+
+_V = V20OrderType
+_INFO_LIST = [
+    TypeInfo(OrderType.MARKET, (False, False, False), ("FOK", "IOC"), "FOK", _V.MARKET),
+    TypeInfo(OrderType.LIMIT, (True, False, False), ("GTC", "GTD", "GFD", "FOK", "IOC"), "GTC", _V.LIMIT),
+    TypeInfo(OrderType.STOP, (True, False, False), ("GTC", "GTD", "GFD", "FOK", "IOC"), "GTC", _V.STOP),
+    TypeInfo(OrderType.MARKET_IF_TOUCHED, (True, False, False), ("GTC", "GTD", "GFD"), "GTC", _V.MARKET_IF_TOUCHED),
+    TypeInfo(OrderType.STOP_LIMIT, (True, True, False), ("GTC", "GTD", "GFD"), "GTC", _V.LIMIT),
+    TypeInfo(OrderType.TRAILING_STOP, (False, False, True), ("GTC", "GTD", "GFD"), "GTC", _V.MARKET, child_tif="FOK"),
+    TypeInfo(OrderType.FOK, (None, False, False), ("FOK",), "FOK", _V.MARKET, _V.LIMIT),
+    TypeInfo(OrderType.IOC, (None, False, False), ("IOC",), "IOC", _V.MARKET, _V.LIMIT),
+]
+cdef tuple _INFOS = tuple(_INFO_LIST)
+_INFO_BY_NAME = {i.name: i for i in _INFO_LIST}
+cdef dict _BY_NAME = _INFO_BY_NAME
+_TIF_ENUM = {t.value: t for t in TimeInForce}
+cdef dict _TIF = _TIF_ENUM
+cdef object _V_MARKET = V20OrderType.MARKET
+cdef object _PF_DEFAULT = PositionFill.DEFAULT
+cdef object _TC_DEFAULT = TriggerCondition.DEFAULT
+MAX_CLIENT_ID_LENGTH = 128  # v20 ClientID limit
+
+
+cdef TypeInfo _info_of(object value):
+    """The TypeInfo of an OrderType member or its value string, or None."""
+    cdef TypeInfo info
+    for x in _INFOS:
+        info = <TypeInfo>x
+        if info.otype is value:
+            return info
+    if type(value) is str:
+        return _BY_NAME.get(value)
+    return None
+
+
+def check_client_order_id(value):
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_CLIENT_ID_LENGTH or not value.isprintable() or " " in value:
+        raise ValidationError(
+            f"client_order_id must be 1..{MAX_CLIENT_ID_LENGTH} printable characters without spaces",
+            code="INVALID_CLIENT_ORDER_ID", field="client_order_id",
+        )
+    return value
+
+
+# ---------------------------------------------------------------------- Normalized
+
+NORMALIZED_FIELDS = ("info", "otype", "units", "price", "stop_price", "trailing_distance", "tif", "gtd_ns",
+                     "stop_loss", "take_profit", "trailing_stop", "client_order_id", "emulated")
+
+
+@cython.final
+@cython.no_gc
+@cython.freelist(32)
+cdef class Normalized:
+    """A validated order: everything the engine needs, in core units.
+
+    Not tracked by the cyclic garbage collector (``no_gc``): every engine
+    order keeps one, and its fields (ints, strings, enums, exit details,
+    the type table) never refer back to it, so it cannot be part of a cycle;
+    untracked, the collector does not walk the retained orders' copies."""
+
+    cdef readonly TypeInfo info
+    cdef readonly object otype, units, price, stop_price, trailing_distance, tif, gtd_ns
+    cdef readonly object stop_loss, take_profit, trailing_stop, client_order_id
+    cdef readonly bint emulated
+
+    def __init__(self, TypeInfo info, units, price, stop_price, trailing_distance, tif, gtd_ns, sl, tp, tsl, coid):
+        _fill_normalized(self, info, units, price, stop_price, trailing_distance, tif, gtd_ns, sl, tp, tsl, coid)
+
+
+cdef inline void _fill_normalized(Normalized n, TypeInfo info, units, price, stop_price, trailing_distance, tif,
+                                  gtd_ns, sl, tp, tsl, coid):
+    n.info = info
+    n.otype = info.otype
+    n.units = units
+    n.price = price
+    n.stop_price = stop_price
+    n.trailing_distance = trailing_distance
+    n.tif = tif
+    n.gtd_ns = gtd_ns
+    n.stop_loss = sl
+    n.take_profit = tp
+    n.trailing_stop = tsl
+    n.client_order_id = coid
+    n.emulated = info.emulated
+
+
+def normalized(TypeInfo info, units, price, stop_price, trailing_distance, tif, gtd_ns, sl, tp, tsl, coid):
+    """``Normalized(...)`` (kept for validation.py's callers: the same object)."""
+    cdef Normalized n = Normalized.__new__(Normalized)
+    _fill_normalized(n, info, units, price, stop_price, trailing_distance, tif, gtd_ns, sl, tp, tsl, coid)
+    return n
+
+
+cdef Normalized _plain(object spec, Instrument inst):
+    """``normalize`` for a plain order (an order type whose optional fields
+    may all be absent, and they are: a market order without exits, the
+    common case), or None when the spec needs the full checks (including
+    every spec those would refuse, so they raise as always). Raises only for
+    a bad client order id, exactly as the full checks would (they reach that
+    check last, and for such a spec every earlier one passes)."""
+    cdef TypeInfo info
+    cdef long long u
+    cdef int overflow = 0
+    cdef tuple d = _SPEC
+    if d is None or type(spec) is not OrderSpec:
+        return None
+    info = _info_of(_get(d, 4, spec))
+    if info is None or not info.plain:
+        return None
+    units = _get(d, 3, spec)
+    if type(units) is not int:
+        return None
+    u = PyLong_AsLongLongAndOverflow(units, &overflow)
+    if overflow or u <= 0 or u > MAX_UNITS or u > inst.maximum_order_units or u < inst.minimum_trade_size:
+        return None
+    side = _get(d, 2, spec)
+    if side == "sell":
+        units = -u
+    elif side != "buy":
+        return None
+    if (_get(d, 5, spec) is not None or _get(d, 6, spec) is not None or _get(d, 7, spec) is not None
+            or _get(d, 8, spec) is not None or _get(d, 9, spec) is not None or _get(d, 10, spec) is not None
+            or _get(d, 11, spec) is not None or _get(d, 12, spec) is not None):
+        return None
+    coid = _get(d, 13, spec)
+    if coid is not None:
+        coid = check_client_order_id(coid)
+    cdef Normalized n = Normalized.__new__(Normalized)
+    _fill_normalized(n, info, units, None, None, None, info.default_tif, None, None, None, None, coid)
+    return n
+
+
+def plain(spec, instrument):
+    """``_plain`` from Python: validation.normalize's first step."""
+    if type(instrument) is not Instrument:
+        return None
+    return _plain(spec, <Instrument>instrument)
+
+
+def with_units(Normalized n, units):
+    """A copy of ``n`` for ``units`` (the remainder of a partly filled order,
+    which is what a broker-side replacement must carry)."""
+    return Normalized(n.info, units, n.price, n.stop_price, n.trailing_distance, n.tif, n.gtd_ns,
+                      n.stop_loss, n.take_profit, n.trailing_stop, n.client_order_id)
+
+
+cpdef object broker_request(Normalized n, client_id, account_id, instrument):
+    """The v20 order for a validated spec (for emulated types: the child order
+    sent at trigger time). Built through OrderRequest's slot descriptors,
+    every field set, when it is the slotted dataclass this expects."""
+    cdef TypeInfo info = n.info
+    vtype = info.v20 if n.price is None else info.v20_priced
+    tif = info.child_tif or n.tif
+    price = None if vtype is _V_MARKET else n.price
+    time_in_force = _TIF[tif]
+    gtd = n.gtd_ns if tif == "GTD" else None
+    cdef tuple d = _REQ
+    if d is None:
+        return OrderRequest(client_id, account_id, instrument, n.units, vtype, price, None, time_in_force, gtd,
+                            _PF_DEFAULT, _TC_DEFAULT, n.stop_loss, n.take_profit, n.trailing_stop, None, None)
+    r = (<PyTypeObject*>OrderRequest).tp_new(OrderRequest, <PyObject*>_NOARGS, NULL)
+    _set(d, 0, r, client_id)
+    _set(d, 1, r, account_id)
+    _set(d, 2, r, instrument)
+    _set(d, 3, r, n.units)
+    _set(d, 4, r, vtype)
+    _set(d, 5, r, price)
+    _set(d, 6, r, None)
+    _set(d, 7, r, time_in_force)
+    _set(d, 8, r, gtd)
+    _set(d, 9, r, _PF_DEFAULT)
+    _set(d, 10, r, _TC_DEFAULT)
+    _set(d, 11, r, n.stop_loss)
+    _set(d, 12, r, n.take_profit)
+    _set(d, 13, r, n.trailing_stop)
+    _set(d, 14, r, None)
+    _set(d, 15, r, None)
+    return r
+
+
+# ---------------------------------------------------------------------- Order
+
+cdef object _ZERO = 0
+
+
+@cython.final
+@cython.no_gc
+@cython.freelist(32)
+cdef class Order:
+    """Engine-side facts about one order that the C store does not hold.
+
+    ``no_gc`` like ``Normalized``: the engine retains up to ~14k of these
+    and none refers back to another order or to the engine, so the cyclic
+    collector need not walk them (a full collection walked each one and its
+    ``__dict__`` when this was a plain class). Created with ``new_order``."""
+
+    cdef public object order_id, client_order_id, broker_order_id, account_id, acct
+    cdef public Instrument inst
+    cdef public int inst_idx, precision
+    cdef public object side, otype
+    cdef public Normalized norm
+    cdef public object created_at, updated_at, request_id
+    # The core's state for this order (an OrderState), as returned by its
+    # last transition (every transition goes through the core's table; this
+    # saves asking).
+    cdef public object state
+    cdef public object fill_value  # sum of |units| * price over fills, exact (the VWAP without rounding)
+    cdef public int64_t fill_units
+    cdef public object reject_reason, risk_ns, broker_ns, total_ns
+    cdef public object pending_op  # "cancel" | "replace" while such a request is in flight
+    cdef public object trigger_price
+    cdef public Py_ssize_t events  # broker events applied to this order
+
+
+cdef Order _new_order(order_id, client_order_id, account_id, acct, Instrument inst, Normalized norm, side,
+                      request_id, now):
+    cdef Order o = Order.__new__(Order)
+    o.order_id = order_id
+    o.client_order_id = client_order_id
+    o.account_id = account_id
+    o.acct = acct
+    o.inst = inst
+    o.inst_idx = inst.index
+    o.precision = inst.display_precision
+    o.side = side
+    o.otype = norm.otype
+    o.norm = norm
+    o.created_at = now
+    o.updated_at = now
+    o.request_id = request_id
+    o.state = _EMULATED if norm.emulated else _PENDING_SUBMIT
+    o.fill_value = _ZERO
+    o.risk_ns = _ZERO
+    o.broker_ns = _ZERO
+    o.total_ns = _ZERO
+    return o
+
+
+def new_order(order_id, client_order_id, account_id, acct, Instrument inst, Normalized norm, side, request_id, now):
+    """A new ``Order``: nothing filled, no broker id, pending (or waiting, if emulated)."""
+    return _new_order(order_id, client_order_id, account_id, acct, inst, norm, side, request_id, now)
+
+
+cdef object _exit_spec(d):
+    if d is None:
+        return None
+    return ExitSpec(price=d.price, distance=d.distance, guaranteed=d.guaranteed)
+
+
+cdef object order_view(Order o):
+    """The OrderView of ``o`` now (a NamedTuple, filled item by item)."""
+    cdef Normalized n = o.norm
+    cdef int64_t fu = o.fill_units
+    units = n.units
+    avg = None
+    if fu:
+        q, r = divmod(o.fill_value, fu)
+        if 2 * r > fu or (2 * r == fu and q & 1):
+            q += 1
+        avg = q
+    items = (
+        o.order_id, o.client_order_id, o.broker_order_id, _WORD[_st(o.state)], o.account_id, o.inst.name,
+        o.side, n.info.name, units if units > 0 else -units, fu,
+        n.price, n.stop_price, n.trailing_distance,
+        o.trigger_price, avg, n.tif, n.gtd_ns,
+        _exit_spec(n.stop_loss), _exit_spec(n.take_profit),
+        n.trailing_stop.distance if n.trailing_stop is not None else None, o.created_at, o.updated_at,
+        o.reject_reason, o.request_id,
+        {"risk_ns": o.risk_ns, "broker_ns": o.broker_ns, "total_ns": o.total_ns}, o.precision,
+    )
+    cdef Py_ssize_t k, m = len(items)
+    v = fe_tuple_alloc(OrderView, m)
+    for k in range(m):
+        x = <object>PyTuple_GET_ITEM(items, k)
+        Py_INCREF(x)
+        PyTuple_SET_ITEM(v, k, x)
+    return v
+
+
+def view(Order o):
+    """``order_view`` from Python."""
+    return order_view(o)
+
+
+def trade_ids(ev):
+    """The trade a fill opened (0 = none) and the trades it closed (None = FIFO).
+
+    v20 trade ids are decimal strings; anything else (a broker with other ids)
+    falls back to FIFO, as before ids were tracked.
+    """
+    try:
+        opened = int(ev.trade_opened_id) if ev.trade_opened_id else 0
+        closed = tuple(map(int, ev.trades_closed)) if ev.trades_closed else None
+    except ValueError:
+        return 0, None
+    return (opened if opened > 0 else 0), closed
+
+
+# ---------------------------------------------------------------------- latency ring
+
+@cython.final
+cdef class LatencyRing:
+    """The most recent ``capacity`` samples of one operation (ns). The
+    fields are read-only from Python: ``_add`` indexes ``_buf`` without a
+    bounds check, which is safe because only it moves ``_pos`` (< ``_cap``
+    = ``len(_buf)``)."""
+
+    cdef readonly list _buf
+    cdef readonly Py_ssize_t _pos, _count, _cap
+
+    def __init__(self, Py_ssize_t capacity=8192):
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self._buf = [0] * capacity
+        self._cap = capacity
+        self._pos = 0
+        self._count = 0
+
+    def add(self, ns) -> None:
+        self._add(ns)
+
+    cdef inline int _add(self, ns) except -1:
+        cdef Py_ssize_t pos = self._pos
+        self._buf[pos] = ns
+        pos += 1
+        self._pos = 0 if pos == self._cap else pos
+        self._count += 1
+        return 0
+
+    def summary(self) -> dict:
+        n = min(self._count, self._cap)
+        if n == 0:
+            return {"count": 0}
+        data = sorted(self._buf[:n])
+
+        def pct(p: int) -> int:
+            # nearest-rank percentile: the smallest sample with at least p% at or below it
+            idx = max(0, -(-p * n // 100) - 1)
+            return data[idx]
+
+        return {
+            "count": self._count,
+            "p50_ns": pct(50),
+            "p95_ns": pct(95),
+            "p99_ns": pct(99),
+            "max_ns": data[n - 1],
+        }
+
+
+# ---------------------------------------------------------------------- the engine's per-order path
+
+cdef object _normalize_fn = None
+cdef object _event_record = None  # fastexec.journal.records.event_record, imported on first journaled event
+
+
+cdef object _normalize():
+    """validation.normalize (imported on first use: validation imports this module)."""
+    global _normalize_fn
+    if _normalize_fn is None:
+        from fastexec.engine.validation import normalize
+        _normalize_fn = normalize
+    return _normalize_fn
+
+
+cdef class EngineCore:
+    """Base class of ``Engine``: the attributes the per-order path reads, as
+    C fields, and the methods every routed order runs (see the module
+    docstring). ``Engine.__init__`` sets every field."""
+
+    cdef public object broker
+    cdef public object _clock
+    cdef public object _journal
+    cdef public bint _journal_on
+    cdef public dict _inst
+    cdef public object _ledger
+    cdef public object _store
+    cdef public object _risk
+    cdef public object _gate
+    cdef public dict _accounts
+    cdef public dict _orders
+    cdef public dict _by_client
+    cdef public dict _by_broker
+    cdef public object _terminal
+    cdef public object _kill
+    cdef public list _subs
+    cdef public object _perf
+    cdef public LatencyRing _submit_ring
+    cdef public dict _seen
+    cdef public object retain_terminal
+    cdef public object retire_batch
+    cdef public int64_t _seq
+    cdef public str _id_prefix
+    cdef public object _day_end
+    cdef public bint _broker_ok
+
+    # ------------------------------------------------------------------ check
+
+    def _check(self, spec, now, bint consume):
+        """Shape, kill switch and risk, in that order; nothing is changed
+        unless every check passes (and then only the rate bucket, if consume).
+        Returns (instrument, account index, Normalized)."""
+        return self._check_c(spec, now, consume)
+
+    cdef tuple _check_c(self, spec, now, bint consume):
+        cdef Instrument inst
+        cdef Normalized n
+        if type(spec) is not OrderSpec and not isinstance(spec, OrderSpec):
+            raise ValidationError("order must be an OrderSpec", code="INVALID_ORDER")
+        name = spec.instrument
+        inst = self._inst.get(name) if type(name) is str else None
+        if inst is None:
+            inst = self._instrument(name)  # raises with the right code
+        account_id = spec.account_id
+        a = self._accounts.get(account_id) if type(account_id) is str else None
+        if a is None:
+            a = self._acct_index(account_id, for_order=True)  # raises
+        n = _plain(spec, inst)
+        if n is None:
+            n = _normalize()(spec, inst, now)
+        coid = n.client_order_id
+        if coid is not None and coid in self._by_client:
+            raise ConflictError(
+                f"client_order_id {coid!r} is already in use",
+                code="DUPLICATE_CLIENT_ORDER_ID", field="client_order_id",
+            )
+        kill = self._kill
+        if kill.n_active:
+            ks = kill.blocking(account_id)
+            if ks is not None:
+                raise KillSwitchActiveError(
+                    f"kill switch active for {ks.account_id or 'all accounts'}: {ks.reason}",
+                    code="KILL_SWITCH_ACTIVE", detail=f"actor={ks.actor} reason={ks.reason}",
+                )
+        if now >= self._day_end:
+            self._roll_day(now)
+        code = self._gate(a, inst.index, n.units, now, consume)  # RiskGateway.check, one C call
+        if code:
+            detail = self._risk.kernel.last_denial
+            raise RiskDeniedError(f"risk check failed: {detail}", code=_RISK_CODE_NAMES[code], detail=detail)
+        return (inst, a, n)
+
+    # ------------------------------------------------------------------ submit
+
+    async def submit(self, order, *, request_id=None):
+        """Risk-check, record and route one order; returns its view after the
+        broker's immediate answer (filled, working, cancelled or rejected).
+
+        Raises ValidationError / RiskDeniedError / KillSwitchActiveError /
+        ConflictError before anything is recorded, BrokerUnavailableError when
+        the broker cannot be reached and the order provably was not placed.
+        """
+        cdef Order o
+        cdef Normalized n
+        t0 = perf_counter_ns()
+        now = self._clock()
+        try:
+            inst, a, n = self._check_c(order, now, True)
+        except FastexecError as exc:
+            self._perf.count("refused." + exc.code)
+            raise
+        o = self._record(order, inst, a, n, request_id, now, perf_counter_ns() - t0)
+        if self._journal_on:
+            self._journal_submitted(o)
+        if self._subs:
+            self._emit_order("order_submitted", o)
+        if n.emulated:
+            self._arm(o, now)
+        else:
+            # one send path for every order (never resent; lost answers are
+            # resolved by client id inside)
+            await self._route(o)
+            if o.reject_reason == "NOT_PLACED":
+                # The broker proved it never placed the order (it could not be
+                # reached): that is an outage for the caller, not a business reject.
+                raise BrokerUnavailableError(
+                    "the broker could not be reached; the order was not placed", code="BROKER_UNAVAILABLE",
+                    detail=f"order_id={o.order_id} status=rejected reason=NOT_PLACED",
+                )
+        o.total_ns = total = perf_counter_ns() - t0
+        self._submit_ring._add(total)
+        if log.isEnabledFor(_DEBUG):  # cached by logging; no record is built otherwise
+            log.debug("order %s %s", o.order_id, STATUS[o.state], extra=self._log_extra(o))
+        return order_view(o)
+
+    cdef Order _record(self, spec, Instrument inst, a, Normalized n, request_id, now, risk_ns):
+        """A checked order's id, its row in the C store and its record."""
+        cdef Order o
+        self._seq += 1
+        oid = self._id_prefix + str(self._seq)
+        by_client = self._by_client
+        if oid in by_client:
+            oid = self._next_id()
+        coid = n.client_order_id or oid
+        price = n.price
+        stop = n.stop_price
+        self._store.add(oid, a, inst.index, n.units, price or 0, stop or 0, n.emulated)
+        o = _new_order(oid, coid, spec.account_id, a, inst, n, spec.side, request_id, now)
+        o.risk_ns = risk_ns
+        self._orders[oid] = o
+        by_client[coid] = o
+        return o
+
+    async def _route(self, Order o):
+        """Send a routed order (or a triggered emulated order's child) once."""
+        req = broker_request(o.norm, o.client_order_id, o.account_id, o.inst.name)
+        tb = perf_counter_ns()
+        try:
+            events = await self.broker.submit(req)
+        except BrokerError as exc:
+            events = await self._resolve_lost_submit(o, exc)
+        o.broker_ns = perf_counter_ns() - tb
+        self._broker_ok = True
+        cdef Py_ssize_t seen = o.events
+        for ev in events:
+            try:
+                self._dispatch_c(ev)
+            except Exception:
+                log.exception("broker event %s could not be applied", type(ev).__name__, extra=self._log_extra(o))
+        if o.events == seen and o.state is _PENDING_SUBMIT:
+            # The broker answered without saying what became of the order:
+            # look it up by client id rather than guess (never resend).
+            await self._reconcile_order(o)
+        if C_AT_BROKER[_st(o.state)] and self._kill.n_active and self._kill.blocking(o.account_id) is not None:
+            # The kill switch was pulled while this order was in flight.
+            await self._cancel_at_broker(o)
+
+    # ------------------------------------------------------------------ broker events
+
+    def _dispatch(self, ev):
+        """Apply one broker event (deduplicated by its transaction id)."""
+        self._dispatch_c(ev)
+
+    cdef int _dispatch_c(self, ev) except -1:
+        global _event_record
+        cdef Order o
+        t = type(ev)
+        if t is PriceTick:
+            self._on_tick(ev)
+            return 0
+        txn = ev.txn_id
+        if txn is not None:
+            seen = self._seen.get(ev.account_id)
+            if seen is None:
+                return 0  # not one of our accounts
+            if txn in seen:
+                return 0
+            seen.add(txn)
+            if len(seen) > 200_000:
+                floor = max(seen) - 100_000
+                self._seen[ev.account_id] = {x for x in seen if x > floor}
+        if self._journal_on:
+            if _event_record is None:
+                from fastexec.journal.records import event_record
+                _event_record = event_record
+            rec = _event_record(ev)
+            if rec is not None:
+                self._journal.append(rec)
+        if t is OrderFilled:
+            self._on_fill(ev)
+        elif t is OrderAccepted:
+            o = self._match(ev.account_id, ev.client_id, ev.broker_order_id)
+            if o is not None:
+                o.events += 1
+                self._bind(o, ev.broker_order_id)
+                if o.state in (S.PENDING_SUBMIT, S.PENDING_CANCEL):
+                    self._transition(o, E.ACCEPT)
+                    o.updated_at = ev.time_ns
+                    self._emit_order("order_working", o)
+        elif t is OrderCancelled:
+            self._on_cancelled(ev)
+        elif t is OrderRejected:
+            o = self._match(ev.account_id, ev.client_id, None)
+            if o is not None:
+                o.events += 1
+                if o.pending_op is not None:
+                    o.reject_reason = ev.reason  # a refused cancel/replace; the request handles the state
+                elif o.state in (S.PENDING_SUBMIT, S.PENDING_CANCEL):
+                    o.reject_reason = ev.reason
+                    o.updated_at = ev.time_ns
+                    self._transition(o, E.REJECT)
+                    log.info("order %s rejected by the broker: %s", o.order_id, ev.reason, extra=self._log_extra(o))
+                    self._emit_order("order_rejected", o)
+        elif t is OrderReplaced:
+            o = self._match(ev.account_id, ev.client_id, ev.old_broker_order_id)
+            if o is not None:
+                o.events += 1
+                self._bind(o, ev.new_broker_order_id)
+                o.updated_at = ev.time_ns
+                self._emit_order("order_replaced", o)
+        return 0
+
+    cdef int _on_fill(self, ev) except -1:
+        cdef Order o
+        cdef Instrument inst
+        cdef tuple d = _FILL
+        cdef int i
+        if d is None:  # OrderFilled is not the slotted dataclass this expects: plain attribute reads
+            account_id, cid, broker_id, txn_id = ev.account_id, ev.client_id, ev.broker_order_id, ev.txn_id
+            inst_name, units, price, time_ns = ev.instrument, ev.units, ev.price, ev.time_ns
+            financing, commission, tid, closed_ids = ev.financing, ev.commission, ev.trade_opened_id, ev.trades_closed
+        else:
+            account_id, cid, broker_id, txn_id = _get(d, F_ACCOUNT, ev), _get(d, F_CLIENT, ev), \
+                _get(d, F_BROKER_ID, ev), _get(d, F_TXN, ev)
+            inst_name, units, price, time_ns = _get(d, F_INSTRUMENT, ev), _get(d, F_UNITS, ev), \
+                _get(d, F_PRICE, ev), _get(d, F_TIME, ev)
+            financing, commission, tid, closed_ids = _get(d, F_FINANCING, ev), _get(d, F_COMMISSION, ev), \
+                _get(d, F_OPENED, ev), _get(d, F_CLOSED, ev)
+        a = self._accounts[account_id]
+        inst = self._inst.get(inst_name)
+        if inst is None:
+            log.error("fill for unknown instrument %s ignored", inst_name)
+            return 0
+        i = inst.index
+        # The fill happened at the venue: positions take it whatever our order
+        # bookkeeping says below.
+        # Exits and trade closes name the trades they close: the ledger closes
+        # those lots (not the oldest) so realized P&L matches the broker's.
+        if closed_ids:
+            opened, closed = trade_ids(ev)
+        else:  # trade_ids for a fill that closes nothing, inlined
+            closed = None
+            try:
+                opened = int(tid) if tid else 0
+            except ValueError:
+                opened = 0
+            if opened < 0:
+                opened = 0
+        ledger = self._ledger
+        if closed is None:
+            ledger.apply_fill(a, i, units, price, 0, opened)
+        else:
+            miss = ledger.unmatched_trade_ids
+            ledger.apply_fill(a, i, units, price, 0, opened, closed)
+            if ledger.unmatched_trade_ids != miss:
+                log.warning("fill %s names trades %s the books do not hold; closed FIFO instead",
+                            txn_id, closed_ids)
+        charge = financing - commission
+        if charge:
+            ledger.apply_charge(a, charge)
+        o = self._by_client.get(cid) if cid is not None else None
+        if o is None:
+            o = self._by_broker.get((account_id, broker_id))
+        if o is not None and o.inst_idx == i and o.account_id == account_id:
+            o.events += 1
+            if o.broker_order_id is None:
+                o.broker_order_id = broker_id
+                self._by_broker[(account_id, broker_id)] = o
+            try:
+                st = o.state = self._store.fill(o.order_id, units)
+            except OrderError:
+                log.error("fill %s does not fit order %s (%s); position updated, order state kept",
+                          txn_id, o.order_id, STATUS[o.state], extra=self._log_extra(o))
+                return 0
+            u = units if units > 0 else -units
+            o.fill_units += u
+            o.fill_value += u * price
+            o.updated_at = time_ns
+            if C_TERMINAL[_st(st)]:
+                if o.norm.emulated:
+                    self._retire(o)
+                else:  # _retire, inlined for routed orders
+                    terminal = self._terminal
+                    terminal.append(o.order_id)
+                    if len(terminal) > self.retain_terminal + self.retire_batch:
+                        self._forget_oldest()
+            if not self._subs:
+                return 0
+            self._emit_order("order_filled" if st is _FILLED else "order_partially_filled", o)
+        elif not self._subs:
+            return 0
+        else:
+            # A broker-side order: stop loss, take profit, trailing stop, close-out.
+            self._emit("exit_filled", account_id, None, None, ev)
+        if self._subs:
+            self._emit("position_changed", account_id, None, None, self.position(account_id, inst.name))
+        return 0
+
+    def _view(self, Order o):
+        return order_view(o)
