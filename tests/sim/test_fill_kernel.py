@@ -185,3 +185,159 @@ def test_broker_fast_path_matches_the_general_path(seed, monkeypatch):
     ref_events, ref_state = asyncio.run(run_broker(seed, False))
     assert fast_events == ref_events
     assert fast_state == ref_state
+
+
+def _send(coro):
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise AssertionError("the in-process broker yielded")
+
+
+def test_kernel_account_and_log_have_the_python_fields_and_reads():
+    """The kernel's typed Account/TxnLog stand in for venue.py's: same fields
+    (same initial values), same transaction reads."""
+    from fastexec.sim import _fill
+
+    assert venue_mod.Account is _fill.Account and venue_mod.TxnLog is _fill.TxnLog
+    src = venue_mod.__dict__  # the pure-Python classes are shadowed; rebuild them from the source
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(venue_mod))
+    py_slots = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name in ("Account", "TxnLog"):
+            for stmt in node.body:
+                if isinstance(stmt, ast.Assign) and stmt.targets[0].id == "__slots__":
+                    py_slots[node.name] = set(ast.literal_eval(stmt.value))
+    assert src["Account"] is _fill.Account
+    acct = _fill.Account("101-001-0000001-001", 1, "USD", 5)
+    for name in py_slots["Account"]:
+        getattr(acct, name)  # every field exists
+    assert {n for n in dir(acct) if not n.startswith("_") and not callable(getattr(acct, n))} == py_slots["Account"]
+    assert {n for n in dir(acct.txns) if not n.startswith("_") and not callable(getattr(acct.txns, n))} == \
+        py_slots["TxnLog"]
+    assert (acct.balance, acct.last_id, acct.alias, acct.gslo_mode, acct.hedging, acct.routes) == (0, 0, "Primary",
+                                                                                                    "ALLOWED", False, [])
+
+    v = Venue(load_sim_instruments(names=["EUR_USD"]), balance="1000000", clock=lambda: 10**18)
+    aid = next(iter(v.accounts))
+    v.place_order(aid, Order("MARKET", v.by_name["EUR_USD"], 1000, client_ext={"id": "x"}))
+    a = v.accounts[aid]
+    assert len(a.txns) == a.last_id == 4
+    assert [t.type for t in a.txns] == ["CREATE", "TRANSFER_FUNDS", "MARKET_ORDER", "ORDER_FILL"]
+    assert [t.id for t in a.since(2)] == [3, 4] and a.txn(4).p.units == 1000 and a.txn(5) is None
+    assert a.txns[-1].id == 4 and [t.id for t in a.txns[1:3]] == [2, 3]
+    with pytest.raises(IndexError):
+        a.txns[4]
+
+
+def _listener_run(fast, react):
+    """A broker and a second venue listener (a stream, the HTTP face) over one
+    venue; the listener optionally places an order of its own in reaction."""
+    v = Venue(load_sim_instruments(names=["EUR_USD"]), balance="1000000", clock=lambda: 10**18)
+    v.fast_path = fast
+    b = SimulatedBroker(v)
+    aid = b.account_ids()[0]
+    handled, seen = [], []
+    b.set_event_handler(handled.append)
+    asyncio.run(b.start())
+
+    def other(acct, batch):
+        seen.append([(t.id, t.type) for t in batch])
+        if react and batch[0].type == "MARKET_ORDER" and batch[0].p.client_id == "r1":
+            v.place_order(aid, Order("MARKET", v.by_name["EUR_USD"], -300, client_ext={"id": "side"}))
+
+    v.on_transactions(other)
+    evs = [_send(b.submit(OrderRequest(cid, aid, "EUR_USD", u))) for cid, u in (("r1", 1000), ("r2", -400))]
+    v.remove_transactions_listener(other)
+    evs.append(_send(b.submit(OrderRequest("r3", aid, "EUR_USD", 100))))
+    asyncio.run(b.stop())
+    return evs, handled, seen, b._in_request
+
+
+@pytest.mark.parametrize("react", [False, True])
+def test_other_listeners_see_the_fast_path_batches_as_on_the_general_path(react, monkeypatch):
+    taken = []
+    real = broker_mod._broker_market
+
+    def counting(*a):
+        out = real(*a)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(broker_mod, "_broker_market", counting)
+    fast = _listener_run(True, react)
+    assert taken == [True, True, True]
+    ref = _listener_run(False, react)
+    if react:  # the general path answers r1 with the listener's order (test below); the rest agrees
+        assert fast[1:] == ref[1:] and fast[0][1:] == ref[0][1:]
+    else:
+        assert fast == ref
+    evs, handled, seen, in_request = fast
+    assert [e.client_id for r in evs for e in r] == ["r1", "r2", "r3"]  # each request answered with its own fill
+    assert in_request == 0
+    assert seen[0] == [(3, "MARKET_ORDER"), (4, "ORDER_FILL")]
+    if react:  # the listener's own order reached the broker's handler? not inside the broker's request
+        assert seen[1] == [(5, "MARKET_ORDER"), (6, "ORDER_FILL")] and handled == []
+    else:
+        assert handled == [] and len(seen) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="known: the general path reads the batch bounds after the listeners ran, "
+                   "so a listener that books an order of its own in reaction swaps the answer")
+def test_general_path_answers_with_its_own_fill_when_a_listener_reenters():
+    evs = _listener_run(False, True)[0]
+    assert [e.client_id for r in evs for e in r] == ["r1", "r2", "r3"]
+
+
+def test_broker_fast_path_declines_what_it_does_not_handle():
+    """Unknown accounts and request objects that are not exactly an
+    OrderRequest go the general way (same answer as before)."""
+    from fastexec.brokers.base import BrokerError
+    from fastexec.sim import _fill
+
+    v = Venue(load_sim_instruments(names=["EUR_USD"]), balance="1000000", clock=lambda: 10**18)
+    b = SimulatedBroker(v)
+    aid = b.account_ids()[0]
+    assert _fill.broker_market(v, OrderRequest("u", "nope", "EUR_USD", 10), b) is None
+    with pytest.raises(BrokerError) as e:
+        _send(b.submit(OrderRequest("u", "nope", "EUR_USD", 10)))
+    assert e.value.status == 404
+
+    class Req(OrderRequest):
+        __slots__ = ()
+
+    assert _fill.broker_market(v, Req("s", aid, "EUR_USD", 10), b) is None
+    evs = _send(b.submit(Req("s", aid, "EUR_USD", 10)))
+    assert [type(e).__name__ for e in evs] == ["OrderFilled"] and evs[0].client_id == "s"
+    assert v.accounts[aid].last_id == 4  # placed once
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["EUR_USD", "USD_JPY", "EUR_GBP"]),
+                          st.integers(-5000, 5000).filter(bool),
+                          st.sampled_from([None, TimeInForce.FOK, TimeInForce.IOC, TimeInForce.GTC]),
+                          st.sampled_from([None, "t"]), st.sampled_from([None, "c"]),
+                          st.sampled_from(["a", "b", "c", "d"])), min_size=1, max_size=25))
+def test_broker_fast_path_random_orders_match_the_general_path(orders):
+    """Random plain (and not so plain) market requests through both paths:
+    the same events and the same venue afterwards."""
+    from .fill_scenario import snapshot
+
+    def go(fast):
+        v = Venue(load_sim_instruments(names=["EUR_USD", "USD_JPY", "EUR_GBP", "GBP_USD"]), balance="50000",
+                  clock=lambda: 10**18, liquidity=4000)
+        v.fast_path = fast
+        b = SimulatedBroker(v)
+        aid = b.account_ids()[0]
+        out = []
+        for k, (name, units, tif, tag, comment, cid) in enumerate(orders):
+            out.append(_send(b.submit(OrderRequest(f"{cid}{k % 3}", aid, name, units, time_in_force=tif, tag=tag,
+                                                   comment=comment))))
+        return out, snapshot(v)
+
+    assert go(True) == go(False)

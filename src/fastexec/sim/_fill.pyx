@@ -29,7 +29,7 @@ half-even rounding of the exact product (``venue.py`` docstring).
 """
 cimport cython
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
-from cpython.list cimport PyList_Append, PyList_GET_SIZE
+from cpython.list cimport PyList_Append, PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 
 cdef object RATE_SCALE = 10**12
@@ -216,16 +216,230 @@ cdef class Position:
         self.resettable_pl = 0
 
 
+# --------------------------------------------------------------------------- account and log
+
+
+@cython.final
+cdef class TxnLog:
+    """An account's transactions as parallel lists (id = position + 1): the
+    kernel's typed copy of ``venue.TxnLog`` (same fields, same reads), so the
+    fill path appends to the lists without attribute lookups."""
+
+    cdef public list types, times, batches, reqs, ps
+
+    def __init__(self):
+        self.types = []
+        self.times = []
+        self.batches = []
+        self.reqs = []
+        self.ps = []
+
+    def __len__(self):
+        return len(self.types)
+
+    def _view(self, Py_ssize_t i):
+        typ = self.types[i]
+        p = self.ps[i]
+        if typ == "ORDER_FILL":
+            p = _Fill(p)
+        return _Txn(i + 1, typ, self.times[i], self.batches[i], self.reqs[i], p)
+
+    def __getitem__(self, k):
+        n = len(self.types)
+        if isinstance(k, slice):
+            return [self._view(i) for i in range(*k.indices(n))]
+        if k < 0:
+            k += n
+        if not 0 <= k < n:
+            raise IndexError(k)
+        return self._view(k)
+
+    def __iter__(self):
+        return (self._view(i) for i in range(len(self.types)))
+
+
+@cython.final
+cdef class Account:
+    """The kernel's typed copy of ``venue.Account`` (same fields and methods)."""
+
+    cdef public object id, user_id, currency, alias, created_ns, balance, pl, resettable_pl, financing
+    cdef public object commission, last_id, last_fill_ns, batch, batch_start, req, hedging, gslo_mode
+    cdef public object margin_call_enter_ns
+    cdef public TxnLog txns
+    cdef public dict orders, pending, by_client, trades, open_trades, trades_by_client, positions
+    cdef public list routes
+
+    def __init__(self, id_, user_id, currency, created_ns):
+        self.id = id_
+        self.user_id = user_id
+        self.currency = currency
+        self.alias = "Primary"
+        self.created_ns = created_ns
+        self.balance = 0
+        self.pl = 0
+        self.resettable_pl = 0
+        self.financing = 0
+        self.commission = 0
+        self.last_id = 0
+        self.txns = TxnLog()
+        self.orders = {}
+        self.pending = {}
+        self.by_client = {}
+        self.trades = {}
+        self.open_trades = {}
+        self.trades_by_client = {}
+        self.positions = {}
+        self.last_fill_ns = None
+        self.batch = 0
+        self.batch_start = 0
+        self.req = None
+        self.hedging = False
+        self.gslo_mode = "ALLOWED"
+        self.margin_call_enter_ns = None
+        self.routes = []  # per instrument index: conversion route to this account's currency
+
+    def txn(self, txn_id):
+        if 1 <= txn_id <= self.last_id:
+            return self.txns[txn_id - 1]
+        return None
+
+    def since(self, txn_id):
+        return self.txns[max(0, txn_id):self.last_id]
+
+
+# classes of venue.py the kernel needs, bound by venue.py once they exist (no circular import)
+cdef object _Venue = None
+cdef object _TxnBatch = None
+cdef object _Fill = None
+cdef object _Txn = None
+
+
+def _bind(venue_cls, txn_batch_cls, fill_cls, txn_cls):
+    global _Venue, _TxnBatch, _Fill, _Txn
+    _Venue, _TxnBatch, _Fill, _Txn = venue_cls, txn_batch_cls, fill_cls, txn_cls
+
+
+# --------------------------------------------------------------------------- slot access
+
+# Plain ``__slots__`` classes the kernel reads on every order (the instrument,
+# the engine's OrderRequest) and the event it builds (OrderFilled): their
+# slots are read and written at the offsets their member descriptors give,
+# which is what ``member_get``/``member_set`` do without the generic
+# attribute lookup around them. Only for objects of exactly that class, and
+# only while every field is such a slot; otherwise the general path runs.
+
+from types import MemberDescriptorType as _MemberDescr
+
+cdef extern from *:
+    """
+    #include "structmember.h"
+    static inline PyObject *fx_slot(PyObject *o, Py_ssize_t off) { return *(PyObject **)((char *)o + off); }
+    static inline void fx_slot_init(PyObject *o, Py_ssize_t off, PyObject *v) {
+        Py_INCREF(v);
+        *(PyObject **)((char *)o + off) = v;
+    }
+    static inline PyObject *fx_alloc(PyObject *t) { return ((PyTypeObject *)t)->tp_alloc((PyTypeObject *)t, 0); }
+    static inline Py_ssize_t fx_member_offset(PyObject *d) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        return (m->type == T_OBJECT_EX && !(m->flags & READONLY)) ? m->offset : -1;
+    }
+    """
+    PyObject *fx_slot(object o, Py_ssize_t off)
+    void fx_slot_init(object o, Py_ssize_t off, object v)
+    Py_ssize_t fx_member_offset(object d)
+    object fx_alloc(object t)
+
+
+cdef bint _offsets(cls, tuple names, Py_ssize_t *out) except -1:
+    """The slot offsets of ``names`` in ``cls`` (its own slots), or False."""
+    cdef Py_ssize_t k = 0, off
+    for n in names:
+        d = cls.__dict__.get(n)
+        if type(d) is not _MemberDescr:
+            return False
+        off = fx_member_offset(d)
+        if off < 0:
+            return False
+        out[k] = off
+        k += 1
+    return True
+
+
+from fastexec.brokers.base import OrderFilled as _OrderFilled, OrderRequest as _OrderRequest
+from fastexec.sim.instruments import SimInstrument as _SimInstrument
+
+# SimInstrument
+cdef Py_ssize_t I_OFF[5]
+cdef bint I_OK = _offsets(_SimInstrument, ("index", "name", "minimum_trade_size", "maximum_order_units",
+                                           "margin_rate"), I_OFF)
+cdef enum:
+    I_INDEX = 0
+    I_NAME = 1
+    I_MIN = 2
+    I_MAX = 3
+    I_MARGIN = 4
+
+# OrderRequest (all its fields: a new field makes this False, and the general path runs)
+_REQUEST_FIELDS = ("client_id", "account_id", "instrument", "units", "type", "price", "price_bound", "time_in_force",
+                   "gtd_time_ns", "position_fill", "trigger_condition", "stop_loss", "take_profit", "trailing_stop",
+                   "tag", "comment")
+cdef Py_ssize_t R_OFF[16]
+cdef bint R_OK = (tuple(getattr(_OrderRequest, "__dataclass_fields__", {})) == _REQUEST_FIELDS
+                  and _offsets(_OrderRequest, _REQUEST_FIELDS, R_OFF))
+
+# OrderFilled: built field by field (what the dataclass's own __init__ does
+# for a frozen slotted class, without its per-field Python calls); only while
+# the dataclass has exactly these fields, each a slot, else through its
+# constructor
+_FILLED_FIELDS = ("account_id", "client_id", "broker_order_id", "txn_id", "instrument", "units", "price", "reason",
+                  "time_ns", "pl", "financing", "commission", "account_balance", "trade_opened_id", "trades_closed")
+cdef Py_ssize_t F_OFF[15]
+cdef bint F_OK = (tuple(getattr(_OrderFilled, "__dataclass_fields__", {})) == _FILLED_FIELDS
+                  and _offsets(_OrderFilled, _FILLED_FIELDS, F_OFF))
+DIRECT_EVENTS = F_OK  # the fast construction is in use (tests check it)
+
+
+cdef inline object _islot(inst, Py_ssize_t k):
+    """A SimInstrument field (exact type checked by the caller)."""
+    cdef PyObject *p = fx_slot(inst, I_OFF[k])
+    if p is NULL:
+        raise AttributeError(("index", "name", "minimum_trade_size", "maximum_order_units", "margin_rate")[k])
+    return <object>p
+
+
+cdef object _filled(account_id, client_id, broker_order_id, txn_id, instrument, units, price, reason, time_ns, pl,
+                    account_balance, trade_opened_id, trades_closed):
+    if not F_OK:
+        return _OrderFilled(account_id, client_id, broker_order_id, txn_id, instrument, units, price, reason, time_ns,
+                            pl, 0, 0, account_balance, trade_opened_id, trades_closed)
+    ev = fx_alloc(_OrderFilled)
+    fx_slot_init(ev, F_OFF[0], account_id)
+    fx_slot_init(ev, F_OFF[1], client_id)
+    fx_slot_init(ev, F_OFF[2], broker_order_id)
+    fx_slot_init(ev, F_OFF[3], txn_id)
+    fx_slot_init(ev, F_OFF[4], instrument)
+    fx_slot_init(ev, F_OFF[5], units)
+    fx_slot_init(ev, F_OFF[6], price)
+    fx_slot_init(ev, F_OFF[7], reason)
+    fx_slot_init(ev, F_OFF[8], time_ns)
+    fx_slot_init(ev, F_OFF[9], pl)
+    fx_slot_init(ev, F_OFF[10], ZERO)
+    fx_slot_init(ev, F_OFF[11], ZERO)
+    fx_slot_init(ev, F_OFF[12], account_balance)
+    fx_slot_init(ev, F_OFF[13], trade_opened_id)
+    fx_slot_init(ev, F_OFF[14], trades_closed)
+    return ev
+
+
 # --------------------------------------------------------------------------- kernel
 
 
 cdef tuple UNIT_FACTORS = (RATE_SCALE, RATE_SCALE, RATE_SCALE)
 
 
-cdef inline tuple _factors(venue, acct, inst):
+cdef inline tuple _factors(venue, Account acct, inst, Py_ssize_t i):
     """(gain, loss, mid) conversion factors; the same-currency case without a call."""
     cdef list routes = acct.routes
-    cdef Py_ssize_t i = inst.index
     if i < PyList_GET_SIZE(routes):
         r = routes[i]
         if r is not None and not r:
@@ -233,14 +447,13 @@ cdef inline tuple _factors(venue, acct, inst):
     return tuple(venue._acct_factors(acct, inst))
 
 
-cdef inline Py_ssize_t _append(list types, list times, list batches, list reqs, list ps,
-                               str typ, object now, object batch, object req, object p) except -1:
-    PyList_Append(types, typ)
-    PyList_Append(times, now)
-    PyList_Append(batches, batch)
-    PyList_Append(reqs, req)
-    PyList_Append(ps, p)
-    return PyList_GET_SIZE(types)
+cdef inline object _append(TxnLog log, str typ, object now, object batch, object req, object p):
+    PyList_Append(log.types, typ)
+    PyList_Append(log.times, now)
+    PyList_Append(log.batches, batch)
+    PyList_Append(log.reqs, req)
+    PyList_Append(log.ps, p)
+    return PyList_GET_SIZE(log.types)
 
 
 def _mul_rhe(a, b, c, d, den):
@@ -249,61 +462,70 @@ def _mul_rhe(a, b, c, d, den):
     return mul_rhe(a, b, c, d, dens[den], den)
 
 
-def place_market(venue, acct, Order o, request_id):
+def place_market(venue, Account acct, Order o, request_id):
     """Run a plain market order to its fill, or return None (nothing changed).
 
     Returns the v20 response keys (``orderCreateTransaction`` and
     ``orderFillTransaction`` transaction ids) with the batch open: the caller
     closes it (``Venue._end``) and builds the ``Result``.
     """
+    if not _book(venue, acct, o, request_id):
+        return None
+    return {"orderCreateTransaction": o.id, "orderFillTransaction": o.fill_txn}
+
+
+cdef bint _book(venue, Account acct, Order o, request_id) except -1:
+    """``place_market``: True when booked (create + fill appended, batch
+    open), False with nothing changed for an order the general path must run."""
     # ---- is this an order the kernel handles, and will it fill? (no mutation)
     if o.type != "MARKET" or o.tp is not None or o.sl is not None or o.tsl is not None:
-        return None
+        return False
     if o.price_bound is not None or o.trade_client_ext is not None or o.trade_id is not None:
-        return None
+        return False
     if o.closeout is not None or o.trade_close_units is not None or o.replaces_id is not None:
-        return None
+        return False
     if o.reason != "CLIENT_ORDER" or o.trigger != "DEFAULT":
-        return None
+        return False
     tif = o.tif
     if tif != "FOK" and tif != "IOC":
-        return None
+        return False
     pf = o.position_fill
     if pf != "DEFAULT" and pf != "REDUCE_FIRST":
-        return None
-    if venue.slippage_steps:
-        return None
+        return False
     inst = o.inst
-    if inst is None:
-        return None
+    if type(inst) is not _SimInstrument or not I_OK:
+        return False
     units = o.units
     if type(units) is not int or units == 0:
-        return None
+        return False
+    if venue.slippage_steps:
+        return False
     buy = units > 0
     au = units if buy else -units
-    if au > inst.maximum_order_units or au < inst.minimum_trade_size:
-        return None
+    if au > _islot(inst, I_MAX) or au < _islot(inst, I_MIN):
+        return False
     ce = o.client_ext
     cid = None
     cdef dict by_client = acct.by_client
     if ce is not None:
-        cid = ce.get("id")
+        cid = (<dict>ce).get("id") if type(ce) is dict else ce.get("id")
         if cid is not None:
             if type(cid) is not str or len(<str>cid) == 0 or len(<str>cid) > 128:
-                return None
+                return False
             other = by_client.get(cid)
             if other is not None and (<Order?>other).state == "PENDING":
-                return None
+                return False
     if au > venue.liquidity:
-        return None
-    cdef Py_ssize_t i = inst.index
+        return False
+    ii = _islot(inst, I_INDEX)
+    cdef Py_ssize_t i = ii
     cdef list bids = venue.bids
     cdef list asks = venue.asks
     bid = bids[i]
     ask = asks[i]
     px = ask if buy else bid
     cdef dict positions = acct.positions
-    cdef Position pos = positions.get(i)
+    cdef Position pos = positions.get(ii)
     net = pos.units if pos is not None else ZERO
     reducible = ZERO
     if net and (net > 0) != buy:
@@ -312,6 +534,7 @@ def place_market(venue, acct, Order o, request_id):
             reducible = au
     opening = au - reducible
     cdef Position p2
+    cdef Py_ssize_t j
     if opening > 0:
         # margin: the position after the fill must be covered by NAV
         after = net + units
@@ -324,15 +547,16 @@ def place_market(venue, acct, Order o, request_id):
                 j = pinst.index
                 b2 = bids[j]
                 a2 = asks[j]
-                gain2, loss2, midf2 = _factors(venue, acct, pinst)
+                gain2, loss2, midf2 = _factors(venue, acct, pinst, j)
                 q = u * (b2 if u > 0 else a2) - p2.cost
                 nav += mul_rhe(q, gain2 if q >= 0 else loss2, 1, 1, PL_DEN_C, PL_DEN)
                 if j != i:
                     mu += mul_rhe(pinst.margin_rate, u if u > 0 else -u, b2 + a2, midf2, MARGIN_DEN2_C, MARGIN_DEN2)
-        midf = _factors(venue, acct, inst)[2]
-        mu += mul_rhe(inst.margin_rate, after if after > 0 else -after, bid + ask, midf, MARGIN_DEN2_C, MARGIN_DEN2)
+        midf = _factors(venue, acct, inst, i)[2]
+        mu += mul_rhe(_islot(inst, I_MARGIN), after if after > 0 else -after, bid + ask, midf, MARGIN_DEN2_C,
+                      MARGIN_DEN2)
         if mu > nav:
-            return None
+            return False
 
     # ---- book it: create + fill in one batch
     now = venue.clock()
@@ -342,26 +566,24 @@ def place_market(venue, acct, Order o, request_id):
     acct.batch = batch
     acct.batch_start = last
     acct.req = request_id
-    log = acct.txns
-    cdef list types = log.types, times = log.times, batches = log.batches, reqs = log.reqs, ps = log.ps
-    oid = _append(types, times, batches, reqs, ps, "MARKET_ORDER", now, batch, request_id, o)
+    cdef TxnLog log = acct.txns
+    oid = _append(log, "MARKET_ORDER", now, batch, request_id, o)
     o.id = oid
     o.create_ns = now
     o.reason = "CLIENT_ORDER"
-    cdef dict orders = acct.orders
-    orders[oid] = o
+    acct.orders[oid] = o
     if cid is not None:
         by_client[cid] = o
-    fid = _append(types, times, batches, reqs, ps, "ORDER_FILL", now, batch, request_id, o)
+    fid = _append(log, "ORDER_FILL", now, batch, request_id, o)
     acct.last_id = fid
 
-    gain, loss, midf = _factors(venue, acct, inst)
+    gain, loss, midf = _factors(venue, acct, inst, i)
     o.fill_units = units
     o.fill_price = px
     o.fill_reason = "MARKET_ORDER"
     o.fill_bid = bid
     o.fill_ask = ask
-    o.fill_ptime = venue.ptimes[i]
+    o.fill_ptime = (<list>venue.ptimes)[i]
     o.fill_gain = gain
     o.fill_loss = loss
     o.fill_trade = None
@@ -370,7 +592,7 @@ def place_market(venue, acct, Order o, request_id):
     o.state = "FILLED"  # before closing trades, so an exit does not cancel itself as a dependent
     if pos is None:
         pos = Position(inst)
-        positions[i] = pos
+        positions[ii] = pos
     spread = ask - bid
     total_pl = ZERO
     total_hs = ZERO
@@ -442,8 +664,19 @@ def place_market(venue, acct, Order o, request_id):
     if opening:
         ou = opening if buy else -opening
         hs = mul_rhe(opening, spread, loss, 1, PL_DEN2_C, PL_DEN2)
-        im = mul_rhe(inst.margin_rate, opening, bid + ask, midf, MARGIN_DEN2_C, MARGIN_DEN2)
-        tr = Trade(fid, inst, px, now, ou, im, None)
+        im = mul_rhe(_islot(inst, I_MARGIN), opening, bid + ask, midf, MARGIN_DEN2_C, MARGIN_DEN2)
+        tr = Trade.__new__(Trade)
+        tr.id = fid
+        tr.inst = inst
+        tr.price = px
+        tr.open_ns = now
+        tr.state = "OPEN"
+        tr.initial_units = ou
+        tr.initial_margin = im
+        tr.units = ou
+        tr.realized_pl = ZERO
+        tr.closed_units = ZERO
+        tr.closed_value = ZERO
         tr.half_spread = hs
         acct.trades[fid] = tr
         acct.open_trades[fid] = tr
@@ -459,70 +692,16 @@ def place_market(venue, acct, Order o, request_id):
     o.fill_txn = fid
     o.filled_ns = now
     acct.last_fill_ns = now
-    return {"orderCreateTransaction": oid, "orderFillTransaction": fid}
+    return True
 
 
 # --------------------------------------------------------------------------- broker events
 
 from cpython.object cimport PyTypeObject
-from cpython.tuple cimport PyTuple_GET_ITEM
-
-from fastexec.brokers.base import OrderFilled as _OrderFilled
-
-cdef extern from "Python.h":
-    PyTypeObject* Py_TYPE(object)
-
-# the event is built field by field through its slot descriptors (what the
-# dataclass's own __init__ does for a frozen slotted class, without its
-# per-field Python calls); only while the dataclass has exactly these fields,
-# each a slot, else through its constructor
-_FILLED_FIELDS = ("account_id", "client_id", "broker_order_id", "txn_id", "instrument", "units", "price", "reason",
-                  "time_ns", "pl", "financing", "commission", "account_balance", "trade_opened_id", "trades_closed")
 
 
-def _slot_descriptors():
-    if tuple(getattr(_OrderFilled, "__dataclass_fields__", {})) != _FILLED_FIELDS:
-        return None
-    ds = tuple(_OrderFilled.__dict__.get(n) for n in _FILLED_FIELDS)
-    if not all(type(d).__name__ == "member_descriptor" for d in ds):
-        return None
-    return ds
-
-
-cdef object _DESCRS = _slot_descriptors()
-DIRECT_EVENTS = _DESCRS is not None  # the fast construction is in use (tests check it)
-cdef tuple _NOARGS = ()
-
-
-cdef object _filled(tuple values):
-    cdef Py_ssize_t k
-    cdef object d
-    if _DESCRS is None:
-        return _OrderFilled(*values)
-    ev = \
-        (<PyTypeObject*>_OrderFilled).tp_new(_OrderFilled, <PyObject*>_NOARGS, NULL)
-    for k in range(15):
-        d = <object>PyTuple_GET_ITEM(_DESCRS, k)
-        Py_TYPE(d).tp_descr_set(d, ev, <object>PyTuple_GET_ITEM(values, k))
-    return ev
-
-
-def market_fill_events(acct, Py_ssize_t lo, Py_ssize_t hi):
-    """Broker events of a batch that is exactly a client market order and its
-    fill (what ``place_market`` books), or None for any other batch (the
-    caller then maps the transactions in general)."""
-    if hi - lo != 2:
-        return None
-    log = acct.txns
-    cdef list types = log.types, ps = log.ps
-    if types[lo] != "MARKET_ORDER" or types[lo + 1] != "ORDER_FILL":
-        return None
-    o_ = ps[lo]
-    if o_ is not ps[lo + 1] or type(o_) is not Order:
-        return None
-    cdef Order o = <Order>o_
-    if o.reason != "CLIENT_ORDER":
-        return None
+cdef object _fill_event(Account acct, Order o, Py_ssize_t fid, time_ns):
+    """The ``OrderFilled`` of a client market order's fill (transaction ``fid``)."""
     ce = o.client_ext
     cid = None
     if type(ce) is dict:
@@ -538,8 +717,28 @@ def market_fill_events(acct, Py_ssize_t lo, Py_ssize_t hi):
         closed += (_id_str(fr[0]),)
     tr = o.fill_trade
     opened = _id_str((<Trade>tr).id) if tr is not None else None
-    return [_filled((acct.id, cid, _id_str(o.id), lo + 2, o.inst.name, o.fill_units, o.fill_price, o.fill_reason,
-                     log.times[lo + 1], o.fill_pl, 0, 0, o.fill_balance, opened, closed))]
+    return _filled(acct.id, cid, _id_str(o.id), fid, _islot(o.inst, I_NAME) if type(o.inst) is _SimInstrument and I_OK
+                   else o.inst.name, o.fill_units, o.fill_price, o.fill_reason,
+                   time_ns, o.fill_pl, o.fill_balance, opened, closed)
+
+
+def market_fill_events(Account acct, Py_ssize_t lo, Py_ssize_t hi):
+    """Broker events of a batch that is exactly a client market order and its
+    fill (what ``place_market`` books), or None for any other batch (the
+    caller then maps the transactions in general)."""
+    if hi - lo != 2:
+        return None
+    cdef TxnLog log = acct.txns
+    cdef list types = log.types, ps = log.ps
+    if types[lo] != "MARKET_ORDER" or types[lo + 1] != "ORDER_FILL":
+        return None
+    o_ = ps[lo]
+    if o_ is not ps[lo + 1] or type(o_) is not Order:
+        return None
+    cdef Order o = <Order>o_
+    if o.reason != "CLIENT_ORDER":
+        return None
+    return [_fill_event(acct, o, lo + 2, log.times[lo + 1])]
 
 
 cdef inline str _id_str(object x):
@@ -558,57 +757,104 @@ cdef object _TIF_FOK = _TIF.FOK
 cdef object _TIF_IOC = _TIF.IOC
 
 
-def broker_market(venue, acct, r):
+cdef inline object _rslot(r, Py_ssize_t k):
+    cdef PyObject *p = fx_slot(r, R_OFF[k])
+    if p is NULL:
+        raise AttributeError(_REQUEST_FIELDS[k])
+    return <object>p
+
+
+cdef int _end_batch(venue, Account acct, broker) except -1:
+    """``Venue._end`` inside ``broker``'s request: listeners see the batch,
+    except the broker's own, which ignores its requests' batches (it is
+    skipped, not called; the others run with the broker's request count
+    raised, as ``SimulatedBroker.submit`` runs the general path)."""
+    cdef list listeners = venue._txn_listeners
+    if not listeners:
+        return 0
+    lo = acct.batch_start
+    hi = acct.last_id
+    if not hi > lo:
+        return 0
+    own = broker._txn_listener
+    if PyList_GET_SIZE(listeners) == 1 and (<object>PyList_GET_ITEM(listeners, 0)) is own:
+        return 0
+    new = _TxnBatch(acct.txns, lo, hi)
+    broker._in_request += 1
+    try:
+        for fn in tuple(listeners):
+            if fn is not own:
+                fn(acct, new)
+    finally:
+        broker._in_request -= 1
+    return 0
+
+
+def broker_market(venue, r, broker):
     """``SimulatedBroker.submit`` of a plain market ``OrderRequest``: the
     venue order built directly, booked by ``place_market``, the batch closed
-    (``Venue._end``: listeners see it) and its events returned: the list, or
-    ``(lo, hi)`` transaction ids for the caller to map when the batch holds
-    more than the fill. None, with nothing changed, for any request the
-    general path must handle."""
-    if r.type is not _OT_MARKET or r.price is not None or r.price_bound is not None:
+    (``Venue._end``: listeners see it, see ``_end_batch``) and its events
+    returned: the list, or ``(lo, hi)`` transaction ids for the caller to map
+    when the batch holds more than the fill. None, with nothing changed, for
+    any request the general path must handle (an unknown account too: the
+    general path reports it)."""
+    if type(r) is not _OrderRequest or not R_OK:
         return None
-    if r.stop_loss is not None or r.take_profit is not None or r.trailing_stop is not None:
+    acct = (<dict>venue.accounts).get(_rslot(r, 1))
+    if type(acct) is not Account:
         return None
-    if r.position_fill is not _PF_DEFAULT or r.trigger_condition is not _TC_DEFAULT:
+    if _rslot(r, 4) is not _OT_MARKET or _rslot(r, 5) is not None or _rslot(r, 6) is not None:  # type, price, bound
         return None
-    t = r.time_in_force
+    if _rslot(r, 11) is not None or _rslot(r, 12) is not None or _rslot(r, 13) is not None:  # exits on fill
+        return None
+    if _rslot(r, 9) is not _PF_DEFAULT or _rslot(r, 10) is not _TC_DEFAULT:
+        return None
+    t = _rslot(r, 7)
     if t is None or t is _TIF_FOK:
         tif = "FOK"
     elif t is _TIF_IOC:
         tif = "IOC"
     else:
         return None
-    inst = (<dict>venue.by_name).get(r.instrument)
+    inst = (<dict>venue.by_name).get(_rslot(r, 2))
     if inst is None:
         return None
-    cdef dict ce = {"id": r.client_id}
-    tag = r.tag
+    cdef dict ce = {"id": _rslot(r, 0)}
+    tag = _rslot(r, 14)
     if tag is not None:
         ce["tag"] = tag
-    comment = r.comment
+    comment = _rslot(r, 15)
     if comment is not None:
         ce["comment"] = comment
     cdef Order o = Order.__new__(Order)
     o.id = 0
     o.type = "MARKET"
     o.inst = inst
-    o.units = r.units
+    o.units = _rslot(r, 3)
     o.tif = tif
-    o.gtd_ns = r.gtd_time_ns
+    o.gtd_ns = _rslot(r, 8)
     o.position_fill = "DEFAULT"
     o.trigger = "DEFAULT"
     o.client_ext = ce
     o.state = "PENDING"
     o.reason = "CLIENT_ORDER"
     o.create_ns = 0
-    keys = place_market(venue, acct, o, None)
-    if keys is None:
+    cdef Account a = <Account>acct
+    if not _book(venue, a, o, None):
         return None
-    lo = acct.batch_start
-    hi = acct.last_id
-    venue._end(acct)
-    evs = market_fill_events(acct, lo, hi)
+    lo = a.batch_start
+    hi = a.last_id
+    # the event, from the order's fill as booked (before listeners run)
+    ev = _fill_event(a, o, hi, o.filled_ns) if hi - lo == 2 else None
+    if type(venue) is _Venue:
+        _end_batch(venue, a, broker)
+    else:
+        broker._in_request += 1
+        try:
+            venue._end(a)
+        finally:
+            broker._in_request -= 1
     # booked: never None from here on (None would make the caller place it
     # again). A batch with more than the fill (the closed trade's exits were
     # cancelled) is mapped by the caller from the transaction ids.
-    return evs if evs is not None else (lo, hi)
+    return [ev] if ev is not None else (lo, hi)

@@ -47,7 +47,7 @@ else:  # pragma: no cover - only without the compiled kernel
     def _market_fill_events(acct, lo, hi):
         return None
 
-    def _broker_market(venue, acct, r):
+    def _broker_market(venue, r, broker):
         return None
 
 
@@ -134,6 +134,9 @@ class SimulatedBroker(Broker):
         self._in_request = 0
         self._ticker: Optional[asyncio.Task] = None
         self._started = False
+        # the one bound method registered as the venue's listener: the kernel
+        # skips it in this broker's own requests (it would return at once)
+        self._txn_listener = self._on_txns
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -144,7 +147,7 @@ class SimulatedBroker(Broker):
         if self._started:
             return
         self._started = True
-        self.venue.on_transactions(self._on_txns)
+        self.venue.on_transactions(self._txn_listener)
         self.venue.on_price(self._on_price)
         if self.tick_interval:
             self._ticker = asyncio.create_task(self._tick_loop())
@@ -158,7 +161,7 @@ class SimulatedBroker(Broker):
                 pass
             self._ticker = None
         if self._started:
-            self.venue.remove_transactions_listener(self._on_txns)
+            self.venue.remove_transactions_listener(self._txn_listener)
             self.venue.remove_price_listener(self._on_price)
             self._started = False
 
@@ -230,19 +233,19 @@ class SimulatedBroker(Broker):
                      tp=tp, sl=sl, tsl=tsl)
 
     async def submit(self, request: OrderRequest) -> list[BrokerEvent]:
-        aid = request.account_id
         v = self.venue
+        if v.fast_path:  # a plain market order: compiled from request to OrderFilled (see _fill.broker_market)
+            evs = _broker_market(v, request, self)
+            if evs is not None:  # booked (never place it again)
+                if type(evs) is tuple:
+                    return events_of(v, v.accounts[request.account_id], evs[0], evs[1])
+                return evs
+        aid = request.account_id
         acct = v.accounts.get(aid)
         if acct is None:
             raise BrokerError(f"unknown account {aid}", status=404)
         self._in_request += 1
         try:
-            if v.fast_path:  # a plain market order: compiled from request to OrderFilled
-                evs = _broker_market(v, acct, request)
-                if evs is not None:  # booked (never place it again)
-                    if type(evs) is tuple:
-                        return events_of(v, acct, evs[0], evs[1])
-                    return evs
             o = self._order(aid, request)
             res = o if type(o) is Result else v.place_order(aid, o)
         finally:

@@ -481,14 +481,15 @@ class Account:
 
 
 # The compiled kernel (``_fill.pyx``) replaces the model classes above with
-# collector-free extension types of the same shape and adds the market-order
-# fast path. The pure-Python definitions stay as the fallback for a checkout
+# extension types of the same shape (collector-free for the per-order ones;
+# Account and TxnLog typed so the kernel reaches their fields directly) and
+# adds the market-order fast path. The pure-Python definitions stay as the fallback for a checkout
 # whose extensions are not built (or FASTEXEC_SIM_PURE=1, which the tests use
 # to run the reference path).
 _place_market = None
 if not os.environ.get("FASTEXEC_SIM_PURE"):
     try:
-        from ._fill import OnFill, Order, Position, Trade  # type: ignore[no-redef]  # noqa: F811
+        from ._fill import Account, OnFill, Order, Position, Trade, TxnLog  # type: ignore[no-redef]  # noqa: F811
         from ._fill import place_market as _place_market
     except ImportError:  # pragma: no cover - only before the extensions are built
         _place_market = None
@@ -1714,3 +1715,9 @@ class Venue:
 
     def open_trades(self, account_id: str) -> list:
         return list(self.account(account_id).open_trades.values())
+
+
+if HAVE_KERNEL:  # the kernel's fast paths build these (it cannot import this module: it is imported by it)
+    from ._fill import _bind
+
+    _bind(Venue, TxnBatch, Fill, Txn)
