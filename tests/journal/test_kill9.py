@@ -50,7 +50,7 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("mode,snap_every", [("fsync", 0), ("none", 50)])
+@pytest.mark.parametrize("mode,snap_every", [("fsync", 0), ("fdatasync", 0), ("none", 50)])
 def test_kill9_never_loses_an_acknowledged_record(tmp_path, mode, snap_every):
     rng = random.Random(7)
     directory = str(tmp_path / "journal")

@@ -11,7 +11,8 @@ import pytest
 
 from fastexec.journal import JournalWriter, read_records, verify
 from fastexec.journal.reader import list_segments, segment_name
-from fastexec.journal.codec import encode
+from fastexec.journal.codec import encode, scan_bytes
+from fastexec.journal.reader import scan_segment
 
 
 def rec(i: int) -> dict:
@@ -113,9 +114,11 @@ async def test_open_truncates_a_torn_tail_before_appending(tmp_path):
     w = JournalWriter(str(tmp_path))
     info = w.open()
     assert info.last_seq == 3 and info.truncated_bytes > 0 and info.tail_reason
-    assert os.path.getsize(path) == len(good)
+    on_disk = path.read_bytes()  # the torn bytes are gone; only preallocated zeros follow the good records
+    assert on_disk[: len(good)] == good and on_disk[len(good):].count(0) == len(on_disk) - len(good)
     assert await w.write(rec(99)) == 4  # the torn record's number is reused: it was never acknowledged
     await w.close()
+    assert os.path.getsize(path) == len(good) + len(encode(4, rec(99)))  # a clean close trims the zeros
     assert [(r.seq, r.payload["units"]) for r in read_records(str(tmp_path))] == [(1, 1), (2, 2), (3, 3), (4, 99)]
     assert verify(str(tmp_path)).ok
 
@@ -240,3 +243,109 @@ async def test_concurrent_snapshots_are_serialised(tmp_path):
     assert len(set(paths)) == 1
     await j.close()
     assert load_latest_snapshot(str(tmp_path)).seq == 50
+
+
+# ---------------------------------------------------------------- preallocated segments
+
+
+def data_and_tail(path):
+    raw = open(path, "rb").read()
+    res = scan_bytes(raw)
+    return res, raw
+
+
+@pytest.mark.parametrize("mode", ["fsync", "fdatasync"])
+async def test_segments_are_preallocated_with_written_zeros_and_trimmed_on_close(tmp_path, mode):
+    w = JournalWriter(str(tmp_path), durability=mode, preallocate=64 * 1024)
+    w.open()
+    path = w.segment_path
+    assert os.path.getsize(path) >= 64 * 1024  # room ahead of the data before the first record
+    frames = [encode(i, rec(i)) for i in range(1, 11)]
+    for i in range(1, 11):
+        await w.write(rec(i))
+    res, raw = data_and_tail(path)
+    data_len = sum(map(len, frames))
+    assert res.good_end == data_len and raw[:data_len] == b"".join(frames)
+    assert res.zero_tail == len(raw) - data_len > 0 and not res.torn_tail
+    # the file is not fragmented into holes: every block of the tail is allocated
+    st = os.stat(path)
+    assert st.st_blocks * 512 >= st.st_size
+    await w.close()
+    assert os.path.getsize(path) == data_len  # a clean close trims the zeros
+
+
+async def test_preallocation_grows_ahead_of_the_data(tmp_path):
+    w = JournalWriter(str(tmp_path), preallocate=4096, segment_bytes=1 << 20)
+    w.open()
+    for i in range(1, 301):  # ~25 KB of records: several extensions
+        await w.write(rec(i))
+    res, raw = data_and_tail(w.segment_path)
+    assert [r.seq for r in res.records] == list(range(1, 301)) and res.zero_tail > 0
+    assert w.stats.preallocated >= len(raw) - 4096
+    await w.close()
+    assert verify(str(tmp_path)).ok
+
+
+async def test_a_crashed_writer_leaves_a_zero_tail_that_the_next_open_writes_over(tmp_path):
+    w = JournalWriter(str(tmp_path), preallocate=64 * 1024)
+    w.open()
+    for i in range(1, 4):
+        await w.write(rec(i))
+    path = w.segment_path
+    w.abandon()  # like kill -9: nothing trimmed
+    res, raw = data_and_tail(path)
+    assert res.zero_tail > 0 and not res.torn_tail
+    rep = verify(str(tmp_path))
+    assert rep.ok and rep.last_seq == 3 and rep.torn_tail is None  # zeros are the clean end, not damage
+    w2 = JournalWriter(str(tmp_path), preallocate=64 * 1024)
+    info = w2.open()
+    assert info.last_seq == 3 and info.truncated_bytes == 0 and info.tail_reason == ""
+    assert await w2.write(rec(4)) == 4
+    await w2.close()
+    assert [(r.seq, r.payload) for r in read_records(str(tmp_path))] == [(i, rec(i)) for i in range(1, 5)]
+    assert os.path.getsize(path) == sum(len(encode(i, rec(i))) for i in range(1, 5))
+
+
+@pytest.mark.parametrize("cut", [1, 7, 19, 20, 21, 60])
+async def test_a_crash_mid_write_into_preallocated_space_is_a_torn_tail(tmp_path, cut):
+    """The crash landed part of a record in the zero-filled space: the next
+    open drops exactly that record (never acknowledged), keeps the rest, and
+    appending after it leaves no damage in the middle of the file."""
+    w = JournalWriter(str(tmp_path), preallocate=64 * 1024)
+    w.open()
+    for i in range(1, 4):
+        await w.write(rec(i))
+    path, end = w.segment_path, w._pos
+    w.abandon()
+    torn = encode(4, rec(4))[:cut]
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, torn, end)  # the part of record 4 that reached the disk
+    finally:
+        os.close(fd)
+    rep = verify(str(tmp_path))
+    assert rep.ok and rep.last_seq == 3 and rep.torn_tail is not None and rep.torn_tail[1] == end
+    w2 = JournalWriter(str(tmp_path), preallocate=64 * 1024)
+    info = w2.open()
+    assert info.last_seq == 3 and info.truncated_bytes > 0 and info.tail_reason
+    assert await w2.write(rec(40)) == 4  # the torn record's number is reused: it was never acknowledged
+    await w2.write(rec(5))
+    w2.abandon()  # crash again: zero tail after good records
+    assert [(r.seq, r.payload["units"]) for r in read_records(str(tmp_path))] == [(1, 1), (2, 2), (3, 3), (4, 40), (5, 5)]
+    assert verify(str(tmp_path)).ok
+
+
+async def test_sealed_segments_end_at_their_data(tmp_path):
+    w = JournalWriter(str(tmp_path), segment_bytes=2048, preallocate=2048)
+    w.open()
+    for i in range(1, 101):
+        await w.write(rec(i))
+    live = w.segment_path
+    segs = list_segments(str(tmp_path))
+    assert len(segs) > 3
+    for first, path in segs:
+        if path != live:
+            res = scan_segment(path, last=False, expect_seq=first)  # strict: no torn tail, no zeros
+            assert res.zero_tail == 0 and res.good_end == os.path.getsize(path)
+    w.abandon()
+    assert [r.seq for r in read_records(str(tmp_path))] == list(range(1, 101))

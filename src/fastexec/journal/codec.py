@@ -69,19 +69,32 @@ class Record:
     segment: str = ""
 
 
+_dumps = orjson.dumps
+_crc32 = zlib.crc32
+_pack_prefix = _PREFIX.pack
+_pack_header = HEADER.pack
+
+
 def encode(seq: int, payload: dict) -> bytes:
     """One complete frame; raises TypeError for payloads orjson cannot encode
-    (floats are allowed by JSON but the journal's producers use ints only)."""
-    return encode_raw(seq, orjson.dumps(payload))
+    (floats are allowed by JSON but the journal's producers use ints only).
+
+    The hot path of every append: one ``dumps``, the CRC over the 16-byte
+    prefix and the body, one ``pack`` of the whole header, one concatenation.
+    """
+    body = _dumps(payload)
+    n = len(body)
+    if n > MAX_PAYLOAD:
+        raise ValueError(f"journal record of {n} bytes exceeds the {MAX_PAYLOAD}-byte limit")
+    return _pack_header(MAGIC, VERSION, n, seq, _crc32(body, _crc32(_pack_prefix(MAGIC, VERSION, n, seq)))) + body
 
 
 def encode_raw(seq: int, body: bytes, max_payload: int = MAX_PAYLOAD) -> bytes:
     """A frame around an already-encoded JSON object (snapshots encode once, on the loop)."""
     if len(body) > max_payload:
         raise ValueError(f"journal record of {len(body)} bytes exceeds the {max_payload}-byte limit")
-    prefix = _PREFIX.pack(MAGIC, VERSION, len(body), seq)
-    crc = zlib.crc32(body, zlib.crc32(prefix))
-    return b"".join((prefix, struct.pack("<I", crc), body))
+    n = len(body)
+    return _pack_header(MAGIC, VERSION, n, seq, _crc32(body, _crc32(_pack_prefix(MAGIC, VERSION, n, seq)))) + body
 
 
 @dataclass(slots=True)
@@ -132,6 +145,9 @@ class ScanResult:
     ``good_end`` is the offset just past the last good record: a writer
     truncates the file there before appending again. ``torn_tail`` says bytes
     after ``good_end`` were dropped (a record cut short by a crash).
+    ``zero_tail`` counts the zero bytes after ``good_end`` when nothing but
+    zeros follows: space the writer preallocated and had not written yet (the
+    clean end of a live segment, not damage).
     """
 
     path: str
@@ -140,6 +156,7 @@ class ScanResult:
     size: int = 0
     torn_tail: bool = False
     tail_reason: str = ""
+    zero_tail: int = 0
 
     @property
     def first_seq(self) -> Optional[int]:
@@ -161,7 +178,12 @@ def scan_bytes(data: bytes, path: str = "<memory>", *, decode: bool = True, expe
     ``CorruptJournalError`` (with the offset of the bad frame); a bad frame
     with nothing valid after it is a torn tail, dropped and reported in the
     result, or raised too when ``allow_torn_tail`` is False (sealed segments
-    were fsynced before the next one was opened, so they have no excuse).
+    were fsynced and trimmed before the next one was opened, so they have no
+    excuse). Where a frame would start and every byte to the end of the file
+    is zero, the segment simply ends there (``zero_tail``): the writer
+    preallocates zero-filled space ahead of its appends. Only the live (last)
+    segment may end that way; anything that is not all zeros is judged
+    exactly as before.
     Sequence numbers must rise by exactly one; ``expect_seq`` checks the first.
     """
     buf = memoryview(data)
@@ -171,6 +193,10 @@ def scan_bytes(data: bytes, path: str = "<memory>", *, decode: bool = True, expe
     while pos < len(data):
         frame, reason = _frame_at(buf, pos, max_payload)
         if frame is None:
+            rest = len(data) - pos
+            if allow_torn_tail and data.count(0, pos) == rest:
+                result.zero_tail = rest  # preallocated, never written: the clean end
+                break
             nxt = _valid_frame_after(data, buf, pos)
             if nxt is not None:
                 raise CorruptJournalError(path, pos, f"{reason}; valid records follow at offset {nxt}")
