@@ -190,3 +190,22 @@ def test_latency_ring_wraps_and_summarises():
         H.LatencyRing(0)
     with pytest.raises(AttributeError):
         ring._pos = 99  # only add() moves it (it indexes without a bounds check)
+
+
+def _trade_ids_reference(opened_id, closed_ids):
+    """What engine.py did before (int() on every id)."""
+    try:
+        opened = int(opened_id) if opened_id else 0
+        closed = tuple(map(int, closed_ids)) if closed_ids else None
+    except ValueError:
+        return 0, None
+    return (opened if opened > 0 else 0), closed
+
+
+@pytest.mark.parametrize("opened,closed", [
+    ("12", ()), (None, ("3", "004")), ("9" * 18, ("1" * 19,)), ("", None), (" 7", ("+8", "1_0")),
+    ("-5", ()), ("x", ()), ("12", ("3", "4a")), ("\u0661\u0662", ("\u0663",)), (7, (8, 9)), ("0", ("0",)),
+    ("99999999999999999999999", ()),
+])
+def test_trade_ids_parse_like_int(opened, closed):
+    assert H.trade_ids(opened, closed) == _trade_ids_reference(opened, closed)

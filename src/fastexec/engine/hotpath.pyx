@@ -290,7 +290,7 @@ cdef class Normalized:
     cdef readonly object stop_loss, take_profit, trailing_stop, client_order_id
     cdef readonly bint emulated
 
-    def __init__(self, TypeInfo info, units, price, stop_price, trailing_distance, tif, gtd_ns, sl, tp, tsl, coid):
+    def __init__(self, TypeInfo info not None, units, price, stop_price, trailing_distance, tif, gtd_ns, sl, tp, tsl, coid):
         _fill_normalized(self, info, units, price, stop_price, trailing_distance, tif, gtd_ns, sl, tp, tsl, coid)
 
 
@@ -311,7 +311,7 @@ cdef inline void _fill_normalized(Normalized n, TypeInfo info, units, price, sto
     n.emulated = info.emulated
 
 
-def normalized(TypeInfo info, units, price, stop_price, trailing_distance, tif, gtd_ns, sl, tp, tsl, coid):
+def normalized(TypeInfo info not None, units, price, stop_price, trailing_distance, tif, gtd_ns, sl, tp, tsl, coid):
     """``Normalized(...)`` (kept for validation.py's callers: the same object)."""
     cdef Normalized n = Normalized.__new__(Normalized)
     _fill_normalized(n, info, units, price, stop_price, trailing_distance, tif, gtd_ns, sl, tp, tsl, coid)
@@ -364,7 +364,7 @@ def plain(spec, instrument):
     return _plain(spec, <Instrument>instrument)
 
 
-def with_units(Normalized n, units):
+def with_units(Normalized n not None, units):
     """A copy of ``n`` for ``units`` (the remainder of a partly filled order,
     which is what a broker-side replacement must carry)."""
     return Normalized(n.info, units, n.price, n.stop_price, n.trailing_distance, n.tif, n.gtd_ns,
@@ -375,6 +375,8 @@ cpdef object broker_request(Normalized n, client_id, account_id, instrument):
     """The v20 order for a validated spec (for emulated types: the child order
     sent at trigger time). Built through OrderRequest's slot descriptors,
     every field set, when it is the slotted dataclass this expects."""
+    if n is None:
+        raise TypeError("broker_request needs a Normalized, not None")
     cdef TypeInfo info = n.info
     vtype = info.v20 if n.price is None else info.v20_priced
     tif = info.child_tif or n.tif
@@ -463,7 +465,8 @@ cdef Order _new_order(order_id, client_order_id, account_id, acct, Instrument in
     return o
 
 
-def new_order(order_id, client_order_id, account_id, acct, Instrument inst, Normalized norm, side, request_id, now):
+def new_order(order_id, client_order_id, account_id, acct, Instrument inst not None, Normalized norm not None, side,
+              request_id, now):
     """A new ``Order``: nothing filled, no broker id, pending (or waiting, if emulated)."""
     return _new_order(order_id, client_order_id, account_id, acct, inst, norm, side, request_id, now)
 
@@ -475,9 +478,11 @@ cdef object _exit_spec(d):
 
 
 cdef object order_view(Order o):
-    """The OrderView of ``o`` now (a NamedTuple, filled item by item)."""
+    """The OrderView of ``o`` now (a NamedTuple of OrderView's 26 fields)."""
     cdef Normalized n = o.norm
     cdef int64_t fu = o.fill_units
+    if n is None or o.inst is None:
+        raise ValueError(f"order {o.order_id!r} has no terms")
     units = n.units
     avg = None
     if fu:
@@ -485,42 +490,92 @@ cdef object order_view(Order o):
         if 2 * r > fu or (2 * r == fu and q & 1):
             q += 1
         avg = q
-    items = (
-        o.order_id, o.client_order_id, o.broker_order_id, _WORD[_st(o.state)], o.account_id, o.inst.name,
-        o.side, n.info.name, units if units > 0 else -units, fu,
-        n.price, n.stop_price, n.trailing_distance,
-        o.trigger_price, avg, n.tif, n.gtd_ns,
-        _exit_spec(n.stop_loss), _exit_spec(n.take_profit),
-        n.trailing_stop.distance if n.trailing_stop is not None else None, o.created_at, o.updated_at,
-        o.reject_reason, o.request_id,
-        {"risk_ns": o.risk_ns, "broker_ns": o.broker_ns, "total_ns": o.total_ns}, o.precision,
-    )
-    cdef Py_ssize_t k, m = len(items)
-    v = fe_tuple_alloc(OrderView, m)
-    for k in range(m):
-        x = <object>PyTuple_GET_ITEM(items, k)
-        Py_INCREF(x)
-        PyTuple_SET_ITEM(v, k, x)
+    # Filled in place, like tuple.__new__(OrderView, items) but without the
+    # items tuple. Every value is computed before the allocation, so nothing
+    # can fail or run Python code while the tuple is incomplete.
+    status = _WORD[_st(o.state)]
+    sl = _exit_spec(n.stop_loss)
+    tp = _exit_spec(n.take_profit)
+    tsl = n.trailing_stop.distance if n.trailing_stop is not None else None
+    timings = {"risk_ns": o.risk_ns, "broker_ns": o.broker_ns, "total_ns": o.total_ns}
+    filled = fu
+    size = units if units > 0 else -units
+    precision = o.precision
+    v = fe_tuple_alloc(OrderView, 26)
+    _put(v, 0, o.order_id)
+    _put(v, 1, o.client_order_id)
+    _put(v, 2, o.broker_order_id)
+    _put(v, 3, status)
+    _put(v, 4, o.account_id)
+    _put(v, 5, o.inst.name)
+    _put(v, 6, o.side)
+    _put(v, 7, n.info.name)
+    _put(v, 8, size)
+    _put(v, 9, filled)
+    _put(v, 10, n.price)
+    _put(v, 11, n.stop_price)
+    _put(v, 12, n.trailing_distance)
+    _put(v, 13, o.trigger_price)
+    _put(v, 14, avg)
+    _put(v, 15, n.tif)
+    _put(v, 16, n.gtd_ns)
+    _put(v, 17, sl)
+    _put(v, 18, tp)
+    _put(v, 19, tsl)
+    _put(v, 20, o.created_at)
+    _put(v, 21, o.updated_at)
+    _put(v, 22, o.reject_reason)
+    _put(v, 23, o.request_id)
+    _put(v, 24, timings)
+    _put(v, 25, precision)
     return v
 
 
-def view(Order o):
+cdef inline void _put(object t, Py_ssize_t k, object x) noexcept:
+    Py_INCREF(x)
+    PyTuple_SET_ITEM(t, k, x)
+
+
+def view(Order o not None):
     """``order_view`` from Python."""
     return order_view(o)
 
 
-def trade_ids(ev):
+cdef object _trade_id(object s):
+    """``int(s)`` for one trade id. v20 ids are short ASCII decimal strings:
+    those are parsed here (int() would give the same number); anything else
+    goes to int() itself (same result, same ValueError)."""
+    cdef Py_ssize_t n, k
+    cdef long long v = 0, d
+    if type(s) is str:
+        n = len(<str>s)
+        if 0 < n <= 18:  # 18 digits cannot overflow a long long
+            for k in range(n):
+                d = <long long>(<Py_UCS4>(<str>s)[k]) - 48
+                if d < 0 or d > 9:  # not '0'..'9'
+                    return int(s)
+                v = v * 10 + d
+            return v
+    return int(s)
+
+
+cdef tuple _trade_ids(opened_id, closed_ids):
     """The trade a fill opened (0 = none) and the trades it closed (None = FIFO).
 
     v20 trade ids are decimal strings; anything else (a broker with other ids)
     falls back to FIFO, as before ids were tracked.
     """
     try:
-        opened = int(ev.trade_opened_id) if ev.trade_opened_id else 0
-        closed = tuple(map(int, ev.trades_closed)) if ev.trades_closed else None
+        opened = _trade_id(opened_id) if opened_id else 0
+        closed = tuple([_trade_id(x) for x in closed_ids]) if closed_ids else None
     except ValueError:
-        return 0, None
-    return (opened if opened > 0 else 0), closed
+        return (0, None)
+    return (opened if opened > 0 else 0, closed)
+
+
+def trade_ids(opened_id, closed_ids):
+    """``_trade_ids`` from Python (``OrderFilled.trade_opened_id``, ``.trades_closed``)."""
+    return _trade_ids(opened_id, closed_ids)
 
 
 # ---------------------------------------------------------------------- latency ring
@@ -727,7 +782,7 @@ cdef class EngineCore:
         by_client[coid] = o
         return o
 
-    async def _route(self, Order o):
+    async def _route(self, Order o not None):
         """Send a routed order (or a triggered emulated order's child) once."""
         req = broker_request(o.norm, o.client_order_id, o.account_id, o.inst.name)
         tb = perf_counter_ns()
@@ -842,16 +897,7 @@ cdef class EngineCore:
         # bookkeeping says below.
         # Exits and trade closes name the trades they close: the ledger closes
         # those lots (not the oldest) so realized P&L matches the broker's.
-        if closed_ids:
-            opened, closed = trade_ids(ev)
-        else:  # trade_ids for a fill that closes nothing, inlined
-            closed = None
-            try:
-                opened = int(tid) if tid else 0
-            except ValueError:
-                opened = 0
-            if opened < 0:
-                opened = 0
+        opened, closed = _trade_ids(tid, closed_ids)
         ledger = self._ledger
         if closed is None:
             ledger.apply_fill(a, i, units, price, 0, opened)
@@ -902,5 +948,5 @@ cdef class EngineCore:
             self._emit("position_changed", account_id, None, None, self.position(account_id, inst.name))
         return 0
 
-    def _view(self, Order o):
+    def _view(self, Order o not None):
         return order_view(o)
