@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -101,6 +102,32 @@ def _request(path: str, body: bytes) -> bytes:
     ).encode() + body
 
 
+class Conn:
+    """One keep-alive connection into ``app``'s request handler, no socket."""
+
+    async def open(self, app: web.Application) -> "Conn":
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        self.proto = self.runner.server()  # type: ignore[misc]
+        self.tr = _Transport()
+        self.proto.connection_made(self.tr)
+        self.loop = asyncio.get_running_loop()
+        return self
+
+    async def run(self, requests: list[bytes], n: int) -> None:
+        """``n`` requests (cycling through ``requests``), one at a time."""
+        tr, proto, loop = self.tr, self.proto, self.loop
+        k = len(requests)
+        for i in range(n):
+            tr.waiter = loop.create_future()
+            proto.data_received(requests[i % k])
+            await tr.waiter
+
+    async def close(self) -> None:
+        self.proto.connection_lost(None)
+        await self.runner.cleanup()
+
+
 async def drive(app: web.Application, requests: list[bytes], n: int) -> tuple[float, dict]:
     """Seconds for ``n`` requests through one keep-alive connection, one at a time."""
     runner = web.AppRunner(app, access_log=None)
@@ -148,11 +175,17 @@ async def main_async(args) -> dict:
     rows = []
     try:
         for _ in range(args.reps):
-            e, es = await drive(make_echo_app(), echoes, args.requests)
-            metrics = Metrics()
-            metrics.attach_engine(engine)
-            o, os_ = await drive(create_app(engine, metrics=metrics), orders, args.requests)
-            assert set(os_) == {201}, os_
+            e = o = float("nan")
+            if args.only != "orders":
+                e, es = await drive(make_echo_app(), echoes, args.requests)
+            if args.only != "echo":
+                if args.gc == "freeze":
+                    gc.collect()
+                    gc.freeze()
+                metrics = Metrics()
+                metrics.attach_engine(engine)
+                o, os_ = await drive(create_app(engine, metrics=metrics), orders, args.requests)
+                assert set(os_) == {201}, os_
             rows.append((e / args.requests * 1e6, o / args.requests * 1e6))
             print(f"echo {rows[-1][0]:.1f} us/req   orders {rows[-1][1]:.1f} us/req   ratio {rows[-1][0] / rows[-1][1]:.2f}", file=sys.stderr)
     finally:
@@ -174,6 +207,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=20000)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument(
+        "--gc",
+        choices=("default", "freeze"),
+        default="default",
+        help="freeze: gc.freeze() before each orders rep, as fastexec serve's GcPolicy does every 10 s",
+    )
+    p.add_argument("--only", choices=("both", "orders", "echo"), default="both", help="run one side only (for profilers)")
     args = p.parse_args(argv)
     if not (0 < args.requests <= 200_000 and 0 < args.reps <= 20):
         p.error("--requests 1..200000, --reps 1..20")

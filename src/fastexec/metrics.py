@@ -363,11 +363,16 @@ class Metrics:
         self._last_broker_ok = True
 
     def http(self, route: str, method: str, status: int) -> None:
+        self.http_counter(route, method, status).inc()
+
+    def http_counter(self, route: str, method: str, status: int) -> _CounterChild:
+        """The request counter child of one route, method and status (the API
+        caches it per route, so a request costs one ``inc``)."""
         key = ("h", route, method, status)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = self.http_requests.labels(route, method, str(status))
-        child.inc()
+        return child
 
     # ------------------------------------------------------------ exposition
     def refresh(self) -> None:

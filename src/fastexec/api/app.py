@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Optional
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import istr
 
 from fastexec import __version__
 from fastexec._core.fixedpoint import FixedPointError, parse_price
@@ -194,6 +195,7 @@ class Api:
 
     _PRICE_FIELDS = ("price", "stop_price", "trailing_distance", "trailing_stop_distance")
     _EXIT_FIELDS = ("stop_loss", "take_profit")
+    _PRICED = frozenset(_PRICE_FIELDS + _EXIT_FIELDS)
 
     def order_spec(self, body: dict) -> OrderSpec:
         instrument = body["instrument"]
@@ -207,7 +209,8 @@ class Api:
             None, None, None,  # stop_loss, take_profit, trailing_stop_distance: set below when given
             get("client_order_id"),
         )
-        # the common market order has none of these: skip the calls
+        if self._PRICED.isdisjoint(body):  # the common market order: none of them
+            return spec
         for name in self._PRICE_FIELDS:
             text = get(name)
             if text is not None:
@@ -591,6 +594,115 @@ OPERATIONS: list[Operation] = [
 
 
 # --------------------------------------------------------------------------- wiring
+#
+# No aiohttp middleware: each route's handler is one coroutine (``_bind``)
+# that does what a middleware would (request id, the error model, the
+# request counter) around the operation, so aiohttp's middleware chain (two
+# extra coroutine layers per request) never runs. Requests that match no
+# route reach ``_Unmatched``, a catch-all resource registered last, which
+# answers aiohttp's own 404/405 (same ``Allow``) in the error model.
+
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "BODY_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+_WWW_AUTHENTICATE = 'Bearer realm="fastexec"'
+# header names as istr: CIMultiDict looks these up without case-folding them per request
+_H_REQUEST_ID = istr("X-Request-ID")
+_H_IDEMPOTENCY_KEY = istr("Idempotency-Key")
+_H_AUTHORIZATION = hdrs.AUTHORIZATION
+_dumps = orjson.dumps
+_perf_ns = time.perf_counter_ns
+_Response = web.Response
+
+
+def _respond(status: int, body: bytes, rid: str) -> web.Response:
+    return _Response(body=body, status=status, headers={"Content-Type": _JSON, "X-Request-ID": rid})
+
+
+def _error_response(exc: Exception, request: web.Request, rid: str) -> web.Response:
+    """The error model for whatever a handler raised; called in its ``except``
+    block (so ``log.exception`` has the traceback). HTTP exceptions below 400
+    (redirects) are re-raised for aiohttp to send."""
+    if isinstance(exc, FastexecError):
+        status = exc.http_status
+        headers = {"WWW-Authenticate": _WWW_AUTHENTICATE} if status == 401 else {}
+        if status >= 500:
+            log.warning("request failed", extra={"code": exc.code, "path": request.path, "status": status})
+        elif log.isEnabledFor(logging.INFO):
+            log.info("request refused", extra={"code": exc.code, "path": request.path, "status": status, "method": request.method})
+        payload = exc.to_dict()
+    elif isinstance(exc, web.HTTPException):
+        status = exc.status
+        if status < 400:
+            raise exc
+        code = _HTTP_CODES.get(status, "HTTP_%d" % status)
+        if status == 404:
+            message = f"no such endpoint: {request.method} {request.path[:200]}"
+        elif status == 405:
+            message = f"method {request.method} not allowed on {request.path[:200]}; allowed: {exc.headers.get('Allow', '')}"
+        elif status == 413:
+            message = f"request body larger than {MAX_BODY_BYTES} bytes"
+        else:
+            message = exc.reason
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        payload = {"error": {"code": code, "message": message}}
+    else:
+        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        status = 500
+        headers = {}
+        payload = {"error": {"code": "INTERNAL_ERROR", "message": "internal error; see the server log for request " + rid}}
+    headers["Content-Type"] = _JSON
+    headers["X-Request-ID"] = rid
+    return _Response(body=_dumps(payload), status=status, headers=headers)
+
+
+class _HttpCount:
+    """``execution_http_requests`` for one route and method: children by status."""
+
+    __slots__ = ("metrics", "route", "method", "children")
+
+    def __init__(self, metrics: Any, route: str, method: str) -> None:
+        self.metrics = metrics
+        self.route = route
+        self.method = method
+        self.children: dict[int, Any] = {}
+
+    def child(self, status: int) -> Any:
+        c = self.children[status] = self.metrics.http_counter(self.route, self.method, status)
+        return c
+
+
+def _wrap(api: Api, route: str, method: Optional[str], handle: Callable[[web.Request, str], Awaitable[web.StreamResponse]]):
+    """A route handler doing the request id, error model and request counter
+    around ``handle(request, rid)``, for routes that are not an ``Operation``
+    (``method`` None: count under the request's own method)."""
+    metrics = api.metrics
+    count = _HttpCount(metrics, route, method) if metrics is not None and method is not None else None
+
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        rid = _request_id(request.headers.get("X-Request-ID"))
+        token = request_id_var.set(rid)
+        try:
+            try:
+                resp = await handle(request, rid)
+            except Exception as exc:
+                resp = _error_response(exc, request, rid)
+            status = resp.status
+            if count is not None:
+                (count.children.get(status) or count.child(status)).inc()
+            elif metrics is not None:
+                metrics.http(route, request.method, status)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("request", extra={"method": request.method, "path": request.path, "status": status})
+            return resp
+        finally:
+            request_id_var.reset(token)
+
+    return endpoint
 
 
 def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -601,11 +713,15 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
     body_schema = op.body
     handler = op.handler
     auth = api.auth
+    needs_auth = op.auth
     perf_ring = api.perf.ring(f"{op.method} {op.path}")
+    metrics = api.metrics
+    count = _HttpCount(metrics, op.path, op.method) if metrics is not None else None
+    debug = logging.DEBUG
 
-    async def endpoint(request: web.Request) -> web.StreamResponse:
-        t0 = time.perf_counter_ns()
-        principal = auth.authenticate(request.headers.get("Authorization")) if op.auth else ANONYMOUS
+    async def operate(request: web.Request, headers: Any, rid: str) -> tuple[int, Any]:
+        """Validate the request's parameters and body, then run the handler."""
+        principal = auth.authenticate(headers.get(_H_AUTHORIZATION)) if needs_auth else ANONYMOUS
         params: dict = dict(query_defaults) if query_defaults else {}
         if path_params:
             info = request.match_info
@@ -626,7 +742,7 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
                     raise ValidationError(f"query parameter {name} given more than once", code="INVALID_VALUE", field=name)
                 params[name] = p.parse_text(values[0])
         for h in header_params:
-            value = request.headers.get(h.name)
+            value = headers.get(h.name)
             if value is not None:
                 params[h.name] = h.parse_text(value)
         body = None
@@ -637,84 +753,121 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
             if len(raw) > MAX_BODY_BYTES:  # pragma: no cover - client_max_size answers first
                 raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=len(raw))
             request[RAW_BODY] = raw
-            body = body_schema.parse(decode_body(raw))
+            body = body_schema.parse_json(raw)
         elif request.body_exists:
             raw = await request.read()
             if raw.strip() not in (b"", b"{}", b"null"):
                 raise ValidationError("this endpoint takes no request body", code="UNEXPECTED_BODY")
-        status, payload = await handler(api, Ctx(request, principal, params, body, request_id_var.get() or ""))
-        if type(payload) is _Replay:
-            resp = web.Response(body=payload.raw, status=status, content_type=_JSON)
-        else:
-            resp = web.Response(body=orjson.dumps(payload), status=status, content_type=_JSON)
-        perf_ring.add(time.perf_counter_ns() - t0)
-        return resp
+        return await handler(api, Ctx(request, principal, params, body, rid))
+
+    def count_and_log(request: web.Request, resp: web.StreamResponse) -> None:
+        if count is not None:
+            status = resp.status
+            (count.children.get(status) or count.child(status)).inc()
+        if log.isEnabledFor(debug):
+            log.debug("request", extra={"method": request.method, "path": request.path, "status": resp.status})
+
+    if handler is not Api.submit:
+
+        async def endpoint(request: web.Request) -> web.StreamResponse:
+            t0 = _perf_ns()
+            headers = request.headers
+            rid = headers.get(_H_REQUEST_ID)
+            if not rid or len(rid) > 128 or not _RID_OK.issuperset(rid):
+                rid = f"{_RID_PREFIX}-{next(_rid_counter)}"
+            token = request_id_var.set(rid)
+            try:
+                try:
+                    status, payload = await operate(request, headers, rid)
+                    resp = _Response(
+                        body=payload.raw if type(payload) is _Replay else _dumps(payload),
+                        status=status,
+                        headers={"Content-Type": _JSON, "X-Request-ID": rid},
+                    )
+                    perf_ring.add(_perf_ns() - t0)
+                except Exception as exc:
+                    resp = _error_response(exc, request, rid)
+                count_and_log(request, resp)
+                return resp
+            finally:
+                request_id_var.reset(token)
+
+    else:
+        # The order hot path. A submit with no query string and no
+        # Idempotency-Key (the common case) runs the steps of ``operate`` +
+        # ``Api.submit`` in the same order, inlined into this one coroutine:
+        # authenticate, read, validate (``parse_json``), check the account,
+        # build the spec, submit. Anything else goes through ``operate``.
+        assert not path_params and not query_params and [h.name for h in header_params] == ["Idempotency-Key"], op.path
+        check_body = body_schema.parse_json
+        order_spec = api.order_spec
+        submit = api._submit
+        auth_on = auth.enabled
+
+        async def endpoint(request: web.Request) -> web.StreamResponse:
+            t0 = _perf_ns()
+            headers = request.headers
+            rid = headers.get(_H_REQUEST_ID)
+            if not rid or len(rid) > 128 or not _RID_OK.issuperset(rid):
+                # client ids are echoed into logs and the journal: anything but a
+                # short token of safe characters is replaced, not trusted
+                rid = f"{_RID_PREFIX}-{next(_rid_counter)}"
+            token = request_id_var.set(rid)
+            try:
+                try:
+                    if request.query_string or _H_IDEMPOTENCY_KEY in headers:
+                        status, payload = await operate(request, headers, rid)
+                        body = payload.raw if type(payload) is _Replay else _dumps(payload)
+                    else:
+                        principal = auth.authenticate(headers.get(_H_AUTHORIZATION)) if auth_on else ANONYMOUS
+                        raw = await request.read()
+                        if len(raw) > MAX_BODY_BYTES:  # pragma: no cover - client_max_size answers first
+                            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=len(raw))
+                        order = check_body(raw)
+                        if principal.accounts is not None:
+                            principal.check(order["account_id"])
+                        view = await submit(order_spec(order), rid)
+                        status, body = 201, _dumps(view.to_dict())
+                    resp = _Response(body=body, status=status, headers={"Content-Type": _JSON, "X-Request-ID": rid})
+                    perf_ring.add(_perf_ns() - t0)
+                except Exception as exc:
+                    resp = _error_response(exc, request, rid)
+                count_and_log(request, resp)
+                return resp
+            finally:
+                request_id_var.reset(token)
 
     endpoint.__name__ = op.name
     return endpoint
 
 
-_HTTP_CODES = {
-    400: "BAD_REQUEST",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    413: "BODY_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-}
+class _Unmatched(web.DynamicResource):
+    """Catch-all resource, registered last: every request no route matched.
+
+    aiohttp's router tries it only after every other resource (its index key
+    is "/", the last prefix walked), so it sees exactly the requests aiohttp
+    would answer with its own 404/405; ``_unmatched`` rebuilds that answer
+    (the union of the methods of the resources whose path matched, sorted, as
+    ``Allow``) in the error model.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("/{path:.*}")
+
+    def _match(self, path: str) -> dict[str, str]:
+        return {}
 
 
-def _make_middleware(api: Api):
-    metrics = api.metrics
-    canonical: dict = {}  # route -> its canonical path (a chain of properties, looked up once per route)
-
-    @web.middleware
-    async def middleware(request: web.Request, handler):
-        rid = _request_id(request.headers.get("X-Request-ID"))
-        token = request_id_var.set(rid)
-        try:
-            try:
-                resp = await handler(request)
-            except FastexecError as exc:
-                headers = {"WWW-Authenticate": 'Bearer realm="fastexec"'} if exc.http_status == 401 else None
-                resp = _json(exc.http_status, exc.to_dict(), headers)
-                if exc.http_status >= 500:
-                    log.warning("request failed", extra={"code": exc.code, "path": request.path, "status": exc.http_status})
-                elif log.isEnabledFor(logging.INFO):
-                    log.info("request refused", extra={"code": exc.code, "path": request.path, "status": exc.http_status, "method": request.method})
-            except web.HTTPException as exc:
-                if exc.status < 400:
-                    raise
-                code = _HTTP_CODES.get(exc.status, "HTTP_%d" % exc.status)
-                if exc.status == 404:
-                    message = f"no such endpoint: {request.method} {request.path[:200]}"
-                elif exc.status == 405:
-                    message = f"method {request.method} not allowed on {request.path[:200]}; allowed: {exc.headers.get('Allow', '')}"
-                elif exc.status == 413:
-                    message = f"request body larger than {MAX_BODY_BYTES} bytes"
-                else:
-                    message = exc.reason
-                headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-                resp = _json(exc.status, {"error": {"code": code, "message": message}}, headers)
-            except Exception:
-                log.exception("unhandled error", extra={"path": request.path, "method": request.method})
-                resp = _json(500, {"error": {"code": "INTERNAL_ERROR", "message": "internal error; see the server log for request " + rid}})
-            resp.headers["X-Request-ID"] = rid
-            if metrics is not None:
-                route = request.match_info.route
-                name = canonical.get(route)
-                if name is None:
-                    resource = route.resource
-                    name = resource.canonical if resource is not None else "unmatched"
-                    if resource is not None:
-                        canonical[route] = name
-                metrics.http(name, request.method, resp.status)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("request", extra={"method": request.method, "path": request.path, "status": resp.status})
-            return resp
-        finally:
-            request_id_var.reset(token)
-
-    return middleware
+async def _unmatched(request: web.Request, rid: str) -> web.StreamResponse:
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if isinstance(resource, _Unmatched):
+            continue
+        _, methods = await resource.resolve(request)
+        allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
 
 
 def create_app(
@@ -731,20 +884,32 @@ def create_app(
     ``metrics`` a ``fastexec.metrics.Metrics`` or None.
     """
     api = Api(engine, tokens=tokens, metrics=metrics, instruments=instruments, idempotency_max=idempotency_max)
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_make_middleware(api)])
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[API_KEY] = api
     app[ENGINE_KEY] = engine
+    router = app.router
     for op in OPERATIONS:
-        app.router.add_route(op.method, op.path, _bind(api, op))
+        route = router.add_route(op.method, op.path, _bind(api, op))
+        # the request counter's route label is the resource's canonical path
+        assert route.resource is not None and route.resource.canonical == op.path, op.path
 
     from .docs import docs_handler
     from .openapi import build_openapi
 
     spec_bytes = orjson.dumps(build_openapi(auth=api.auth.enabled))
 
-    async def openapi_json(request: web.Request) -> web.Response:
-        return web.Response(body=spec_bytes, content_type=_JSON)
+    async def openapi_json(request: web.Request, rid: str) -> web.Response:
+        return _Response(body=spec_bytes, headers={"Content-Type": _JSON, "X-Request-ID": rid})
 
-    app.router.add_get("/openapi.json", openapi_json)
-    app.router.add_get("/docs", docs_handler)
+    async def docs(request: web.Request, rid: str) -> web.StreamResponse:
+        resp = await docs_handler(request)
+        resp.headers["X-Request-ID"] = rid
+        return resp
+
+    for path, handle in (("/openapi.json", openapi_json), ("/docs", docs)):
+        for method in ("HEAD", "GET"):  # as add_get(allow_head=True)
+            router.add_route(method, path, _wrap(api, path, method, handle))
+    unmatched = _Unmatched()
+    router.register_resource(unmatched)
+    unmatched.add_route("*", _wrap(api, "unmatched", None, _unmatched))
     return app

@@ -1,0 +1,149 @@
+"""REST request paths for callgrind: instructions per request, in-process.
+
+    python bench/rest/cg_rest.py [names...]
+
+Each path drives one keep-alive connection through aiohttp's full server
+path (``inproc.Conn``: HTTP parsing, routing, handler, response writing) on
+a uvloop loop, with no socket and no client. ``rest_echo`` is the bare
+aiohttp JSON echo server (the reference); ``rest_orders`` a market order
+through fastexec's app over the real engine (simulated venue, journal durability none);
+``rest_orders_stub`` the same app over a stub engine that answers every
+submit with one prebuilt filled view, so its count is the REST layer alone
+(plus ``OrderView.to_dict``). Counts are ``(I(2N) - I(N)) / N`` as in the
+core gate (``bench/callgrind``), so loop and setup costs cancel.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "callgrind"))
+
+from paths import HotPath  # noqa: E402
+
+
+def _loop():
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop
+
+
+def _bodies(account: str) -> list[bytes]:
+    import orjson
+
+    return [
+        orjson.dumps({"account_id": account, "instrument": "EUR_USD", "units": 100, "side": side, "type": "market"})
+        for side in ("buy", "sell")
+    ]
+
+
+def _runner(loop, conn, requests):
+    def run(n):
+        loop.run_until_complete(conn.run(requests, n))
+        if conn.tr.statuses.keys() - {200, 201}:
+            raise SystemExit(f"unexpected statuses {conn.tr.statuses}")
+
+    return run
+
+
+def _make_echo():
+    from echo_server import make_app
+    from inproc import Conn, _request
+
+    loop = _loop()
+    conn = loop.run_until_complete(Conn().open(make_app()))
+    return _runner(loop, conn, [_request("/echo", b) for b in _bodies("001")])
+
+
+def _engine(loop):
+    import tempfile
+
+    from fastexec.config import Settings
+    from fastexec.engine import Engine
+
+    settings = Settings.from_env(
+        {
+            "FASTEXEC_DATA_DIR": tempfile.mkdtemp(prefix="fastexec-cg-rest-"),
+            "MAX_ORDERS_PER_SECOND": "1000000000",
+            "FASTEXEC_JOURNAL_DURABILITY": "none",
+            # no synthetic price ticks: under valgrind a wall-clock timer fires
+            # ~50x more often per request than natively and would be counted
+            "FASTEXEC_SIM_TICK_MS": "3600000",
+        },
+        dotenv=False,
+    )
+    engine = Engine(settings)
+    loop.run_until_complete(engine.start())
+    return engine
+
+
+def _make_orders():
+    from inproc import Conn, _request
+
+    from fastexec.api import create_app
+    from fastexec.metrics import Metrics
+
+    loop = _loop()
+    engine = _engine(loop)
+    metrics = Metrics()
+    metrics.attach_engine(engine)
+    conn = loop.run_until_complete(Conn().open(create_app(engine, metrics=metrics)))
+    return _runner(loop, conn, [_request("/api/v1/orders", b) for b in _bodies(engine.account_ids[0])])
+
+
+class _StubEngine:
+    """Answers every submit with the same filled view (taken from the real engine)."""
+
+    def __init__(self, real, view):
+        self.instruments = real.instruments
+        self.account_ids = real.account_ids
+        self._view = view
+
+    async def submit(self, spec, *, request_id=None):
+        return self._view
+
+
+def _make_orders_stub():
+    from inproc import Conn, _request
+
+    from fastexec.api import create_app
+    from fastexec.engine.types import OrderSpec
+    from fastexec.metrics import Metrics
+
+    loop = _loop()
+    engine = _engine(loop)
+    account = engine.account_ids[0]
+    view = loop.run_until_complete(engine.submit(OrderSpec(account, "EUR_USD", "buy", 100, "market")))
+    loop.run_until_complete(engine.stop())  # only its view is used: no timers left running
+    stub = _StubEngine(engine, view)
+    metrics = Metrics()
+    conn = loop.run_until_complete(Conn().open(create_app(stub, metrics=metrics)))
+    return _runner(loop, conn, [_request("/api/v1/orders", b) for b in _bodies(account)])
+
+
+def _make_to_dict():
+    loop = _loop()
+    engine = _engine(loop)
+    from fastexec.engine.types import OrderSpec
+
+    view = loop.run_until_complete(engine.submit(OrderSpec(engine.account_ids[0], "EUR_USD", "buy", 100, "market")))
+
+    def run(n):
+        f = view.to_dict
+        for _ in range(n):
+            f()
+
+    return run
+
+
+PATHS = [
+    HotPath("rest_echo", _make_echo, n=300, gated=False, why="bare aiohttp JSON echo: the reference"),
+    HotPath("rest_orders", _make_orders, n=300, gated=False, why="market order over the real engine (sim venue, journal durability none)"),
+    HotPath("rest_orders_stub", _make_orders_stub, n=300, gated=False, why="the REST layer alone: stub engine"),
+    HotPath("order_view_to_dict", _make_to_dict, n=300, gated=False, why="OrderView.to_dict of a filled market order"),
+]
