@@ -23,26 +23,21 @@ Load-independent split (callgrind instruction counts per order, GC off,
 
     python bench/test_engine_submit.py --callgrind
 
-Measured 2026-11-21 (CPython 3.11.7, valgrind 3.19) after the engine trim
-(27ca39d), old and new engine against the same venue build: the whole submit
-96.6k instructions per order (was 108.1k), of which 40.0k (41.4k) are the
-simulated venue's own request (``test_sim_submit_only``'s path) and 56.6k
-(66.7k) the engine's; ``Engine.validate`` (shape + kill switch + risk + the
-RiskDecision) 27.6k (30.9k). The counts leave out the retire batch (finished
-orders forgotten 4,096 at a time, once per 4,096 orders: a p99/max cost).
-Wall clock, old and new interleaved three times each: submit p50 11.3-11.6 us
-(was 12.2-12.9), p99 46-51 us with the default GC thresholds (was 47-55) and
-19-21 us tuned (22-26); the venue alone p50 4.1-4.2 us; validate p50 2.1 us
-(2.4). The p50 budget of
-10 us is not met yet: at about 8.5k instructions per microsecond here it
-needs the submit near 85k instructions. What remains in the engine is
-Python bytecode, not the compiled core (store add + fill, ledger fill and
-risk kernel together are about 3.6k): per order about 1,250 bytecodes in
-submit's own glue (ids, order record, request, timings, event loop),
-applying the fill (``_dispatch`` + ``_on_fill``), ``normalize`` + ``_check``
-+ the gateway's Python side, the view, and the objects each order needs
-(Normalized, the order record, the broker's OrderRequest, the OrderView and
-its timings dict).
+Measured 2026-11-21 (CPython 3.11.7, valgrind 3.19) after the engine's
+per-order path was compiled (``engine/hotpath.pyx``, d2442d8), against the
+venue at e5847ab: the whole submit 47.3k instructions per order, of which
+25.0k are the simulated venue's own request (``test_sim_submit_only``'s path)
+and 22.3k the engine's (52.8k before hotpath, 56.6k before the engine trim);
+``Engine.validate`` (shape + kill switch + risk + the RiskDecision) 17.4k
+(24.1k). The counts leave out the retire batch (finished orders forgotten
+4,096 at a time, once per 4,096 orders: a p99/max cost). Wall clock, medians
+of three runs on the shared 2-core machine (load average ~3.4): submit p50
+6.4 us, p99 20 us with the default GC thresholds and 13 us tuned; the venue
+alone p50 2.7 us; validate p50 1.4 us. Budget p50 <= 10 us, p99 <= 50 us.
+What remains in the engine is C-API work, not bytecode: dict and
+allocation calls for the records, the core's own calls (store add + fill,
+ledger fill, risk kernel: about 3.6k), two coroutines (submit, _route) and
+the view.
 """
 from __future__ import annotations
 
