@@ -172,7 +172,7 @@ def _cg_submit():
             _drive(eng.submit(specs[j & 1]))
         state[0] = i + n
 
-    run(3000)  # past the first retire batch's growth, warm caches
+    run(20_000)  # past RETAIN_TERMINAL + RETIRE_BATCH: the order maps have stopped growing
     return run
 
 

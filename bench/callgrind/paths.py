@@ -85,6 +85,23 @@ def _scenario(loop_name, side):
     return make
 
 
+# --- the whole in-process submit (bench/test_engine_submit.py's scenarios) ---
+
+def _engine_bench(maker_name):
+    """One of bench/test_engine_submit.py's callgrind makers: a market order
+    through Engine.submit (or the venue alone, or Engine.validate), the same
+    setup its pytest-benchmark timings use."""
+    def make():
+        bench_dir = os.path.dirname(HERE)
+        if bench_dir not in sys.path:
+            sys.path.insert(0, bench_dir)
+        import test_engine_submit
+
+        return getattr(test_engine_submit, maker_name)()
+
+    return make
+
+
 PATHS: list[HotPath] = [
     HotPath("call_overhead", _make_call_overhead, n=4000, gated=False,
             why="a bare Python->C call (divmod): the floor under every path"),
@@ -100,6 +117,12 @@ PATHS: list[HotPath] = [
             why="every fill: Ledger.apply_fill (average price, realized P&L, revalue), open/close alternating"),
     HotPath("mark_to_market", _scenario("core_mark_loop", "core"), n=2000, reference="ref_mark_decimal",
             why="every price tick: Ledger.mark revalues the positions and conversions it touches"),
+    HotPath("engine_submit", _engine_bench("_cg_submit"), n=4096,  # = RETIRE_BATCH: each phase holds whole retire batches
+            why="issue 5's figure: a market order through Engine.submit (risk + state + simulated fill + view)"),
+    HotPath("venue_submit", _engine_bench("_cg_venue"), n=1000,
+            why="the simulated venue's own share of that submit (SimulatedBroker.submit, fill kernel)"),
+    HotPath("engine_validate", _engine_bench("_cg_validate"), n=1000,
+            why="POST /risk/validate and the pre-trade half of every submit: shape + kill switch + risk"),
     HotPath("ref_risk_check_decimal", _scenario("ref_check_loop", "ref"), n=200, gated=False,
             why="the same check in pure-Python Decimal (bench/reference)"),
     HotPath("ref_fill_decimal", _scenario("ref_fill_loop", "ref"), n=200, gated=False,
