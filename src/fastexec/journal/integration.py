@@ -212,12 +212,15 @@ class JournaledEngine:
         """Run an engine command; before its result (or its error) reaches the
         caller, make every record it appended durable. A command that
         appended nothing (refused by validation or risk) does not wait."""
-        before = self.journal.writer.last_seq
+        w = self.journal.writer
+        before = w._next_seq
         try:
             return await call
         finally:
-            if self.journal.writer.last_seq != before:
-                await self.journal.barrier()
+            if w._next_seq != before:
+                fut = w.durable_future()  # no coroutine layers: one future, resolved with its batch
+                if fut is not None:
+                    await fut
 
     async def submit(self, order: Any, *, request_id: Optional[str] = None) -> Any:
         cid = getattr(order, "client_order_id", None)
@@ -230,7 +233,16 @@ class JournaledEngine:
             if not known:  # the engine forgot it in a restart; the journal did not
                 raise ConflictError(f"client_order_id {cid!r} is already in use", code="DUPLICATE_CLIENT_ORDER_ID",
                                     field="client_order_id")
-        return await self._durable(self.engine.submit(order, request_id=request_id))
+        # _durable inlined: submit is the hot path
+        w = self.journal.writer
+        before = w._next_seq
+        try:
+            return await self.engine.submit(order, request_id=request_id)
+        finally:
+            if w._next_seq != before:
+                fut = w.durable_future()
+                if fut is not None:
+                    await fut
 
     async def modify(self, order_id: str, **changes: Any) -> Any:
         return await self._durable(self.engine.modify(order_id, **changes))

@@ -60,18 +60,34 @@ _FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in EVENT_TYPES}  # fi
 _GETTERS = {cls: attrgetter(*names) for cls, names in _FIELDS.items()}  # one C call per event
 
 
+def _builder(cls: type):
+    """``event -> record`` for one event class, as a single dict display
+    (generated once: about half the cost of ``dict(zip(names, values))``).
+    Keys in field order, then ``type`` and ``ts``; tuples of ids become lists."""
+    items = []
+    for name in _FIELDS[cls]:
+        value = f"list(e.{name})" if name == "trades_closed" else f"e.{name}"
+        items.append(f"{name!r}: {value}")
+    items.append(f"'type': {EVENT_TYPES[cls]!r}")
+    items.append("'ts': _now()")
+    src = f"def build(e, _now=_now):\n    return {{{', '.join(items)}}}\n"
+    scope: dict[str, Any] = {"_now": time.time_ns}
+    exec(src, scope)  # noqa: S102 - source built above from dataclass field names only
+    return scope["build"]
+
+
+_BUILDERS = {cls: _builder(cls) for cls in EVENT_TYPES}
+
+
 def event_record(event: BrokerEvent, *, source: Optional[str] = None) -> Optional[dict]:
     """The journal record of a broker event; None for price ticks (not journaled:
     they are market data, replayable from nowhere and far too many)."""
-    if isinstance(event, PriceTick):
-        return None
-    cls = type(event)
-    names = _FIELDS[cls]
-    rec: dict[str, Any] = dict(zip(names, _GETTERS[cls](event)))
-    rec["type"] = EVENT_TYPES[cls]
-    rec["ts"] = time.time_ns()
-    if cls is OrderFilled:
-        rec["trades_closed"] = list(event.trades_closed)
+    build = _BUILDERS.get(type(event))
+    if build is None:
+        if isinstance(event, PriceTick):
+            return None
+        raise KeyError(type(event))
+    rec: dict[str, Any] = build(event)
     if source is not None:
         rec["source"] = source
     return rec

@@ -130,20 +130,24 @@ class JournalState:
 
     def _on_submitted(self, rec: dict) -> None:
         oid = rec["order_id"]
-        order = dict(rec)  # a C-level copy; cheaper than filtering key by key
+        ts = rec.get("ts")
+        # one C-level copy with the new fields (cheaper than filtering key by key);
+        # status: new, never terminal. fill_notional: sum of |units| * price
+        # (PRICE_SCALE), an exact VWAP without floats
+        order = dict(rec, created_at=ts, updated_at=ts, status="emulated" if rec.get("emulated") else "accepted",
+                     filled_units=0, fill_notional=0, reject_reason=None)
         del order["type"]
-        order.pop("source", None)
-        order["created_at"] = rec.get("ts")
-        order["updated_at"] = rec.get("ts")
-        order["status"] = "emulated" if rec.get("emulated") else "accepted"  # new: never terminal
-        order.setdefault("broker_order_id", None)
-        order["filled_units"] = 0
-        order["fill_notional"] = 0  # sum of |units| * price (PRICE_SCALE): exact VWAP without floats
-        order["reject_reason"] = None
+        if "source" in order:
+            del order["source"]
+        bid = order.get("broker_order_id")
+        if bid is None:
+            order["broker_order_id"] = None
         self.orders[oid] = order
-        if rec.get("client_order_id"):
-            self.by_client[rec["client_order_id"]] = oid
-        self._index_broker(rec["account_id"], order.get("broker_order_id"), oid)
+        cid = rec.get("client_order_id")
+        if cid:
+            self.by_client[cid] = oid
+        if bid is not None:
+            self.by_broker[f"{rec['account_id']}/{bid}"] = oid
 
     def _on_modify(self, rec: dict) -> None:
         order = self.orders.get(rec["order_id"])
@@ -206,30 +210,58 @@ class JournalState:
         order["updated_at"] = rec.get("ts")
 
     def _on_filled(self, rec: dict) -> None:
+        # the most frequent record: _remember_txn and order_for inlined
         acct = rec["account_id"]
-        if not self._remember_txn(acct, rec.get("txn_id")):
-            return
+        txn = rec.get("txn_id")
+        if txn is not None:
+            seen = self._recent.get(acct)
+            if seen is None:
+                seen = self._recent[acct] = set()
+            elif txn in seen:
+                return  # already applied
+            recent = self._recent_order.get(acct)
+            if recent is None:
+                recent = self._recent_order[acct] = deque()
+            seen.add(txn)
+            recent.append(txn)
+            if len(recent) > RECENT_TXNS:
+                seen.discard(recent.popleft())
+            if txn > self.last_txn.get(acct, 0):
+                self.last_txn[acct] = txn
         units = rec["units"]
         inst = rec["instrument"]
-        book = self.positions.setdefault(acct, {})
+        book = self.positions.get(acct)
+        if book is None:
+            book = self.positions[acct] = {}
         net = book.get(inst, 0) + units
         if net:
             book[inst] = net
         else:
             book.pop(inst, None)
-        if rec.get("account_balance") is not None:
-            self.balances[acct] = rec["account_balance"]
+        balance = rec.get("account_balance")
+        if balance is not None:
+            self.balances[acct] = balance
         elif acct in self.balances:
             self.balances[acct] += rec.get("pl", 0) + rec.get("financing", 0) - rec.get("commission", 0)
-        order = self.order_for(acct, rec.get("client_id"), rec.get("broker_order_id"))
+        oid = None
+        cid = rec.get("client_id")
+        if cid is not None:
+            oid = self.by_client.get(cid)
+        bid = rec.get("broker_order_id")
+        if oid is None and bid is not None:
+            oid = self.by_broker.get(f"{acct}/{bid}")
+        order = self.orders.get(oid) if oid is not None else None
         if order is None:
             return  # an exit (stop loss, take profit, close) with no engine order behind it
         if order.get("broker_order_id") is None:
-            order["broker_order_id"] = rec["broker_order_id"]
-            self._index_broker(acct, rec["broker_order_id"], order["order_id"])
-        order["filled_units"] += abs(units)
-        order["fill_notional"] += abs(units) * rec["price"]
-        self._set_status(order, "filled" if order["filled_units"] >= order["units"] else "partially_filled")
+            order["broker_order_id"] = bid
+            self._index_broker(acct, bid, order["order_id"])
+        if units < 0:
+            units = -units
+        filled = order["filled_units"] + units
+        order["filled_units"] = filled
+        order["fill_notional"] += units * rec["price"]
+        self._set_status(order, "filled" if filled >= order["units"] else "partially_filled")
         order["updated_at"] = rec.get("ts")
 
     def _on_cancelled(self, rec: dict) -> None:

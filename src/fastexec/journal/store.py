@@ -17,7 +17,7 @@ from typing import Callable, Optional
 from .codec import Record
 from .reader import read_records
 from .snapshot import Snapshot, apply_retention, load_latest_snapshot, snapshot_body, write_snapshot
-from .state import JournalState
+from .state import _HANDLERS, JournalState
 from .writer import DEFAULT_SEGMENT_BYTES, Durability, JournalWriter, OpenInfo
 
 log = logging.getLogger("fastexec.journal")
@@ -111,7 +111,11 @@ class Journal:
         if "ts" not in record:
             record["ts"] = time.time_ns()
         seq = self.writer.append(record)
-        self.state.apply(record, seq)
+        state = self.state
+        state.seq = seq
+        handler = _HANDLERS.get(record.get("type"))  # JournalState.apply, inlined (unknown types change nothing)
+        if handler is not None:
+            handler(state, record)
         if self.snapshot_every:
             self._since_snapshot += 1
             if self._since_snapshot >= self.snapshot_every and self._snapshot_task is None:
@@ -158,7 +162,9 @@ class Journal:
         if engine_state is None and self.state_provider is not None:
             engine_state = self.state_provider()
         seq = self.writer.last_seq
-        body = snapshot_body(seq, {"journal": self.state.to_dict(), "engine": engine_state})
+        # encoded straight from the live state (one orjson pass, on the loop, so
+        # state and seq agree), not deep-copied first and encoded again
+        body = snapshot_body(seq, {"journal": self.state.to_dict(copy=False), "engine": engine_state})
         await self.writer.barrier()
         loop = asyncio.get_running_loop()
         durable = self.durability is not Durability.NONE
