@@ -328,8 +328,10 @@ class Metrics:
                 self.orders.labels(order_type, instrument, status, result),
                 self.order_duration.labels(order_type, instrument, result),
             )
-        pair[0].inc()
-        pair[1].observe(seconds)
+        pair[0].value += 1.0  # _CounterChild.inc and _HistogramChild.observe, inlined
+        h = pair[1]
+        h.counts[bisect_left(h.bounds, seconds)] += 1
+        h.sum += seconds
 
     def operation(self, operation: str, result: str, seconds: float) -> None:
         key = ("op", operation, result)

@@ -181,3 +181,43 @@ async def test_spec_and_docs_are_counted_with_request_ids(api):
     st_, _, _ = await api.call("POST", "/api/v1/orders", json_body=api.order())
     counts = {k: c.value for k, c in api.metrics.http_requests.children.items()}
     assert counts[("/api/v1/orders", "POST", "201")] == counts_before.get(("/api/v1/orders", "POST", "201"), 0) + 1
+
+
+def test_lean_json_response_is_a_web_response():
+    """``_respond`` skips ``web.Response.__init__`` only while the result has
+    exactly the attributes a real one has; each response owns its state."""
+    from aiohttp import web
+
+    from fastexec.api import app as A
+
+    for status in (200, 201):
+        lean = A._respond(status, b'{"a":1}', "rid-9")
+        real = web.Response(body=b'{"a":1}', status=status, headers={"Content-Type": "application/json", "X-Request-ID": "rid-9"})
+        assert A._RESPONSE_TEMPLATES[status] is not None  # the shortcut is in use with this aiohttp
+        assert type(lean) is type(real) and vars(lean).keys() == vars(real).keys()
+        for key, value in vars(real).items():
+            if key == "_headers":
+                assert list(lean.headers.items()) == list(value.items())
+            else:
+                assert vars(lean)[key] == value, key
+        other = A._respond(status, b"{}", "rid-10")
+        assert other._state is not lean._state and other._headers is not lean._headers
+        assert lean.headers["X-Request-ID"] == "rid-9" and other.headers["X-Request-ID"] == "rid-10"
+
+
+def test_lean_json_response_falls_back_when_aiohttp_differs(monkeypatch):
+    from fastexec.api import app as A
+
+    monkeypatch.setitem(A._RESPONSE_TEMPLATES, 299, None)  # as if the check had failed
+    resp = A._respond(299, b"{}", "rid-11")
+    assert resp.status == 299 and resp.headers["X-Request-ID"] == "rid-11" and "_state" in vars(resp)
+
+
+async def test_submit_response_head_is_unchanged(api):
+    resp = await api.client.post("/api/v1/orders", data=json.dumps(api.order()), headers={"X-Request-ID": "head-1"})
+    assert resp.status == 201
+    names = [k.decode() for k, _ in resp.raw_headers]
+    assert names == ["Content-Type", "X-Request-ID", "Content-Length", "Date", "Server"], names
+    assert resp.headers["Content-Type"] == "application/json" and resp.headers["X-Request-ID"] == "head-1"
+    body = await resp.read()
+    assert int(resp.headers["Content-Length"]) == len(body) and json.loads(body)["status"] == "filled"

@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 import orjson
 from aiohttp import hdrs, web
-from multidict import istr
+from multidict import CIMultiDict, istr
 
 from fastexec import __version__
 from fastexec._core.fixedpoint import FixedPointError, parse_price
@@ -44,7 +44,7 @@ from fastexec.logging import request_id_var
 from . import models as m
 from .auth import ANONYMOUS, Authenticator, Principal
 from .idempotency import KEY_PATTERN, MAX_KEY_LENGTH, IdempotencyStore, check_key
-from .schemas import MAX_BODY_BYTES, Object, Param, bool_param, decode_body, int_param, text_param, String
+from .schemas import MAX_BODY_BYTES, Object, Param, bool_param, int_param, text_param, String
 
 log = logging.getLogger("fastexec.api")
 
@@ -55,7 +55,8 @@ RAW_BODY = web.RequestKey("fastexec_raw_body", bytes)
 _JSON = "application/json"
 _RID_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
 _RID_PREFIX = os.urandom(4).hex()
-_rid_counter = itertools.count(1)
+# "<prefix>-1", "<prefix>-2", ...: formatted by one C-level call per request
+_next_request_id = map((_RID_PREFIX + "-{}").format, itertools.count(1)).__next__
 
 
 def _request_id(header: Optional[str]) -> str:
@@ -66,7 +67,7 @@ def _request_id(header: Optional[str]) -> str:
     """
     if header and len(header) <= 128 and _RID_OK.issuperset(header):
         return header
-    return f"{_RID_PREFIX}-{next(_rid_counter)}"
+    return _next_request_id()
 
 
 def _json(status: int, payload: Any, headers: Optional[dict] = None) -> web.Response:
@@ -199,7 +200,9 @@ class Api:
 
     def order_spec(self, body: dict) -> OrderSpec:
         instrument = body["instrument"]
-        p = self.precision(instrument)
+        p = self._precision.get(instrument)
+        if p is None:
+            self.precision(instrument)  # raises UNKNOWN_INSTRUMENT
         get = body.get
         # positional (OrderSpec's field order): keyword parsing costs more than the call
         spec = OrderSpec(
@@ -278,35 +281,38 @@ class Api:
 
     async def _submit(self, spec, request_id: str):
         t0 = time.perf_counter()
-        otype = spec.type if isinstance(spec.type, str) else spec.type.value
-        metrics = self.metrics
         try:
             view = await self.engine.submit(spec, request_id=request_id)
-        except RiskDeniedError as exc:
-            if metrics is not None:
-                metrics.risk_violation(spec.account_id, exc.code)
-                metrics.order(otype, spec.instrument, "denied", "denied", time.perf_counter() - t0)
+        except FastexecError as exc:
+            self._submit_failed(exc, spec, t0)
             raise
-        except KillSwitchActiveError:
-            if metrics is not None:
-                metrics.risk_violation(spec.account_id, "kill_switch")
-                metrics.order(otype, spec.instrument, "denied", "denied", time.perf_counter() - t0)
-            raise
-        except BrokerUnavailableError:
-            if metrics is not None:
-                metrics.broker_error("submit")
-                metrics.order(otype, spec.instrument, "error", "error", time.perf_counter() - t0)
-            raise
-        except ValidationError:
+        self._submitted(view, spec, t0)
+        return view
+
+    def _submit_failed(self, exc: FastexecError, spec, t0: float) -> None:
+        """Metrics of a submit the engine refused (``t0``: ``perf_counter`` before it)."""
+        metrics = self.metrics
+        if metrics is None:
+            return
+        otype = spec.type if isinstance(spec.type, str) else spec.type.value
+        if isinstance(exc, RiskDeniedError):
+            metrics.risk_violation(spec.account_id, exc.code)
+            metrics.order(otype, spec.instrument, "denied", "denied", time.perf_counter() - t0)
+        elif isinstance(exc, KillSwitchActiveError):
+            metrics.risk_violation(spec.account_id, "kill_switch")
+            metrics.order(otype, spec.instrument, "denied", "denied", time.perf_counter() - t0)
+        elif isinstance(exc, BrokerUnavailableError):
+            metrics.broker_error("submit")
+            metrics.order(otype, spec.instrument, "error", "error", time.perf_counter() - t0)
+        elif isinstance(exc, ValidationError):
             # a malformed order is the client's bug, not an execution failure:
             # kept out of the failure-rate alert (result=~"rejected|error")
-            if metrics is not None:
-                metrics.order(otype, spec.instrument, "invalid", "invalid", time.perf_counter() - t0)
-            raise
-        except FastexecError:
-            if metrics is not None:
-                metrics.order(otype, spec.instrument, "rejected", "rejected", time.perf_counter() - t0)
-            raise
+            metrics.order(otype, spec.instrument, "invalid", "invalid", time.perf_counter() - t0)
+        else:
+            metrics.order(otype, spec.instrument, "rejected", "rejected", time.perf_counter() - t0)
+
+    def _submitted(self, view, spec, t0: float) -> None:
+        """Log line and metrics of a submit the engine answered."""
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "order submitted",
@@ -322,7 +328,9 @@ class Api:
                     "timings": dict(view.timings),
                 },
             )
+        metrics = self.metrics
         if metrics is not None:
+            otype = spec.type if isinstance(spec.type, str) else spec.type.value
             status = view.status
             result = "rejected" if status == "rejected" else "success"
             metrics.order(otype, spec.instrument, status, result, time.perf_counter() - t0)
@@ -331,7 +339,6 @@ class Api:
                 diff = view.average_fill_price - view.price
                 bp = diff * 10_000 / view.price
                 metrics.slippage_bp(spec.instrument, otype, bp if view.side == "buy" else -bp)
-        return view
 
     async def _operation(self, name: str, call: Callable[[], Awaitable[Any]], *, risk_account: Optional[str] = None) -> Any:
         """Await ``call()`` (an engine operation other than submit), counted in
@@ -616,11 +623,71 @@ _H_IDEMPOTENCY_KEY = istr("Idempotency-Key")
 _H_AUTHORIZATION = hdrs.AUTHORIZATION
 _dumps = orjson.dumps
 _perf_ns = time.perf_counter_ns
+_perf_s = time.perf_counter
 _Response = web.Response
 
 
-def _respond(status: int, body: bytes, rid: str) -> web.Response:
+def _respond_general(status: int, body: bytes, rid: str) -> web.Response:
     return _Response(body=body, status=status, headers={"Content-Type": _JSON, "X-Request-ID": rid})
+
+
+# A JSON response without running ``web.Response.__init__`` (~12k
+# instructions of argument checks per response, a fifth of what the REST
+# layer adds to a submit). Per status, the attributes ``__init__`` leaves on
+# the instance are taken from a real ``web.Response`` once; each response is
+# then those attributes plus its own headers, body and state dict. The
+# shortcut is used only while a freshly built response and a real one have
+# identical attributes (checked per status when its template is made), so an
+# aiohttp that initialises anything else falls back to ``web.Response``.
+_RESPONSE_TEMPLATES: dict[int, Optional[dict]] = {}
+_new_object = object.__new__
+
+
+def _response_template(status: int) -> Optional[dict]:
+    real = _Response(body=b"{}", status=status, headers={"Content-Type": _JSON, "X-Request-ID": "x"})
+    template = {k: v for k, v in vars(real).items() if k not in ("_state", "_headers", "_body")}
+    lean = _new_object(_Response)
+    d = lean.__dict__
+    d.update(template)
+    d["_state"] = {}
+    headers = d["_headers"] = _JSON_HEADERS.copy()
+    headers.add(_H_REQUEST_ID, "x")
+    d["_body"] = b"{}"
+    same = (
+        # shared by every response: only immutable values may be copied
+        all(v is None or type(v) in (bool, int, float, str, bytes) for v in template.values())
+        and vars(lean).keys() == vars(real).keys()
+        and all(v == vars(real)[k] for k, v in template.items())
+        and real._state == {}
+        and type(real._headers) is CIMultiDict
+        and list(real._headers.items()) == list(lean._headers.items())
+        and real._body == b"{}"
+        and (lean.status, lean.reason, lean.body, lean.content_type) == (real.status, real.reason, real.body, real.content_type)
+    )
+    _RESPONSE_TEMPLATES[status] = template if same else None
+    return template if same else None
+
+
+def _respond(status: int, body: bytes, rid: str) -> web.Response:
+    """``web.Response(body=body, status=status, headers={"Content-Type":
+    "application/json", "X-Request-ID": rid})``, built cheaply (see above)."""
+    template = _RESPONSE_TEMPLATES.get(status, _MISSING)
+    if template is _MISSING:
+        template = _response_template(status)
+    if template is None:
+        return _respond_general(status, body, rid)
+    resp = _new_object(_Response)
+    d = resp.__dict__
+    d.update(template)
+    d["_state"] = {}
+    headers = d["_headers"] = _JSON_HEADERS.copy()  # the same two headers, in the same order, as above
+    headers.add(_H_REQUEST_ID, rid)
+    d["_body"] = body
+    return resp
+
+
+_MISSING = object()
+_JSON_HEADERS = CIMultiDict({"Content-Type": _JSON})
 
 
 def _error_response(exc: Exception, request: web.Request, rid: str) -> web.Response:
@@ -760,13 +827,6 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
                 raise ValidationError("this endpoint takes no request body", code="UNEXPECTED_BODY")
         return await handler(api, Ctx(request, principal, params, body, rid))
 
-    def count_and_log(request: web.Request, resp: web.StreamResponse) -> None:
-        if count is not None:
-            status = resp.status
-            (count.children.get(status) or count.child(status)).inc()
-        if log.isEnabledFor(debug):
-            log.debug("request", extra={"method": request.method, "path": request.path, "status": resp.status})
-
     if handler is not Api.submit:
 
         async def endpoint(request: web.Request) -> web.StreamResponse:
@@ -774,20 +834,20 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
             headers = request.headers
             rid = headers.get(_H_REQUEST_ID)
             if not rid or len(rid) > 128 or not _RID_OK.issuperset(rid):
-                rid = f"{_RID_PREFIX}-{next(_rid_counter)}"
+                rid = _next_request_id()
             token = request_id_var.set(rid)
             try:
                 try:
                     status, payload = await operate(request, headers, rid)
-                    resp = _Response(
-                        body=payload.raw if type(payload) is _Replay else _dumps(payload),
-                        status=status,
-                        headers={"Content-Type": _JSON, "X-Request-ID": rid},
-                    )
+                    resp = _respond(status, payload.raw if type(payload) is _Replay else _dumps(payload), rid)
                     perf_ring.add(_perf_ns() - t0)
                 except Exception as exc:
                     resp = _error_response(exc, request, rid)
-                count_and_log(request, resp)
+                if count is not None:
+                    status = resp.status
+                    (count.children.get(status) or count.child(status)).value += 1
+                if log.isEnabledFor(debug):
+                    log.debug("request", extra={"method": request.method, "path": request.path, "status": resp.status})
                 return resp
             finally:
                 request_id_var.reset(token)
@@ -801,7 +861,9 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
         assert not path_params and not query_params and [h.name for h in header_params] == ["Idempotency-Key"], op.path
         check_body = body_schema.parse_json
         order_spec = api.order_spec
-        submit = api._submit
+        engine = api.engine
+        submitted = api._submitted
+        submit_failed = api._submit_failed
         auth_on = auth.enabled
 
         async def endpoint(request: web.Request) -> web.StreamResponse:
@@ -811,11 +873,13 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
             if not rid or len(rid) > 128 or not _RID_OK.issuperset(rid):
                 # client ids are echoed into logs and the journal: anything but a
                 # short token of safe characters is replaced, not trusted
-                rid = f"{_RID_PREFIX}-{next(_rid_counter)}"
+                rid = _next_request_id()
             token = request_id_var.set(rid)
             try:
                 try:
-                    if request.query_string or _H_IDEMPOTENCY_KEY in headers:
+                    # "?" in the target: a query string, even an empty one (operate
+                    # answers those as before); raw_path is cheaper than query_string
+                    if "?" in request.raw_path or _H_IDEMPOTENCY_KEY in headers:
                         status, payload = await operate(request, headers, rid)
                         body = payload.raw if type(payload) is _Replay else _dumps(payload)
                     else:
@@ -826,13 +890,24 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
                         order = check_body(raw)
                         if principal.accounts is not None:
                             principal.check(order["account_id"])
-                        view = await submit(order_spec(order), rid)
+                        spec = order_spec(order)
+                        t1 = _perf_s()  # Api._submit, inlined
+                        try:
+                            view = await engine.submit(spec, request_id=rid)
+                        except FastexecError as exc:
+                            submit_failed(exc, spec, t1)
+                            raise
+                        submitted(view, spec, t1)
                         status, body = 201, _dumps(view.to_dict())
-                    resp = _Response(body=body, status=status, headers={"Content-Type": _JSON, "X-Request-ID": rid})
+                    resp = _respond(status, body, rid)
                     perf_ring.add(_perf_ns() - t0)
                 except Exception as exc:
                     resp = _error_response(exc, request, rid)
-                count_and_log(request, resp)
+                if count is not None:
+                    status = resp.status
+                    (count.children.get(status) or count.child(status)).value += 1
+                if log.isEnabledFor(debug):
+                    log.debug("request", extra={"method": request.method, "path": request.path, "status": resp.status})
                 return resp
             finally:
                 request_id_var.reset(token)
