@@ -419,7 +419,6 @@ class Timestamp(T):
 
 
 _ENUM, _TEXT, _UNITS, _PRICE = "enum", "text", "units", "price"  # kinds of Object.accepts' per-field checks
-_STR_INT = frozenset((str, int))
 
 
 class Field:
@@ -456,6 +455,7 @@ class Object(T):
         self._required = tuple(k for k, f in fields.items() if f.required)
         self._fast: Optional[dict] = None
         self._required_set = frozenset(self._required)
+        self._int_fields = tuple(k for k, f in fields.items() if type(f.type) is Units)
         self._ok_pairs: set = set()
 
     # ------------------------------------------------------------ fast path
@@ -491,19 +491,29 @@ class Object(T):
         """True when ``value`` (as decoded by orjson) is valid and ``parse``
         would return it unchanged; False means "not sure": call ``parse``.
 
-        Only strings and integers are taken (so no bool, null, float or
-        container), and every (field, value) pair that passed once is
-        remembered in a bounded set: with the value types pinned to str and
-        int, an equal pair is the same input, so it passes again. A request
-        from a client that sends the same account, instrument and side each
-        time costs a set lookup per field.
+        Every (field, value) pair that passed once is remembered in a bounded
+        set, so a client sending the same account, instrument and side each
+        time costs one C-level ``issuperset`` over the body. Only string and
+        integer values are ever remembered. No other JSON value equals a
+        string; the only ones that equal an integer are ``true``/``false``
+        and floats (``1.0``), so the integer fields are checked to hold exact
+        ints before the lookup.
         """
-        if type(value) is not dict or self.check is not None or not _STR_INT.issuperset(map(type, value.values())):
+        if type(value) is not dict or self.check is not None:
             return False
-        ok = self._ok_pairs
-        for item in value.items():
-            if item not in ok and not self._accepts_pair(item):
+        for key in self._int_fields:
+            v = value.get(key)
+            if v is not None and type(v) is not int:
                 return False
+        try:
+            known = self._ok_pairs.issuperset(value.items())
+        except TypeError:  # an unhashable value (array, object): not for this path
+            return False
+        if not known:
+            accepts_pair = self._accepts_pair
+            for item in value.items():
+                if not accepts_pair(item):
+                    return False
         return self._required_set <= value.keys() and len(value) >= self.min_properties
 
     def _accepts_pair(self, item: tuple) -> bool:
@@ -529,9 +539,10 @@ class Object(T):
         elif t is not str or not _price_text_ok(v):
             return False
         ok = self._ok_pairs
-        if len(ok) >= self._MEMO_MAX:
-            ok.clear()
-        ok.add(item)
+        if item not in ok:
+            if len(ok) >= self._MEMO_MAX:
+                ok.clear()
+            ok.add(item)
         return True
 
     def parse_json(self, raw: bytes) -> dict:
