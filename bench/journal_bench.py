@@ -1,6 +1,6 @@
 """Journal throughput and the latency it adds to submit -> ack.
 
-    python bench/journal_bench.py [--rates 1000,10000] [--duration 5] [--mode fsync] [--engine] [--dir DIR]
+    python bench/journal_bench.py [--rates 1000,10000] [--duration 5] [--mode fsync] [--engine] [--reps 3] [--dir DIR]
 
 Open loop: orders arrive on a fixed schedule (``rate`` per second, as a
 strategy would send them, whether or not the journal keeps up); each one is
@@ -145,8 +145,14 @@ async def engine_open_loop(directory: Optional[str], rate: int, duration: float,
 
 
 async def engine_closed_loop(directory: Optional[str], clients: int, orders: int, mode: str) -> dict:
-    """``clients`` concurrent submitters as fast as they go: throughput and CPU
-    per order of the engine with and without the journal (same process, same run)."""
+    """``clients`` concurrent submitters as fast as they go: throughput, submit
+    -> ack p50 and CPU per order of the engine with and without the journal
+    (same process, same run). ``cpu_us`` counts every thread of the process
+    (the journal's writer thread and the kernel time of its flushes too),
+    ``loop_cpu_us`` only the event loop's thread: what an order costs the one
+    core that serves requests. The garbage collector is off while measuring
+    (``fastexec serve`` freezes the heap instead): a collection would land in
+    whichever run crosses its threshold."""
     from fastexec.config import Settings
     from fastexec.engine import Engine
     from fastexec.engine.types import OrderSpec
@@ -163,21 +169,34 @@ async def engine_closed_loop(directory: Optional[str], clients: int, orders: int
     await engine.start()
     acct = engine.account_ids[0]
 
+    lat: list[int] = []
+
     async def client(k: int) -> None:
         for i in range(orders // clients):
+            t = time.perf_counter_ns()
             await engine.submit(OrderSpec(account_id=acct, instrument="EUR_USD", side="buy" if i % 2 else "sell",
                                           units=1000))
+            lat.append(time.perf_counter_ns() - t)
 
-    cpu, wall = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(client(k) for k in range(clients)))
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        cpu, wall, loop_cpu = time.process_time(), time.perf_counter(), time.thread_time()
+        await asyncio.gather(*(client(k) for k in range(clients)))
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        loop_cpu = time.thread_time() - loop_cpu
+    finally:
+        gc.enable()
     n = orders // clients * clients
     batch = None
     if directory is not None:
         st = engine.journal.writer.stats
         batch = st.records / st.batches
     await engine.stop()
-    return {"per_s": n / wall, "cpu_us": cpu / n * 1e6, "mean_batch": batch}
+    return {"per_s": n / wall, "cpu_us": cpu / n * 1e6, "loop_cpu_us": loop_cpu / n * 1e6, "p50_us": pct(lat, 50),
+            "mean_batch": batch}
 
 
 async def closed_loop(directory: str, clients: int, duration: float, mode: str) -> dict:
@@ -209,6 +228,7 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--mode", default="fsync", choices=("fsync", "fdatasync", "none"))
     ap.add_argument("--clients", type=int, default=512)
+    ap.add_argument("--reps", type=int, default=3, help="closed-loop engine runs per configuration (medians)")
     ap.add_argument("--engine", action="store_true",
                     help="also measure submit->ack through the engine (simulated venue) with and without the journal")
     ap.add_argument("--dir", default=None, help="where to write (default: a temp dir under the working directory's disk)")
@@ -247,14 +267,23 @@ def main(argv=None) -> int:
                     if d:
                         shutil.rmtree(d, ignore_errors=True)
         if args.engine:
-            for label, d in (("engine, no journal", None),
-                             (f"engine + journal ({args.mode})", os.path.join(base, "engine-closed"))):
-                r = asyncio.run(engine_closed_loop(d, 100, 20_000, args.mode))
-                print(f"closed loop {label:<26} 100 submitters: {r['per_s']:.0f} orders/s, "
-                      f"CPU {r['cpu_us']:.0f} us/order" + (f", mean batch {r['mean_batch']:.1f} records"
-                                                           if r["mean_batch"] else ""))
-                if d:
-                    shutil.rmtree(d, ignore_errors=True)
+            configs = [("engine, no journal", None), ("engine + journal (none)", "none")]
+            if args.mode != "none":
+                configs.append((f"engine + journal ({args.mode})", args.mode))
+            for clients, orders in ((1, 3_000), (32, 20_000)):
+                for label, mode in configs:
+                    rows = []
+                    for rep in range(args.reps):
+                        d = None if mode is None else os.path.join(base, f"engine-closed-{rep}")
+                        rows.append(asyncio.run(engine_closed_loop(d, clients, orders, mode or "none")))
+                        if d:
+                            shutil.rmtree(d, ignore_errors=True)
+                    med = {k: statistics.median(r[k] for r in rows) for k in ("per_s", "cpu_us", "loop_cpu_us", "p50_us")}
+                    print(f"closed loop {label:<26} {clients:>3} submitters: {med['per_s']:.0f} orders/s, "
+                          f"p50 {med['p50_us']:.0f} us, CPU {med['cpu_us']:.1f} us/order "
+                          f"(loop thread {med['loop_cpu_us']:.1f})" +
+                          (f", mean batch {rows[0]['mean_batch']:.1f} records" if rows[0]["mean_batch"] else "") +
+                          f"  [median of {len(rows)}]")
         d = os.path.join(base, "closed")
         r = asyncio.run(closed_loop(d, args.clients, args.duration, args.mode))
         print(f"closed loop {r['clients']} appenders: {r['records_per_s']:.0f} records/s durable, "

@@ -14,7 +14,8 @@ The engine runs journaled (``fastexec.journal``): every accepted command and
 broker event is durable before its acknowledgement, and start-up replays the
 journal and reconciles with the broker before the API opens. The journal lives
 in ``$FASTEXEC_DATA_DIR/journal``; ``FASTEXEC_JOURNAL_DURABILITY`` picks fsync
-(default), fdatasync or none.
+(default) or fdatasync (both survive power loss: segments are preallocated) or
+none (page cache only: tests and benchmarks).
 
 SIGINT/SIGTERM stop accepting connections, let in-flight requests finish, then
 stop the engine (which snapshots and closes its journal).
