@@ -36,8 +36,11 @@ segment; a torn or corrupt frame is judged exactly as before). A segment is
 trimmed to its data (and fsynced) when it is sealed by rotation and on a clean
 close, so sealed segments never end in zeros.
 
-Mode ``none`` has no thread: the loop writes to the page cache itself, at the
-end of the loop turn or at once when someone waits (no suspension).
+Mode ``none`` has no thread: the loop writes each turn's records to the page
+cache itself at the end of the turn, one ``write`` per turn. (Writing at once
+for every waiter instead saves a single client one loop turn but costs a
+system call per acknowledgement under load: measured over REST with 32
+connections, 118 us of CPU per request against 95 us in ``fsync`` mode.)
 
 A failed write or flush poisons the writer: after a failed fsync the kernel may
 already have dropped the dirty pages, so retrying could report durable data
@@ -347,11 +350,6 @@ class JournalWriter:
             raise JournalFailedError(f"journal is failed: {self._failed!r}")
         if seq >= self._next_seq:
             raise ValueError(f"record {seq} was never appended (last is {self._next_seq - 1})")
-        if not self._sync:
-            self._write_now()  # page cache only: write at once, nobody needs to suspend
-            if self.durable_seq >= seq:
-                return None
-            raise JournalFailedError(f"journal is failed: {self._failed!r}")
         fut = self._loop.create_future()
         self._waiters.append((seq, fut))
         return fut
