@@ -4,15 +4,16 @@
 Two things make the in-process venue slow in pure Python, and this module
 removes both for the common case:
 
-* **Garbage-collector pressure.** The venue keeps every order and trade for
-  ever (the v20 API can ask for any of them). As Python objects they are
+* **Garbage-collector pressure.** The venue keeps its recent history (the
+  last ``history`` transactions and every order and trade they concern, see
+  ``trim``; the v20 API can ask for any of them). As Python objects they are
   tracked by the cyclic collector, so every full collection walks the whole
   history. Here ``Order``, ``Trade``, ``Position`` and ``OnFill`` are
   extension types marked ``no_gc``: the collector never tracks or traverses
   them, so booking a fill adds no long-lived tracked object (closing-id and
   closed-trade records are tuples of ints, which the collector untracks).
   They cannot form reference cycles among themselves that matter: the venue
-  holds every one of them until it is dropped as a whole.
+  holds each one until ``trim`` forgets it (or the venue is dropped).
 * **Interpreter overhead.** ``place_market`` runs a plain market order (no
   on-fill exits, no price bound, no slippage, DEFAULT/REDUCE_FIRST position
   fill, FOK/IOC, fillable in full) from validation to the booked fill in
@@ -29,8 +30,13 @@ half-even rounding of the exact product (``venue.py`` docstring).
 """
 cimport cython
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.long cimport PyLong_AsSsize_t
 from cpython.list cimport PyList_Append, PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_GET_SIZE
+
+cdef extern from *:
+    const Py_ssize_t PY_SSIZE_T_MAX
 
 cdef object RATE_SCALE = 10**12
 cdef object PRICE_SCALE = 10**9
@@ -221,11 +227,17 @@ cdef class Position:
 
 @cython.final
 cdef class TxnLog:
-    """An account's transactions as parallel lists (id = position + 1): the
-    kernel's typed copy of ``venue.TxnLog`` (same fields, same reads), so the
-    fill path appends to the lists without attribute lookups."""
+    """An account's transactions as parallel lists: the kernel's typed copy of
+    ``venue.TxnLog`` (same fields, same reads), so the fill path appends to
+    the lists without attribute lookups.
+
+    Indexing is by absolute position (transaction id - 1) and ``len()`` is the
+    last id, whatever has been forgotten: the lists hold ids ``base + 1`` ..
+    ``base + len(types)`` (``Account.history``); a forgotten position raises
+    IndexError and slices skip it."""
 
     cdef public list types, times, batches, reqs, ps
+    cdef public Py_ssize_t base
 
     def __init__(self):
         self.types = []
@@ -233,29 +245,33 @@ cdef class TxnLog:
         self.batches = []
         self.reqs = []
         self.ps = []
+        self.base = 0
 
     def __len__(self):
-        return len(self.types)
+        return self.base + len(self.types)
 
     def _view(self, Py_ssize_t i):
-        typ = self.types[i]
-        p = self.ps[i]
+        """The transaction at absolute position ``i`` (id ``i + 1``), retained."""
+        cdef Py_ssize_t k = i - self.base
+        typ = self.types[k]
+        p = self.ps[k]
         if typ == "ORDER_FILL":
             p = _Fill(p)
-        return _Txn(i + 1, typ, self.times[i], self.batches[i], self.reqs[i], p)
+        return _Txn(i + 1, typ, self.times[k], self.batches[k], self.reqs[k], p)
 
     def __getitem__(self, k):
-        n = len(self.types)
+        n = self.base + len(self.types)
         if isinstance(k, slice):
-            return [self._view(i) for i in range(*k.indices(n))]
+            return [self._view(i) for i in range(*k.indices(n)) if i >= self.base]
         if k < 0:
             k += n
-        if not 0 <= k < n:
+        if not self.base <= k < n:
             raise IndexError(k)
         return self._view(k)
 
     def __iter__(self):
-        return (self._view(i) for i in range(len(self.types)))
+        b = self.base
+        return (self._view(b + i) for i in range(len(self.types)))
 
 
 @cython.final
@@ -264,7 +280,8 @@ cdef class Account:
 
     cdef public object id, user_id, currency, alias, created_ns, balance, pl, resettable_pl, financing
     cdef public object commission, last_id, last_fill_ns, batch, batch_start, req, hedging, gslo_mode
-    cdef public object margin_call_enter_ns
+    cdef public object margin_call_enter_ns, history
+    cdef public Py_ssize_t trim_at
     cdef public TxnLog txns
     cdef public dict orders, pending, by_client, trades, open_trades, trades_by_client, positions
     cdef public list routes
@@ -297,14 +314,103 @@ cdef class Account:
         self.gslo_mode = "ALLOWED"
         self.margin_call_enter_ns = None
         self.routes = []  # per instrument index: conversion route to this account's currency
+        self.history = None  # transactions retained (None: all); set by the venue (Venue(history=...))
+        self.trim_at = PY_SSIZE_T_MAX  # log length at which the oldest are forgotten (history + TRIM_BATCH)
 
     def txn(self, txn_id):
-        if 1 <= txn_id <= self.last_id:
+        if self.txns.base < txn_id <= self.last_id:
             return self.txns[txn_id - 1]
         return None
 
     def since(self, txn_id):
         return self.txns[max(0, txn_id):self.last_id]
+
+
+# --------------------------------------------------------------------------- bounded history
+
+TRIM_BATCH = 4096  # transactions forgotten at once past ``history`` (venue.TRIM_BATCH is this)
+
+
+def trim(Account acct):
+    """Forget ``acct``'s oldest transactions down to its last ``history``, and
+    with them every finished order and closed trade they were the last word
+    on (``venue.Venue`` docstring, "Bounded history"); ``venue._trim`` is the
+    reference this must match. Called at the start of a batch once the log
+    holds ``trim_at`` transactions, so one call forgets TRIM_BATCH of them:
+    O(1) amortised per transaction, and never a batch in progress."""
+    _trim(acct)
+
+
+cdef int _trim(Account acct) except -1:
+    cdef TxnLog log = acct.txns
+    h = acct.history
+    if h is None:
+        return 0
+    cdef Py_ssize_t k = PyList_GET_SIZE(log.types) - <Py_ssize_t>h
+    if k <= 0:
+        return 0
+    cdef Py_ssize_t cutoff = log.base + k  # ids <= cutoff are forgotten
+    cdef list ps = log.ps
+    cdef dict orders = acct.orders, by_client = acct.by_client, trades = acct.trades
+    cdef Py_ssize_t j
+    cdef PyObject *p
+    cdef PyObject *prev = NULL
+    for j in range(k):
+        p = PyList_GET_ITEM(ps, j)
+        if p == prev:
+            continue  # a market order's create and fill are one object: look at it once
+        x = <object>p
+        if type(x) is Order:  # an order's create or its fill
+            prev = p
+            _forget_order(<Order>x, cutoff, orders, by_client, trades)
+        elif type(x) is tuple and PyTuple_GET_SIZE(x) == 2 and type((<tuple>x)[0]) is Order:  # a cancel
+            _forget_order(<Order>(<tuple>x)[0], cutoff, orders, by_client, trades)
+    del log.types[:k]
+    del log.times[:k]
+    del log.batches[:k]
+    del log.reqs[:k]
+    del log.ps[:k]
+    log.base = cutoff
+    return 0
+
+
+cdef inline bint _after(object txn_id, Py_ssize_t cutoff) except -1:
+    """A transaction id (int or None) later than ``cutoff``."""
+    return txn_id is not None and PyLong_AsSsize_t(txn_id) > cutoff
+
+
+cdef int _forget_order(Order o, Py_ssize_t cutoff, dict orders, dict by_client, dict trades) except -1:
+    """Forget ``o`` if it is finished and no transaction after ``cutoff``
+    concerns it; with it the trades its fill closed, when that fill was the
+    last of their closing transactions. Pending orders and open trades stay."""
+    st = o.state
+    if st != "FILLED" and st != "CANCELLED":
+        return 0
+    oid = o.id
+    if _after(oid, cutoff) or _after(o.fill_txn, cutoff) or _after(o.cancel_txn, cutoff):
+        return 0
+    if PyDict_GetItem(orders, oid) != <PyObject *>o:
+        return 0  # forgotten already (its other transaction came first)
+    del orders[oid]
+    ce = o.client_ext
+    cdef PyObject *cid
+    if ce is not None:
+        cid = PyDict_GetItem(ce, "id") if type(ce) is dict else <PyObject *>NULL
+        if cid == NULL and type(ce) is not dict:
+            c = ce.get("id")
+            cid = <PyObject *>c if c is not None else NULL
+        if cid != NULL and <object>cid is not None and PyDict_GetItem(by_client, <object>cid) == <PyObject *>o:
+            del by_client[<object>cid]
+    fc = o.fill_closed
+    if fc is not None:
+        for e in <tuple?>fc:
+            tid = (<tuple?>e)[0]
+            tr = trades.get(tid)
+            if tr is not None and (<Trade>tr).state == "CLOSED":
+                ct = (<Trade>tr).closing_txn_ids
+                if not _after(ct[len(ct) - 1], cutoff):  # its last closing fill (no negative index: wraparound is off)
+                    del trades[tid]
+    return 0
 
 
 # classes of venue.py the kernel needs, bound by venue.py once they exist (no circular import)
@@ -453,7 +559,7 @@ cdef inline object _append(TxnLog log, str typ, object now, object batch, object
     PyList_Append(log.batches, batch)
     PyList_Append(log.reqs, req)
     PyList_Append(log.ps, p)
-    return PyList_GET_SIZE(log.types)
+    return log.base + PyList_GET_SIZE(log.types)  # the new transaction's id
 
 
 def _mul_rhe(a, b, c, d, den):
@@ -559,6 +665,9 @@ cdef bint _book(venue, Account acct, Order o, request_id) except -1:
             return False
 
     # ---- book it: create + fill in one batch
+    cdef TxnLog log = acct.txns
+    if PyList_GET_SIZE(log.types) >= acct.trim_at:
+        _trim(acct)  # bounded history (Venue._begin does the same on the general path)
     now = venue.clock()
     venue._now = now
     last = acct.last_id
@@ -566,7 +675,6 @@ cdef bint _book(venue, Account acct, Order o, request_id) except -1:
     acct.batch = batch
     acct.batch_start = last
     acct.req = request_id
-    cdef TxnLog log = acct.txns
     oid = _append(log, "MARKET_ORDER", now, batch, request_id, o)
     o.id = oid
     o.create_ns = now
@@ -730,15 +838,18 @@ def market_fill_events(Account acct, Py_ssize_t lo, Py_ssize_t hi):
         return None
     cdef TxnLog log = acct.txns
     cdef list types = log.types, ps = log.ps
-    if types[lo] != "MARKET_ORDER" or types[lo + 1] != "ORDER_FILL":
+    cdef Py_ssize_t k = lo - log.base  # list position of id lo + 1
+    if k < 0:
         return None
-    o_ = ps[lo]
-    if o_ is not ps[lo + 1] or type(o_) is not Order:
+    if types[k] != "MARKET_ORDER" or types[k + 1] != "ORDER_FILL":
+        return None
+    o_ = ps[k]
+    if o_ is not ps[k + 1] or type(o_) is not Order:
         return None
     cdef Order o = <Order>o_
     if o.reason != "CLIENT_ORDER":
         return None
-    return [_fill_event(acct, o, lo + 2, log.times[lo + 1])]
+    return [_fill_event(acct, o, lo + 2, log.times[k + 1])]
 
 
 cdef inline str _id_str(object x):

@@ -315,6 +315,9 @@ class SimulatedBroker(Broker):
 
     async def transactions_since(self, account_id: str, txn_id: int) -> list[BrokerEvent]:
         acct = self._acct(account_id)
+        if txn_id < acct.txns.base:  # older than the history the venue keeps: v20's sinceid answers 416
+            raise BrokerError(f"transactions after {txn_id} are no longer kept (oldest kept: {acct.txns.base + 1})",
+                              status=416)
         return events_from_txns(self.venue, acct, acct.txns[max(0, txn_id):])
 
     async def subscribe_prices(self, instruments: Sequence[str]) -> None:

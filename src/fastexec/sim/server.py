@@ -23,7 +23,7 @@ from .faults import FaultConfig, RequestRecord, SlidingWindow, Stats
 from .parse import BadRequest, ParseReject, order_type_of, parse_close_units, parse_details_map, parse_order
 from .render import fmt_time, render_account, render_instrument, render_order, render_position, render_price, \
     render_trade, render_txn
-from .venue import DEPENDENT_TYPES, Result, SimReject, Venue
+from .venue import DEFAULT_HISTORY, DEPENDENT_TYPES, Result, SimReject, Venue
 
 AUTH_ERROR = {"errorMessage": "Insufficient authorization to perform request."}
 FORBIDDEN = {"errorMessage": "The provided request was forbidden."}
@@ -355,7 +355,7 @@ class V20Sim:
         if since is None or not since.isdigit():
             raise BadRequest("Invalid value specified for 'sinceTransactionID'")
         since_id = int(since)
-        if since_id > acct.last_id:
+        if since_id > acct.last_id or since_id < acct.txns.base:  # the future, or older than the history kept
             raise HTTPError(416, {"errorMessage": "Invalid value specified for 'sinceTransactionID'"})
         unix = self._unix(request)
         v = self.venue
@@ -531,6 +531,9 @@ class V20Sim:
                 if other is not None and other.state == "PENDING":
                     raise HTTPError(400, {"errorCode": "CLIENT_ORDER_ID_ALREADY_EXISTS",
                                           "errorMessage": "The client Order ID specified is already assigned to another pending Order"})
+                old_cid = o.client_id
+                if old_cid is not None and acct.by_client.get(old_cid) is o:
+                    del acct.by_client[old_cid]  # the order answers to its new id only
                 acct.by_client[new["id"]] = o
             o.client_ext = dict(o.client_ext or {}, **new)
             p["clientExtensionsModify"] = new
@@ -836,7 +839,7 @@ class V20Sim:
         if not q.get("from", "").isdigit() or not q.get("to", "").isdigit():
             raise BadRequest("Invalid value specified for 'from'")
         lo, hi = int(q["from"]), int(q["to"])
-        if lo > acct.last_id:
+        if lo > acct.last_id or (acct.txns.base and lo <= acct.txns.base):  # the future, or older than the history kept
             raise HTTPError(416, {"errorMessage": "Invalid value specified for 'from'"})
         return self._txns(request, acct, lo, hi)
 
@@ -846,7 +849,7 @@ class V20Sim:
         if not q.get("id", "").isdigit():
             raise BadRequest("Invalid value specified for 'id'")
         since = int(q["id"])
-        if since > acct.last_id:
+        if since > acct.last_id or since < acct.txns.base:  # the future, or older than the history kept
             raise HTTPError(416, {"errorMessage": "Invalid value specified for 'id'"})
         return self._txns(request, acct, since + 1, acct.last_id)
 
@@ -925,6 +928,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-before-apply-rate", type=float, default=0.0,
                    help="probability the connection drops before the request is applied")
     p.add_argument("--heartbeat", type=float, default=5.0)
+    p.add_argument("--history", type=int, default=DEFAULT_HISTORY,
+                   help="transactions kept per account; older ones, and the finished orders and closed trades "
+                        "they concern, are forgotten (404 by id, 416 for sinceid/idrange/changes before them); "
+                        "0 keeps everything")
     return p
 
 
@@ -945,7 +952,9 @@ async def serve(args: argparse.Namespace, ready: Optional[asyncio.Event] = None)
                          timeout_rate=args.timeout_rate, hold=args.hold, timeout_applies=not args.timeout_not_applied,
                          drop_rate=args.drop_rate, drop_before_apply_rate=args.drop_before_apply_rate,
                          heartbeat=args.heartbeat)
-    venue = Venue(seed=args.seed, accounts=args.accounts, balance=args.balance, currency=args.currency)
+    history = getattr(args, "history", DEFAULT_HISTORY)
+    venue = Venue(seed=args.seed, accounts=args.accounts, balance=args.balance, currency=args.currency,
+                  history=history if history else None)
     sim = V20Sim(venue, token=args.token, faults=faults,
                  tick_interval=(args.tick_interval or None) if not args.replay else None)
     await sim.start(args.host, args.port)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time as _time
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Optional, Sequence, Union
@@ -328,14 +329,19 @@ class Txn:
 
 
 class TxnLog:
-    """An account's transactions as parallel lists (id = position + 1).
+    """An account's transactions as parallel lists.
 
     Storing five plain lists instead of one object per transaction keeps the
     fill path from creating garbage-collector-tracked objects that live for
     ever; ``Txn`` views are made when someone reads the log.
+
+    Indexing is by absolute position (transaction id - 1) and ``len()`` is the
+    last id, whatever has been forgotten: the lists hold ids ``base + 1`` ..
+    ``base + len(types)`` (see ``Account.history``); a forgotten position
+    raises IndexError and slices skip it.
     """
 
-    __slots__ = ("types", "times", "batches", "reqs", "ps")
+    __slots__ = ("types", "times", "batches", "reqs", "ps", "base")
 
     def __init__(self):
         self.types: list = []
@@ -343,29 +349,32 @@ class TxnLog:
         self.batches: list = []
         self.reqs: list = []
         self.ps: list = []
+        self.base = 0  # transactions forgotten: ids 1 .. base
 
     def __len__(self) -> int:
-        return len(self.types)
+        return self.base + len(self.types)
 
     def _view(self, i: int) -> Txn:
-        typ = self.types[i]
-        p = self.ps[i]
+        k = i - self.base
+        typ = self.types[k]
+        p = self.ps[k]
         if typ == "ORDER_FILL":
             p = Fill(p)
-        return Txn(i + 1, typ, self.times[i], self.batches[i], self.reqs[i], p)
+        return Txn(i + 1, typ, self.times[k], self.batches[k], self.reqs[k], p)
 
     def __getitem__(self, k):
-        n = len(self.types)
+        n = self.base + len(self.types)
         if isinstance(k, slice):
-            return [self._view(i) for i in range(*k.indices(n))]
+            return [self._view(i) for i in range(*k.indices(n)) if i >= self.base]
         if k < 0:
             k += n
-        if not 0 <= k < n:
+        if not self.base <= k < n:
             raise IndexError(k)
         return self._view(k)
 
     def __iter__(self):
-        return (self._view(i) for i in range(len(self.types)))
+        b = self.base
+        return (self._view(b + i) for i in range(len(self.types)))
 
 
 class TxnBatch:
@@ -439,7 +448,7 @@ class Account:
         "id", "user_id", "currency", "alias", "created_ns", "balance", "pl", "resettable_pl", "financing",
         "commission", "last_id", "txns", "orders", "pending", "by_client", "trades", "open_trades",
         "trades_by_client", "positions", "last_fill_ns", "batch", "batch_start", "req", "hedging", "gslo_mode",
-        "margin_call_enter_ns", "routes",
+        "margin_call_enter_ns", "routes", "history", "trim_at",
     )
 
     def __init__(self, id_, user_id, currency, created_ns):
@@ -470,14 +479,67 @@ class Account:
         self.gslo_mode = "ALLOWED"
         self.margin_call_enter_ns = None
         self.routes: list = []  # per instrument index: conversion route to this account's currency
+        self.history = None  # transactions retained (None: all); set by the venue (Venue(history=...))
+        self.trim_at = sys.maxsize  # log length at which the oldest are forgotten (history + TRIM_BATCH)
 
     def txn(self, txn_id: int) -> Optional[Txn]:
-        if 1 <= txn_id <= self.last_id:
+        if self.txns.base < txn_id <= self.last_id:
             return self.txns[txn_id - 1]
         return None
 
     def since(self, txn_id: int) -> list:
         return self.txns[max(0, txn_id):self.last_id]
+
+
+# Bounded history (see ``Venue``): how many transactions past ``history`` are
+# forgotten at once. The kernel's ``_fill.TRIM_BATCH`` is the same number.
+TRIM_BATCH = 4096
+DEFAULT_HISTORY = 20_000
+
+
+def _trim(acct: Account) -> None:
+    """Forget ``acct``'s oldest transactions down to its last ``history``, and
+    with them every finished order and closed trade they were the last word
+    on. The reference of the kernel's ``_fill.trim`` (same result)."""
+    log = acct.txns
+    h = acct.history
+    if h is None:
+        return
+    k = len(log.types) - h
+    if k <= 0:
+        return
+    cutoff = log.base + k  # ids <= cutoff are forgotten
+    orders, by_client, trades = acct.orders, acct.by_client, acct.trades
+    for p in log.ps[:k]:
+        if isinstance(p, Order):  # an order's create or its fill
+            _forget_order(p, cutoff, orders, by_client, trades)
+        elif type(p) is tuple and len(p) == 2 and isinstance(p[0], Order):  # a cancel
+            _forget_order(p[0], cutoff, orders, by_client, trades)
+    for lst in (log.types, log.times, log.batches, log.reqs, log.ps):
+        del lst[:k]
+    log.base = cutoff
+
+
+def _forget_order(o: Order, cutoff: int, orders: dict, by_client: dict, trades: dict) -> None:
+    """Forget ``o`` if it is finished and no transaction after ``cutoff``
+    concerns it; with it the trades its fill closed, when that fill was the
+    last of their closing transactions. Pending orders and open trades stay."""
+    if o.state != "FILLED" and o.state != "CANCELLED":
+        return
+    oid = o.id
+    if orders.get(oid) is not o:
+        return  # forgotten already (its other transaction came first)
+    if oid > cutoff or (o.fill_txn is not None and o.fill_txn > cutoff) or \
+            (o.cancel_txn is not None and o.cancel_txn > cutoff):
+        return
+    del orders[oid]
+    cid = o.client_ext.get("id") if o.client_ext else None
+    if cid is not None and by_client.get(cid) is o:
+        del by_client[cid]
+    for e in (o.fill_closed if o.fill_txn is not None else None) or ():  # unset on a never-filled Order
+        tr = trades.get(e[0])
+        if tr is not None and tr.state == "CLOSED" and tr.closing_txn_ids[-1] <= cutoff:
+            del trades[e[0]]
 
 
 # The compiled kernel (``_fill.pyx``) replaces the model classes above with
@@ -491,6 +553,7 @@ if not os.environ.get("FASTEXEC_SIM_PURE"):
     try:
         from ._fill import Account, OnFill, Order, Position, Trade, TxnLog  # type: ignore[no-redef]  # noqa: F811
         from ._fill import place_market as _place_market
+        from ._fill import trim as _trim  # noqa: F811
     except ImportError:  # pragma: no cover - only before the extensions are built
         _place_market = None
 HAVE_KERNEL = _place_market is not None
@@ -509,6 +572,33 @@ class Venue:
     trailing stops, expiries and margin closeouts deterministically (accounts
     in creation order, orders in id order), which is what lets tests push one
     tick and assert exactly what happened.
+
+    Bounded history. OANDA keeps an account's history for ever; a venue that
+    did would grow by ~1.3 KB per filled order until the process ran out of
+    memory. Each account keeps its last ``history`` transactions (default
+    ``DEFAULT_HISTORY`` = 20,000, about 10,000 market orders; ``None`` keeps
+    everything) and, with them, every order and trade any of those concerns.
+    Once the log holds ``history + TRIM_BATCH`` transactions, the oldest
+    ``TRIM_BATCH`` (4096) are forgotten at the start of the next batch (never
+    inside one), in O(1) amortised per transaction, and so are
+
+    * finished orders (FILLED/CANCELLED) whose create, fill and cancel
+      transactions are all forgotten (their client id is freed with them);
+    * closed trades whose last closing fill is forgotten.
+
+    Pending orders, open trades and positions are never forgotten, however old.
+    A forgotten id is answered the way v20 answers an id it does not know:
+    ``GET orders/{id|@clientID}`` 404 ``NO_SUCH_ORDER``, ``GET trades/{id}``
+    404 ``NO_SUCH_TRADE``, ``GET transactions/{id}`` 404
+    ``NO_SUCH_TRANSACTION``, a cancel 404 ``ORDER_DOESNT_EXIST``. A range that
+    starts before the oldest retained transaction cannot be served whole, so
+    ``transactions/sinceid``, ``transactions/idrange`` and ``changes`` answer
+    416 (v20's status for a transaction range it will not satisfy; OANDA's own
+    ``changes`` refuses a ``sinceTransactionID`` that is too old) instead of a
+    silently partial list: a client that gets 416 re-reads the account
+    (``GET /accounts/{id}``) and polls from its ``lastTransactionID``. Asking
+    from the oldest retained id - 1 onwards works (``TxnLog.base`` is that id).
+    ``GET transactions`` (pages) lists retained transactions only.
     """
 
     def __init__(
@@ -524,7 +614,11 @@ class Venue:
         liquidity: int = 10_000_000,
         user_id: int = 1,
         site: str = "101-001",
+        history: Optional[int] = DEFAULT_HISTORY,
     ):
+        if history is not None and (type(history) is not int or history < 1):
+            raise ValueError("history must be an int >= 1 (transactions retained per account) or None")
+        self.history = history
         self.instruments = list(instruments) if instruments is not None else load_sim_instruments()
         self.by_name = {i.name: i for i in self.instruments}
         n = len(self.instruments)
@@ -567,6 +661,9 @@ class Venue:
         aid = account_id or f"{self.site}-{self.user_id:07d}-{num:03d}"
         self._now = self.clock()
         acct = Account(aid, self.user_id, currency, self._now)
+        if self.history is not None:
+            acct.history = self.history
+            acct.trim_at = self.history + TRIM_BATCH
         self.accounts[aid] = acct
         self._begin(acct, None)
         self._txn(acct, "CREATE", {"divisionID": 1, "siteID": 101, "accountUserID": self.user_id,
@@ -606,6 +703,8 @@ class Venue:
     # ------------------------------------------------------------------ transactions
 
     def _begin(self, acct: Account, req: Optional[str]) -> None:
+        if len(acct.txns.types) >= acct.trim_at:
+            _trim(acct)  # bounded history; between batches, never inside one
         acct.batch = acct.last_id + 1
         acct.batch_start = acct.last_id
         acct.req = req

@@ -1,0 +1,61 @@
+"""Memory stays bounded per order: 50k market orders through the engine over
+the in-process simulated venue leave every per-order container at its bound
+(the engine's finished-order maps, the venue's history), not at 50k."""
+from __future__ import annotations
+
+import asyncio
+
+from fastexec.config import Settings
+from fastexec.engine import Engine, OrderSpec
+from fastexec.sim.broker import SimulatedBroker
+from fastexec.sim.venue import TRIM_BATCH, Venue
+
+N = 50_000
+
+
+def _drive(coro):
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("the in-process submit yielded")
+
+
+def test_fifty_thousand_orders_leave_every_container_bounded():
+    settings = Settings(max_orders_per_second=10**9, max_position_size=10**9, max_units_per_order=10**9,
+                        max_daily_loss=10**15, max_concurrent_orders=10**6)
+    history = 2000
+    venue = Venue(seed=1, accounts=1, balance="100000000", history=history)
+    eng = Engine(settings, SimulatedBroker(venue), retain_terminal=1000)
+    eng.retire_batch = 512
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(eng.start())
+        aid = eng.account_ids[0]
+        specs = (OrderSpec(aid, "EUR_USD", "buy", 1000), OrderSpec(aid, "EUR_USD", "sell", 1000))
+        first = _drive(eng.submit(specs[0]))
+        for i in range(1, N):
+            v = _drive(eng.submit(specs[i & 1]))
+            assert v.status == "filled"
+        acct = venue.accounts[aid]
+        # the venue: its last `history` transactions (+ one trim batch) and what they concern
+        assert acct.last_id >= 2 * N and acct.txns.base >= 2 * N - history - TRIM_BATCH
+        assert len(acct.txns.types) < history + TRIM_BATCH
+        for name in ("orders", "by_client", "trades"):
+            assert len(getattr(acct, name)) <= (history + TRIM_BATCH) // 2 + 1, name
+        assert not acct.pending and not acct.open_trades and len(acct.positions) == 1
+        # the engine: finished orders up to retain_terminal + retire_batch
+        bound = eng.retain_terminal + eng.retire_batch
+        for name in ("_orders", "_by_client", "_by_broker", "_terminal"):
+            assert len(getattr(eng, name)) <= bound, name
+        assert len(eng._store) <= bound
+        assert sum(len(s) for s in eng._seen.values()) <= 200_000  # trimmed past 200k txn ids per account
+        # the oldest order is forgotten by both; the newest answers from both
+        assert eng._orders.get(first.order_id) is None
+        assert venue.find_order(acct, "@" + first.client_order_id) is None
+        assert eng.get_order(v.order_id).status == "filled"
+        assert venue.find_order(acct, "@" + v.client_order_id) is not None
+        assert eng.position(aid, "EUR_USD").units == 0
+    finally:
+        loop.run_until_complete(eng.stop())
+        loop.close()
