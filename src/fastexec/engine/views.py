@@ -18,6 +18,7 @@ from typing import NamedTuple, Optional
 from fastexec._core.fixedpoint import MAX_PRICE, format_money, format_rate
 from fastexec._core.fixedpoint import format_price as _core_format_price
 
+from . import wire as _wire
 from .types import ExitSpec
 
 
@@ -133,40 +134,49 @@ class OrderView(NamedTuple):
     def is_open(self) -> bool:
         return self.status in _OPEN_STATUSES
 
-    def to_dict(self) -> dict:
-        # one unpack instead of 26 attribute reads; absent fields skip the formatter call
-        (order_id, client_order_id, broker_order_id, status, account_id, instrument, side, type_, units,
-         filled_units, price, stop_price, trailing_distance, trigger_price, average_fill_price, time_in_force,
-         gtd_time, stop_loss, take_profit, trailing_stop_distance, created_at, updated_at, reject_reason,
-         request_id, timings, p) = self
-        return {
-            "order_id": order_id,
-            "client_order_id": client_order_id,
-            "broker_order_id": broker_order_id,
-            "status": status,
-            "account_id": account_id,
-            "instrument": instrument,
-            "side": side,
-            "type": type_,
-            "units": str(units),
-            "filled_units": str(filled_units),
-            "price": None if price is None else format_price(price, p),
-            "stop_price": None if stop_price is None else format_price(stop_price, p),
-            "trailing_distance": None if trailing_distance is None else format_price(trailing_distance, p),
-            "trigger_price": None if trigger_price is None else format_price(trigger_price, p),
-            "average_fill_price": None if average_fill_price is None else _avg_px(average_fill_price, p),
-            "time_in_force": time_in_force,
-            "gtd_time": None if gtd_time is None else _ts(gtd_time),
-            "stop_loss": None if stop_loss is None else _exit(stop_loss, p),
-            "take_profit": None if take_profit is None else _exit(take_profit, p),
-            "trailing_stop_distance": None if trailing_stop_distance is None else format_price(trailing_stop_distance, p),
-            "created_at": _ts(created_at),
-            "updated_at": _ts(updated_at),
-            "reject_reason": reject_reason,
-            "request_id": request_id,
-            "timings": dict(timings),
-        }
+    # The JSON wire form (compiled, fastexec.engine.wire; the Python
+    # reference is _order_dict_reference below, same text for every view).
+    to_dict = _wire.order_dict
 
+
+def _order_dict_reference(self) -> dict:
+    """``OrderView.to_dict`` in Python: the reference the compiled one
+    (``wire.order_dict``) must equal, text for text and error for error
+    (tests/engine/test_views_wire.py)."""
+    (order_id, client_order_id, broker_order_id, status, account_id, instrument, side, type_, units,
+     filled_units, price, stop_price, trailing_distance, trigger_price, average_fill_price, time_in_force,
+     gtd_time, stop_loss, take_profit, trailing_stop_distance, created_at, updated_at, reject_reason,
+     request_id, timings, p) = self
+    return {
+        "order_id": order_id,
+        "client_order_id": client_order_id,
+        "broker_order_id": broker_order_id,
+        "status": status,
+        "account_id": account_id,
+        "instrument": instrument,
+        "side": side,
+        "type": type_,
+        "units": str(units),
+        "filled_units": str(filled_units),
+        "price": None if price is None else format_price(price, p),
+        "stop_price": None if stop_price is None else format_price(stop_price, p),
+        "trailing_distance": None if trailing_distance is None else format_price(trailing_distance, p),
+        "trigger_price": None if trigger_price is None else format_price(trigger_price, p),
+        "average_fill_price": None if average_fill_price is None else _avg_px(average_fill_price, p),
+        "time_in_force": time_in_force,
+        "gtd_time": None if gtd_time is None else _ts(gtd_time),
+        "stop_loss": None if stop_loss is None else _exit(stop_loss, p),
+        "take_profit": None if take_profit is None else _exit(take_profit, p),
+        "trailing_stop_distance": None if trailing_stop_distance is None else format_price(trailing_stop_distance, p),
+        "created_at": _ts(created_at),
+        "updated_at": _ts(updated_at),
+        "reject_reason": reject_reason,
+        "request_id": request_id,
+        "timings": dict(timings),
+    }
+
+
+_wire.install(_ts, format_price, _avg_px, _money, _exit, _order_dict_reference)
 
 _OPEN_STATUSES = frozenset()  # filled in by engine.orders once the core's states are known
 
@@ -191,7 +201,9 @@ class PositionView:
     def side(self) -> str:
         return "long" if self.units > 0 else "short" if self.units < 0 else "flat"
 
-    def to_dict(self) -> dict:
+    to_dict = _wire.position_dict  # compiled; reference: _position_dict_reference
+
+    def _position_dict_reference(self) -> dict:
         return {
             "account_id": self.account_id,
             "instrument": self.instrument,
@@ -221,7 +233,9 @@ class AccountView:
     trading_state: str
     kill_switch_active: bool
 
-    def to_dict(self) -> dict:
+    to_dict = _wire.account_dict  # compiled; reference: _account_dict_reference
+
+    def _account_dict_reference(self) -> dict:
         return {
             "account_id": self.account_id,
             "currency": self.currency,
