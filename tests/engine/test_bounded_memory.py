@@ -59,3 +59,34 @@ def test_fifty_thousand_orders_leave_every_container_bounded():
     finally:
         loop.run_until_complete(eng.stop())
         loop.close()
+
+
+def test_redelivered_fill_older_than_the_trimmed_dedupe_window_is_not_booked_twice():
+    from fastexec.brokers.base import OrderFilled, OrderRequest
+    from fastexec.engine.hotpath import SEEN_KEEP
+
+    settings = Settings(max_orders_per_second=10**9, max_position_size=10**9, max_units_per_order=10**9,
+                        max_daily_loss=10**15, max_concurrent_orders=10**6)
+    eng = Engine(settings, SimulatedBroker(Venue(seed=1, accounts=1, balance="100000000")))
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(eng.start())
+        aid = eng.account_ids[0]
+        # a fill the venue made on its own (not through the engine), delivered to the engine
+        events = _drive(eng.broker.submit(OrderRequest("outside-1", aid, "EUR_USD", 1000)))
+        fill = next(ev for ev in events if type(ev) is OrderFilled)
+        eng._dispatch(fill)
+        assert eng.position(aid, "EUR_USD").units == 1000
+        eng._dispatch(fill)  # redelivered while its id is still in the set
+        assert eng.position(aid, "EUR_USD").units == 1000
+        # many newer transactions later the set is trimmed past the fill's id
+        seen = eng._seen[aid]
+        seen.update(range(fill.txn_id + 1, fill.txn_id + SEEN_KEEP + 11))
+        eng._trim_seen(aid, seen)
+        assert fill.txn_id not in eng._seen[aid] and len(eng._seen[aid]) == SEEN_KEEP
+        assert eng._seen_floor[aid] == fill.txn_id + 10
+        eng._dispatch(fill)  # redelivered again: below the floor, still counts as applied
+        assert eng.position(aid, "EUR_USD").units == 1000
+    finally:
+        loop.run_until_complete(eng.stop())
+        loop.close()

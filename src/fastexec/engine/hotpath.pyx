@@ -87,6 +87,11 @@ log = logging.getLogger("fastexec.engine")
 cdef object _DEBUG = logging.DEBUG
 cdef long long MAX_UNITS = _MAX_UNITS_PY
 cdef tuple _NOARGS = ()
+# Applied-transaction dedupe per account: the set is trimmed to the newest
+# SEEN_KEEP ids when it reaches SEEN_TRIM_AT; older ids count as applied.
+SEEN_KEEP = 100_000
+SEEN_TRIM_AT = 200_000
+cdef Py_ssize_t _SEEN_TRIM_AT = SEEN_TRIM_AT
 
 # ---------------------------------------------------------------------- order states
 
@@ -668,6 +673,7 @@ cdef class EngineCore:
     cdef public object _perf
     cdef public LatencyRing _submit_ring
     cdef public dict _seen
+    cdef public dict _seen_floor
     cdef public object retain_terminal
     cdef public object retire_batch
     cdef public int64_t _seq
@@ -808,6 +814,16 @@ cdef class EngineCore:
 
     # ------------------------------------------------------------------ broker events
 
+    def _trim_seen(self, account_id, set seen):
+        """Bound the applied-transaction set: keep the newest SEEN_KEEP ids and
+        raise the account's floor to the newest id dropped, so anything at or
+        below it still counts as applied (v20 transaction ids only grow per
+        account). Runs once per SEEN_TRIM_AT - SEEN_KEEP events."""
+        floor = max(seen) - SEEN_KEEP
+        self._seen[account_id] = {x for x in seen if x > floor}
+        if floor > self._seen_floor[account_id]:
+            self._seen_floor[account_id] = floor
+
     def _dispatch(self, ev):
         """Apply one broker event (deduplicated by its transaction id)."""
         self._dispatch_c(ev)
@@ -826,10 +842,15 @@ cdef class EngineCore:
                 return 0  # not one of our accounts
             if txn in seen:
                 return 0
+            if len(seen) >= _SEEN_TRIM_AT:
+                self._trim_seen(ev.account_id, seen)
+                seen = self._seen[ev.account_id]
+            if txn <= self._seen_floor[ev.account_id]:
+                # Older than every id the set still holds: it was applied (or
+                # is older than anything this engine could still apply). A
+                # redelivered old fill must never be booked twice.
+                return 0
             seen.add(txn)
-            if len(seen) > 200_000:
-                floor = max(seen) - 100_000
-                self._seen[ev.account_id] = {x for x in seen if x > floor}
         if self._journal_on:
             if _event_record is None:
                 from fastexec.journal.records import event_record
