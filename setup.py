@@ -1,6 +1,8 @@
 """Build the Cython extensions: src/fastexec/_core (the engine's fixed-point
-core), any hot kernel of the simulated venue (src/fastexec/sim/*.pyx) and
-the engine's per-order path (src/fastexec/engine/*.pyx).
+core), any hot kernel of the simulated venue (src/fastexec/sim/*.pyx), the
+engine's per-order path and wire form (src/fastexec/engine/*.pyx), and the
+per-record/per-request hot parts of the journal and the REST layer
+(src/fastexec/journal/*.pyx, src/fastexec/api/*.pyx) when they have one.
 
 Every ``.pyx`` there becomes one extension module. The core is compiled
 with directives that drop Python-level safety nets the core does not need
@@ -13,7 +15,7 @@ import os
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-PACKAGES = ("_core", "sim", "engine")
+PACKAGES = ("_core", "sim", "engine", "journal", "api")
 
 
 def _extensions():
