@@ -48,6 +48,15 @@ from .schemas import MAX_BODY_BYTES, Object, Param, bool_param, int_param, text_
 
 log = logging.getLogger("fastexec.api")
 
+try:  # the compiled submit body reader (api/_fast.pyx); without it every body takes the general path
+    from ._fast import OrderReader as _OrderReader
+except ImportError:  # pragma: no cover - not built
+    _OrderReader = None
+
+
+def _read_nothing(raw: bytes) -> None:
+    return None
+
 ENGINE_KEY = web.AppKey("fastexec_engine", object)
 API_KEY = web.AppKey("fastexec_api", object)
 RAW_BODY = web.RequestKey("fastexec_raw_body", bytes)
@@ -861,6 +870,7 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
         assert not path_params and not query_params and [h.name for h in header_params] == ["Idempotency-Key"], op.path
         check_body = body_schema.parse_json
         order_spec = api.order_spec
+        read_order = _OrderReader(body_schema, api._precision) if _OrderReader is not None else _read_nothing
         engine = api.engine
         submitted = api._submitted
         submit_failed = api._submit_failed
@@ -887,10 +897,15 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
                         raw = await request.read()
                         if len(raw) > MAX_BODY_BYTES:  # pragma: no cover - client_max_size answers first
                             raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=len(raw))
-                        order = check_body(raw)
-                        if principal.accounts is not None:
-                            principal.check(order["account_id"])
-                        spec = order_spec(order)
+                        spec = read_order(raw)  # compiled: the spec, or None when unsure
+                        if spec is None:
+                            order = check_body(raw)
+                            if principal.accounts is not None:
+                                principal.check(order["account_id"])
+                            spec = order_spec(order)
+                        elif principal.accounts is not None:
+                            # read_order takes only known instruments: order_spec would not raise
+                            principal.check(spec.account_id)
                         t1 = _perf_s()  # Api._submit, inlined
                         try:
                             view = await engine.submit(spec, request_id=rid)
