@@ -294,5 +294,205 @@ def main(argv=None) -> int:
     return 0
 
 
+# --- callgrind split (python bench/journal_bench.py --callgrind) -------------------------------------------
+#
+# Instruction counts per market order, (I(2N) - I(N)) / N under callgrind (bench/callgrind/gate.py's
+# measure), GC off. ``submit_plain`` and ``submit_journal`` are the same closed loop of market orders
+# through the same engine on one asyncio event loop (uvloop when installed), without and with the journal
+# (JournaledEngine, durability ``none``: the loop's own work, the page-cache write is a system call and not
+# counted): their difference is the whole journal overhead of one order on the loop thread (records built
+# by the engine, encode, fold, queue, the ack's future and the extra loop turn). ``encode``/``fold`` are
+# its parts, on the two records a market order really appends (order.submitted, broker.filled).
+#
+#     python bench/journal_bench.py --callgrind
+
+def _cg_loop():
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover
+        return asyncio.new_event_loop()
+
+
+def _cg_settings():
+    from fastexec.config import Settings
+
+    return Settings(max_orders_per_second=10**9, max_position_size=10**9, max_units_per_order=10**9,
+                    max_daily_loss=10**15, max_concurrent_orders=10**6)
+
+
+def _cg_submit(journaled: bool, clients: int = 1, patch=None):
+    """``clients`` concurrent submitters (1: every order costs its own loop turn; 32: turns shared, as under
+    load). ``patch(eng)`` (experiments) may change the journaled engine before warm-up."""
+    def make():
+        import logging
+
+        from fastexec.engine import Engine, OrderSpec
+        from fastexec.journal.integration import JournaledEngine
+        from fastexec.sim.broker import SimulatedBroker
+        from fastexec.sim.venue import Venue
+
+        logging.getLogger("fastexec").setLevel(logging.ERROR)
+        loop = _cg_loop()
+        asyncio.set_event_loop(loop)
+        broker = SimulatedBroker(Venue(seed=1, accounts=1, balance="100000000"))
+        if journaled:
+            d = tempfile.mkdtemp(prefix="journal-cg-")
+            eng = JournaledEngine(_cg_settings(), broker, journal_dir=d, durability="none", snapshot_every=0)
+        else:
+            eng = Engine(_cg_settings(), broker)
+        loop.run_until_complete(eng.start())
+        if journaled:
+            eng.journal.state.retain_terminal = 4096  # steady state sooner (the engine retires 4,096 at a time too)
+            if patch is not None:
+                patch(eng)
+        acct = eng.account_ids[0]
+        from fastexec.engine import OrderSpec as _Spec
+
+        specs = (_Spec(acct, "EUR_USD", "buy", 1000), _Spec(acct, "EUR_USD", "sell", 1000))
+        submit = eng.submit
+
+        async def one(n):
+            for j in range(n):
+                await submit(specs[j & 1])
+
+        async def go(n):
+            if clients == 1:
+                await one(n)
+            else:
+                await asyncio.gather(*[one(n // clients) for _ in range(clients)])
+
+        def run(n):
+            loop.run_until_complete(go(n))
+
+        run(20_000)  # past both retention windows: the order maps have stopped growing
+        return run
+
+    return make
+
+
+def _cg_records():
+    """The records one market order appends (engine over the simulated venue, captured)."""
+    from fastexec.engine import Engine, ListJournal, OrderSpec
+    from fastexec.sim.broker import SimulatedBroker
+    from fastexec.sim.venue import Venue
+
+    loop = _cg_loop()
+    eng = Engine(_cg_settings(), SimulatedBroker(Venue(seed=1, accounts=1, balance="100000000")),
+                 journal=ListJournal())
+    loop.run_until_complete(eng.start())
+    acct = eng.account_ids[0]
+    out = []
+    for side in ("buy", "sell"):
+        eng._journal.records.clear()
+        loop.run_until_complete(eng.submit(OrderSpec(acct, "EUR_USD", side, 1000)))
+        out.append(list(eng._journal.records))
+    loop.run_until_complete(eng.stop())
+    loop.close()
+    return out
+
+
+def _renumber(recs: list, i: int) -> list:
+    """Fresh ids for order ``i`` (a fold keyed by the same ids would update, not add)."""
+    out = []
+    for r in recs:
+        r = dict(r)
+        for k in ("order_id", "client_order_id", "client_id"):
+            if r.get(k) is not None:
+                r[k] = f"{r[k]}-{i}"
+        if r.get("broker_order_id") is not None:
+            r["broker_order_id"] = f"{r['broker_order_id']}-{i}"
+        if r.get("txn_id") is not None:
+            r["txn_id"] = r["txn_id"] * 1_000_000 + i
+        out.append(r)
+    return out
+
+
+def _cg_encode():
+    from fastexec.journal.codec import encode
+
+    orders = _cg_records()
+
+    def run(n):
+        enc = encode
+        for j in range(n):
+            for r in orders[j & 1]:
+                enc(j, r)
+
+    return run
+
+
+def _cg_fold():
+    from fastexec.journal import JournalState
+
+    orders = _cg_records()
+    pool = [_renumber(orders[i & 1], i) for i in range(60_000)]
+    st = JournalState(retain_terminal=4096)
+    state = [0]
+
+    def run(n):
+        i = state[0]
+        apply = st.apply
+        for j in range(i, i + n):
+            for r in pool[j % 60_000]:
+                apply(dict(r))  # the fold may keep (and change) the record it is given
+        state[0] = i + n
+
+    run(20_000)
+    return run
+
+
+def _cg_copy():
+    """What ``_cg_fold`` spends on its own ``dict(r)`` copies (subtract it)."""
+    orders = _cg_records()
+    pool = [_renumber(orders[i & 1], i) for i in range(60_000)]
+    state = [0]
+
+    def run(n):
+        i = state[0]
+        for j in range(i, i + n):
+            for r in pool[j % 60_000]:
+                dict(r)
+        state[0] = i + n
+
+    return run
+
+
+class _CgPath:
+    def __init__(self, name, make, n=1000):
+        self.name, self.make, self.n = name, make, n
+
+
+CALLGRIND_PATHS = [
+    _CgPath("submit_plain", _cg_submit(False), n=4096),
+    _CgPath("submit_journal", _cg_submit(True), n=4096),
+    _CgPath("submit_plain_32", _cg_submit(False, 32), n=4096),
+    _CgPath("submit_journal_32", _cg_submit(True, 32), n=4096),
+    _CgPath("encode", _cg_encode, n=2000),
+    _CgPath("fold", _cg_fold, n=2000),
+    _CgPath("fold_copy", _cg_copy, n=2000),
+]
+
+
+def callgrind_main() -> int:
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.join(here, "callgrind"))
+    from gate import measure  # valgrind, the cgmark helper, (I(2N) - I(N)) / N
+
+    res = {k: v["ir_per_call"] for k, v in measure(f"{os.path.abspath(__file__)}:CALLGRIND_PATHS").items()
+           if not k.startswith("_")}
+    for name in ("submit_plain", "submit_journal", "submit_plain_32", "submit_journal_32", "encode", "fold",
+                 "fold_copy"):
+        print(f"{name:18s} {res[name]:10.0f} instructions per order")
+    print(f"{'journal share':18s} {res['submit_journal'] - res['submit_plain']:10.0f} (submit_journal - submit_plain)")
+    print(f"{'journal share, 32':18s} {res['submit_journal_32'] - res['submit_plain_32']:10.0f} "
+          "(submit_journal_32 - submit_plain_32)")
+    print(f"{'fold only':18s} {res['fold'] - res['fold_copy']:10.0f} (fold - fold_copy)")
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--callgrind"]:
+        sys.exit(callgrind_main())
     sys.exit(main())

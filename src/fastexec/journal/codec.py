@@ -89,6 +89,18 @@ def encode(seq: int, payload: dict) -> bytes:
     return _pack_header(MAGIC, VERSION, n, seq, _crc32(body, _crc32(_pack_prefix(MAGIC, VERSION, n, seq)))) + body
 
 
+encode_py = encode  # the reference implementation (tests compare the compiled one against it)
+
+try:  # the compiled frame (``_hot.pyx``): same bytes, one allocation, CRC in place
+    from . import _hot
+except ImportError:  # pragma: no cover - a build without the extension runs the Python path
+    _hot = None
+if _hot is not None:
+    if _hot.MAX_PAYLOAD != MAX_PAYLOAD:  # pragma: no cover
+        raise ImportError("fastexec.journal._hot is stale (MAX_PAYLOAD differs): rebuild the extensions")
+    encode = _hot.encode  # noqa: F811
+
+
 def encode_raw(seq: int, body: bytes, max_payload: int = MAX_PAYLOAD) -> bytes:
     """A frame around an already-encoded JSON object (snapshots encode once, on the loop)."""
     if len(body) > max_payload:

@@ -394,3 +394,16 @@ _HANDLERS = {
     "reconcile.balance": JournalState._on_reconcile_balance,
     "reconcile.watermark": JournalState._on_reconcile_watermark,
 }
+
+#: The handlers as written in Python: the reference the compiled ones are tested against.
+PY_HANDLERS = dict(_HANDLERS)
+
+try:  # the two records every market order appends, folded by compiled ports of the methods above
+    from . import _hot
+except ImportError:  # pragma: no cover - a build without the extension folds in Python
+    _hot = None
+if _hot is not None:
+    if _hot.RECENT_TXNS != RECENT_TXNS:  # pragma: no cover
+        raise ImportError("fastexec.journal._hot is stale (RECENT_TXNS differs): rebuild the extensions")
+    _HANDLERS["order.submitted"] = _hot.on_submitted
+    _HANDLERS["broker.filled"] = _hot.on_filled
