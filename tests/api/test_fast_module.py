@@ -168,3 +168,59 @@ async def test_account_scope_and_instrument_checks_keep_their_order(authed):
         assert st_ == status, (account, instrument, out)
         if code is not None:
             assert out["error"]["code"] == code
+
+
+class _View:
+    def __init__(self, status="filled", price=None, average_fill_price=None, filled_units=100, side="buy"):
+        self.status, self.price, self.average_fill_price, self.filled_units, self.side = status, price, average_fill_price, filled_units, side
+        self.order_id = self.client_order_id = self.broker_order_id = self.account_id = self.instrument = "x"
+        self.units, self.timings = 100, {}
+
+
+def _metric_state(metrics):
+    out = {}
+    for key, child in metrics._children.items():
+        if type(child) is tuple:
+            out[key] = (child[0].value, list(child[1].counts), round(child[1].sum, 3))
+        elif hasattr(child, "counts"):
+            out[key] = (list(child.counts), round(child.sum, 3))
+        else:
+            out[key] = child.value
+    return out
+
+
+def test_compiled_submitted_counts_like_the_method():
+    import logging
+    import time
+
+    from fastexec.api.app import log
+    from fastexec.metrics import Metrics
+
+    a, b = Metrics(), Metrics()
+    ref_a, ref_b = Api(None, instruments=load_instruments(), metrics=a), Api(None, instruments=load_instruments(), metrics=b)
+    fast = _fast.Submitted(ref_b._submitted, log, b)
+    calls = [
+        (_View(), OrderSpec("a", "EUR_USD", "buy", 100, "market")),
+        (_View(), OrderSpec("a", "EUR_USD", "buy", 100, "market")),
+        (_View(status="rejected", filled_units=0), OrderSpec("a", "EUR_USD", "sell", 100, "market")),
+        (_View(status="rejected", filled_units=0), OrderSpec("a", "EUR_USD", "sell", 100, "market")),
+        (_View(price=1_100_000_000, average_fill_price=1_100_010_000), OrderSpec("a", "EUR_USD", "buy", 100, "limit")),
+        (_View(price=1_100_000_000, average_fill_price=1_100_010_000), OrderSpec("a", "EUR_USD", "buy", 100, "limit")),
+        (_View(), OrderSpec("a", "USD_JPY", "buy", 100, m.ORDER_TYPES[0])),
+    ]
+    from fastexec.engine.types import OrderType
+
+    calls.append((_View(), OrderSpec("a", "EUR_USD", "buy", 100, OrderType.MARKET)))
+    calls.append((_View(), OrderSpec("a", "EUR_USD", "buy", 100, OrderType.MARKET)))
+    old = log.level
+    for level in (logging.INFO, logging.DEBUG):
+        log.setLevel(level)
+        try:
+            for view, spec in calls * 2:
+                t0 = time.perf_counter() - 1e7  # every duration in the +Inf bucket, both ways
+                ref_a._submitted(view, spec, t0)
+                fast(view, spec, t0)
+        finally:
+            log.setLevel(old)
+    assert _metric_state(a) == _metric_state(b)
+    assert any(type(c) is tuple and c[0].value == 8 for c in b._children.values())

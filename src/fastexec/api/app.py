@@ -49,9 +49,9 @@ from .schemas import MAX_BODY_BYTES, Object, Param, bool_param, int_param, text_
 log = logging.getLogger("fastexec.api")
 
 try:  # the compiled submit body reader (api/_fast.pyx); without it every body takes the general path
-    from ._fast import OrderReader as _OrderReader
+    from ._fast import OrderReader as _OrderReader, Submitted as _Submitted
 except ImportError:  # pragma: no cover - not built
-    _OrderReader = None
+    _OrderReader = _Submitted = None
 
 
 def _read_nothing(raw: bytes) -> None:
@@ -872,7 +872,8 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
         order_spec = api.order_spec
         read_order = _OrderReader(body_schema, api._precision) if _OrderReader is not None else _read_nothing
         engine = api.engine
-        submitted = api._submitted
+        # compiled Api._submitted for a known kind of order without debug logging (else the method itself)
+        submitted = _Submitted(api._submitted, log, api.metrics) if _Submitted is not None else api._submitted
         submit_failed = api._submit_failed
         auth_on = auth.enabled
 
