@@ -43,6 +43,7 @@ from fastexec._core.instruments cimport Instrument
 
 import logging
 from time import perf_counter_ns
+from time import time_ns as _time_ns
 
 from fastexec._core.fixedpoint import MAX_UNITS as _MAX_UNITS_PY
 from fastexec._core.orders import OrderError, OrderEvent, OrderState
@@ -649,6 +650,53 @@ cdef object _normalize():
     return _normalize_fn
 
 
+cdef dict _filled_record(ev):
+    """``records.event_record`` of an OrderFilled, read through its slot descriptors (``_FILL``,
+    the fields in declaration order): the same keys in the same order, ``ts`` now."""
+    cdef tuple d = _FILL
+    closed = _get(d, 14, ev)
+    return {"account_id": _get(d, 0, ev), "client_id": _get(d, 1, ev), "broker_order_id": _get(d, 2, ev),
+            "txn_id": _get(d, 3, ev), "instrument": _get(d, 4, ev), "units": _get(d, 5, ev),
+            "price": _get(d, 6, ev), "reason": _get(d, 7, ev), "time_ns": _get(d, 8, ev), "pl": _get(d, 9, ev),
+            "financing": _get(d, 10, ev), "commission": _get(d, 11, ev), "account_balance": _get(d, 12, ev),
+            "trade_opened_id": _get(d, 13, ev), "trades_closed": list(closed),
+            "type": "broker.filled", "ts": _time_ns()}
+
+
+cdef inline object _exit_rec(d):
+    return None if d is None else {"price": d.price, "distance": d.distance, "guaranteed": d.guaranteed}
+
+
+cdef dict _submitted_record(Order o):
+    """``Engine._journal_submitted``'s record (engine.py keeps the Python original, the reference):
+    the same keys in the same order."""
+    cdef Normalized n = o.norm
+    units = n.units
+    tsl = n.trailing_stop
+    return {
+        "type": "order.submitted", "ts": o.created_at, "order_id": o.order_id,
+        "client_order_id": o.client_order_id, "account_id": o.account_id, "instrument": o.inst.name,
+        "side": o.side, "units": abs(units), "order_type": n.info.name, "price": n.price,
+        "stop_price": n.stop_price, "trailing_distance": n.trailing_distance, "time_in_force": n.tif,
+        "gtd_time_ns": n.gtd_ns,
+        "stop_loss": _exit_rec(n.stop_loss),
+        "take_profit": _exit_rec(n.take_profit),
+        "trailing_stop_distance": tsl.distance if tsl is not None else None,
+        "request_id": o.request_id, "emulated": n.emulated,
+    }
+
+
+def submitted_record(Order o not None):
+    """The compiled ``order.submitted`` record (for the differential tests)."""
+    return _submitted_record(o)
+
+
+def filled_record(ev):
+    """The compiled ``broker.filled`` record (for the differential tests); None when OrderFilled
+    is not the slotted shape it reads."""
+    return None if _FILL is None else _filled_record(ev)
+
+
 cdef class EngineCore:
     """Base class of ``Engine``: the attributes the per-order path reads, as
     C fields, and the methods every routed order runs (see the module
@@ -748,7 +796,7 @@ cdef class EngineCore:
             raise
         o = self._record(order, inst, a, n, request_id, now, perf_counter_ns() - t0)
         if self._journal_on:
-            self._journal_submitted(o)
+            self._journal.append(_submitted_record(o))  # Engine._journal_submitted, compiled
         if self._subs:
             self._emit_order("order_submitted", o)
         if n.emulated:
@@ -855,7 +903,7 @@ cdef class EngineCore:
             if _event_record is None:
                 from fastexec.journal.records import event_record
                 _event_record = event_record
-            rec = _event_record(ev)
+            rec = _filled_record(ev) if t is OrderFilled and _FILL is not None else _event_record(ev)
             if rec is not None:
                 self._journal.append(rec)
         if t is OrderFilled:

@@ -165,6 +165,10 @@ cdef int _set_status(state, dict order, str status) except -1:
 
 def on_submitted(state, dict rec):
     """``JournalState._on_submitted``."""
+    _on_submitted_c(state, rec)
+
+
+cdef int _on_submitted_c(state, dict rec) except -1:
     oid = rec["order_id"]
     ts = _get(rec, "ts")
     cdef dict order = PyDict_Copy(rec)
@@ -186,10 +190,15 @@ def on_submitted(state, dict rec):
         (<dict>state.by_client)[cid] = oid
     if bid is not None:
         (<dict>state.by_broker)[f"{rec['account_id']}/{bid}"] = oid
+    return 0
 
 
 def on_filled(state, dict rec):
     """``JournalState._on_filled``."""
+    _on_filled_c(state, rec)
+
+
+cdef int _on_filled_c(state, dict rec) except -1:
     acct = rec["account_id"]
     txn = _get(rec, "txn_id")
     cdef dict recent_sets, recent_orders, last_txn
@@ -200,7 +209,7 @@ def on_filled(state, dict rec):
             seen = set()
             recent_sets[acct] = seen
         elif txn in seen:
-            return  # already applied
+            return 0  # already applied
         recent_orders = state._recent_order
         recent = _get(recent_orders, acct)
         if recent is None:
@@ -240,10 +249,10 @@ def on_filled(state, dict rec):
     if oid is None and bid is not None:
         oid = _get(<dict>state.by_broker, f"{acct}/{bid}")
     if oid is None:
-        return
+        return 0
     order_o = _get(<dict>state.orders, oid)
     if order_o is None:
-        return  # an exit (stop loss, take profit, close) with no engine order behind it
+        return 0  # an exit (stop loss, take profit, close) with no engine order behind it
     cdef dict order = order_o
     if _get(order, "broker_order_id") is None:
         order["broker_order_id"] = bid
@@ -256,3 +265,160 @@ def on_filled(state, dict rec):
     order["fill_notional"] += units * rec["price"]
     _set_status(state, order, "filled" if filled >= order["units"] else "partially_filled")
     order["updated_at"] = _get(rec, "ts")
+    return 0
+
+
+# ---------------------------------------------------------------------------- the append path
+
+from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
+
+
+cdef inline object _now_ns():
+    """``time.time_ns()`` (the same clock: CLOCK_REALTIME), without the call through the time module."""
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <long long>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+cdef object _ON_SUBMITTED = on_submitted
+cdef object _ON_FILLED = on_filled
+
+
+cdef object _journal_error(str name, str message):
+    from fastexec.journal import writer as _w  # writer.py imports this module: looked up when raised only
+    return getattr(_w, name)(message)
+
+
+cdef class WriterCore:
+    """Base class of ``writer.JournalWriter``: the loop side of an append (encode, queue,
+    sequence number, one ``call_soon`` per loop turn) and the acknowledgement's future,
+    compiled. A port of ``writer.JournalWriter.append_py`` / ``durable_future_py`` (the
+    reference, kept in writer.py and tested against this one); everything else about the
+    writer (the disk side, the thread, rotation) stays in Python."""
+
+    cdef public object _q  # deque of encoded frames
+    cdef public long long _next_seq
+    cdef public long long durable_seq
+    cdef public object _waiters  # deque of (seq, future)
+    cdef public bint _kick_pending
+    cdef public bint _open
+    cdef public object _loop
+    cdef public object _failed
+    cdef object _kick_cb
+
+    def append(self, record):
+        """Queue one record for the next group commit; returns its sequence number
+        (``JournalWriter.append_py``)."""
+        return self._append(record)
+
+    cdef long long _append(self, record) except -1:
+        if self._failed is not None:
+            raise _journal_error("JournalFailedError", f"journal is failed: {self._failed!r}")
+        if not self._open:
+            raise _journal_error("JournalClosedError", "journal is not open")
+        cdef long long seq = self._next_seq
+        self._q.append(frame(seq, _dumps(record)))
+        self._next_seq = seq + 1
+        if not self._kick_pending:
+            self._kick_pending = True
+            loop = self._loop
+            if loop is None:
+                import asyncio
+                loop = self._loop = asyncio.get_running_loop()
+            if self._kick_cb is None:
+                self._kick_cb = self._kick
+            loop.call_soon(self._kick_cb)
+        return seq
+
+    def durable_future(self, seq=None):
+        """A future resolved once record ``seq`` (default: the last appended) and all
+        before it are durable, or None when they already are (``durable_future_py``)."""
+        if seq is None:
+            return self._durable_future(self._next_seq - 1)
+        return self._durable_future(seq)
+
+    cdef object _durable_future(self, long long seq):
+        if self.durable_seq >= seq:
+            return None
+        if self._failed is not None:
+            raise _journal_error("JournalFailedError", f"journal is failed: {self._failed!r}")
+        if seq >= self._next_seq:
+            raise ValueError(f"record {seq} was never appended (last is {self._next_seq - 1})")
+        fut = self._loop.create_future()
+        self._waiters.append((seq, fut))
+        return fut
+
+
+cdef class JournalCore:
+    """Base class of ``store.Journal``: ``append`` (``ts``, the writer's append, the
+    sequence number, the fold, the snapshot counter) compiled; a port of
+    ``Journal.append_py``. The fold goes through the handler table it is given
+    (``state._HANDLERS``, looked up per record, so a changed table is honoured); the two
+    compiled handlers are called without a Python call."""
+
+    cdef public object writer
+    cdef public object state
+    cdef public object _handlers  # state._HANDLERS
+    cdef public object snapshot_every
+    cdef public long long _since_snapshot
+    cdef public object _snapshot_task
+
+    def append(self, record):
+        """Journal one record (the engine's seam); returns its sequence number.
+        Await ``barrier()`` (or ``wait_durable(seq)``) before acknowledging
+        anything that depends on it. Adds ``ts`` (wall-clock ns) when missing."""
+        return self._append(record)
+
+    cdef long long _append(self, record) except -1:
+        cdef long long seq
+        if type(record) is dict:
+            if not PyDict_Contains(record, "ts"):
+                PyDict_SetItem(record, "ts", _now_ns())
+        elif "ts" not in record:
+            record["ts"] = _now_ns()
+        w = self.writer
+        if isinstance(w, WriterCore):
+            seq = (<WriterCore>w)._append(record)
+        else:
+            seq = w.append(record)
+        state = self.state
+        state.seq = seq
+        handler = self._handlers.get(record.get("type"))
+        if handler is not None:
+            if handler is _ON_SUBMITTED and type(record) is dict:
+                _on_submitted_c(state, <dict>record)
+            elif handler is _ON_FILLED and type(record) is dict:
+                _on_filled_c(state, <dict>record)
+            else:
+                handler(state, record)
+        if self.snapshot_every:
+            self._since_snapshot += 1
+            if self._since_snapshot >= self.snapshot_every and self._snapshot_task is None:
+                self._since_snapshot = 0
+                self._start_auto_snapshot()
+        return seq
+
+
+async def journaled_submit(self, order, *, request_id=None):
+    """``JournaledEngine.submit`` (bound to the class as that method; ``submit_py`` in
+    integration.py is the reference): refuse a client order id the journal knows and the
+    engine forgot, submit, and before the result (or the error) reaches the caller make
+    every record the submit appended durable: one future, awaited here, no coroutine
+    layers in between."""
+    cid = getattr(order, "client_order_id", None)
+    journal = self.journal
+    if cid is not None and cid in journal.state.by_client:
+        self._refuse_forgotten(cid)
+    w = journal.writer
+    cdef WriterCore wc
+    if not isinstance(w, WriterCore):
+        return await self._submit_durable_py(order, request_id)
+    wc = <WriterCore>w
+    cdef long long before = wc._next_seq
+    try:
+        return await self.engine.submit(order, request_id=request_id)
+    finally:
+        if wc._next_seq != before:
+            fut = wc._durable_future(wc._next_seq - 1)
+            if fut is not None:
+                await fut

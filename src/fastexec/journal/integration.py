@@ -44,6 +44,11 @@ from .recovery import ReconcileReport, recover
 from .store import Journal, OpenReport
 from .writer import DEFAULT_SEGMENT_BYTES, Durability
 
+try:  # submit -> durable ack, compiled (one future awaited, no coroutine layers)
+    from ._hot import journaled_submit as _journaled_submit
+except ImportError:  # pragma: no cover
+    _journaled_submit = None
+
 log = logging.getLogger("fastexec.journal")
 
 DEFAULT_SNAPSHOT_EVERY = 100_000
@@ -222,18 +227,16 @@ class JournaledEngine:
                 if fut is not None:
                     await fut
 
-    async def submit(self, order: Any, *, request_id: Optional[str] = None) -> Any:
-        cid = getattr(order, "client_order_id", None)
-        if cid is not None and cid in self.journal.state.by_client:
-            try:
-                self.engine.get_order(cid)
-                known = True
-            except FastexecError:
-                known = False
-            if not known:  # the engine forgot it in a restart; the journal did not
-                raise ConflictError(f"client_order_id {cid!r} is already in use", code="DUPLICATE_CLIENT_ORDER_ID",
-                                    field="client_order_id")
-        # _durable inlined: submit is the hot path
+    def _refuse_forgotten(self, cid: str) -> None:
+        """``cid`` is in the journal: refuse it unless the engine still knows the order
+        (then the engine refuses it itself, as a duplicate of a live id)."""
+        try:
+            self.engine.get_order(cid)
+        except FastexecError:  # the engine forgot it in a restart; the journal did not
+            raise ConflictError(f"client_order_id {cid!r} is already in use", code="DUPLICATE_CLIENT_ORDER_ID",
+                                field="client_order_id") from None
+
+    async def _submit_durable_py(self, order: Any, request_id: Optional[str]) -> Any:
         w = self.journal.writer
         before = w._next_seq
         try:
@@ -243,6 +246,18 @@ class JournaledEngine:
                 fut = w.durable_future()
                 if fut is not None:
                     await fut
+
+    async def submit_py(self, order: Any, *, request_id: Optional[str] = None) -> Any:
+        """The reference of ``submit`` (``_hot.journaled_submit``, what runs when compiled)."""
+        cid = getattr(order, "client_order_id", None)
+        if cid is not None and cid in self.journal.state.by_client:
+            self._refuse_forgotten(cid)
+        return await self._submit_durable_py(order, request_id)
+
+    if _journaled_submit is not None:
+        submit = _journaled_submit  # a compiled coroutine function, bound like any method
+    else:  # pragma: no cover - a build without the extension
+        submit = submit_py
 
     async def modify(self, order_id: str, **changes: Any) -> Any:
         return await self._durable(self.engine.modify(order_id, **changes))

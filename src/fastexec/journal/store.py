@@ -20,6 +20,11 @@ from .snapshot import Snapshot, apply_retention, load_latest_snapshot, snapshot_
 from .state import _HANDLERS, JournalState
 from .writer import DEFAULT_SEGMENT_BYTES, Durability, JournalWriter, OpenInfo
 
+try:  # append (ts, writer, seq, fold, snapshot counter) compiled: ``_hot.JournalCore``
+    from ._hot import JournalCore as _JournalBase
+except ImportError:  # pragma: no cover - a build without the extension appends in Python
+    _JournalBase = object
+
 log = logging.getLogger("fastexec.journal")
 
 
@@ -36,7 +41,7 @@ class OpenReport:
     tail: list[Record] = field(default_factory=list, repr=False)
 
 
-class Journal:
+class Journal(_JournalBase):
     """Durable, replayable record of every accepted command and broker event.
 
     ``state_provider`` (optional) returns the engine's own state as a JSON-ready
@@ -63,6 +68,7 @@ class Journal:
         self.state_provider = state_provider
         self.keep_tail = keep_tail
         self.state = JournalState()
+        self._handlers = _HANDLERS
         self.engine_state: Optional[dict] = None
         self.writer: Optional[JournalWriter] = None
         self._since_snapshot = 0
@@ -104,10 +110,11 @@ class Journal:
 
     # ------------------------------------------------------------------ appending
 
-    def append(self, record: dict) -> int:
+    def append_py(self, record: dict) -> int:
         """Journal one record (the engine's seam); returns its sequence number.
         Await ``barrier()`` (or ``wait_durable(seq)``) before acknowledging
-        anything that depends on it. Adds ``ts`` (wall-clock ns) when missing."""
+        anything that depends on it. Adds ``ts`` (wall-clock ns) when missing.
+        (The reference: ``_hot.JournalCore.append`` is its compiled port and what runs.)"""
         if "ts" not in record:
             record["ts"] = time.time_ns()
         seq = self.writer.append(record)
@@ -120,8 +127,14 @@ class Journal:
             self._since_snapshot += 1
             if self._since_snapshot >= self.snapshot_every and self._snapshot_task is None:
                 self._since_snapshot = 0
-                self._snapshot_task = asyncio.get_running_loop().create_task(self._auto_snapshot())
+                self._start_auto_snapshot()
         return seq
+
+    if _JournalBase is object:  # pragma: no cover - no compiled base: the Python original runs
+        append = append_py
+
+    def _start_auto_snapshot(self) -> None:
+        self._snapshot_task = asyncio.get_running_loop().create_task(self._auto_snapshot())
 
     async def write(self, record: dict) -> int:
         seq = self.append(record)

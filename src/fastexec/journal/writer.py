@@ -63,6 +63,11 @@ from typing import Optional
 from .codec import JournalError, encode
 from .reader import list_segments, scan_segment, segment_name
 
+try:  # the loop side of an append and the ack's future, compiled (``_hot.WriterCore``)
+    from ._hot import WriterCore as _WriterBase
+except ImportError:  # pragma: no cover - a build without the extension appends in Python
+    _WriterBase = object
+
 log = logging.getLogger("fastexec.journal")
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
@@ -138,7 +143,7 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-class JournalWriter:
+class JournalWriter(_WriterBase):
     """Appends records to segment files in ``directory``.
 
     Use: ``info = writer.open()`` (synchronous, at start-up), then from the
@@ -302,8 +307,9 @@ class JournalWriter:
 
     # ------------------------------------------------------------------ append (loop)
 
-    def append(self, record: dict) -> int:
+    def append_py(self, record: dict) -> int:
         """Queue one record for the next group commit; returns its sequence number.
+        (The reference: ``_hot.WriterCore.append`` is its compiled port and what runs.)
 
         Costs an encode and a deque append (plus one ``call_soon`` per loop
         turn): the engine calls this on its hot path for every record and
@@ -338,10 +344,11 @@ class JournalWriter:
             os.eventfd_write(self._efd, 1)
         # a busy thread takes the queue by itself when its batch is durable
 
-    def durable_future(self, seq: Optional[int] = None) -> Optional[asyncio.Future]:
+    def durable_future_py(self, seq: Optional[int] = None) -> Optional[asyncio.Future]:
         """A future resolved once record ``seq`` (default: the last appended)
         and all before it are durable, or None when they already are. The
-        cheapest way to wait (no coroutine): what an acknowledgement awaits."""
+        cheapest way to wait (no coroutine): what an acknowledgement awaits.
+        (The reference of ``_hot.WriterCore.durable_future``.)"""
         if seq is None:
             seq = self._next_seq - 1
         if self.durable_seq >= seq:
@@ -353,6 +360,10 @@ class JournalWriter:
         fut = self._loop.create_future()
         self._waiters.append((seq, fut))
         return fut
+
+    if _WriterBase is object:  # pragma: no cover - no compiled base: the Python originals run
+        append = append_py
+        durable_future = durable_future_py
 
     async def wait_durable(self, seq: int) -> int:
         """Return once record ``seq`` (and every one before it) is durable.

@@ -1,0 +1,214 @@
+"""The compiled append path (``_hot.WriterCore``, ``_hot.JournalCore``, ``_hot.journaled_submit``)
+against the Python it replaces (``JournalWriter.append_py`` / ``durable_future_py``,
+``Journal.append_py``, ``JournaledEngine.submit_py``).
+
+Differential: the same records through both give byte-identical segment files, the
+same sequence numbers and equal states; the same misuse gives the same errors; an
+acknowledgement through either is durable before it returns, on real files.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from fastexec.config import Settings
+from fastexec.engine.types import OrderSpec
+from fastexec.errors import ConflictError
+from fastexec.journal import Journal, JournalState, read_records
+from fastexec.journal import state as state_mod
+from fastexec.journal.integration import JournaledEngine
+from fastexec.journal.store import Journal as StoreJournal
+from fastexec.journal.writer import JournalClosedError, JournalFailedError, JournalWriter
+from fastexec.sim.broker import SimulatedBroker
+from fastexec.sim.venue import Venue
+
+from .streams import stream
+
+_hot = pytest.importorskip("fastexec.journal._hot")
+
+
+def test_the_compiled_append_path_is_the_one_in_use():
+    assert issubclass(JournalWriter, _hot.WriterCore) and issubclass(StoreJournal, _hot.JournalCore)
+    assert JournalWriter.append is _hot.WriterCore.append
+    assert JournalWriter.durable_future is _hot.WriterCore.durable_future
+    assert StoreJournal.append is _hot.JournalCore.append
+    assert JournaledEngine.submit is _hot.journaled_submit
+
+
+def _segments(d: str) -> dict[str, bytes]:
+    out = {}
+    for name in sorted(os.listdir(d)):
+        if name.startswith("seg-"):
+            with open(os.path.join(d, name), "rb") as fh:
+                out[name] = fh.read()
+    return out
+
+
+async def _feed(d: str, records: list[dict], py: bool, retain: int) -> tuple[list[int], Journal]:
+    j = Journal(d, durability="none", segment_bytes=64 * 1024)  # small segments: rotation on the way
+    j.open()
+    j.state.retain_terminal = retain
+    append = (lambda r: Journal.append_py(j, r)) if py else j.append
+    seqs = []
+    for i, r in enumerate(records):
+        seqs.append(append(dict(r)))
+        if i % 7 == 0:
+            await j.barrier()
+    await j.close()
+    return seqs, j
+
+
+@pytest.mark.parametrize("seed,retain", [(1, 3), (2, 200), (3, 100_000)])
+async def test_compiled_append_writes_and_folds_what_the_python_one_does(tmp_path, seed, retain):
+    records = stream(3000, seed=seed)
+    assert all("ts" in r for r in records)
+    c_seqs, cj = await _feed(str(tmp_path / "c"), records, False, retain)
+    p_seqs, pj = await _feed(str(tmp_path / "p"), records, True, retain)
+    assert c_seqs == p_seqs == list(range(1, len(records) + 1))
+    files_c, files_p = _segments(str(tmp_path / "c")), _segments(str(tmp_path / "p"))
+    assert len(files_c) > 1 and files_c == files_p  # rotated, byte for byte the same
+    assert cj.state == pj.state and cj.state.seq == len(records)
+    assert cj.state.to_dict() == pj.state.to_dict()
+    # and what is on disk replays into the same state
+    replayed = JournalState(retain_terminal=retain)
+    for rec in read_records(str(tmp_path / "c")):
+        replayed.apply(rec.payload, rec.seq)
+    assert replayed.to_dict() == cj.state.to_dict()
+
+
+async def test_ts_is_added_when_missing_and_kept_when_given(tmp_path):
+    j = Journal(str(tmp_path), durability="none")
+    j.open()
+    before = time.time_ns()
+    r1 = {"type": "trading_state", "account_id": "A", "state": "reducing"}
+    j.append(r1)
+    after = time.time_ns()
+    assert before <= r1["ts"] <= after and type(r1["ts"]) is int
+    r2 = {"type": "trading_state", "account_id": "A", "state": "active", "ts": 5}
+    j.append(r2)
+    assert r2["ts"] == 5
+    await j.close()
+    assert [r.payload["ts"] for r in read_records(str(tmp_path))] == [r1["ts"], 5]
+
+
+async def test_the_handler_table_is_looked_up_per_record(tmp_path):
+    """A changed table (the fold tests swap it) is what the compiled append folds with."""
+    seen = []
+    saved = state_mod._HANDLERS["order.submitted"]
+    state_mod._HANDLERS["order.submitted"] = lambda st, rec: seen.append(rec["order_id"])
+    try:
+        j = Journal(str(tmp_path), durability="none")
+        j.open()
+        j.append(stream(1)[0] | {"order_id": "X1", "type": "order.submitted"})
+        await j.close()
+    finally:
+        state_mod._HANDLERS["order.submitted"] = saved
+    assert seen == ["X1"] and "X1" not in j.state.orders
+
+
+@pytest.mark.parametrize("py", [False, True])
+async def test_writer_misuse_fails_the_same_way(tmp_path, py):
+    w = JournalWriter(str(tmp_path / "w"), durability="none")
+    append = (lambda r: JournalWriter.append_py(w, r)) if py else w.append
+    future = (lambda s=None: JournalWriter.durable_future_py(w, s)) if py else w.durable_future
+    with pytest.raises(JournalClosedError):
+        append({"type": "x"})
+    w.open()
+    assert future() is None  # nothing appended: already durable
+    seq = append({"type": "x"})
+    assert seq == 1 and w.last_seq == 1
+    with pytest.raises(ValueError):
+        future(2)
+    with pytest.raises(TypeError):
+        append({"type": object()})
+    assert w.last_seq == 1  # a record that cannot be encoded takes no sequence number
+    fut = future()
+    assert fut is not None and not fut.done()
+    assert await fut == 1 and w.durable_seq == 1
+    assert future(1) is None
+    w._fail(OSError(5, "EIO"))
+    with pytest.raises(JournalFailedError):
+        append({"type": "x"})
+    await w.close()
+
+
+async def test_snapshot_counter_still_cuts_snapshots(tmp_path):
+    j = Journal(str(tmp_path), durability="none", snapshot_every=50)
+    j.open()
+    for r in stream(120):
+        j.append(dict(r))
+    assert j._snapshot_task is not None  # the 50th append started one
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if j._snapshot_task is None:
+            break
+    await j.close()
+    snaps = [n for n in os.listdir(tmp_path) if "snap" in n]
+    assert snaps, os.listdir(tmp_path)
+
+
+def _settings() -> Settings:
+    return Settings.from_env({"MAX_ORDERS_PER_SECOND": "10000"}, dotenv=False)
+
+
+@pytest.mark.parametrize("py", [False, True])
+async def test_submit_acks_only_durable_records_and_refuses_forgotten_ids(tmp_path, py):
+    venue = Venue(seed=2, accounts=1, balance="100000")
+    je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="fsync")
+    await je.start()
+    submit = (lambda s: JournaledEngine.submit_py(je, s)) if py else je.submit
+    acct = je.account_ids[0]
+    for i in range(5):
+        view = await submit(OrderSpec(account_id=acct, instrument="EUR_USD", side="buy", units=1000,
+                                      client_order_id=f"d-{i}"))
+        assert view.status == "filled"
+        w = je.journal.writer
+        assert w.durable_seq == w.last_seq  # the ack is back: everything appended is durable
+        on_disk = {(r.payload["type"], r.payload.get("client_order_id") or r.payload.get("client_id"))
+                   for r in read_records(str(tmp_path))}
+        assert ("order.submitted", f"d-{i}") in on_disk and ("broker.filled", f"d-{i}") in on_disk
+    # a refused order appends nothing and does not wait
+    last = je.journal.writer.last_seq
+    with pytest.raises(ConflictError):
+        await submit(OrderSpec(account_id=acct, instrument="EUR_USD", side="buy", units=1000,
+                               client_order_id="d-0"))
+    assert je.journal.writer.last_seq == last
+    await je.stop()
+    # after a restart the engine no longer knows d-0, the journal does: still refused
+    je2 = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="fsync")
+    await je2.start()
+    submit2 = (lambda s: JournaledEngine.submit_py(je2, s)) if py else je2.submit
+    je2.engine._by_client.pop("d-0", None)
+    je2.engine._orders.clear()
+    with pytest.raises(ConflictError) as ei:
+        await submit2(OrderSpec(account_id=acct, instrument="EUR_USD", side="buy", units=1000,
+                                client_order_id="d-0"))
+    assert ei.value.code == "DUPLICATE_CLIENT_ORDER_ID"
+    await je2.stop()
+
+
+async def test_an_error_after_appending_still_waits_for_the_disk(tmp_path):
+    """The submit raises after its records were appended: the error reaches the caller
+    only once they are durable (the ``finally`` of the compiled coroutine)."""
+    venue = Venue(seed=2, accounts=1, balance="100000")
+    je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="fsync")
+    await je.start()
+    acct = je.account_ids[0]
+    real = je.engine.submit
+
+    async def failing(order, *, request_id=None):
+        je.journal.append({"type": "trading_state", "account_id": acct, "state": "active"})
+        raise RuntimeError("boom")
+
+    je.engine.submit = failing
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            await je.submit(OrderSpec(account_id=acct, instrument="EUR_USD", side="buy", units=1000))
+        w = je.journal.writer
+        assert w.durable_seq == w.last_seq
+    finally:
+        je.engine.submit = real
+    await je.stop()
