@@ -68,6 +68,10 @@ async def test_compiled_append_writes_and_folds_what_the_python_one_does(tmp_pat
     c_seqs, cj = await _feed(str(tmp_path / "c"), records, False, retain)
     p_seqs, pj = await _feed(str(tmp_path / "p"), records, True, retain)
     assert c_seqs == p_seqs == list(range(1, len(records) + 1))
+    sc, sp = cj.writer.stats, pj.writer.stats
+    assert (sc.records, sc.batches, sc.bytes, sc.max_batch, sc.rotations) == \
+        (sp.records, sp.batches, sp.bytes, sp.max_batch, sp.rotations)
+    assert sc.rotations > 0 and sc.records == len(records)
     files_c, files_p = _segments(str(tmp_path / "c")), _segments(str(tmp_path / "p"))
     assert len(files_c) > 1 and files_c == files_p  # rotated, byte for byte the same
     assert cj.state == pj.state and cj.state.seq == len(records)
@@ -212,3 +216,30 @@ async def test_an_error_after_appending_still_waits_for_the_disk(tmp_path):
     finally:
         je.engine.submit = real
     await je.stop()
+
+
+@pytest.mark.parametrize("py", [False, True])
+async def test_a_failed_page_cache_write_fails_the_waiters_and_the_journal(tmp_path, py):
+    """The compiled end-of-turn write (pwrite from C) fails like ``_write_now_py``:
+    every waiter gets JournalFailedError, later appends are refused."""
+    w = JournalWriter(str(tmp_path), durability="none")
+    w.open()
+    append = (lambda r: JournalWriter.append_py(w, r)) if py else w.append
+    append({"type": "x"})
+    assert await w.durable_future() == 1
+    good_fd = w._fd
+    w._fd = os.open(os.path.join(str(tmp_path), "ro"), os.O_RDONLY | os.O_CREAT)  # pwrite: EBADF
+    try:
+        append({"type": "y"})
+        fut = w.durable_future()
+        with pytest.raises(JournalFailedError):
+            await fut
+        assert isinstance(w.failed, OSError)
+        with pytest.raises(JournalFailedError):
+            append({"type": "z"})
+        assert w.durable_seq == 1
+    finally:
+        os.close(w._fd)
+        w._fd = good_fd
+    await w.close()
+    assert [r.payload["type"] for r in read_records(str(tmp_path))] == ["x"]

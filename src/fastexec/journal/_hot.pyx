@@ -270,7 +270,10 @@ cdef int _on_filled_c(state, dict rec) except -1:
 
 # ---------------------------------------------------------------------------- the append path
 
-from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
+from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME, CLOCK_MONOTONIC
+from posix.unistd cimport pwrite
+from libc.errno cimport errno, EINTR
+from cpython.exc cimport PyErr_SetFromErrno
 
 
 cdef inline object _now_ns():
@@ -282,6 +285,10 @@ cdef inline object _now_ns():
 
 cdef object _ON_SUBMITTED = on_submitted
 cdef object _ON_FILLED = on_filled
+
+
+import os as _os
+cdef object _eventfd_write = _os.eventfd_write
 
 
 cdef object _journal_error(str name, str message):
@@ -305,6 +312,15 @@ cdef class WriterCore:
     cdef public object _loop
     cdef public object _failed
     cdef object _kick_cb
+    # the disk side, as far as ``none`` mode writes it on the loop (``_kick`` / ``_write_now``)
+    cdef public bint _sync
+    cdef public long long _disk_seq
+    cdef public long long _pos
+    cdef public long long _alloc_end
+    cdef public object _fd
+    cdef public long long segment_bytes
+    cdef public long long preallocate
+    cdef public object stats
 
     def append(self, record):
         """Queue one record for the next group commit; returns its sequence number
@@ -347,6 +363,100 @@ cdef class WriterCore:
         fut = self._loop.create_future()
         self._waiters.append((seq, fut))
         return fut
+
+
+    # ---------------------------------------------------------------- end of a loop turn
+
+    def _kick(self):
+        """End of a loop turn that appended: hand the batch to the disk (``_kick_py``)."""
+        self._kick_pending = False
+        if self._failed is not None or not self._open:
+            return
+        if not self._sync:
+            self._write_now_c()
+        elif self._thread is None:
+            self._start_thread()
+        elif self._thread_idle:
+            _eventfd_write(self._efd, 1)
+
+    def _write_now(self):
+        """``none`` mode, on the loop: write whatever is queued to the page cache (``_write_now_py``)."""
+        self._write_now_c()
+
+    cdef int _write_now_c(self) except -1:
+        cdef Py_ssize_t n
+        cdef long long last
+        q = self._q
+        if not q or self._failed is not None:
+            return 0
+        n = len(q)  # _take, inlined
+        if n == 1:
+            data = q.popleft()
+        else:
+            data = b"".join([q.popleft() for _ in range(n)])
+        last = self._disk_seq + n
+        self._disk_seq = last
+        try:
+            self._write_batch_c(data)
+            if self._pos >= self.segment_bytes or (
+                    self.preallocate and self._alloc_end - self._pos < self.preallocate // 2):
+                self._after_batch(last)
+        except BaseException as exc:  # handed to every waiter
+            self._fail(exc)
+            return 0
+        self._done_c(last, n, PyBytes_GET_SIZE(data))
+        return 0
+
+    cdef int _write_batch_c(self, bytes data) except -1:
+        """``_write_batch``: one write at the data end (pwrite straight from C)."""
+        cdef timespec t0, t1
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+        cdef const char* p = PyBytes_AS_STRING(data)
+        cdef Py_ssize_t done = 0
+        cdef ssize_t k
+        cdef long long took
+        clock_gettime(CLOCK_MONOTONIC, &t0)
+        if self.preallocate and self._pos + size > self._alloc_end:
+            self._reserve(size + self.preallocate // 2)  # a batch bigger than the room left: grow first
+        cdef int fd = self._fd
+        cdef long long off = self._pos
+        while done < size:
+            k = pwrite(fd, p + done, size - done, off + done)
+            if k < 0:
+                if errno == EINTR:
+                    continue
+                PyErr_SetFromErrno(OSError)
+                return -1
+            done += k
+        self._pos = off + size
+        clock_gettime(CLOCK_MONOTONIC, &t1)
+        took = (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
+        st = self.stats
+        st.sync_ns += took
+        if took > st.max_sync_ns:
+            st.max_sync_ns = took
+        return 0
+
+    def _done(self, long long last, Py_ssize_t count, Py_ssize_t nbytes):
+        """A batch is durable (called on the loop): release its waiters in one pass (``_done_py``)."""
+        self._done_c(last, count, nbytes)
+
+    cdef int _done_c(self, long long last, Py_ssize_t count, Py_ssize_t nbytes) except -1:
+        if last <= self.durable_seq:
+            return 0
+        self.durable_seq = last
+        st = self.stats
+        st.records += count
+        st.batches += 1
+        st.bytes += nbytes
+        if count > st.max_batch:
+            st.max_batch = count
+        waiters = self._waiters
+        while waiters and (<tuple>waiters[0])[0] <= last:
+            fut = (<tuple>waiters.popleft())[1]
+            if not fut.done():
+                fut.set_result(last)
+        return 0
 
 
 cdef class JournalCore:

@@ -331,13 +331,14 @@ class JournalWriter(_WriterBase):
             loop.call_soon(self._kick)
         return seq
 
-    def _kick(self) -> None:
-        """End of a loop turn that appended: hand the batch to the disk."""
+    def _kick_py(self) -> None:
+        """End of a loop turn that appended: hand the batch to the disk.
+        (The reference of ``_hot.WriterCore._kick``.)"""
         self._kick_pending = False
         if self._failed is not None or not self._open:
             return
         if not self._sync:
-            self._write_now()
+            self._write_now_py()
         elif self._thread is None:
             self._start_thread()
         elif self._thread_idle:
@@ -392,8 +393,9 @@ class JournalWriter(_WriterBase):
         await self.wait_durable(seq)
         return seq
 
-    def _done(self, last: int, count: int, nbytes: int) -> None:
-        """A batch is durable (called on the loop): release its waiters in one pass."""
+    def _done_py(self, last: int, count: int, nbytes: int) -> None:
+        """A batch is durable (called on the loop): release its waiters in one pass.
+        (The reference of ``_hot.WriterCore._done``.)"""
         if last <= self.durable_seq:
             return
         self.durable_seq = last
@@ -461,8 +463,9 @@ class JournalWriter(_WriterBase):
         elif self.preallocate and self._alloc_end - self._pos < self.preallocate // 2:
             self._reserve(self.preallocate)
 
-    def _write_now(self) -> None:
-        """``none`` mode, on the loop: write whatever is queued to the page cache."""
+    def _write_now_py(self) -> None:
+        """``none`` mode, on the loop: write whatever is queued to the page cache.
+        (The reference of ``_hot.WriterCore._write_now``, which writes with pwrite from C.)"""
         if not self._q or self._failed is not None:
             return
         data, last, n = self._take()
@@ -472,7 +475,12 @@ class JournalWriter(_WriterBase):
         except BaseException as exc:  # noqa: BLE001 - handed to every waiter
             self._fail(exc)
             return
-        self._done(last, n, len(data))
+        self._done_py(last, n, len(data))
+
+    if _WriterBase is object:  # pragma: no cover - no compiled base: the Python originals run
+        _kick = _kick_py
+        _write_now = _write_now_py
+        _done = _done_py
 
     def _start_thread(self) -> None:
         self._efd = os.eventfd(0, os.EFD_CLOEXEC)
