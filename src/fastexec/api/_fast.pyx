@@ -67,6 +67,17 @@ cdef inline int _set(tuple ds, Py_ssize_t k, object obj, object value) except -1
     return Py_TYPE(d).tp_descr_set(d, obj, value)
 
 
+cdef inline Py_ssize_t _plain_string_end(const unsigned char* s, Py_ssize_t i, Py_ssize_t n) noexcept:
+    """Index of the closing quote of a JSON string starting at ``i`` (just
+    after its opening quote) that holds only printable ASCII and no escape;
+    -1 for anything else (the general path reads those)."""
+    while i < n and s[i] != 34:  # "
+        if s[i] < 32 or s[i] > 126 or s[i] == 92:  # control, non-ASCII, backslash
+            return -1
+        i += 1
+    return i if i < n else -1
+
+
 cdef inline bint _ws(unsigned char c) nogil:
     return c == 32 or c == 9 or c == 10 or c == 13
 
@@ -166,11 +177,8 @@ cdef class OrderReader:
                 return None
             i += 1
             start = i
-            while i < n and s[i] != 34:
-                if s[i] < 32 or s[i] > 126 or s[i] == 92:
-                    return None
-                i += 1
-            if i >= n:
+            i = _plain_string_end(s, i, n)
+            if i < 0:
                 return None
             f = self._field(<const char*>s + start, i - start)
             if f < 0:
@@ -195,11 +203,8 @@ cdef class OrderReader:
                     return None
                 i += 1
                 start = i
-                while i < n and s[i] != 34:
-                    if s[i] < 32 or s[i] > 126 or s[i] == 92:
-                        return None
-                    i += 1
-                if i >= n:
+                i = _plain_string_end(s, i, n)
+                if i < 0:
                     return None
                 v = PyUnicode_DecodeASCII(<const char*>s + start, i - start, NULL)
                 i += 1
