@@ -243,3 +243,19 @@ async def test_a_failed_page_cache_write_fails_the_waiters_and_the_journal(tmp_p
         w._fd = good_fd
     await w.close()
     assert [r.payload["type"] for r in read_records(str(tmp_path))] == ["x"]
+
+
+@pytest.mark.parametrize("py", [False, True])
+async def test_odd_record_types_fold_as_in_python(tmp_path, py):
+    """Unknown and non-string ``type`` values: skipped by the fold when hashable, a
+    TypeError (after the record took its sequence number, as in Python) when not."""
+    j = Journal(str(tmp_path), durability="none")
+    j.open()
+    append = (lambda r: Journal.append_py(j, r)) if py else j.append
+    assert append({"type": "no.such.kind", "x": 1}) == 1
+    assert append({"type": 7}) == 2
+    assert append({"x": "no type"}) == 3
+    with pytest.raises(TypeError):
+        append({"type": ["unhashable"]})
+    assert j.state.seq == 4 and j.writer.last_seq == 4
+    await j.close()

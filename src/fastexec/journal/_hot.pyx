@@ -493,7 +493,12 @@ cdef class JournalCore:
             seq = w.append(record)
         state = self.state
         state.seq = seq
-        handler = self._handlers.get(record.get("type"))
+        handlers = self._handlers
+        if type(record) is dict and type(handlers) is dict:  # the usual case: no method lookups
+            rtype = _get(<dict>record, "type")
+            handler = _get(<dict>handlers, rtype) if rtype is None or type(rtype) is str else handlers.get(rtype)
+        else:
+            handler = handlers.get(record.get("type"))
         if handler is not None:
             if handler is _ON_SUBMITTED and type(record) is dict:
                 _on_submitted_c(state, <dict>record)
