@@ -259,3 +259,15 @@ async def test_odd_record_types_fold_as_in_python(tmp_path, py):
         append({"type": ["unhashable"]})
     assert j.state.seq == 4 and j.writer.last_seq == 4
     await j.close()
+
+
+def test_an_unhashable_id_raises_in_the_compiled_fold_as_in_python():
+    """``_hot._get`` reads with PyDict_GetItemWithError: an unhashable key is the TypeError
+    ``dict.get`` raises in the Python handler, not a silent miss."""
+    rec = {"type": "broker.filled", "account_id": "A", "client_id": ["not", "hashable"], "broker_order_id": "b",
+           "txn_id": 5, "instrument": "EUR_USD", "units": 10, "price": 1, "ts": 1}
+    for handler in (state_mod.PY_HANDLERS["broker.filled"], _hot.on_filled):
+        st = JournalState()
+        with pytest.raises(TypeError):
+            handler(st, dict(rec))
+        assert st.positions == {"A": {"EUR_USD": 10}}  # what happened before the lookup, in both

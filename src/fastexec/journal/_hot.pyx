@@ -14,7 +14,7 @@ pack, no concatenation) and its CRC-32 (zlib's polynomial, bit-identical to
 ``zlib.crc32``) computed slicing-by-8 in place.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.dict cimport PyDict_Copy, PyDict_GetItem, PyDict_SetItem, PyDict_DelItem, PyDict_Contains
+from cpython.dict cimport PyDict_Copy, PyDict_GetItemWithError, PyDict_SetItem, PyDict_DelItem, PyDict_Contains
 from cpython.object cimport PyObject, PyObject_IsTrue
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
@@ -120,7 +120,9 @@ cdef tuple _HEAVY = ("stop_loss", "take_profit", "emulation", "trailing_distance
 
 
 cdef inline object _get(dict d, key, default=None):
-    cdef PyObject* v = PyDict_GetItem(d, key)
+    # PyDict_GetItemWithError: no save/restore of the error state per call (PyDict_GetItem's),
+    # and an unhashable key raises TypeError as dict.get does in the Python originals
+    cdef PyObject* v = PyDict_GetItemWithError(d, key)
     return default if v is NULL else <object>v
 
 
