@@ -77,3 +77,23 @@ def test_oanda_adapter_settings_pass_through():
         Settings.from_env({"OANDA_GSLO_STYLE": "new"})
     with pytest.raises(ConfigError, match="FASTEXEC_JOURNAL_DURABILITY"):
         Settings.from_env({"FASTEXEC_JOURNAL_DURABILITY": "sometimes"})
+
+
+def test_sim_history_bounds_the_embedded_venue_and_zero_keeps_everything():
+    import asyncio
+
+    from fastexec.engine import Engine
+
+    assert Settings.from_env({}).sim_history == 20_000
+    for raw, expected in (("500", 500), ("0", None)):
+        eng = Engine(Settings.from_env({"FASTEXEC_SIM_HISTORY": raw}))
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(eng.start())
+            venue = eng.broker.venue
+            assert all(acct.history == expected for acct in venue.accounts.values())
+        finally:
+            loop.run_until_complete(eng.stop())
+            loop.close()
+    with pytest.raises(ConfigError, match="FASTEXEC_SIM_HISTORY"):
+        Settings.from_env({"FASTEXEC_SIM_HISTORY": "-1"})

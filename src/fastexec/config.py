@@ -129,6 +129,7 @@ class Settings:
     sim_currency: str = "USD"
     sim_seed: int = 1
     sim_tick_interval_ms: int = 250
+    sim_history: int = 20_000  # transactions the simulated venue keeps per account; 0 keeps all (memory grows per order)
 
     @property
     def uses_oanda(self) -> bool:
@@ -195,4 +196,5 @@ class Settings:
             sim_currency=currency,
             sim_seed=_int(env, "FASTEXEC_SIM_SEED", 1),
             sim_tick_interval_ms=_int(env, "FASTEXEC_SIM_TICK_MS", 250, minimum=1),
+            sim_history=_int(env, "FASTEXEC_SIM_HISTORY", 20_000),
         )

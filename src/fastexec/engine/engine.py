@@ -231,7 +231,8 @@ class Engine(EngineCore):
         from fastexec.sim.broker import SimulatedBroker
         from fastexec.sim.venue import Venue
 
-        venue = Venue(seed=s.sim_seed, accounts=s.sim_accounts, balance=s.sim_balance, currency=s.sim_currency)
+        venue = Venue(seed=s.sim_seed, accounts=s.sim_accounts, balance=s.sim_balance, currency=s.sim_currency,
+                      history=s.sim_history or None)
         return SimulatedBroker(venue, tick_interval=s.sim_tick_interval_ms / 1000)
 
     async def _add_account(self, account_id: str) -> None:
