@@ -9,17 +9,24 @@ one, never a half-written file under a real name. The file is a single journal
 frame (same magic, length and CRC), so a damaged snapshot is detected and the
 next older one is used instead; replay then simply covers more records.
 
+The encoding and the temporary file can be done by a forked child
+(``run_snapshot_child``; ``store.Journal`` forks at the capture instant); the
+parent publishes the file (``publish_snapshot``) once the journal is durable up
+to the snapshot's sequence number.
+
 Retention deletes only what the *oldest kept* snapshot covers, so falling back
 to an older snapshot still finds every record it needs.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
+import signal
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, NoReturn, Optional
 
 import orjson
 
@@ -61,18 +68,15 @@ def snapshot_body(seq: int, state: dict) -> bytes:
     return orjson.dumps({"format": SNAPSHOT_FORMAT, "seq": seq, "created_ns": time.time_ns(), "state": state})
 
 
-def write_snapshot(directory: str, seq: int, state: Optional[dict] = None, *, body: Optional[bytes] = None,
-                   durable: bool = True) -> str:
-    """Atomically store ``state`` as covering records up to and including ``seq``.
+def snapshot_tmp_path(directory: str, seq: int) -> str:
+    """Where a snapshot of ``seq`` is written before it is renamed into place
+    (``apply_retention`` removes leftovers of interrupted writes)."""
+    return os.path.join(directory, f".{snapshot_name(seq)}.{os.getpid()}.tmp")
 
-    The caller must only pass a ``seq`` whose records are already durable:
-    otherwise a crash could leave a snapshot ahead of the journal, holding
-    effects that were never acknowledged.
-    """
-    os.makedirs(directory, exist_ok=True)
-    data = encode_raw(seq, body if body is not None else snapshot_body(seq, state), MAX_SNAPSHOT)
-    final = os.path.join(directory, snapshot_name(seq))
-    tmp = os.path.join(directory, f".{snapshot_name(seq)}.{os.getpid()}.tmp")
+
+def write_snapshot_tmp(tmp: str, seq: int, body: bytes, *, durable: bool = True) -> None:
+    """Frame ``body`` and write it to ``tmp`` (fsynced when ``durable``); not published yet."""
+    data = encode_raw(seq, body, MAX_SNAPSHOT)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)
@@ -82,10 +86,76 @@ def write_snapshot(directory: str, seq: int, state: Optional[dict] = None, *, bo
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def publish_snapshot(tmp: str, directory: str, seq: int, *, durable: bool = True) -> str:
+    """Rename a written ``tmp`` into place (and fsync the directory when ``durable``).
+    Only once every record up to ``seq`` is durable: a snapshot is never ahead of the journal."""
+    final = os.path.join(directory, snapshot_name(seq))
     os.replace(tmp, final)
     if durable:
         fsync_dir(directory)
     return final
+
+
+def remove_tmp(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # pragma: no cover - retention retries it later
+        log.warning("journal: could not remove snapshot temporary %s: %s", tmp, exc)
+
+
+def write_snapshot(directory: str, seq: int, state: Optional[dict] = None, *, body: Optional[bytes] = None,
+                   durable: bool = True) -> str:
+    """Atomically store ``state`` as covering records up to and including ``seq``.
+
+    The caller must only pass a ``seq`` whose records are already durable:
+    otherwise a crash could leave a snapshot ahead of the journal, holding
+    effects that were never acknowledged.
+    """
+    os.makedirs(directory, exist_ok=True)
+    tmp = snapshot_tmp_path(directory, seq)
+    try:
+        write_snapshot_tmp(tmp, seq, body if body is not None else snapshot_body(seq, state), durable=durable)
+    except BaseException:
+        remove_tmp(tmp)
+        raise
+    return publish_snapshot(tmp, directory, seq, durable=durable)
+
+
+def run_snapshot_child(err_fd: int, tmp: str, seq: int, state_fn: Callable[[], dict], durable: bool) -> NoReturn:
+    """The body of a forked snapshot child (``Journal(snapshot_in_child=True)``): encode
+    ``state_fn()`` (the parent's state as of the fork, copy-on-write), frame it, write and
+    fsync ``tmp``, and ``os._exit``: 0 on success, 1 on any error (its text on ``err_fd``).
+
+    Only the forking thread exists here: nothing touches the event loop, logging, the
+    writer thread or any lock another thread may have held; no Python clean-up runs.
+    """
+    status = 1
+    try:
+        try:
+            gc.disable()  # a collection would walk (and copy) every page of the parent's heap
+            # a signal must not reach the parent's loop through the inherited wakeup fd
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+        except (ValueError, OSError):  # not the main thread: nothing was installed for it
+            pass
+        write_snapshot_tmp(tmp, seq, snapshot_body(seq, state_fn()), durable=durable)
+        status = 0
+    except BaseException as exc:  # noqa: BLE001 - reported through the exit status and err_fd
+        try:
+            os.write(err_fd, f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")[:4000])
+        except BaseException:  # noqa: BLE001
+            pass
+        try:
+            os.unlink(tmp)
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        os._exit(status)
 
 
 def read_snapshot(path: str) -> Snapshot:

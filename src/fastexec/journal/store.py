@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .codec import Record
 from .reader import read_records
-from .snapshot import Snapshot, apply_retention, load_latest_snapshot, snapshot_body, write_snapshot
+from .snapshot import (Snapshot, apply_retention, load_latest_snapshot, publish_snapshot, remove_tmp,
+                       run_snapshot_child, snapshot_body, snapshot_tmp_path, write_snapshot)
 from .state import _HANDLERS, JournalState
-from .writer import DEFAULT_SEGMENT_BYTES, Durability, JournalWriter, OpenInfo
+from .writer import DEFAULT_SEGMENT_BYTES, Durability, JournalError, JournalWriter, OpenInfo
 
 try:  # append (ts, writer, seq, fold, snapshot counter) compiled: ``_hot.JournalCore``
     from ._hot import JournalCore as _JournalBase
@@ -26,6 +30,21 @@ except ImportError:  # pragma: no cover - a build without the extension appends 
     _JournalBase = object
 
 log = logging.getLogger("fastexec.journal")
+
+#: Snapshots are encoded and written by a forked child unless this is "0" (or fork is unavailable).
+SNAPSHOT_IN_CHILD_ENV = "FASTEXEC_JOURNAL_SNAPSHOT_IN_CHILD"
+
+
+def _default_snapshot_in_child() -> bool:
+    return hasattr(os, "fork") and sys.platform.startswith("linux") and os.environ.get(SNAPSHOT_IN_CHILD_ENV, "1") != "0"
+
+
+class SnapshotError(JournalError):
+    """A snapshot could not be written (the journal itself is intact: replay just covers more)."""
+
+
+class _ForkUnavailable(Exception):
+    pass
 
 
 @dataclass
@@ -47,6 +66,10 @@ class Journal(_JournalBase):
     ``state_provider`` (optional) returns the engine's own state as a JSON-ready
     dict; it is stored in every snapshot next to the journal's ``JournalState``
     and handed back as ``engine_state`` on the next start.
+
+    ``snapshot_in_child`` (default: on Linux, unless ``FASTEXEC_JOURNAL_SNAPSHOT_IN_CHILD=0``):
+    a snapshot is encoded and written by a forked child, the loop paying only the fork;
+    otherwise (or when fork fails) it is encoded on the loop.
     """
 
     def __init__(
@@ -59,6 +82,7 @@ class Journal(_JournalBase):
         snapshot_every: int = 0,
         state_provider: Optional[Callable[[], dict]] = None,
         keep_tail: bool = False,
+        snapshot_in_child: Optional[bool] = None,
     ):
         self.directory = directory
         self.durability = Durability(durability)
@@ -75,6 +99,9 @@ class Journal(_JournalBase):
         self._snapshot_task: Optional[asyncio.Task] = None
         self._snapshot_lock: Optional[asyncio.Lock] = None
         self.last_snapshot: Optional[Snapshot] = None
+        #: encode and write snapshots in a forked child (the loop only forks); default: on Linux
+        self.snapshot_in_child = _default_snapshot_in_child() if snapshot_in_child is None else bool(snapshot_in_child)
+        self._snapshot_child: Optional[int] = None  # pid of the child writing a snapshot, while it runs
 
     # ------------------------------------------------------------------ start-up
 
@@ -164,7 +191,9 @@ class Journal(_JournalBase):
         State and sequence number are captured together, synchronously (one
         loop owns both, so they agree); the file is written only once every
         record up to that sequence number is durable, so a snapshot is never
-        ahead of the journal.
+        ahead of the journal. With ``snapshot_in_child`` the capture is a fork
+        and the encoding and writing happen in the child. Raises
+        ``SnapshotError`` when the child fails (nothing is left on disk).
         """
         if self._snapshot_lock is None:
             self._snapshot_lock = asyncio.Lock()
@@ -175,6 +204,11 @@ class Journal(_JournalBase):
         if engine_state is None and self.state_provider is not None:
             engine_state = self.state_provider()
         seq = self.writer.last_seq
+        if self.snapshot_in_child:
+            try:
+                return await self._snapshot_forked(seq, engine_state)
+            except _ForkUnavailable as exc:
+                log.warning("journal: cannot fork a snapshot child (%s); encoding the snapshot on the loop", exc)
         # encoded straight from the live state (one orjson pass, on the loop, so
         # state and seq agree), not deep-copied first and encoded again
         body = snapshot_body(seq, {"journal": self.state.to_dict(copy=False), "engine": engine_state})
@@ -186,6 +220,76 @@ class Journal(_JournalBase):
         log.info("journal snapshot at seq %d: %s", seq, path)
         return path
 
+    async def _snapshot_forked(self, seq: int, engine_state: Optional[dict]) -> str:
+        """The state as of now, encoded and written by a forked child (Redis BGSAVE style).
+
+        The fork is the capture instant: the child holds a copy-on-write image of the
+        state at ``seq`` and the loop goes on at once. The child encodes, frames, writes
+        and fsyncs a temporary file and exits; the parent reaps it without blocking the
+        loop, waits until every record up to ``seq`` is durable, then renames the file
+        into place and applies retention. A failed child leaves no file behind.
+        """
+        loop = asyncio.get_running_loop()
+        durable = self.durability is not Durability.NONE
+        directory = self.directory
+        tmp = snapshot_tmp_path(directory, seq)
+        state = self.state
+
+        def state_fn() -> dict:  # runs in the child only
+            return {"journal": state.to_dict(copy=False), "engine": engine_state}
+
+        r, w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(r)
+            os.close(w)
+            raise _ForkUnavailable(exc) from exc
+        if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
+            os.close(r)
+            run_snapshot_child(w, tmp, seq, state_fn, durable)
+        # ---- parent: from here on the loop is free
+        os.close(w)
+        self._snapshot_child = pid
+        published = False
+        try:
+            try:
+                status = await _wait_child(loop, pid)
+            except BaseException:
+                self._end_child()
+                raise
+            finally:
+                self._snapshot_child = None
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0:
+                detail = _read_error(r)
+                raise SnapshotError(f"snapshot child for seq {seq} (pid {pid}) failed "
+                                    f"({'exit ' + str(code) if code > 0 else 'signal ' + str(-code)}): {detail}")
+            if seq:
+                await self.writer.wait_durable(seq)  # never publish a snapshot ahead of the journal
+            path = await loop.run_in_executor(None, lambda: publish_snapshot(tmp, directory, seq, durable=durable))
+            published = True
+        finally:
+            os.close(r)
+            if not published:
+                remove_tmp(tmp)
+        await loop.run_in_executor(None, lambda: apply_retention(directory, keep_snapshots=self.keep_snapshots))
+        log.info("journal snapshot at seq %d: %s (written by child %d)", seq, path, pid)
+        return path
+
+    def _end_child(self) -> None:
+        """Kill and reap an in-flight snapshot child (cancellation, ``abandon``)."""
+        pid, self._snapshot_child = self._snapshot_child, None
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)  # a killed child is gone within moments
+        except ChildProcessError:  # already reaped
+            pass
+        except ProcessLookupError:
+            pass
+
     async def _auto_snapshot(self) -> None:
         try:
             await self.snapshot()
@@ -195,8 +299,12 @@ class Journal(_JournalBase):
             self._snapshot_task = None
 
     async def close(self) -> None:
+        """Wait for an in-flight snapshot (automatic or explicit), then close the writer."""
         if self._snapshot_task is not None:
             await self._snapshot_task
+        if self._snapshot_lock is not None:
+            async with self._snapshot_lock:
+                pass
         if self.writer is not None:
             await self.writer.close()
 
@@ -204,5 +312,36 @@ class Journal(_JournalBase):
         """Drop the journal like a crashed process would (see ``JournalWriter.abandon``)."""
         if self._snapshot_task is not None:
             self._snapshot_task.cancel()
+        self._end_child()
         if self.writer is not None:
             self.writer.abandon()
+
+
+async def _wait_child(loop: asyncio.AbstractEventLoop, pid: int) -> int:
+    """Reap ``pid`` without blocking the loop; returns its wait status. A pidfd
+    (Linux >= 5.3) becomes readable when the child exits; otherwise a worker
+    thread blocks in ``waitpid``."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is None:
+        return (await loop.run_in_executor(None, os.waitpid, pid, 0))[1]
+    try:
+        exited = loop.create_future()
+        loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+        try:
+            await exited
+        finally:
+            loop.remove_reader(pidfd)
+    finally:
+        os.close(pidfd)
+    return os.waitpid(pid, 0)[1]  # it has exited: at once
+
+
+def _read_error(fd: int) -> str:
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 4096).decode("utf-8", "replace") or "no detail"
+    except OSError:
+        return "no detail"
