@@ -36,17 +36,25 @@ def test_kernel_is_built_and_in_use():
     assert _fill.DIRECT_EVENTS  # OrderFilled built through its slots (equality with the constructor: below)
 
 
+def _record_fast_path(monkeypatch, module, name):
+    """Wrap ``module.name`` (a fast-path entry that returns None when it
+    declines) so a test can see which side of the split each call took;
+    returns the list of outcomes (True = fast path) and the original."""
+    taken = []
+    real = getattr(module, name)
+
+    def recording(*a):
+        out = real(*a)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(module, name, recording)
+    return taken, real
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_fast_path_matches_the_general_path_exactly(seed, monkeypatch):
-    taken = []
-    real = venue_mod._place_market
-
-    def counting(*a):
-        keys = real(*a)
-        taken.append(keys is not None)
-        return keys
-
-    monkeypatch.setattr(venue_mod, "_place_market", counting)
+    taken, real = _record_fast_path(monkeypatch, venue_mod, "_place_market")
     fast = run(seed, fast=True)
     assert taken.count(True) > 100 and taken.count(False) > 20  # both sides of the split were exercised
     monkeypatch.setattr(venue_mod, "_place_market", real)
@@ -170,15 +178,7 @@ def test_broker_fast_path_matches_the_general_path(seed, monkeypatch):
     asynchronous), same venue, and each order placed once."""
     from .fill_scenario import run_broker
 
-    taken = []
-    real = broker_mod._broker_market
-
-    def counting(*a):
-        out = real(*a)
-        taken.append(out is not None)
-        return out
-
-    monkeypatch.setattr(broker_mod, "_broker_market", counting)
+    taken, real = _record_fast_path(monkeypatch, broker_mod, "_broker_market")
     fast_events, fast_state = asyncio.run(run_broker(seed, True))
     assert taken.count(True) > 50
     monkeypatch.setattr(broker_mod, "_broker_market", real)
@@ -261,15 +261,7 @@ def _listener_run(fast, react):
 
 @pytest.mark.parametrize("react", [False, True])
 def test_other_listeners_see_the_fast_path_batches_as_on_the_general_path(react, monkeypatch):
-    taken = []
-    real = broker_mod._broker_market
-
-    def counting(*a):
-        out = real(*a)
-        taken.append(out is not None)
-        return out
-
-    monkeypatch.setattr(broker_mod, "_broker_market", counting)
+    taken, real = _record_fast_path(monkeypatch, broker_mod, "_broker_market")
     fast = _listener_run(True, react)
     assert taken == [True, True, True]
     ref = _listener_run(False, react)
