@@ -50,20 +50,14 @@ from fastexec.brokers.base import OrderRequest
 from fastexec.config import Settings
 from fastexec.engine import Engine, OrderSpec
 from fastexec.sim.broker import SimulatedBroker
+from fastexec.sim.testing import run_inline
 from fastexec.sim.venue import Venue
 
 ROUNDS = 20_000
 WARMUP = 2_000
 
 
-def _drive(coro):
-    """Run a coroutine that must complete without yielding to the loop."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise AssertionError("submit yielded to the event loop on the in-process path")
+_drive = run_inline  # fastexec.sim.testing: a submit that yields is an error
 
 
 @pytest.fixture(params=["gc-default", "gc-tuned"])
@@ -208,7 +202,7 @@ class _CgPath:
 
 
 CALLGRIND_PATHS = [
-    _CgPath("engine_submit", _cg_submit),
+    _CgPath("engine_submit", _cg_submit, n=4096),  # whole retire batches per phase, as in the gate (paths.py)
     _CgPath("venue_submit", _cg_venue),
     _CgPath("engine_validate", _cg_validate),
 ]

@@ -31,6 +31,7 @@ from fastexec.brokers.base import OrderRequest
 from fastexec.sim.broker import SimulatedBroker
 from fastexec.sim.fixed import parse_price
 from fastexec.sim.instruments import load_sim_instruments
+from fastexec.sim.testing import run_inline
 from fastexec.sim.venue import Order, Venue
 
 FILLS = 20_000
@@ -123,13 +124,7 @@ def test_sim_tick_triggers_pending_limits(benchmark):
 SUBMITS = 20_000
 
 
-def _drive(coro):
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise AssertionError("submit yielded to the event loop on the in-process path")
+_drive = run_inline  # fastexec.sim.testing: a submit that yields is an error
 
 
 def test_sim_broker_submit(benchmark, gc_mode):

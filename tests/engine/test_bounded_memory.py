@@ -8,17 +8,13 @@ import asyncio
 from fastexec.config import Settings
 from fastexec.engine import Engine, OrderSpec
 from fastexec.sim.broker import SimulatedBroker
+from fastexec.sim.testing import run_inline
 from fastexec.sim.venue import TRIM_BATCH, Venue
 
 N = 50_000
 
 
-def _drive(coro):
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    raise AssertionError("the in-process submit yielded")
+_drive = run_inline  # fastexec.sim.testing: a submit that yields is an error
 
 
 def test_fifty_thousand_orders_leave_every_container_bounded():

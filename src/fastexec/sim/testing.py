@@ -14,6 +14,21 @@ from .server import DEFAULT_TOKEN, V20Sim
 from .venue import Venue
 
 
+def run_inline(coro):
+    """Run a coroutine that must complete without yielding to the event loop
+    and return its value: with the in-process venue, ``Engine.submit`` and
+    ``SimulatedBroker.submit`` never await anything that suspends, which
+    benchmarks and tests rely on (driving them with ``send(None)`` keeps the
+    event loop out of the measurement). A yield is an await on the hot path:
+    an AssertionError, not a silent wait."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise AssertionError("the coroutine yielded to the event loop on the in-process path")
+
+
 class SimServer:
     """``async with SimServer(seed=1, accounts=1, balance="100000") as sim: ...``
 
