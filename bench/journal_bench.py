@@ -328,7 +328,7 @@ def _cg_submit(journaled: bool, clients: int = 1, patch=None):
     def make():
         import logging
 
-        from fastexec.engine import Engine, OrderSpec
+        from fastexec.engine import Engine
         from fastexec.journal.integration import JournaledEngine
         from fastexec.sim.broker import SimulatedBroker
         from fastexec.sim.venue import Venue
