@@ -79,10 +79,6 @@ def _request_id(header: Optional[str]) -> str:
     return _next_request_id()
 
 
-def _json(status: int, payload: Any, headers: Optional[dict] = None) -> web.Response:
-    return web.Response(body=orjson.dumps(payload), status=status, content_type=_JSON, headers=headers)
-
-
 # --------------------------------------------------------------------------- operations
 
 
