@@ -11,6 +11,14 @@ through fastexec's app over the real engine (simulated venue, journal durability
 submit with one prebuilt filled view, so its count is the REST layer alone
 (plus ``OrderView.to_dict``). Counts are ``(I(2N) - I(N)) / N`` as in the
 core gate (``bench/callgrind``), so loop and setup costs cancel.
+
+``rest_orders_journal`` is what ``fastexec serve`` runs per order: the same app
+over a ``JournaledEngine`` (durability ``none``, so the page-cache write is a
+system call callgrind does not count; snapshots off, since a forked child is
+not this process's work), measured at steady state, after 30,000 orders have
+filled every retention window (engine, journal state, venue history), so the
+cost of forgetting old orders is in the figure. Its warm-up makes it the slow
+one (about a minute under valgrind).
 """
 from __future__ import annotations
 
@@ -60,7 +68,7 @@ def _make_echo():
     return _runner(loop, conn, [_request("/echo", b) for b in _bodies("001")])
 
 
-def _engine(loop):
+def _engine(loop, journaled=False):
     import tempfile
 
     from fastexec.config import Settings
@@ -77,23 +85,35 @@ def _engine(loop):
         },
         dotenv=False,
     )
-    engine = Engine(settings)
+    if journaled:
+        from fastexec.journal.integration import JournaledEngine
+
+        engine = JournaledEngine(settings, durability="none", snapshot_every=0)
+    else:
+        engine = Engine(settings)
     loop.run_until_complete(engine.start())
     return engine
 
 
-def _make_orders():
+def _make_orders(journaled=False, warm=0):
     from inproc import Conn, _request
 
     from fastexec.api import create_app
     from fastexec.metrics import Metrics
 
     loop = _loop()
-    engine = _engine(loop)
+    engine = _engine(loop, journaled)
     metrics = Metrics()
     metrics.attach_engine(engine)
     conn = loop.run_until_complete(Conn().open(create_app(engine, metrics=metrics)))
-    return _runner(loop, conn, [_request("/api/v1/orders", b) for b in _bodies(engine.account_ids[0])])
+    run = _runner(loop, conn, [_request("/api/v1/orders", b) for b in _bodies(engine.account_ids[0])])
+    if warm:
+        run(warm)
+    return run
+
+
+#: past every retention window: engine 10,000 + 4,096, journal state 20,000 finished orders
+STEADY_WARM = 30_000
 
 
 class _StubEngine:
@@ -144,6 +164,8 @@ def _make_to_dict():
 PATHS = [
     HotPath("rest_echo", _make_echo, n=300, gated=False, why="bare aiohttp JSON echo: the reference"),
     HotPath("rest_orders", _make_orders, n=300, gated=False, why="market order over the real engine (sim venue, journal durability none)"),
+    HotPath("rest_orders_journal", lambda: _make_orders(journaled=True, warm=STEADY_WARM), n=2000, gated=False,
+            why="what fastexec serve runs per order (journal, durability none), at steady state"),
     HotPath("rest_orders_stub", _make_orders_stub, n=300, gated=False, why="the REST layer alone: stub engine"),
     HotPath("order_view_to_dict", _make_to_dict, n=300, gated=False, why="OrderView.to_dict of a filled market order"),
 ]
