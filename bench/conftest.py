@@ -46,3 +46,16 @@ def core():
     c.full_limits()
     c.ledger.apply_fill(0, EU, 100_000, parse_price("1.10020", 5))
     return c
+
+
+@pytest.fixture
+def note_median(benchmark):
+    """``note_median(key, per, scale)`` stores ``median / per * scale`` in the
+    benchmark's extra_info. Only a timed run has statistics: the default
+    ``--benchmark-disable`` (a smoke run of every benchmark body) has none."""
+    def note(key, per=1, scale=1e9, digits=None):
+        if benchmark.stats is not None:
+            value = benchmark.stats.stats.median / per * scale
+            benchmark.extra_info[key] = round(value, digits) if digits is not None else value
+
+    return note

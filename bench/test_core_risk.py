@@ -16,7 +16,7 @@ N_BATCH = 10_000
 N_LOOP = 1_000
 
 
-def test_risk_check_from_python_loop_of_1000(benchmark, core):
+def test_risk_check_from_python_loop_of_1000(benchmark, core, note_median):
     """1,000 calls in a plain Python loop, all limits on, every order passes;
     per-call time = median / 1000 (includes the Python loop itself)."""
     check = core.risk.check
@@ -27,10 +27,10 @@ def test_risk_check_from_python_loop_of_1000(benchmark, core):
             check(0, EU, 10_000, 0)
 
     benchmark(loop)
-    benchmark.extra_info["ns_per_call_median"] = benchmark.stats.stats.median / N_LOOP * 1e9
+    note_median("ns_per_call_median", N_LOOP)
 
 
-def test_python_loop_of_1000_noop_baseline(benchmark):
+def test_python_loop_of_1000_noop_baseline(benchmark, note_median):
     """The same loop calling a C builtin that does nothing useful: the floor."""
     f = abs
 
@@ -39,7 +39,7 @@ def test_python_loop_of_1000_noop_baseline(benchmark):
             f(0)
 
     benchmark(loop)
-    benchmark.extra_info["ns_per_call_median"] = benchmark.stats.stats.median / N_LOOP * 1e9
+    note_median("ns_per_call_median", N_LOOP)
 
 
 def test_risk_check_from_python_via_harness(benchmark, core):
@@ -59,7 +59,7 @@ def test_risk_check_denied_from_python(benchmark, core):
     benchmark(check, 0, EU, 10_000, 0)
 
 
-def test_risk_check_batch_in_cython(benchmark, core):
+def test_risk_check_batch_in_cython(benchmark, core, note_median):
     """10,000 orders checked in one C loop; ns/order = median / 10,000.
     Two thirds add to the position (every check runs), one third reduce it."""
     accts = array.array("i", [0] * N_BATCH)
@@ -68,10 +68,10 @@ def test_risk_check_batch_in_cython(benchmark, core):
     out = array.array("i", [0] * N_BATCH)
     assert core.risk.check_batch(accts, instrs, units, 0, out) == 0
     benchmark(core.risk.check_batch, accts, instrs, units, 0, out)
-    benchmark.extra_info["ns_per_order_median"] = benchmark.stats.stats.median / N_BATCH * 1e9
+    note_median("ns_per_order_median", N_BATCH)
 
 
-def test_risk_check_batch_all_adding_in_cython(benchmark, core):
+def test_risk_check_batch_all_adding_in_cython(benchmark, core, note_median):
     """Worst case: every order adds to the position, so every check runs."""
     accts = array.array("i", [0] * N_BATCH)
     instrs = array.array("i", [EU] * N_BATCH)
@@ -79,4 +79,4 @@ def test_risk_check_batch_all_adding_in_cython(benchmark, core):
     out = array.array("i", [0] * N_BATCH)
     assert core.risk.check_batch(accts, instrs, units, 0, out) == 0
     benchmark(core.risk.check_batch, accts, instrs, units, 0, out)
-    benchmark.extra_info["ns_per_order_median"] = benchmark.stats.stats.median / N_BATCH * 1e9
+    note_median("ns_per_order_median", N_BATCH)

@@ -137,7 +137,7 @@ def _us(ns_list, q):
     return round(s[min(len(s) - 1, int(q * len(s)))] / 1000, 1)
 
 
-def test_wire_cpu_per_order(benchmark, sim_process):
+def test_wire_cpu_per_order(benchmark, sim_process, note_median):
     """Encode + decode of one market order, no I/O."""
     url, token, acct = sim_process
 
@@ -159,7 +159,7 @@ def test_wire_cpu_per_order(benchmark, sim_process):
         return body, events
 
     benchmark(one_order)
-    benchmark.extra_info["us_per_order"] = round(benchmark.stats.stats.median * 1e6, 2)
+    note_median("us_per_order", scale=1e6, digits=2)
 
 
 def test_client_cpu_and_round_trip(benchmark, runner):
