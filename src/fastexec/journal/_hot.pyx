@@ -118,6 +118,29 @@ cdef frozenset TERMINAL = frozenset({"filled", "cancelled", "rejected"})
 cdef tuple _HEAVY = ("stop_loss", "take_profit", "emulation", "trailing_distance", "trailing_stop_distance",
                      "stop_price", "time_in_force", "gtd_time_ns", "request_id", "cancel_requested")
 
+cdef extern from "Python.h":
+    object _PyDict_NewPresized(Py_ssize_t minused)
+    object _PyDict_Pop(object d, object key, object deflt)  # one lookup (``dict.pop(key, deflt)``)
+    bint PyDict_Next(object d, Py_ssize_t* pos, PyObject** key, PyObject** value)
+
+
+cdef class StateCore:
+    """Base class of ``state.JournalState``: the fields the per-order fold touches, as C
+    struct members (a slot of a Python class costs a descriptor call per read and write;
+    the fold of one market order makes about twenty). Same names, same values."""
+
+    cdef public long long seq
+    cdef public dict orders
+    cdef public dict by_client
+    cdef public dict by_broker
+    cdef public dict positions
+    cdef public dict balances
+    cdef public dict last_txn
+    cdef public dict _recent
+    cdef public dict _recent_order
+    cdef public object _terminal
+    cdef public Py_ssize_t retain_terminal
+
 
 cdef inline object _get(dict d, key, default=None):
     # PyDict_GetItemWithError: no save/restore of the error state per call (PyDict_GetItem's),
@@ -131,7 +154,7 @@ cdef inline void _pop(dict d, key) except *:
         PyDict_DelItem(d, key)
 
 
-cdef int _forget(state, order_id) except -1:
+cdef int _forget(StateCore state, order_id) except -1:
     cdef dict orders = state.orders
     cdef object order_o = _get(orders, order_id)
     if order_o is None:
@@ -151,29 +174,35 @@ cdef int _forget(state, order_id) except -1:
     return 0
 
 
-cdef int _set_status(state, dict order, str status) except -1:
+cdef int _set_status(StateCore state, dict order, str status) except -1:
     was_terminal = order["status"] in TERMINAL
     order["status"] = status
     if status in TERMINAL and not was_terminal:
         for key in _HEAVY:  # a finished order is kept for lookups, not for re-arming
-            _pop(order, key)
+            _PyDict_Pop(order, key, None)
         terminal = state._terminal
         terminal.append(order["order_id"])
-        limit = state.retain_terminal
-        while len(terminal) > limit:
+        while len(terminal) > state.retain_terminal:
             _forget(state, terminal.popleft())
     return 0
 
 
-def on_submitted(state, dict rec):
+def on_submitted(StateCore state not None, dict rec):
     """``JournalState._on_submitted``."""
     _on_submitted_c(state, rec)
 
 
-cdef int _on_submitted_c(state, dict rec) except -1:
+cdef int _on_submitted_c(StateCore state, dict rec) except -1:
+    cdef PyObject* k
+    cdef PyObject* v
+    cdef Py_ssize_t pos = 0
     oid = rec["order_id"]
     ts = _get(rec, "ts")
-    cdef dict order = PyDict_Copy(rec)
+    # ``dict(rec, created_at=..., ...)``, built in a table sized for the result: a copy of
+    # rec has no room for the six new keys and is rehashed into a bigger one on the second
+    cdef dict order = _PyDict_NewPresized(len(rec) + 7)
+    while PyDict_Next(rec, &pos, &k, &v):
+        PyDict_SetItem(order, <object>k, <object>v)
     order["created_at"] = ts
     order["updated_at"] = ts
     order["status"] = "emulated" if PyObject_IsTrue(_get(rec, "emulated")) else "accepted"
@@ -189,18 +218,18 @@ cdef int _on_submitted_c(state, dict rec) except -1:
     orders[oid] = order
     cid = _get(rec, "client_order_id")
     if PyObject_IsTrue(cid):
-        (<dict>state.by_client)[cid] = oid
+        state.by_client[cid] = oid
     if bid is not None:
-        (<dict>state.by_broker)[f"{rec['account_id']}/{bid}"] = oid
+        state.by_broker[f"{rec['account_id']}/{bid}"] = oid
     return 0
 
 
-def on_filled(state, dict rec):
+def on_filled(StateCore state not None, dict rec):
     """``JournalState._on_filled``."""
     _on_filled_c(state, rec)
 
 
-cdef int _on_filled_c(state, dict rec) except -1:
+cdef int _on_filled_c(StateCore state, dict rec) except -1:
     acct = rec["account_id"]
     txn = _get(rec, "txn_id")
     cdef dict recent_sets, recent_orders, last_txn
@@ -246,20 +275,20 @@ cdef int _on_filled_c(state, dict rec) except -1:
     oid = None
     cid = _get(rec, "client_id")
     if cid is not None:
-        oid = _get(<dict>state.by_client, cid)
+        oid = _get(state.by_client, cid)
     bid = _get(rec, "broker_order_id")
     if oid is None and bid is not None:
-        oid = _get(<dict>state.by_broker, f"{acct}/{bid}")
+        oid = _get(state.by_broker, f"{acct}/{bid}")
     if oid is None:
         return 0
-    order_o = _get(<dict>state.orders, oid)
+    order_o = _get(state.orders, oid)
     if order_o is None:
         return 0  # an exit (stop loss, take profit, close) with no engine order behind it
     cdef dict order = order_o
     if _get(order, "broker_order_id") is None:
         order["broker_order_id"] = bid
         if bid is not None:
-            (<dict>state.by_broker)[f"{acct}/{bid}"] = order["order_id"]
+            state.by_broker[f"{acct}/{bid}"] = order["order_id"]
     if units < 0:
         units = -units
     filled = order["filled_units"] + units
@@ -298,6 +327,40 @@ cdef object _journal_error(str name, str message):
     return getattr(_w, name)(message)
 
 
+cdef class WriterStats:
+    """``writer.WriterStats`` (the dataclass is the fallback without this module): the
+    counters every batch updates, as C integers (no attribute lookups, no int objects)."""
+
+    cdef public long long records
+    cdef public long long batches
+    cdef public long long bytes
+    cdef public long long max_batch
+    cdef public long long rotations
+    cdef public long long sync_ns
+    cdef public long long max_sync_ns
+    cdef public long long preallocated
+
+    def __init__(self, long long records=0, long long batches=0, long long bytes=0, long long max_batch=0,
+                 long long rotations=0, long long sync_ns=0, long long max_sync_ns=0, long long preallocated=0):
+        self.records, self.batches, self.bytes, self.max_batch = records, batches, bytes, max_batch
+        self.rotations, self.sync_ns, self.max_sync_ns, self.preallocated = rotations, sync_ns, max_sync_ns, preallocated
+
+    cdef tuple _fields(self):
+        return (self.records, self.batches, self.bytes, self.max_batch, self.rotations, self.sync_ns,
+                self.max_sync_ns, self.preallocated)
+
+    def __eq__(self, other):
+        if not isinstance(other, WriterStats):
+            return NotImplemented
+        return self._fields() == (<WriterStats>other)._fields()
+
+    __hash__ = None
+
+    def __repr__(self):
+        return ("WriterStats(records=%d, batches=%d, bytes=%d, max_batch=%d, rotations=%d, sync_ns=%d, "
+                "max_sync_ns=%d, preallocated=%d)" % self._fields())
+
+
 cdef class WriterCore:
     """Base class of ``writer.JournalWriter``: the loop side of an append (encode, queue,
     sequence number, one ``call_soon`` per loop turn) and the acknowledgement's future,
@@ -322,7 +385,7 @@ cdef class WriterCore:
     cdef public object _fd
     cdef public long long segment_bytes
     cdef public long long preallocate
-    cdef public object stats
+    cdef public WriterStats stats
 
     def append(self, record):
         """Queue one record for the next group commit; returns its sequence number
@@ -433,7 +496,7 @@ cdef class WriterCore:
         self._pos = off + size
         clock_gettime(CLOCK_MONOTONIC, &t1)
         took = (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
-        st = self.stats
+        cdef WriterStats st = self.stats
         st.sync_ns += took
         if took > st.max_sync_ns:
             st.max_sync_ns = took
@@ -447,7 +510,7 @@ cdef class WriterCore:
         if last <= self.durable_seq:
             return 0
         self.durable_seq = last
-        st = self.stats
+        cdef WriterStats st = self.stats
         st.records += count
         st.batches += 1
         st.bytes += nbytes
@@ -494,7 +557,10 @@ cdef class JournalCore:
         else:
             seq = w.append(record)
         state = self.state
-        state.seq = seq
+        if isinstance(state, StateCore):
+            (<StateCore>state).seq = seq
+        else:
+            state.seq = seq
         handlers = self._handlers
         if type(record) is dict and type(handlers) is dict:  # the usual case: no method lookups
             rtype = _get(<dict>record, "type")
@@ -502,10 +568,10 @@ cdef class JournalCore:
         else:
             handler = handlers.get(record.get("type"))
         if handler is not None:
-            if handler is _ON_SUBMITTED and type(record) is dict:
-                _on_submitted_c(state, <dict>record)
-            elif handler is _ON_FILLED and type(record) is dict:
-                _on_filled_c(state, <dict>record)
+            if handler is _ON_SUBMITTED and type(record) is dict and isinstance(state, StateCore):
+                _on_submitted_c(<StateCore>state, <dict>record)
+            elif handler is _ON_FILLED and type(record) is dict and isinstance(state, StateCore):
+                _on_filled_c(<StateCore>state, <dict>record)
             else:
                 handler(state, record)
         if self.snapshot_every:

@@ -18,6 +18,11 @@ from typing import Any, Optional
 
 import orjson
 
+try:  # the fields the per-order fold touches, as C struct members (``_hot.StateCore``)
+    from ._hot import StateCore as _StateBase
+except ImportError:  # pragma: no cover - a build without the extension keeps them in slots
+    _StateBase = object
+
 TERMINAL = frozenset({"filled", "cancelled", "rejected"})
 OPEN = frozenset({"accepted", "emulated", "working", "partially_filled"})
 #: Broker transaction ids remembered per account to drop an event applied twice
@@ -36,10 +41,13 @@ _HEAVY = ("stop_loss", "take_profit", "emulation", "trailing_distance", "trailin
           "time_in_force", "gtd_time_ns", "request_id", "cancel_requested")
 
 
-class JournalState:
-    __slots__ = ("seq", "orders", "by_client", "by_broker", "positions", "balances", "last_txn", "watermark",
-                 "kill_switches", "risk_limits", "trading_states", "_recent", "_recent_order", "_terminal",
-                 "retain_terminal")
+_CORE_FIELDS = ("seq", "orders", "by_client", "by_broker", "positions", "balances", "last_txn", "_recent",
+                "_recent_order", "_terminal", "retain_terminal")
+
+
+class JournalState(_StateBase):
+    __slots__ = ("watermark", "kill_switches", "risk_limits", "trading_states") + (
+        _CORE_FIELDS if _StateBase is object else ())
 
     def __init__(self, retain_terminal: int = RETAIN_TERMINAL) -> None:
         self.retain_terminal = retain_terminal

@@ -113,7 +113,7 @@ LOCK_NAME = ".lock"
 
 
 @dataclass(slots=True)
-class WriterStats:
+class WriterStats:  # the fallback of ``_hot.WriterStats`` (same fields, as C integers)
     records: int = 0
     batches: int = 0
     bytes: int = 0
@@ -122,6 +122,10 @@ class WriterStats:
     sync_ns: int = 0  # time spent in write + flush, summed over batches (the disk's share of ack latency)
     max_sync_ns: int = 0
     preallocated: int = 0  # zero bytes written ahead of the data
+
+
+if _WriterBase is not object:
+    from ._hot import WriterStats  # noqa: F811
 
 
 @dataclass(slots=True, frozen=True)
