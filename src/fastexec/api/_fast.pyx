@@ -269,9 +269,15 @@ cdef class Submitted:
     debug logging, and the metrics children of this (type, instrument,
     status, result) already made by ``Metrics.order``. Anything else (debug
     on, a first order of its kind, a slippage observation) calls the Python
-    method, the reference."""
+    method, the reference.
+
+    The children of the last (type, instrument, status) are kept: with plain
+    ``str`` labels, equal strings are the same dict key, and ``Metrics``
+    never drops a child, so the pair found last time is the one the dict
+    would give again."""
 
     cdef object reference, log, metrics, children
+    cdef object last_type, last_instrument, last_status, last_pair
 
     def __init__(self, reference, log, metrics):
         self.reference = reference
@@ -280,7 +286,20 @@ cdef class Submitted:
         self.children = metrics._children if metrics is not None else None
 
     def __call__(self, view, spec, double t0):
-        if self.metrics is None or self.log.isEnabledFor(10):
+        self.record(view, spec, t0, perf_counter(), -1)
+
+    cdef record(self, view, spec, double t0, double now, int debug):
+        """``__call__`` with the clock already read (``now``: ``perf_counter()``)
+        and, unless ``debug`` is -1, the log's ``isEnabledFor(DEBUG)``."""
+        cdef double seconds
+        cdef Py_ssize_t i, nb
+        cdef tuple bounds
+        cdef list counts
+        if self.metrics is None:
+            return self.reference(view, spec, t0)
+        if debug < 0:
+            debug = self.log.isEnabledFor(10)
+        if debug:
             return self.reference(view, spec, t0)
         otype = spec.type
         if not isinstance(otype, str):
@@ -288,11 +307,222 @@ cdef class Submitted:
         if view.average_fill_price is not None and view.price is not None and view.filled_units:
             return self.reference(view, spec, t0)  # slippage observed: the Python method does it all
         status = view.status
-        pair = (<dict>self.children).get(("o", otype, spec.instrument, status, "rejected" if status == "rejected" else "success"))
-        if pair is None:
-            return self.reference(view, spec, t0)
-        seconds = perf_counter() - t0
+        instrument = spec.instrument
+        pair = self.last_pair
+        if (pair is None or type(otype) is not str or type(instrument) is not str or type(status) is not str
+                or otype != self.last_type or instrument != self.last_instrument or status != self.last_status):
+            pair = (<dict>self.children).get(("o", otype, instrument, status, "rejected" if status == "rejected" else "success"))
+            if pair is None:
+                return self.reference(view, spec, t0)
+            if type(otype) is str and type(instrument) is str and type(status) is str:
+                self.last_type, self.last_instrument, self.last_status, self.last_pair = otype, instrument, status, pair
+        seconds = now - t0
         (<tuple>pair)[0].value += 1.0  # as Metrics.order
         h = (<tuple>pair)[1]
-        h.counts[bisect_left(h.bounds, seconds)] += 1
+        b = h.bounds
+        if type(b) is tuple:
+            # bisect_left(bounds, seconds) over a tuple of floats, in C
+            bounds = <tuple>b
+            nb = len(bounds)
+            i = 0
+            while i < nb and type(bounds[i]) is float and <double>bounds[i] < seconds:
+                i += 1
+            if i < nb and type(bounds[i]) is not float:
+                i = bisect_left(b, seconds)
+        else:
+            i = bisect_left(b, seconds)
+        h.counts[i] += 1
         h.sum += seconds
+
+
+# --------------------------------------------------------------------------- request ids and the submit endpoint
+
+from cpython.contextvars cimport PyContextVar_Set, PyContextVar_Reset
+from cpython.unicode cimport PyUnicode_GET_LENGTH
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object s)
+    const char* PyUnicode_DATA(object s)
+    object PyObject_VectorcallMethod(object name, PyObject** args, size_t nargsf, object kwnames)
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    cdef struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk_id, timespec* tp)
+    int CLOCK_MONOTONIC
+
+
+cdef inline long long _now_ns() noexcept nogil:
+    """``time.perf_counter_ns()``: on Linux both read CLOCK_MONOTONIC."""
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec
+
+
+cdef unsigned char _RID_SAFE[128]
+cdef bytes _RID_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"  # as app._RID_OK
+cdef Py_ssize_t _k
+for _k in range(len(_RID_CHARS)):
+    _RID_SAFE[<unsigned char>_RID_CHARS[_k]] = 1
+
+
+cdef inline bint _rid_ok(object rid) noexcept:
+    """``rid and len(rid) <= 128 and app._RID_OK.issuperset(rid)`` for a str."""
+    cdef Py_ssize_t i, n
+    cdef const unsigned char* p
+    if type(rid) is not str:
+        return False
+    n = PyUnicode_GET_LENGTH(rid)
+    if n == 0 or n > 128 or not PyUnicode_IS_ASCII(rid):
+        return False
+    p = <const unsigned char*>PyUnicode_DATA(rid)
+    for i in range(n):
+        if not _RID_SAFE[p[i]]:
+            return False
+    return True
+
+
+def rid_ok(rid):
+    """Whether a client's ``X-Request-ID`` is kept (the compiled check, for tests)."""
+    return _rid_ok(rid)
+
+
+cdef class RequestIds:
+    """``"<prefix>-1"``, ``"<prefix>-2"``, ...: what
+    ``map((prefix + "-{}").format, itertools.count(1)).__next__`` returns,
+    written into a buffer instead of formatted."""
+
+    cdef char buf[96]
+    cdef Py_ssize_t plen
+    cdef unsigned long long n
+
+    def __init__(self, str prefix):
+        cdef bytes p = prefix.encode("ascii")
+        if len(p) > 64:
+            raise ValueError("request id prefix longer than 64 characters")
+        self.plen = len(p) + 1
+        for i in range(len(p)):
+            self.buf[i] = p[i]
+        self.buf[len(p)] = 45  # -
+        self.n = 0
+
+    cdef str next(self):
+        cdef char digits[24]
+        cdef int k = 0, j
+        cdef unsigned long long v
+        self.n += 1
+        v = self.n
+        while True:
+            digits[k] = 48 + <char>(v % 10)
+            k += 1
+            v //= 10
+            if v == 0:
+                break
+        for j in range(k):
+            self.buf[self.plen + j] = digits[k - 1 - j]
+        return PyUnicode_DecodeASCII(self.buf, self.plen + k, NULL)
+
+    def __call__(self):
+        return self.next()
+
+
+cdef class SubmitPath:
+    """What the compiled submit endpoint uses, bound once per app by
+    ``app._bind`` (every field is the object the Python endpoint uses)."""
+
+    cdef public object read_order, check_body, order_spec, engine, submit_failed, auth, anonymous
+    cdef public object general, error_response, respond, template, response_cls, json_headers
+    cdef public object h_request_id, h_idempotency, h_authorization, too_large, log, request_id_var
+    cdef public object children, child, fastexec_error
+    cdef public Submitted submitted
+    cdef public RequestIds ids
+    cdef public object perf_ring
+    cdef public bint auth_on
+    cdef public Py_ssize_t max_body
+
+
+from orjson import dumps as _dumps
+
+cdef tuple _KW_REQUEST_ID = ("request_id",)
+cdef str _SUBMIT = "submit"
+_new = object.__new__
+
+
+def submit_endpoint(SubmitPath sp):
+    """The submit endpoint of ``app._bind`` compiled: the same steps in the
+    same order as its Python ``endpoint`` (the reference), with the request
+    id, context variable, clock, response and counters done from C."""
+
+    async def endpoint(request):
+        cdef long long t0 = _now_ns()
+        cdef double t1
+        cdef object headers = request.headers
+        cdef object rid = headers.get(sp.h_request_id)
+        cdef object token, resp, principal, raw, spec, order, view, body, status, d, hdrs, child
+        cdef PyObject* args[3]
+        cdef int debug
+        if not _rid_ok(rid):
+            rid = sp.ids.next()
+        token = PyContextVar_Set(sp.request_id_var, rid)
+        debug = -1
+        try:
+            try:
+                if (<str>request.raw_path).find("?") >= 0 or sp.h_idempotency in headers:
+                    status, body = await sp.general(request, headers, rid)
+                else:
+                    principal = sp.auth.authenticate(headers.get(sp.h_authorization)) if sp.auth_on else sp.anonymous
+                    raw = await request.read()
+                    if len(raw) > sp.max_body:  # pragma: no cover - client_max_size answers first
+                        raise sp.too_large(max_size=sp.max_body, actual_size=len(raw))
+                    spec = sp.read_order(raw)
+                    if spec is None:
+                        order = sp.check_body(raw)
+                        if principal.accounts is not None:
+                            principal.check(order["account_id"])
+                        spec = sp.order_spec(order)
+                    elif principal.accounts is not None:
+                        principal.check(spec.account_id)
+                    t1 = _now_ns() * 1e-9
+                    args[0] = <PyObject*>sp.engine
+                    args[1] = <PyObject*>spec
+                    args[2] = <PyObject*>rid
+                    try:
+                        view = await PyObject_VectorcallMethod(_SUBMIT, args, 2, _KW_REQUEST_ID)
+                    except sp.fastexec_error as exc:
+                        sp.submit_failed(exc, spec, t1)
+                        raise
+                    # one isEnabledFor for the metrics and the request log below
+                    debug = sp.log.isEnabledFor(10)
+                    sp.submitted.record(view, spec, t1, _now_ns() * 1e-9, debug)
+                    status, body = 201, _dumps(view.to_dict())
+                if status == 201 and sp.template is not None:
+                    resp = _new(sp.response_cls)
+                    d = resp.__dict__
+                    (<dict>d).update(<dict>sp.template)
+                    d["_state"] = {}
+                    hdrs = d["_headers"] = sp.json_headers.copy()
+                    hdrs.add(sp.h_request_id, rid)
+                    d["_body"] = body
+                else:
+                    resp = sp.respond(status, body, rid)
+                sp.perf_ring.add(_now_ns() - t0)
+            except Exception as exc:
+                resp = sp.error_response(exc, request, rid)
+            if sp.children is not None:
+                status = resp.status
+                child = (<dict>sp.children).get(status)
+                if child is None:
+                    child = sp.child(status)
+                child.value += 1
+            if debug < 0:
+                debug = sp.log.isEnabledFor(10)
+            if debug:
+                sp.log.debug("request", extra={"method": request.method, "path": request.path, "status": resp.status})
+            return resp
+        finally:
+            PyContextVar_Reset(sp.request_id_var, token)
+
+    return endpoint
+

@@ -48,10 +48,11 @@ from .schemas import MAX_BODY_BYTES, Object, Param, bool_param, int_param, text_
 
 log = logging.getLogger("fastexec.api")
 
-try:  # the compiled submit body reader (api/_fast.pyx); without it every body takes the general path
-    from ._fast import OrderReader as _OrderReader, Submitted as _Submitted
+try:  # the compiled submit hot path (api/_fast.pyx); without it the Python code below does it all
+    from ._fast import OrderReader as _OrderReader, RequestIds as _RequestIds, Submitted as _Submitted
+    from ._fast import SubmitPath as _SubmitPath, submit_endpoint as _submit_endpoint
 except ImportError:  # pragma: no cover - not built
-    _OrderReader = _Submitted = None
+    _OrderReader = _Submitted = _RequestIds = _SubmitPath = _submit_endpoint = None
 
 
 def _read_nothing(raw: bytes) -> None:
@@ -64,8 +65,12 @@ RAW_BODY = web.RequestKey("fastexec_raw_body", bytes)
 _JSON = "application/json"
 _RID_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
 _RID_PREFIX = os.urandom(4).hex()
-# "<prefix>-1", "<prefix>-2", ...: formatted by one C-level call per request
-_next_request_id = map((_RID_PREFIX + "-{}").format, itertools.count(1)).__next__
+# "<prefix>-1", "<prefix>-2", ...: written by the compiled counter the submit endpoint shares, else
+# formatted by one C-level call per request
+if _RequestIds is not None:
+    _next_request_id = _RequestIds(_RID_PREFIX)
+else:  # pragma: no cover - not built
+    _next_request_id = map((_RID_PREFIX + "-{}").format, itertools.count(1)).__next__
 
 
 def _request_id(header: Optional[str]) -> str:
@@ -630,6 +635,8 @@ _dumps = orjson.dumps
 _perf_ns = time.perf_counter_ns
 _perf_s = time.perf_counter
 _Response = web.Response
+# False: the submit route runs the Python endpoint (the reference the compiled one is tested against)
+_COMPILED_SUBMIT = True
 
 
 def _respond_general(status: int, body: bytes, rid: str) -> web.Response:
@@ -873,6 +880,10 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
         submit_failed = api._submit_failed
         auth_on = auth.enabled
 
+        async def general(request: web.Request, headers: Any, rid: str) -> tuple[int, bytes]:
+            status, payload = await operate(request, headers, rid)
+            return status, payload.raw if type(payload) is _Replay else _dumps(payload)
+
         async def endpoint(request: web.Request) -> web.StreamResponse:
             t0 = _perf_ns()
             headers = request.headers
@@ -887,8 +898,7 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
                     # "?" in the target: a query string, even an empty one (operate
                     # answers those as before); raw_path is cheaper than query_string
                     if "?" in request.raw_path or _H_IDEMPOTENCY_KEY in headers:
-                        status, payload = await operate(request, headers, rid)
-                        body = payload.raw if type(payload) is _Replay else _dumps(payload)
+                        status, body = await general(request, headers, rid)
                     else:
                         principal = auth.authenticate(headers.get(_H_AUTHORIZATION)) if auth_on else ANONYMOUS
                         raw = await request.read()
@@ -924,8 +934,23 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
             finally:
                 request_id_var.reset(token)
 
-    endpoint.__name__ = op.name
-    return endpoint
+    route_handler = endpoint
+    if handler is Api.submit and _submit_endpoint is not None and _COMPILED_SUBMIT and type(submitted) is _Submitted:
+        # the same endpoint compiled (api/_fast.pyx); the one above is its reference
+        sp = _SubmitPath()
+        sp.read_order, sp.check_body, sp.order_spec, sp.engine = read_order, check_body, order_spec, engine
+        sp.submitted, sp.submit_failed, sp.fastexec_error = submitted, submit_failed, FastexecError
+        sp.auth, sp.auth_on, sp.anonymous = auth, auth_on, ANONYMOUS
+        sp.general, sp.error_response, sp.respond = general, _error_response, _respond
+        sp.template, sp.response_cls, sp.json_headers = _RESPONSE_TEMPLATES.get(201) or _response_template(201), _Response, _JSON_HEADERS
+        sp.h_request_id, sp.h_idempotency, sp.h_authorization = _H_REQUEST_ID, _H_IDEMPOTENCY_KEY, _H_AUTHORIZATION
+        sp.too_large, sp.max_body, sp.log, sp.request_id_var = web.HTTPRequestEntityTooLarge, MAX_BODY_BYTES, log, request_id_var
+        sp.ids, sp.perf_ring = _next_request_id, perf_ring
+        if count is not None:
+            sp.children, sp.child = count.children, count.child
+        route_handler = _submit_endpoint(sp)
+    route_handler.__name__ = op.name
+    return route_handler
 
 
 class _Unmatched(web.DynamicResource):

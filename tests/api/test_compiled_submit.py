@@ -1,0 +1,215 @@
+"""The compiled submit endpoint (``_fast.submit_endpoint``) against its
+reference, the Python endpoint of ``app._bind`` (``app._COMPILED_SUBMIT =
+False``).
+
+Both apps run over the same stub engine, which answers by
+``client_order_id`` (a fill, a rejection, each error the engine raises, a
+crash), so every response can be compared whole: status, header names in
+order, request id, body bytes; and afterwards the request counters, the
+order metrics, the latency ring and what the engine was given.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from fastexec.api import app as A
+from fastexec.api import create_app
+from fastexec.engine.types import OrderSpec
+from fastexec.errors import BrokerUnavailableError, KillSwitchActiveError, RiskDeniedError, ValidationError
+from fastexec.metrics import Metrics
+
+from .conftest import TOKEN_A, TOKEN_ALL, make_settings
+
+_fast = pytest.importorskip("fastexec.api._fast")
+
+
+class _Stub:
+    """Answers a submit by its ``client_order_id``; records what it was given."""
+
+    def __init__(self, real, view) -> None:
+        self.instruments = real.instruments
+        self.account_ids = real.account_ids
+        self.view = view
+        self.calls: list = []
+
+    async def submit(self, spec, *, request_id=None):
+        self.calls.append((spec, request_id))
+        cid = spec.client_order_id
+        if cid == "deny":
+            raise RiskDeniedError("too big", code="MAX_POSITION")
+        if cid == "halted":
+            raise KillSwitchActiveError("halted", code="KILL_SWITCH_ACTIVE")
+        if cid == "down":
+            raise BrokerUnavailableError("venue down", code="BROKER_UNAVAILABLE")
+        if cid == "invalid":
+            raise ValidationError("bad", code="INVALID_VALUE", field="units")
+        if cid == "boom":
+            raise RuntimeError("engine bug")
+        if cid == "rejected":
+            return self.view._replace(status="rejected", filled_units=0, average_fill_price=None)
+        return self.view._replace(client_order_id=cid, instrument=spec.instrument, side=spec.side, units=spec.units)
+
+
+@pytest.fixture
+async def view_source(tmp_path):
+    from fastexec.engine import Engine
+
+    engine = Engine(make_settings(tmp_path))
+    await engine.start()
+    view = await engine.submit(OrderSpec(engine.account_ids[0], "EUR_USD", "buy", 100, "market"))
+    await engine.stop()
+    return engine, view
+
+
+async def _serve(real, view, compiled: bool, tokens, monkeypatch):
+    monkeypatch.setattr(A, "_COMPILED_SUBMIT", compiled)
+    stub = _Stub(real, view)
+    metrics = Metrics()
+    app = create_app(stub, tokens=tokens, metrics=metrics)
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    return client, stub, metrics, app
+
+
+def _requests(account: str, other: str):
+    def order(**over):
+        body = {"account_id": account, "instrument": "EUR_USD", "units": 100, "side": "buy", "type": "market"}
+        body.update(over)
+        return orjson.dumps({k: v for k, v in body.items() if v is not None})
+
+    auth_all = {"Authorization": f"Bearer {TOKEN_ALL}"}
+    auth_a = {"Authorization": f"Bearer {TOKEN_A}"}
+    rid = {"X-Request-ID": "trace-7"}
+    return [
+        ("/api/v1/orders", order(), auth_all),
+        ("/api/v1/orders", order(client_order_id="c-1"), {**auth_all, **rid}),
+        ("/api/v1/orders", order(side="sell", units=5), {**auth_a, "X-Request-ID": "bad id"}),
+        ("/api/v1/orders", order(), {**auth_a, "X-Request-ID": "x" * 129}),
+        ("/api/v1/orders", order(client_order_id="rejected"), auth_all),
+        ("/api/v1/orders", order(client_order_id="deny"), auth_all),
+        ("/api/v1/orders", order(client_order_id="halted"), auth_all),
+        ("/api/v1/orders", order(client_order_id="down"), auth_all),
+        ("/api/v1/orders", order(client_order_id="invalid"), auth_all),
+        ("/api/v1/orders", order(client_order_id="boom"), auth_all),
+        ("/api/v1/orders", order(type="limit", price="1.10000", time_in_force="GTC"), auth_all),  # general reader
+        ("/api/v1/orders", order(units=0), auth_all),
+        ("/api/v1/orders", order(instrument="XXX_YYY"), auth_all),
+        ("/api/v1/orders", order(account_id=other), auth_a),
+        ("/api/v1/orders", order(account_id=other, instrument="XXX_YYY"), auth_a),
+        ("/api/v1/orders", order(), {}),
+        ("/api/v1/orders", order(), {"Authorization": "Bearer nope"}),
+        ("/api/v1/orders", b"", auth_all),
+        ("/api/v1/orders", b"{", auth_all),
+        ("/api/v1/orders", json.dumps({"x": "y" * 70_000}).encode(), auth_all),
+        ("/api/v1/orders?", order(), auth_all),
+        ("/api/v1/orders?dry_run=1", order(), auth_all),
+        ("/api/v1/orders", order(client_order_id="idem-1"), {**auth_all, "Idempotency-Key": "k-1"}),
+        ("/api/v1/orders", order(client_order_id="idem-1"), {**auth_all, "Idempotency-Key": "k-1"}),  # replay
+        ("/api/v1/orders", order(client_order_id="idem-2"), {**auth_all, "Idempotency-Key": "k-1"}),  # 422
+        ("/api/v1/orders", order(), auth_all),
+    ]
+
+
+_GENERATED = re.compile(r"^[0-9a-f]{8}-[0-9]+$")
+
+
+async def _run(client, requests):
+    out = []
+    for path, body, headers in requests:
+        resp = await client.post(path, data=body, headers=headers)
+        raw = await resp.read()
+        names = [k.decode() for k, _ in resp.raw_headers if k.decode() != "Date"]
+        rid = resp.headers["X-Request-ID"]
+        if _GENERATED.match(rid):  # a fresh id: the two apps draw different numbers from one counter
+            raw = raw.replace(rid.encode(), b"<generated>")
+            rid = "<generated>"
+        out.append((resp.status, names, rid, resp.headers["Content-Type"], raw))
+    return out
+
+
+def _metrics_state(metrics):
+    out = {}
+    for key, child in metrics._children.items():
+        if type(child) is tuple:
+            out[key] = (child[0].value, sum(child[1].counts))
+        elif hasattr(child, "counts"):
+            out[key] = sum(child.counts)
+        else:
+            out[key] = child.value
+    return out
+
+
+async def test_compiled_endpoint_answers_as_the_python_one(view_source, monkeypatch, caplog):
+    import logging
+
+    real, view = view_source
+    account, other = real.account_ids[0], real.account_ids[1]
+    tokens = {TOKEN_ALL: frozenset({"*"}), TOKEN_A: frozenset({account})}
+    results = {}
+    for compiled in (True, False):
+        client, stub, metrics, app = await _serve(real, view, compiled, tokens, monkeypatch)
+        try:
+            for level in (logging.INFO, logging.DEBUG):  # the debug request log and the metrics' reference path too
+                caplog.set_level(level, logger="fastexec.api")
+                caplog.clear()
+                answers = await _run(client, _requests(account, other))
+                logged = [(r.getMessage(), getattr(r, "status", None), getattr(r, "code", None)) for r in caplog.records
+                          if r.name == "fastexec.api"]
+                results[compiled, level] = (answers, logged)
+        finally:
+            await client.close()
+        api = app[A.API_KEY]
+        given = [(dataclass_tuple(spec), rid if not _GENERATED.match(rid) else "<generated>") for spec, rid in stub.calls]
+        results[compiled] = (_metrics_state(metrics), given, api.perf.rings["POST /api/v1/orders"]._count)
+    for level in (logging.INFO, logging.DEBUG):
+        fast, ref = results[True, level], results[False, level]
+        for i, (a, b) in enumerate(zip(fast[0], ref[0])):
+            assert a == b, (level, i, a, b)
+        assert len(fast[0]) == len(ref[0])
+        assert fast[1] == ref[1], level
+    assert results[True] == results[False]
+    statuses = {a[0] for a in results[True, logging.INFO][0]}
+    assert {201, 400, 401, 403, 413, 422, 423, 500, 503} <= statuses, statuses
+
+
+def dataclass_tuple(spec):
+    import dataclasses
+
+    return tuple((f.name, getattr(spec, f.name), type(getattr(spec, f.name)).__name__) for f in dataclasses.fields(spec))
+
+
+def test_the_compiled_endpoint_is_the_route_handler(tmp_path):
+    """With ``_fast`` built, the submit route runs the compiled coroutine."""
+    import asyncio
+    import inspect
+
+    from fastexec.engine import Engine
+
+    engine = Engine(make_settings(tmp_path))
+    app = create_app(engine)
+    handlers = [r.handler for r in app.router.routes() if r.method == "POST" and r.resource.canonical == "/api/v1/orders"]
+    assert len(handlers) == 1
+    assert type(handlers[0]).__name__ != "function"  # not the Python closure
+    assert asyncio.iscoroutinefunction(handlers[0]) or inspect.iscoroutinefunction(handlers[0])
+
+
+def test_request_ids_are_the_formatted_counter():
+    ids = _fast.RequestIds("abcd0123")
+    assert [ids() for _ in range(12)] == [f"abcd0123-{n}" for n in range(1, 13)]
+    many = _fast.RequestIds("p")
+    for _ in range(99_998):
+        many()
+    assert many() == "p-99999" and many() == "p-100000"
+    with pytest.raises(ValueError):
+        _fast.RequestIds("x" * 65)
+
+
+@pytest.mark.parametrize("rid", ["", "a", "x" * 128, "x" * 129, "has space", "a/b", "é", "A-z_0.9:", "\x00", "~", None, 5])
+def test_request_id_check_is_the_python_one(rid):
+    ref = bool(isinstance(rid, str) and rid and len(rid) <= 128 and A._RID_OK.issuperset(rid))
+    assert _fast.rid_ok(rid) is ref
