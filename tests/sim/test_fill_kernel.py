@@ -178,10 +178,10 @@ def test_broker_fast_path_matches_the_general_path(seed, monkeypatch):
     asynchronous), same venue, and each order placed once."""
     from .fill_scenario import run_broker
 
-    taken, real = _record_fast_path(monkeypatch, broker_mod, "_broker_market")
+    taken, real = _record_fast_path(monkeypatch, broker_mod, "_submit_now")
     fast_events, fast_state = asyncio.run(run_broker(seed, True))
     assert taken.count(True) > 50
-    monkeypatch.setattr(broker_mod, "_broker_market", real)
+    monkeypatch.setattr(broker_mod, "_submit_now", real)
     ref_events, ref_state = asyncio.run(run_broker(seed, False))
     assert fast_events == ref_events
     assert fast_state == ref_state
@@ -261,7 +261,7 @@ def _listener_run(fast, react):
 
 @pytest.mark.parametrize("react", [False, True])
 def test_other_listeners_see_the_fast_path_batches_as_on_the_general_path(react, monkeypatch):
-    taken, real = _record_fast_path(monkeypatch, broker_mod, "_broker_market")
+    taken, real = _record_fast_path(monkeypatch, broker_mod, "_submit_now")
     fast = _listener_run(True, react)
     assert taken == [True, True, True]
     ref = _listener_run(False, react)

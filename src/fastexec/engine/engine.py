@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from time import perf_counter_ns
 from time import time_ns as _time_ns
 from typing import Callable, Optional
@@ -153,7 +152,7 @@ class Engine(EngineCore):
         self._orders: dict[str, _Order] = {}
         self._by_client: dict[str, _Order] = {}
         self._by_broker: dict[tuple[str, str], _Order] = {}
-        self._terminal: deque = deque()
+        self._terminal: list = []  # finished order ids, oldest first (EngineCore._forget_oldest)
         self._emu = EmulationBook()
         self._kill = KillSwitches()
         self._subs: list[Callable[[EngineEvent], None]] = []
@@ -372,22 +371,6 @@ class Engine(EngineCore):
         terminal.append(o.order_id)
         if len(terminal) > self.retain_terminal + self.retire_batch:
             self._forget_oldest()
-
-    def _forget_oldest(self) -> None:
-        """Forget finished orders in batches, oldest first. The store forgets
-        its own in the same order (``evict_terminal`` pops from its queue,
-        O(1) each; evicting one id at a time would scan that queue)."""
-        terminal = self._terminal
-        keep = self.retain_terminal
-        orders = self._orders
-        while len(terminal) > keep:
-            old = orders.pop(terminal.popleft(), None)
-            if old is None:
-                continue
-            self._by_client.pop(old.client_order_id, None)
-            if old.broker_order_id is not None:
-                self._by_broker.pop((old.account_id, old.broker_order_id), None)
-        self._store.evict_terminal(keep)
 
     # ------------------------------------------------------------------ submit
 

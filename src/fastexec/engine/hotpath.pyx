@@ -715,19 +715,24 @@ cdef class EngineCore:
     cdef public dict _orders
     cdef public dict _by_client
     cdef public dict _by_broker
-    cdef public object _terminal
+    cdef public list _terminal  # ids of finished orders, oldest first (see _forget_oldest)
     cdef public object _kill
     cdef public list _subs
     cdef public object _perf
     cdef public LatencyRing _submit_ring
     cdef public dict _seen
     cdef public dict _seen_floor
-    cdef public object retain_terminal
-    cdef public object retire_batch
+    cdef public Py_ssize_t retain_terminal
+    cdef public Py_ssize_t retire_batch
     cdef public int64_t _seq
     cdef public str _id_prefix
     cdef public object _day_end
     cdef public bint _broker_ok
+    # The broker's ``submit_now`` (see ``_send_now``), looked up once per
+    # broker object: ``_now_broker`` is the broker it was looked up on.
+    cdef object _submit_now
+    cdef object _now_broker
+    cdef object _now_exc  # (BrokerError, send time) of a submit_now that raised, for submit to resolve
 
     # ------------------------------------------------------------------ check
 
@@ -802,9 +807,17 @@ cdef class EngineCore:
         if n.emulated:
             self._arm(o, now)
         else:
-            # one send path for every order (never resent; lost answers are
-            # resolved by client id inside)
-            await self._route(o)
+            # one send per order (never resent; lost answers are resolved by
+            # client id): at once when the broker can answer without waiting
+            # (_send_now), else through _route
+            code = self._send_now(o)
+            if code == 0:
+                await self._route(o)
+            elif code == 3:
+                lost, self._now_exc = self._now_exc, None
+                await self._route_lost(o, lost[0], lost[1])
+            elif code != 1:
+                await self._follow_up(o, code == 2)
             if o.reject_reason == "NOT_PLACED":
                 # The broker proved it never placed the order (it could not be
                 # reached): that is an outage for the caller, not a business reject.
@@ -844,6 +857,47 @@ cdef class EngineCore:
             events = await self.broker.submit(req)
         except BrokerError as exc:
             events = await self._resolve_lost_submit(o, exc)
+        cdef int code = self._routed(o, events, tb)
+        if code != 1:
+            await self._follow_up(o, code == 2)
+
+    cdef int _send_now(self, Order o) except -1:
+        """``_route`` without a coroutine, for a broker whose ``submit_now``
+        answers at once (the simulated venue's compiled market path): it
+        returns the events ``submit`` would have returned, or None having
+        done nothing (then ``_route`` sends it). 0: not sent (await
+        ``_route``); 3: it raised BrokerError (``_now_exc``: await
+        ``_route_lost``); else ``_routed``'s code."""
+        broker = self.broker
+        if broker is not self._now_broker:
+            self._now_broker = broker
+            self._submit_now = getattr(broker, "submit_now", None)
+        fn = self._submit_now
+        if fn is None:
+            return 0
+        req = broker_request(o.norm, o.client_order_id, o.account_id, o.inst.name)
+        tb = perf_counter_ns()
+        try:
+            events = fn(req)
+        except BrokerError as exc:
+            self._now_exc = (exc, tb)
+            return 3
+        if events is None:
+            return 0
+        return self._routed(o, events, tb)
+
+    async def _route_lost(self, Order o not None, exc, tb):
+        """``_route``'s BrokerError branch, for a ``submit_now`` that raised."""
+        events = await self._resolve_lost_submit(o, exc)
+        cdef int code = self._routed(o, events, tb)
+        if code != 1:
+            await self._follow_up(o, code == 2)
+
+    cdef int _routed(self, Order o, events, tb) except -1:
+        """Apply the broker's answer to a send. 1: done; 2: the answer did not
+        say what became of the order (``_follow_up`` reconciles it); 4: the
+        kill switch was pulled while it was in flight (``_follow_up``
+        cancels it)."""
         o.broker_ns = perf_counter_ns() - tb
         self._broker_ok = True
         cdef Py_ssize_t seen = o.events
@@ -853,12 +907,44 @@ cdef class EngineCore:
             except Exception:
                 log.exception("broker event %s could not be applied", type(ev).__name__, extra=self._log_extra(o))
         if o.events == seen and o.state is _PENDING_SUBMIT:
+            return 2
+        if C_AT_BROKER[_st(o.state)] and self._kill.n_active and self._kill.blocking(o.account_id) is not None:
+            return 4
+        return 1
+
+    async def _follow_up(self, Order o not None, bint reconcile):
+        if reconcile:
             # The broker answered without saying what became of the order:
             # look it up by client id rather than guess (never resend).
             await self._reconcile_order(o)
         if C_AT_BROKER[_st(o.state)] and self._kill.n_active and self._kill.blocking(o.account_id) is not None:
             # The kill switch was pulled while this order was in flight.
             await self._cancel_at_broker(o)
+
+    # ------------------------------------------------------------------ retire
+
+    def _forget_oldest(self):
+        """Forget finished orders in batches, oldest first (``Engine._retire``
+        queues them). The store forgets its own in the same order
+        (``evict_terminal`` pops from its queue, O(1) each; evicting one id
+        at a time would scan that queue)."""
+        cdef list terminal = self._terminal
+        cdef Py_ssize_t keep = self.retain_terminal
+        cdef Py_ssize_t n = len(terminal) - keep
+        cdef dict orders = self._orders, by_client = self._by_client, by_broker = self._by_broker
+        cdef Order o
+        if n > 0:
+            old = terminal[:n]
+            del terminal[:n]
+            for oid in old:
+                x = orders.pop(oid, None)
+                if x is None:
+                    continue
+                o = <Order?>x
+                by_client.pop(o.client_order_id, None)
+                if o.broker_order_id is not None:
+                    by_broker.pop((o.account_id, o.broker_order_id), None)
+        self._store.evict_terminal(keep)
 
     # ------------------------------------------------------------------ broker events
 

@@ -902,6 +902,32 @@ cdef int _end_batch(venue, Account acct, broker) except -1:
 
 
 def broker_market(venue, r, broker):
+    """``_broker_market`` from Python."""
+    return _broker_market(venue, r, broker)
+
+
+cdef object _events_of = None  # broker.events_of, bound by broker.py (no circular import)
+
+
+def _bind_broker(events_of):
+    global _events_of
+    _events_of = events_of
+
+
+def submit_now(broker, r):
+    """``SimulatedBroker.submit_now`` (bound to the class as that method):
+    the events of a plain market order booked at once by ``_broker_market``,
+    or None with nothing done (``submit`` runs the general path)."""
+    venue = broker.venue
+    if not venue.fast_path:
+        return None
+    evs = _broker_market(venue, r, broker)
+    if type(evs) is tuple:  # booked with more than the fill in its batch: mapped from the transactions
+        return _events_of(venue, (<dict>venue.accounts)[_rslot(r, 1)], (<tuple>evs)[0], (<tuple>evs)[1])
+    return evs
+
+
+cdef object _broker_market(venue, r, broker):
     """``SimulatedBroker.submit`` of a plain market ``OrderRequest``: the
     venue order built directly, booked by ``place_market``, the batch closed
     (``Venue._end``: listeners see it, see ``_end_batch``) and its events

@@ -41,13 +41,14 @@ from .venue import DEPENDENT_TYPES, HAVE_KERNEL, Account, OnFill, Order, Result,
 _ENTRY_REASONS = ("CLIENT_ORDER", "REPLACEMENT")
 
 if HAVE_KERNEL:
-    from ._fill import broker_market as _broker_market
+    from ._fill import _bind_broker
     from ._fill import market_fill_events as _market_fill_events
+    from ._fill import submit_now as _submit_now
 else:  # pragma: no cover - only without the compiled kernel
     def _market_fill_events(acct, lo, hi):
         return None
 
-    def _broker_market(venue, r, broker):
+    def _submit_now(broker, request):
         return None
 
 
@@ -58,6 +59,10 @@ def events_of(venue: Venue, acct: Account, lo: int, hi: int) -> list:
     if evs is None:
         evs = events_from_txns(venue, acct, acct.txns[lo:hi])
     return evs
+
+
+if HAVE_KERNEL:
+    _bind_broker(events_of)
 
 
 def _on_fill(d: Optional[ExitDetails]) -> Optional[OnFill]:
@@ -232,14 +237,21 @@ class SimulatedBroker(Broker):
                      position_fill=r.position_fill._value_, trigger=r.trigger_condition._value_, client_ext=ce,
                      tp=tp, sl=sl, tsl=tsl)
 
+    # A plain market order, compiled from request to OrderFilled (``_fill.submit_now``): its
+    # events, or None with nothing done. The engine calls it before awaiting ``submit`` (no
+    # coroutine when it answers); ``submit`` starts with it.
+    submit_now = _submit_now
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "submit" in cls.__dict__ and "submit_now" not in cls.__dict__:
+            cls.submit_now = None  # an overridden submit sees every order
+
     async def submit(self, request: OrderRequest) -> list[BrokerEvent]:
         v = self.venue
-        if v.fast_path:  # a plain market order: compiled from request to OrderFilled (see _fill.broker_market)
-            evs = _broker_market(v, request, self)
-            if evs is not None:  # booked (never place it again)
-                if type(evs) is tuple:
-                    return events_of(v, v.accounts[request.account_id], evs[0], evs[1])
-                return evs
+        evs = _submit_now(self, request)
+        if evs is not None:  # booked (never place it again)
+            return evs
         aid = request.account_id
         acct = v.accounts.get(aid)
         if acct is None:
