@@ -79,3 +79,9 @@ cdef class OrderStore:
     cdef int64_t _slot(self, str order_id) except -1
     cdef int transition(self, int64_t k, int event) except -1
     cdef int _set_fill(self, int64_t k, int64_t fill_units) except -1
+    # the engine's per-order calls in C (``add``, ``fill``, ``evict_terminal``)
+    cdef int64_t _add(self, str order_id, int account, int instrument, int64_t units,
+                      int64_t price, int64_t stop_price, bint emulated) except -1
+    cdef object _fill(self, str order_id, int64_t fill_units)
+    cdef int _evict(self, int64_t k) except -1
+    cdef int64_t _evict_terminal(self, int64_t keep) except -1

@@ -242,7 +242,7 @@ cdef class OrderStore:
         if self.cap >= self.max_orders:
             # Bounded memory: reuse the oldest terminal order's slot.
             if self._terminal:
-                self._evict_slot(self._terminal.popleft())
+                self._evict(self._terminal.popleft())
                 return 0
             raise OrderError("STORE_FULL", f"{self.max_orders} live orders, none terminal to evict")
         n = self.cap * 2
@@ -258,11 +258,15 @@ cdef class OrderStore:
             raise OrderError("UNKNOWN_ORDER", f"no order {order_id!r}") from None
 
     def _evict_slot(self, int64_t k):
+        self._evict(k)
+
+    cdef int _evict(self, int64_t k) except -1:
         oid = self._id_of[k]
         if oid is not None:
             del self._ids[oid]
             self._id_of[k] = None
             self._free.append(k)
+        return 0
 
     # --- create ----------------------------------------------------------
 
@@ -270,6 +274,11 @@ cdef class OrderStore:
             int64_t price=0, int64_t stop_price=0, bint emulated=False):
         """Register a new order (PENDING_SUBMIT, or EMULATED when the engine
         holds it until its trigger). Returns its slot index."""
+        return self._add(order_id, account, instrument, units, price, stop_price, emulated)
+
+    cdef int64_t _add(self, str order_id, int account, int instrument, int64_t units,
+                      int64_t price, int64_t stop_price, bint emulated) except -1:
+        """``add`` (the engine calls it in C on every order)."""
         cdef int64_t k
         if order_id in self._ids:
             raise OrderError("DUPLICATE_ORDER_ID", f"order {order_id!r} already exists")
@@ -361,6 +370,10 @@ cdef class OrderStore:
         """Record a fill of ``fill_units`` (signed like the order). The event is
         FILL when it completes the order, PARTIAL_FILL otherwise; the table
         decides whether that is allowed in the current state."""
+        return self._fill(order_id, fill_units)
+
+    cdef object _fill(self, str order_id, int64_t fill_units):
+        """``fill`` (the engine calls it in C on every fill)."""
         cdef int64_t k = self._slot(order_id)
         cdef int s = self.state[k]
         cdef int64_t u = self.units[k]
@@ -452,13 +465,18 @@ cdef class OrderStore:
             raise OrderError("NOT_TERMINAL",
                              f"order {order_id!r} is {OrderState(self.state[k]).name}, not terminal")
         self._terminal.remove(k)
-        self._evict_slot(k)
+        self._evict(k)
 
     def evict_terminal(self, int64_t keep=0):
         """Forget the oldest terminal orders, keeping the newest ``keep``.
         Returns how many were evicted."""
+        return self._evict_terminal(keep)
+
+    cdef int64_t _evict_terminal(self, int64_t keep) except -1:
         cdef int64_t n = 0
-        while len(self._terminal) > keep:
-            self._evict_slot(self._terminal.popleft())
+        terminal = self._terminal
+        popleft = terminal.popleft
+        while len(terminal) > keep:
+            self._evict(popleft())
             n += 1
         return n

@@ -160,3 +160,6 @@ cdef class Ledger:
     cdef int _refuse(self, int why, int a, int i, int64_t x, int64_t y) except -1
     cdef void _commit_named(self, LotRing* r, uint32_t done, uint32_t nf, uint32_t f,
                             int64_t part, uint32_t part_off) noexcept
+    # the engine's per-fill call in C (``apply_fill``)
+    cdef object _apply_fill(self, int account, int instrument, int64_t units, int64_t price,
+                            int64_t quote_home_rate, int64_t opened_trade_id, object closed_trade_ids)

@@ -762,6 +762,11 @@ cdef class Ledger:
         ``unmatched_trade_ids`` (only when the fill succeeds). Without
         ``closed_trade_ids`` a reducing fill closes lots oldest first, with
         no Python object touched."""
+        return self._apply_fill(account, instrument, units, price, quote_home_rate, opened_trade_id, closed_trade_ids)
+
+    cdef object _apply_fill(self, int account, int instrument, int64_t units, int64_t price,
+                            int64_t quote_home_rate, int64_t opened_trade_id, object closed_trade_ids):
+        """``apply_fill`` (the engine calls it in C on every fill)."""
         cdef int a = account, i = instrument
         self._check_account(a)
         self._check_instrument(i)

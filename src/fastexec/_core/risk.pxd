@@ -124,3 +124,5 @@ cdef class RiskEngine:
     cdef void _refresh(self, int a) noexcept nogil
     cdef str _detail(self, int code, int a, int i, int64_t u, Why* why)
     cdef int _acct(self, int a) except -1
+    # the engine's per-order call in C (``gate``)
+    cdef int _gate(self, int account, int instrument, int64_t units, int64_t now_ns, bint consume) except -1

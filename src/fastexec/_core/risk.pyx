@@ -473,6 +473,10 @@ cdef class RiskEngine:
         instrument, units, reduce-only and exposure checks; the rate bucket
         last, a token taken only by a passing order when ``consume``. 0 or a
         RiskCode value; on denial ``last_denial`` holds the detail text."""
+        return self._gate(account, instrument, units, now_ns, consume)
+
+    cdef int _gate(self, int account, int instrument, int64_t units, int64_t now_ns, bint consume) except -1:
+        """``gate`` (the engine calls it in C on every order)."""
         cdef Why why
         cdef int code = self._eval(account, instrument, units, now_ns,
                                    (F_CONSUME | F_WORKING_FIRST) if consume else F_WORKING_FIRST, &why)

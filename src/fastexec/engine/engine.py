@@ -145,7 +145,8 @@ class Engine(EngineCore):
         self._ledger = Ledger(self.instruments, max_accounts)
         self._store = OrderStore(max_accounts, len(self.instruments))
         self._risk = RiskGateway(self.settings, self._ledger, self._store, self.instruments, max_accounts)
-        self._gate = self._risk.kernel.gate  # what RiskGateway.check calls, bound once for submit
+        self._gate = self._risk.kernel.gate  # what RiskGateway.check calls
+        self._kernel = self._risk.kernel  # submit calls its gate in C
         self._accounts: dict[str, int] = {}
         self._account_names: list[str] = []
         self._currency: dict[str, str] = {}

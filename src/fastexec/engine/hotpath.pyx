@@ -40,6 +40,9 @@ from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_SET_ITEM
 from libc.stdint cimport int64_t
 
 from fastexec._core.instruments cimport Instrument
+from fastexec._core.orders cimport OrderStore
+from fastexec._core.positions cimport Ledger
+from fastexec._core.risk cimport RiskEngine
 
 import logging
 from time import perf_counter_ns
@@ -707,10 +710,11 @@ cdef class EngineCore:
     cdef public object _journal
     cdef public bint _journal_on
     cdef public dict _inst
-    cdef public object _ledger
-    cdef public object _store
+    cdef public Ledger _ledger
+    cdef public OrderStore _store
     cdef public object _risk
     cdef public object _gate
+    cdef public RiskEngine _kernel  # _risk.kernel: _gate's object, called in C
     cdef public dict _accounts
     cdef public dict _orders
     cdef public dict _by_client
@@ -774,7 +778,7 @@ cdef class EngineCore:
                 )
         if now >= self._day_end:
             self._roll_day(now)
-        code = self._gate(a, inst.index, n.units, now, consume)  # RiskGateway.check, one C call
+        code = self._kernel._gate(a, inst.index, n.units, now, consume)  # RiskGateway.check, one C call
         if code:
             detail = self._risk.kernel.last_denial
             raise RiskDeniedError(f"risk check failed: {detail}", code=_RISK_CODE_NAMES[code], detail=detail)
@@ -842,7 +846,7 @@ cdef class EngineCore:
         coid = n.client_order_id or oid
         price = n.price
         stop = n.stop_price
-        self._store.add(oid, a, inst.index, n.units, price or 0, stop or 0, n.emulated)
+        self._store._add(oid, a, inst.index, n.units, price or 0, stop or 0, n.emulated)
         o = _new_order(oid, coid, spec.account_id, a, inst, n, spec.side, request_id, now)
         o.risk_ns = risk_ns
         self._orders[oid] = o
@@ -944,7 +948,7 @@ cdef class EngineCore:
                 by_client.pop(o.client_order_id, None)
                 if o.broker_order_id is not None:
                     by_broker.pop((o.account_id, o.broker_order_id), None)
-        self._store.evict_terminal(keep)
+        self._store._evict_terminal(keep)
 
     # ------------------------------------------------------------------ broker events
 
@@ -1029,6 +1033,7 @@ cdef class EngineCore:
     cdef int _on_fill(self, ev) except -1:
         cdef Order o
         cdef Instrument inst
+        cdef Ledger ledger
         cdef tuple d = _FILL
         cdef int i
         if d is None:  # OrderFilled is not the slotted dataclass this expects: plain attribute reads
@@ -1055,10 +1060,10 @@ cdef class EngineCore:
         opened, closed = _trade_ids(tid, closed_ids)
         ledger = self._ledger
         if closed is None:
-            ledger.apply_fill(a, i, units, price, 0, opened)
+            ledger._apply_fill(a, i, units, price, 0, opened, None)
         else:
             miss = ledger.unmatched_trade_ids
-            ledger.apply_fill(a, i, units, price, 0, opened, closed)
+            ledger._apply_fill(a, i, units, price, 0, opened, closed)
             if ledger.unmatched_trade_ids != miss:
                 log.warning("fill %s names trades %s the books do not hold; closed FIFO instead",
                             txn_id, closed_ids)
@@ -1074,7 +1079,7 @@ cdef class EngineCore:
                 o.broker_order_id = broker_id
                 self._by_broker[(account_id, broker_id)] = o
             try:
-                st = o.state = self._store.fill(o.order_id, units)
+                st = o.state = self._store._fill(o.order_id, units)
             except OrderError:
                 log.error("fill %s does not fit order %s (%s); position updated, order state kept",
                           txn_id, o.order_id, STATUS[o.state], extra=self._log_extra(o))
