@@ -45,12 +45,46 @@ _payloads = st.dictionaries(st.text(max_size=12), st.one_of(_scalars, st.lists(_
                             max_size=25)
 
 
-@given(st.integers(0, 2**63 - 1), _payloads)
+# what the in-place encoder writes itself and what it hands to orjson (floats, tuples, ints past
+# 64 bits, control and non-ASCII characters, quotes and backslashes, nesting, non-str keys)
+_awkward = st.one_of(
+    st.floats(allow_nan=False), st.integers(-(2**70), 2**70), st.text(alphabet='a"\\\n\x7f\x00é/ ', max_size=6),
+    st.tuples(st.integers(), st.none()),
+    st.recursive(_scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+                 max_leaves=12))
+_awkward_payloads = st.dictionaries(st.one_of(st.text(alphabet='ab"\\\tç', max_size=4), st.integers(0, 3)), _awkward,
+                                    max_size=8)
+
+
+@given(st.integers(0, 2**63 - 1), st.one_of(_payloads, _awkward_payloads))
 def test_encode_is_byte_identical_to_the_python_frame(seq, payload):
+    try:
+        expected = codec.encode_py(seq, payload)
+    except TypeError:  # non-str keys, ints past 64 bits: orjson refuses them, so must the compiled path
+        with pytest.raises(TypeError):
+            _hot.encode(seq, payload)
+        return
     frame = _hot.encode(seq, payload)
-    assert frame == codec.encode_py(seq, payload)
+    assert frame == expected
     res = codec.scan_bytes(frame, expect_seq=seq, allow_torn_tail=False)
     assert [(r.seq, r.payload) for r in res.records] == [(seq, orjson.loads(orjson.dumps(payload)))]
+
+
+def test_encode_deep_nesting_and_big_records_match_orjson():
+    for depth in (10, 70, 300):  # past the in-place encoder's depth, and past orjson's own limit
+        payload = {"d": 1}
+        for _ in range(depth):
+            payload = {"d": [payload]}
+        try:
+            expected = codec.encode_py(3, payload)
+        except TypeError:
+            with pytest.raises(TypeError):
+                _hot.encode(3, payload)
+            continue
+        assert _hot.encode(3, payload) == expected
+    big = {"x": "a" * (2 * 1024 * 1024), "y": list(range(1000))}
+    assert _hot.encode(5, big) == codec.encode_py(5, big)
+    assert _hot.encode(6, {"a": 1}) == codec.encode_py(6, {"a": 1})  # and small again after it
 
 
 def test_encode_errors_match():

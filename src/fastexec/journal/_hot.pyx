@@ -109,7 +109,248 @@ cpdef bytes frame(long long seq_in, bytes body):
 
 cpdef bytes encode(long long seq, payload):
     """``codec.encode``: one complete frame of an orjson-encoded dict."""
-    return frame(seq, _dumps(payload))
+    return _encode(seq, payload)
+
+
+# ---------------------------------------------------------------------------- JSON, orjson's bytes
+
+# The records an order appends hold only exact dicts, lists, ASCII strings without anything
+# to escape but quotes and backslashes, 64-bit ints, bools and None. For those, orjson's output
+# is fixed (no spaces, keys in insertion order, ints in decimal, ``\"`` and ``\\``), so they are
+# written here straight into the frame: no call through orjson's argument parsing, no 1 KiB
+# buffer grown and shrunk, no second copy into the frame. Anything else (floats, non-ASCII or
+# control characters, subclasses, ints past 64 bits, deep nesting) makes the whole record go
+# through orjson.dumps as before; the tests compare both on generated records, byte for byte.
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_COMPACT_ASCII(object o)
+    void* PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    long long PyLong_AsLongLongAndOverflow(object o, int* overflow) except? -1
+    Py_ssize_t PyList_GET_SIZE(object o)
+    PyObject* PyList_GET_ITEM(object o, Py_ssize_t i)
+
+from libc.stdlib cimport free, realloc
+
+cdef const char* _DIGITS = (b"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                            b"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                            b"8081828384858687888990919293949596979899")
+cdef unsigned char* _buf = NULL  # the frame being built (GIL held throughout: no Python code runs in between)
+cdef Py_ssize_t _cap = 0
+cdef Py_ssize_t _len = 0
+DEF _FALLBACK = 1
+DEF _MAX_DEPTH = 64
+
+
+cdef int _grow(Py_ssize_t extra) except -1:
+    global _buf, _cap
+    cdef Py_ssize_t cap = _cap * 2
+    if cap < _len + extra:
+        cap = _len + extra
+    if cap < 4096:
+        cap = 4096
+    cdef unsigned char* p = <unsigned char*>realloc(_buf, cap)
+    if p is NULL:
+        raise MemoryError()
+    _buf, _cap = p, cap
+    return 0
+
+
+cdef inline int _room(Py_ssize_t extra) except -1:
+    if _len + extra > _cap:
+        _grow(extra)
+    return 0
+
+
+cdef inline int _put(const char* s, Py_ssize_t n) except -1:
+    global _len
+    _room(n)
+    memcpy(_buf + _len, s, n)
+    _len += n
+    return 0
+
+
+cdef inline bint _special8(uint64_t x) noexcept nogil:
+    """Any of 8 ASCII bytes below 0x20, a quote or a backslash (exact as a yes/no: the
+    classic has-less / has-zero word tricks, valid for bytes below 0x80)."""
+    cdef uint64_t q = x ^ 0x2222222222222222ULL
+    cdef uint64_t b = x ^ 0x5C5C5C5C5C5C5C5CULL
+    return ((((x - 0x2020202020202020ULL) & ~x) | ((q - 0x0101010101010101ULL) & ~q) |
+             ((b - 0x0101010101010101ULL) & ~b)) & 0x8080808080808080ULL) != 0
+
+
+cdef inline bint _special(const unsigned char* src, Py_ssize_t n) noexcept nogil:
+    cdef uint64_t x
+    cdef Py_ssize_t i = 0
+    if n < 8:
+        while i < n:
+            if src[i] < 32 or src[i] == 34 or src[i] == 92:
+                return True
+            i += 1
+        return False
+    while i + 8 <= n:
+        memcpy(&x, src + i, 8)
+        if _special8(x):
+            return True
+        i += 8
+    if i < n:
+        memcpy(&x, src + n - 8, 8)  # the last 8 bytes, overlapping
+        return _special8(x)
+    return False
+
+
+cdef int _put_str(s) except -1:
+    """A JSON string, or _FALLBACK."""
+    global _len
+    if not PyUnicode_IS_COMPACT_ASCII(s):
+        return _FALLBACK
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(s), i
+    cdef const unsigned char* src = <const unsigned char*>PyUnicode_DATA(s)
+    cdef unsigned char c
+    cdef unsigned char* p
+    if not _special(src, n):  # the usual case: copied as it is
+        _room(n + 2)
+        p = _buf + _len
+        p[0] = 34
+        memcpy(p + 1, src, n)
+        p[n + 1] = 34
+        _len += n + 2
+        return 0
+    _room(2 * n + 2)
+    p = _buf + _len
+    p[0] = 34
+    p += 1
+    for i in range(n):
+        c = src[i]
+        if c < 32:
+            return _FALLBACK  # orjson's escapes for these are its own business
+        if c == 34 or c == 92:
+            p[0] = 92
+            p += 1
+        p[0] = c
+        p += 1
+    p[0] = 34
+    _len = (p + 1) - _buf
+    return 0
+
+
+cdef inline int _put1(unsigned char c) except -1:
+    global _len
+    _room(1)
+    _buf[_len] = c
+    _len += 1
+    return 0
+
+
+cdef int _put_int(o) except -1:
+    global _len
+    cdef int overflow = 0
+    cdef long long v = PyLong_AsLongLongAndOverflow(o, &overflow)
+    if overflow:
+        return _FALLBACK  # orjson takes up to 2**64 - 1 and refuses past it
+    cdef char tmp[24]
+    cdef int i = 24, d
+    cdef unsigned long long u = <unsigned long long>(-(v + 1)) + 1 if v < 0 else <unsigned long long>v
+    while u >= 100:
+        d = <int>(u % 100) * 2
+        u //= 100
+        i -= 2
+        tmp[i] = _DIGITS[d]
+        tmp[i + 1] = _DIGITS[d + 1]
+    if u >= 10:
+        d = <int>u * 2
+        i -= 2
+        tmp[i] = _DIGITS[d]
+        tmp[i + 1] = _DIGITS[d + 1]
+    else:
+        i -= 1
+        tmp[i] = <char>(48 + u)
+    if v < 0:
+        i -= 1
+        tmp[i] = 45
+    _put(tmp + i, 24 - i)
+    return 0
+
+
+cdef int _put_value(o, int depth) except -1:
+    global _len
+    cdef type t = type(o)
+    cdef PyObject* k
+    cdef PyObject* v
+    cdef Py_ssize_t pos = 0, i, n
+    cdef int r
+    if t is str:
+        return _put_str(o)
+    if t is int:
+        return _put_int(o)
+    if o is None:
+        return _put("null", 4)
+    if o is True:
+        return _put("true", 4)
+    if o is False:
+        return _put("false", 5)
+    if depth >= _MAX_DEPTH:
+        return _FALLBACK
+    if t is dict:
+        _put1(123)
+        while PyDict_Next(o, &pos, &k, &v):
+            if type(<object>k) is not str:
+                return _FALLBACK
+            r = _put_str(<object>k)
+            if r:
+                return r
+            _put1(58)
+            r = _put_value(<object>v, depth + 1)
+            if r:
+                return r
+            _put1(44)
+        if _buf[_len - 1] == 44:
+            _buf[_len - 1] = 125  # the last comma becomes the brace
+        else:
+            _put1(125)
+        return 0
+    if t is list:
+        _put1(91)
+        n = PyList_GET_SIZE(o)
+        for i in range(n):
+            if i:
+                _put1(44)
+            r = _put_value(<object>PyList_GET_ITEM(o, i), depth + 1)
+            if r:
+                return r
+        _put1(93)
+        return 0
+    return _FALLBACK
+
+
+cdef bytes _encode(long long seq_in, payload):
+    """``frame(seq, orjson.dumps(payload))``, built in place when the payload allows (see above)."""
+    global _len
+    if seq_in < 0:
+        raise OverflowError("journal sequence numbers are not negative")
+    global _buf, _cap
+    if _cap > 1024 * 1024:  # do not keep a big record's buffer around
+        free(_buf)
+        _buf, _cap = NULL, 0
+    _len = 0
+    _room(20)
+    _len = 20
+    if _put_value(payload, 0):
+        return frame(seq_in, _dumps(payload))
+    cdef Py_ssize_t n = _len - 20
+    if n > MAX_PAYLOAD_C:
+        raise ValueError(f"journal record of {n} bytes exceeds the {MAX_PAYLOAD_C}-byte limit")
+    cdef uint64_t seq = <uint64_t>seq_in
+    cdef unsigned char* p = _buf
+    p[0] = 70  # F
+    p[1] = 88  # X
+    p[2] = 74  # J
+    p[3] = 1   # version
+    _le32(p + 4, <uint32_t>n)
+    _le32(p + 8, <uint32_t>(seq & 0xFFFFFFFFU))
+    _le32(p + 12, <uint32_t>(seq >> 32))
+    _le32(p + 16, _crc_update(_crc_update(0, p, 16), p + 20, n))
+    return PyBytes_FromStringAndSize(<char*>p, _len)
 
 
 # ---------------------------------------------------------------------------- the fold
@@ -398,7 +639,7 @@ cdef class WriterCore:
         if not self._open:
             raise _journal_error("JournalClosedError", "journal is not open")
         cdef long long seq = self._next_seq
-        self._q.append(frame(seq, _dumps(record)))
+        self._q.append(_encode(seq, record))
         self._next_seq = seq + 1
         if not self._kick_pending:
             self._kick_pending = True
