@@ -10,6 +10,7 @@ order metrics, the latency ring and what the engine was given.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -40,6 +41,17 @@ class _Stub:
     async def submit(self, spec, *, request_id=None):
         self.calls.append((spec, request_id))
         cid = spec.client_order_id
+        if cid is not None and cid.startswith("slow"):  # suspends, as an engine waiting for its journal does
+            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
+            cid = cid[5:] or None
+        if cid == "hang":
+            self.hung = asyncio.get_running_loop().create_future()
+            try:
+                await self.hung
+            except asyncio.CancelledError:
+                self.cancelled = True
+                raise
         if cid == "deny":
             raise RiskDeniedError("too big", code="MAX_POSITION")
         if cid == "halted":
@@ -91,6 +103,10 @@ def _requests(account: str, other: str):
         ("/api/v1/orders", order(side="sell", units=5), {**auth_a, "X-Request-ID": "bad id"}),
         ("/api/v1/orders", order(), {**auth_a, "X-Request-ID": "x" * 129}),
         ("/api/v1/orders", order(client_order_id="rejected"), auth_all),
+        ("/api/v1/orders", order(client_order_id="slow"), auth_all),
+        ("/api/v1/orders", order(client_order_id="slow-deny"), auth_all),
+        ("/api/v1/orders", order(client_order_id="slow-boom"), auth_all),
+        ("/api/v1/orders", _chunks(order(client_order_id="late-body")), auth_all),
         ("/api/v1/orders", order(client_order_id="deny"), auth_all),
         ("/api/v1/orders", order(client_order_id="halted"), auth_all),
         ("/api/v1/orders", order(client_order_id="down"), auth_all),
@@ -115,13 +131,28 @@ def _requests(account: str, other: str):
     ]
 
 
+class _chunks:
+    """A body sent in pieces (chunked), so reading it has to wait for the network."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def __eq__(self, other):
+        return isinstance(other, _chunks) and other.raw == self.raw
+
+    async def gen(self):
+        for i in range(0, len(self.raw), 16):
+            yield self.raw[i:i + 16]
+            await asyncio.sleep(0.001)
+
+
 _GENERATED = re.compile(r"^[0-9a-f]{8}-[0-9]+$")
 
 
 async def _run(client, requests):
     out = []
     for path, body, headers in requests:
-        resp = await client.post(path, data=body, headers=headers)
+        resp = await client.post(path, data=body.gen() if isinstance(body, _chunks) else body, headers=headers)
         raw = await resp.read()
         names = [k.decode() for k, _ in resp.raw_headers if k.decode() != "Date"]
         rid = resp.headers["X-Request-ID"]
@@ -213,3 +244,62 @@ def test_request_ids_are_the_formatted_counter():
 def test_request_id_check_is_the_python_one(rid):
     ref = bool(isinstance(rid, str) and rid and len(rid) <= 128 and A._RID_OK.issuperset(rid))
     assert _fast.rid_ok(rid) is ref
+
+
+async def test_a_cancelled_submit_is_cancelled_in_the_engine(view_source, monkeypatch):
+    """Cancelling the request's task while the engine's coroutine is suspended
+    throws into that coroutine (the compiled endpoint passes it through)."""
+    from aiohttp.streams import StreamReader
+    from aiohttp.test_utils import make_mocked_request
+    from unittest import mock
+
+    real, view = view_source
+    for compiled in (True, False):
+        monkeypatch.setattr(A, "_COMPILED_SUBMIT", compiled)
+        stub = _Stub(real, view)
+        app = create_app(stub, metrics=Metrics())
+        handler = next(r.handler for r in app.router.routes() if r.method == "POST" and r.resource.canonical == "/api/v1/orders")
+        payload = StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=asyncio.get_running_loop())
+        payload.feed_data(orjson.dumps({"account_id": real.account_ids[0], "instrument": "EUR_USD", "units": 1,
+                                        "side": "buy", "client_order_id": "hang"}))
+        payload.feed_eof()
+        request = make_mocked_request("POST", "/api/v1/orders", headers={"X-Request-ID": "cancel-1"}, payload=payload, app=app)
+        task = asyncio.ensure_future(handler(request))
+        for _ in range(100):
+            await asyncio.sleep(0)
+            if getattr(stub, "hung", None) is not None:
+                break
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert stub.cancelled, compiled
+
+
+async def test_the_compiled_response_is_a_web_response(view_source):
+    """The compiled endpoint's lean 201 has exactly the attributes of a real
+    ``web.Response`` with the same body and headers."""
+    from aiohttp import web
+    from aiohttp.streams import StreamReader
+    from aiohttp.test_utils import make_mocked_request
+    from unittest import mock
+
+    real, view = view_source
+    app = create_app(_Stub(real, view), metrics=Metrics())
+    handler = next(r.handler for r in app.router.routes() if r.method == "POST" and r.resource.canonical == "/api/v1/orders")
+    answers = []
+    for rid in ("lean-1", "lean-2"):
+        payload = StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=asyncio.get_running_loop())
+        payload.feed_data(orjson.dumps({"account_id": real.account_ids[0], "instrument": "EUR_USD", "units": 1, "side": "buy"}))
+        payload.feed_eof()
+        request = make_mocked_request("POST", "/api/v1/orders", headers={"X-Request-ID": rid}, payload=payload, app=app)
+        answers.append(await handler(request))
+    for lean, rid in zip(answers, ("lean-1", "lean-2")):
+        ref = web.Response(body=lean.body, status=201, headers={"Content-Type": "application/json", "X-Request-ID": rid})
+        assert type(lean) is type(ref) and vars(lean).keys() == vars(ref).keys()
+        for key, value in vars(ref).items():
+            if key == "_headers":
+                assert list(lean.headers.items()) == list(value.items())
+            else:
+                assert vars(lean)[key] == value, key
+    assert answers[0]._state is not answers[1]._state and answers[0]._headers is not answers[1]._headers

@@ -344,6 +344,32 @@ cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object s)
     const char* PyUnicode_DATA(object s)
     object PyObject_VectorcallMethod(object name, PyObject** args, size_t nargsf, object kwnames)
+    int PyObject_GenericSetDict(object o, object value, void* context) except -1
+
+cdef extern from *:
+    """
+    /* object.__new__(cls) without the wrapper (cls.__new__ is object.__new__: checked before use) */
+    static PyObject* fe_new_instance(PyObject* cls, PyObject* empty) {
+        return ((PyTypeObject*)cls)->tp_new((PyTypeObject*)cls, empty, NULL);
+    }
+    """
+    object fe_new_instance(object cls, object empty)
+
+cdef extern from *:
+    """
+    /* The first step of a native coroutine, as ``await`` takes it but without
+       the StopIteration a finished ``__await__`` iterator raises: its result
+       (*suspended = 0) or what it yielded for the event loop (*suspended = 1). */
+    static PyObject* fe_first_step(PyObject* coro, int* suspended) {
+        PyObject* res = NULL;
+        PySendResult r = PyIter_Send(coro, Py_None, &res);
+        if (r == PYGEN_ERROR) return NULL;
+        *suspended = (r == PYGEN_NEXT);
+        return res;
+    }
+    """
+    object fe_first_step(object coro, int* suspended)
+    bint PyCoro_CheckExact(object o)
 
 cdef extern from "<time.h>" nogil:
     ctypedef long time_t
@@ -428,6 +454,42 @@ cdef class RequestIds:
         return self.next()
 
 
+cdef class _Rest:
+    """The rest of a native coroutine that suspended on its first step
+    (``fe_first_step``): awaited, it hands the task what the coroutine
+    yielded, then passes every resumption through, as ``await coro`` would
+    have from the start."""
+
+    cdef object coro, first
+    cdef bint started
+
+    def __cinit__(self, coro, first):
+        self.coro = coro
+        self.first = first
+
+    def __await__(self):
+        return self
+
+    def __next__(self):
+        if not self.started:
+            self.started = True
+            first, self.first = self.first, None
+            return first
+        return self.coro.send(None)
+
+    def send(self, value):
+        if not self.started:
+            return self.__next__()
+        return self.coro.send(value)
+
+    def throw(self, *args):
+        self.started = True
+        return self.coro.throw(*args)
+
+    def close(self):
+        return self.coro.close()
+
+
 cdef class SubmitPath:
     """What the compiled submit endpoint uses, bound once per app by
     ``app._bind`` (every field is the object the Python endpoint uses)."""
@@ -447,20 +509,28 @@ from orjson import dumps as _dumps
 
 cdef tuple _KW_REQUEST_ID = ("request_id",)
 cdef str _SUBMIT = "submit"
-_new = object.__new__
 
 
 def submit_endpoint(SubmitPath sp):
     """The submit endpoint of ``app._bind`` compiled: the same steps in the
     same order as its Python ``endpoint`` (the reference), with the request
     id, context variable, clock, response and counters done from C."""
+    if sp.template is not None and sp.response_cls.__new__ is not object.__new__:
+        sp.template = None  # the lean response needs a plain object.__new__
+    # the lean response's attributes: the template's, then the three of its own, copied whole per response
+    cdef dict proto = None
+    if sp.template is not None:
+        proto = dict(sp.template)
+        proto["_state"] = proto["_headers"] = proto["_body"] = None
 
     async def endpoint(request):
         cdef long long t0 = _now_ns()
         cdef double t1
         cdef object headers = request.headers
         cdef object rid = headers.get(sp.h_request_id)
-        cdef object token, resp, principal, raw, spec, order, view, body, status, d, hdrs, child
+        cdef object token, resp, principal, raw, spec, order, view, body, status, hdrs, child, aw
+        cdef int suspended = 0
+        cdef dict d
         cdef PyObject* args[3]
         cdef int debug
         if not _rid_ok(rid):
@@ -473,7 +543,13 @@ def submit_endpoint(SubmitPath sp):
                     status, body = await sp.general(request, headers, rid)
                 else:
                     principal = sp.auth.authenticate(headers.get(sp.h_authorization)) if sp.auth_on else sp.anonymous
-                    raw = await request.read()
+                    aw = request.read()
+                    if PyCoro_CheckExact(aw):  # a body already received is read without a suspension
+                        raw = fe_first_step(aw, &suspended)
+                        if suspended:
+                            raw = await _Rest(aw, raw)
+                    else:
+                        raw = await aw
                     if len(raw) > sp.max_body:  # pragma: no cover - client_max_size answers first
                         raise sp.too_large(max_size=sp.max_body, actual_size=len(raw))
                     spec = sp.read_order(raw)
@@ -489,7 +565,13 @@ def submit_endpoint(SubmitPath sp):
                     args[1] = <PyObject*>spec
                     args[2] = <PyObject*>rid
                     try:
-                        view = await PyObject_VectorcallMethod(_SUBMIT, args, 2, _KW_REQUEST_ID)
+                        aw = PyObject_VectorcallMethod(_SUBMIT, args, 2, _KW_REQUEST_ID)
+                        if PyCoro_CheckExact(aw):
+                            view = fe_first_step(aw, &suspended)
+                            if suspended:
+                                view = await _Rest(aw, view)
+                        else:
+                            view = await aw  # a compiled coroutine (journaled_submit): awaited natively
                     except sp.fastexec_error as exc:
                         sp.submit_failed(exc, spec, t1)
                         raise
@@ -497,14 +579,14 @@ def submit_endpoint(SubmitPath sp):
                     debug = sp.log.isEnabledFor(10)
                     sp.submitted.record(view, spec, t1, _now_ns() * 1e-9, debug)
                     status, body = 201, _dumps(view.to_dict())
-                if status == 201 and sp.template is not None:
-                    resp = _new(sp.response_cls)
-                    d = resp.__dict__
-                    (<dict>d).update(<dict>sp.template)
+                if status == 201 and proto is not None:
+                    resp = fe_new_instance(sp.response_cls, ())
+                    d = proto.copy()
                     d["_state"] = {}
                     hdrs = d["_headers"] = sp.json_headers.copy()
                     hdrs.add(sp.h_request_id, rid)
                     d["_body"] = body
+                    PyObject_GenericSetDict(resp, d, NULL)
                 else:
                     resp = sp.respond(status, body, rid)
                 sp.perf_ring.add(_now_ns() - t0)
