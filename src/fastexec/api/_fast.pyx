@@ -21,15 +21,37 @@ its fourteen slots set through their member descriptors, used only while
 ``__post_init__`` (``READER_SLOTS`` says which); else the dataclass is
 called with the same positional arguments ``Api.order_spec`` passes.
 
+Values are taken without a new string where that gives the same object
+value: an enum field's bytes are matched against its members (the member
+is the value), and a text field whose bytes equal the last value it took
+gets that (accepted) string again.
+
 The pure-Python reference is ``schemas.Object.parse_json`` +
 ``app.Api.order_spec``; ``tests/api/test_fast_module.py`` checks the two
 agree on generated bodies.
+
+``submit_endpoint`` is the submit route's handler compiled (its reference is
+the Python ``endpoint`` of ``app._bind``; ``tests/api/test_compiled_submit.py``
+compares the two answer for answer).
 """
 from cpython.object cimport PyObject, PyTypeObject, Py_TYPE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_ITEM
-from cpython.unicode cimport PyUnicode_DecodeASCII
+from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_GET_LENGTH
 from libc.string cimport memcmp
+
+cdef extern from *:
+    """
+    /* object.__new__(cls) without the wrapper (cls.__new__ is object.__new__: checked before use) */
+    static PyObject* fe_new_instance(PyObject* cls, PyObject* empty) {
+        return ((PyTypeObject*)cls)->tp_new((PyTypeObject*)cls, empty, NULL);
+    }
+    """
+    object fe_new_instance(object cls, object empty)
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object s)
+    const char* PyUnicode_DATA(object s)
 
 from fastexec.engine.types import OrderSpec
 from fastexec.api.schemas import MAX_UNITS, String, Units
@@ -59,7 +81,6 @@ cdef object _slot_descriptors(cls, tuple names):
 
 cdef tuple _SPEC = _slot_descriptors(OrderSpec, _SPEC_FIELDS)
 READER_SLOTS = _SPEC is not None
-_object_new = object.__new__
 
 
 cdef inline int _set(tuple ds, Py_ssize_t k, object obj, object value) except -1:
@@ -76,6 +97,19 @@ cdef inline Py_ssize_t _plain_string_end(const unsigned char* s, Py_ssize_t i, P
             return -1
         i += 1
     return i if i < n else -1
+
+
+cdef inline bint _same(object v, const char* p, Py_ssize_t n) noexcept:
+    """Whether ASCII str ``v`` is the ``n`` bytes at ``p``."""
+    return PyUnicode_GET_LENGTH(v) == n and memcmp(PyUnicode_DATA(v), p, n) == 0
+
+
+cdef inline object _member(tuple choices, const char* p, Py_ssize_t n):
+    """The member of ``choices`` (ASCII str) spelled by the ``n`` bytes at ``p``, or None."""
+    for c in choices:
+        if _same(c, p, n):
+            return c
+    return None
 
 
 cdef inline bint _ws(unsigned char c) nogil:
@@ -98,6 +132,8 @@ cdef class OrderReader:
     cdef list data           # enum set / String memo set / None
     cdef list strings        # the String of a K_TEXT field
     cdef list slots          # OrderSpec slot index per field
+    cdef list choices        # K_ENUM: the members (exact ASCII str) the value bytes are matched against, else None
+    cdef list last           # K_TEXT: the last value taken (bytes equal to it are that same, accepted str)
     cdef Py_ssize_t nfields
     cdef unsigned long long required  # bitmask over fields
     cdef dict precision
@@ -106,6 +142,7 @@ cdef class OrderReader:
     def __init__(self, schema, dict precision):
         cdef Py_ssize_t i
         self.names, self.strs, self.kinds, self.data, self.strings, self.slots = [], [], [], [], [], []
+        self.choices, self.last = [], []
         self.required = 0
         self.precision = precision
         self.max_units = MAX_UNITS
@@ -135,6 +172,11 @@ cdef class OrderReader:
             self.data.append(data)
             self.strings.append(string)
             self.slots.append(slot)
+            choices = None
+            if kind == K_ENUM and all(type(c) is str and c.isascii() for c in data):
+                choices = tuple(sorted(data))
+            self.choices.append(choices)
+            self.last.append(None)
             if f.required:
                 self.required |= 1ULL << i
             self.nfields += 1
@@ -152,6 +194,9 @@ cdef class OrderReader:
 
     def __call__(self, bytes raw):
         """The ``OrderSpec`` of ``raw``, or None: take the general path."""
+        return self.read(raw)
+
+    cdef object read(self, bytes raw):
         cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(raw)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(raw)
         cdef Py_ssize_t i = 0, start, f, kind
@@ -160,7 +205,7 @@ cdef class OrderReader:
         cdef int digits
         cdef unsigned char c
         cdef list values
-        cdef object v
+        cdef object v, choices
         cdef Py_ssize_t k
         if self.nfields == 0:
             return None
@@ -206,13 +251,23 @@ cdef class OrderReader:
                 i = _plain_string_end(s, i, n)
                 if i < 0:
                     return None
-                v = PyUnicode_DecodeASCII(<const char*>s + start, i - start, NULL)
-                i += 1
-                if kind == K_ENUM:
-                    if v not in <frozenset>self.data[f]:
+                choices = self.choices[f]
+                if choices is not None:
+                    # an enum member or nothing: the member itself, not an equal new string
+                    v = _member(<tuple>choices, <const char*>s + start, i - start)
+                    if v is None:
                         return None
-                elif v not in <set>self.data[f] and not self.strings[f].accepts(v):
-                    return None
+                else:
+                    v = self.last[f]
+                    if v is None or not _same(v, <const char*>s + start, i - start):
+                        v = PyUnicode_DecodeASCII(<const char*>s + start, i - start, NULL)
+                        if kind == K_ENUM:
+                            if v not in <frozenset>self.data[f]:
+                                return None
+                        elif v not in <set>self.data[f] and not self.strings[f].accepts(v):
+                            return None
+                        self.last[f] = v
+                i += 1
             elif 49 <= c <= 57:  # 1-9: JSON forbids leading zeros, 0 is not a unit count
                 if kind != K_UNITS:
                     return None
@@ -254,7 +309,7 @@ cdef class OrderReader:
         if _SPEC is None:
             return OrderSpec(values[0], values[1], values[2], values[3], values[4], None, None, None,
                              values[8], None, None, None, None, values[13])
-        spec = _object_new(OrderSpec)
+        spec = fe_new_instance(OrderSpec, ())  # object.__new__(OrderSpec): _slot_descriptors checked that is its __new__
         for k in range(14):
             _set(_SPEC, k, spec, values[k])
         return spec
@@ -338,22 +393,10 @@ cdef class Submitted:
 # --------------------------------------------------------------------------- request ids and the submit endpoint
 
 from cpython.contextvars cimport PyContextVar_Set, PyContextVar_Reset
-from cpython.unicode cimport PyUnicode_GET_LENGTH
 
 cdef extern from "Python.h":
-    bint PyUnicode_IS_ASCII(object s)
-    const char* PyUnicode_DATA(object s)
     object PyObject_VectorcallMethod(object name, PyObject** args, size_t nargsf, object kwnames)
     int PyObject_GenericSetDict(object o, object value, void* context) except -1
-
-cdef extern from *:
-    """
-    /* object.__new__(cls) without the wrapper (cls.__new__ is object.__new__: checked before use) */
-    static PyObject* fe_new_instance(PyObject* cls, PyObject* empty) {
-        return ((PyTypeObject*)cls)->tp_new((PyTypeObject*)cls, empty, NULL);
-    }
-    """
-    object fe_new_instance(object cls, object empty)
 
 cdef extern from *:
     """
@@ -552,7 +595,7 @@ def submit_endpoint(SubmitPath sp):
                         raw = await aw
                     if len(raw) > sp.max_body:  # pragma: no cover - client_max_size answers first
                         raise sp.too_large(max_size=sp.max_body, actual_size=len(raw))
-                    spec = sp.read_order(raw)
+                    spec = (<OrderReader>sp.read_order).read(raw) if type(sp.read_order) is OrderReader else sp.read_order(raw)
                     if spec is None:
                         order = sp.check_body(raw)
                         if principal.accounts is not None:
