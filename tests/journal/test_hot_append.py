@@ -158,10 +158,11 @@ def _settings() -> Settings:
     return Settings.from_env({"MAX_ORDERS_PER_SECOND": "10000"}, dotenv=False)
 
 
+@pytest.mark.parametrize("durability", ["fsync", "none"])
 @pytest.mark.parametrize("py", [False, True])
-async def test_submit_acks_only_durable_records_and_refuses_forgotten_ids(tmp_path, py):
+async def test_submit_acks_only_durable_records_and_refuses_forgotten_ids(tmp_path, py, durability):
     venue = Venue(seed=2, accounts=1, balance="100000")
-    je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="fsync")
+    je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability=durability)
     await je.start()
     submit = (lambda s: JournaledEngine.submit_py(je, s)) if py else je.submit
     acct = je.account_ids[0]
@@ -216,6 +217,45 @@ async def test_an_error_after_appending_still_waits_for_the_disk(tmp_path):
     finally:
         je.engine.submit = real
     await je.stop()
+
+
+async def test_concurrent_none_mode_submits_ack_after_their_turns_write(tmp_path):
+    """``none`` mode: the compiled submit waits one loop turn for the end-of-turn write
+    instead of a future; every ack still finds its records written."""
+    venue = Venue(seed=2, accounts=1, balance="100000000")
+    je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="none")
+    await je.start()
+    acct = je.account_ids[0]
+    w = je.journal.writer
+
+    async def one(i):
+        await je.submit(OrderSpec(account_id=acct, instrument="EUR_USD", side="buy", units=1000,
+                                  client_order_id=f"n-{i}"))
+        on_disk = {r.payload.get("client_id") for r in read_records(str(tmp_path))
+                   if r.payload["type"] == "broker.filled"}
+        assert f"n-{i}" in on_disk
+
+    await asyncio.gather(*[one(i) for i in range(32)])
+    assert w.durable_seq == w.last_seq and not w._waiters
+    await je.stop()
+
+
+async def test_a_failed_none_mode_write_fails_the_submit(tmp_path):
+    venue = Venue(seed=2, accounts=1, balance="100000")
+    je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="none")
+    await je.start()
+    acct = je.account_ids[0]
+    w = je.journal.writer
+    good_fd = w._fd
+    w._fd = os.open(os.path.join(str(tmp_path), "ro"), os.O_RDONLY | os.O_CREAT)  # pwrite: EBADF
+    try:
+        with pytest.raises(JournalFailedError):
+            await je.submit(OrderSpec(account_id=acct, instrument="EUR_USD", side="buy", units=1000))
+        assert isinstance(w.failed, OSError) and w.durable_seq < w.last_seq
+    finally:
+        os.close(w._fd)
+        w._fd = good_fd
+    await je.journal.close()
 
 
 @pytest.mark.parametrize("py", [False, True])

@@ -16,6 +16,7 @@ pack, no concatenation) and its CRC-32 (zlib's polynomial, bit-identical to
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_Copy, PyDict_GetItemWithError, PyDict_SetItem, PyDict_DelItem, PyDict_Contains
 from cpython.object cimport PyObject, PyObject_IsTrue
+from cpython.set cimport PySet_Add, PySet_Contains
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
@@ -405,10 +406,10 @@ cdef int _forget(StateCore state, order_id) except -1:
         return 0  # re-opened by a later correction: keep it
     del orders[order_id]
     cdef dict by_client = state.by_client
-    cid = order.get("client_order_id")
+    cid = _get(order, "client_order_id")
     if _get(by_client, cid) == order_id:
         del by_client[order["client_order_id"]]
-    key = f"{order['account_id']}/{order.get('broker_order_id')}"
+    key = f"{order['account_id']}/{_get(order, 'broker_order_id')}"
     cdef dict by_broker = state.by_broker
     if _get(by_broker, key) == order_id:
         del by_broker[key]
@@ -474,20 +475,24 @@ cdef int _on_filled_c(StateCore state, dict rec) except -1:
     acct = rec["account_id"]
     txn = _get(rec, "txn_id")
     cdef dict recent_sets, recent_orders, last_txn
+    cdef object seen
     if txn is not None:
         recent_sets = state._recent
         seen = _get(recent_sets, acct)
         if seen is None:
             seen = set()
             recent_sets[acct] = seen
-        elif txn in seen:
+        elif (PySet_Contains(seen, txn) if type(seen) is set else txn in seen):
             return 0  # already applied
         recent_orders = state._recent_order
         recent = _get(recent_orders, acct)
         if recent is None:
             recent = _deque()
             recent_orders[acct] = recent
-        seen.add(txn)
+        if type(seen) is set:
+            PySet_Add(seen, txn)
+        else:
+            seen.add(txn)
         recent.append(txn)
         if len(recent) > _RECENT_TXNS:
             seen.discard(recent.popleft())
@@ -823,6 +828,30 @@ cdef class JournalCore:
         return seq
 
 
+cimport cython
+
+
+@cython.freelist(64)
+@cython.final
+cdef class _NextTurn:
+    """``await _NextTurn()``: give the loop one turn and resume (a bare ``yield``, which a Task
+    answers by scheduling its next step with ``call_soon``, like ``asyncio.sleep(0)``)."""
+
+    cdef bint _yielded
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._yielded:
+            raise StopIteration
+        self._yielded = True
+        return None
+
+
 async def journaled_submit(self, order, *, request_id=None):
     """``JournaledEngine.submit`` (bound to the class as that method; ``submit_py`` in
     integration.py is the reference): refuse a client order id the journal knows and the
@@ -843,6 +872,12 @@ async def journaled_submit(self, order, *, request_id=None):
         return await self.engine.submit(order, request_id=request_id)
     finally:
         if wc._next_seq != before:
+            if not wc._sync and wc._kick_pending and wc.durable_seq < wc._next_seq - 1:
+                # ``none`` mode: the end-of-turn write that covers these records is already
+                # queued on the loop ahead of this task's next step (call_soon is FIFO), so one
+                # turn makes them durable: no future, no waiter entry, no set_result. Whatever
+                # that write did not cover (it failed, the writer closed) is waited for below.
+                await _NextTurn()
             fut = wc._durable_future(wc._next_seq - 1)
             if fut is not None:
                 await fut
