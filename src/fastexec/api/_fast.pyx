@@ -135,6 +135,7 @@ cdef class OrderReader:
     cdef list choices        # K_ENUM: the members (exact ASCII str) the value bytes are matched against, else None
     cdef list last           # K_TEXT: the last value taken (bytes equal to it are that same, accepted str)
     cdef Py_ssize_t nfields
+    cdef Py_ssize_t ckind[MAX_FIELDS], cslot[MAX_FIELDS]  # kinds and slots again, as C ints for the scan
     cdef unsigned long long required  # bitmask over fields
     cdef dict precision
     cdef long long max_units
@@ -172,6 +173,8 @@ cdef class OrderReader:
             self.data.append(data)
             self.strings.append(string)
             self.slots.append(slot)
+            if i < MAX_FIELDS:  # else not usable: nfields stays 0 and the scan never runs
+                self.ckind[i], self.cslot[i] = kind, slot
             choices = None
             if kind == K_ENUM and all(type(c) is str and c.isascii() for c in data):
                 choices = tuple(sorted(data))
@@ -228,7 +231,7 @@ cdef class OrderReader:
             f = self._field(<const char*>s + start, i - start)
             if f < 0:
                 return None
-            kind = <Py_ssize_t>self.kinds[f]
+            kind = self.ckind[f]
             if kind < 0 or (seen >> f) & 1:
                 return None
             seen |= 1ULL << f
@@ -286,7 +289,7 @@ cdef class OrderReader:
                 v = num
             else:
                 return None
-            values[<Py_ssize_t>self.slots[f]] = v
+            values[self.cslot[f]] = v
             while i < n and _ws(s[i]):
                 i += 1
             if i >= n:
@@ -333,6 +336,7 @@ cdef class Submitted:
 
     cdef object reference, log, metrics, children
     cdef object last_type, last_instrument, last_status, last_pair
+    cdef object last_hist, last_bounds, last_counts  # the pair's histogram, its bounds and counts list
 
     def __init__(self, reference, log, metrics):
         self.reference = reference
@@ -374,7 +378,11 @@ cdef class Submitted:
         seconds = now - t0
         (<tuple>pair)[0].value += 1.0  # as Metrics.order
         h = (<tuple>pair)[1]
-        b = h.bounds
+        if h is self.last_hist:  # its bounds tuple and counts list, read when it was last seen
+            b, counts_obj = self.last_bounds, self.last_counts
+        else:
+            b, counts_obj = h.bounds, h.counts
+            self.last_hist, self.last_bounds, self.last_counts = h, b, counts_obj
         if type(b) is tuple:
             # bisect_left(bounds, seconds) over a tuple of floats, in C
             bounds = <tuple>b
@@ -386,7 +394,7 @@ cdef class Submitted:
                 i = bisect_left(b, seconds)
         else:
             i = bisect_left(b, seconds)
-        h.counts[i] += 1
+        counts_obj[i] += 1
         h.sum += seconds
 
 
@@ -635,8 +643,8 @@ def submit_endpoint(SubmitPath sp):
                 sp.perf_ring.add(_now_ns() - t0)
             except Exception as exc:
                 resp = sp.error_response(exc, request, rid)
-            if sp.children is not None:
                 status = resp.status
+            if sp.children is not None:  # status: the response's
                 child = (<dict>sp.children).get(status)
                 if child is None:
                     child = sp.child(status)
