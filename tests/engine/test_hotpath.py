@@ -124,6 +124,25 @@ def test_direct_slot_access_is_in_use():
     assert tuple(f.name for f in dataclasses.fields(OrderSpec)) == H._SPEC_FIELDS
 
 
+def test_records_are_filled_in_place_and_are_ordinary_dicts():
+    """The compiled records are copies of a template with their values written
+    in (``engine/_dictfill.pxd``): plain dicts, keys in order, tracked by the
+    collector exactly when a value needs it, and independent of each other."""
+    import gc
+
+    assert H.DIRECT_DICTS
+    ev = OrderFilled("acct", "c-1", "7", 9, "EUR_USD", 1000, 1_100_000_000, "MARKET_ORDER", 5, 0, 0, 0, 10**9,
+                     "9", ("3", "4"))
+    a, b = H.filled_record(ev), H.filled_record(ev)
+    assert type(a) is dict and a is not b and a["trades_closed"] is not b["trades_closed"]
+    assert list(a) == list(H._FILLED_FIELDS) + ["type", "ts"]
+    assert a["trades_closed"] == ["3", "4"] and a["type"] == "broker.filled" and a["txn_id"] == 9
+    assert gc.is_tracked(a)  # it holds a list
+    a["extra"] = 1
+    del a["account_id"]
+    assert "account_id" in b and "extra" not in b and H.filled_record(ev)["account_id"] == "acct"
+
+
 def test_broker_request_of_an_order_with_exits_and_gtd():
     n = V.normalize(OrderSpec("a", "EUR_USD", "sell", 10, type="limit", price=1_090_000_000, time_in_force="GTD",
                               gtd_time=__import__("datetime").datetime(2100, 1, 1, tzinfo=__import__("datetime").timezone.utc),

@@ -43,6 +43,7 @@ from fastexec._core.instruments cimport Instrument
 from fastexec._core.orders cimport OrderStore
 from fastexec._core.positions cimport Ledger
 from fastexec._core.risk cimport RiskEngine
+cimport fastexec.engine._dictfill as df
 
 import logging
 from time import perf_counter_ns
@@ -506,7 +507,11 @@ cdef object order_view(Order o):
     sl = _exit_spec(n.stop_loss)
     tp = _exit_spec(n.take_profit)
     tsl = n.trailing_stop.distance if n.trailing_stop is not None else None
-    timings = {"risk_ns": o.risk_ns, "broker_ns": o.broker_ns, "total_ns": o.total_ns}
+    cdef dict timings = df.new(_TIMINGS)
+    cdef bint dr = _DIRECT and df.direct(timings, 3)
+    df.put(timings, dr, _TIMINGS_KEYS, 0, o.risk_ns)
+    df.put(timings, dr, _TIMINGS_KEYS, 1, o.broker_ns)
+    df.put(timings, dr, _TIMINGS_KEYS, 2, o.total_ns)
     filled = fu
     size = units if units > 0 else -units
     precision = o.precision
@@ -653,17 +658,37 @@ cdef object _normalize():
     return _normalize_fn
 
 
+# The two records of every market order, as templates (``_dictfill``): the
+# keys in the records' order, the constant "type" set.
+cdef bint _DIRECT = df.works()
+cdef tuple _FILLED_KEYS = _FILLED_FIELDS + ("type", "ts")
+cdef dict _FILLED_REC = df.template(_FILLED_KEYS)
+_FILLED_REC["type"] = "broker.filled"
+cdef tuple _SUBMITTED_KEYS = (
+    "type", "ts", "order_id", "client_order_id", "account_id", "instrument", "side", "units", "order_type", "price",
+    "stop_price", "trailing_distance", "time_in_force", "gtd_time_ns", "stop_loss", "take_profit",
+    "trailing_stop_distance", "request_id", "emulated",
+)
+cdef dict _SUBMITTED_REC = df.template(_SUBMITTED_KEYS)
+_SUBMITTED_REC["type"] = "order.submitted"
+cdef tuple _TIMINGS_KEYS = ("risk_ns", "broker_ns", "total_ns")
+cdef dict _TIMINGS = df.template(_TIMINGS_KEYS)
+DIRECT_DICTS = _DIRECT  # records and timings written into template copies (tests check it)
+
+
 cdef dict _filled_record(ev):
     """``records.event_record`` of an OrderFilled, read through its slot descriptors (``_FILL``,
     the fields in declaration order): the same keys in the same order, ``ts`` now."""
     cdef tuple d = _FILL
-    closed = _get(d, 14, ev)
-    return {"account_id": _get(d, 0, ev), "client_id": _get(d, 1, ev), "broker_order_id": _get(d, 2, ev),
-            "txn_id": _get(d, 3, ev), "instrument": _get(d, 4, ev), "units": _get(d, 5, ev),
-            "price": _get(d, 6, ev), "reason": _get(d, 7, ev), "time_ns": _get(d, 8, ev), "pl": _get(d, 9, ev),
-            "financing": _get(d, 10, ev), "commission": _get(d, 11, ev), "account_balance": _get(d, 12, ev),
-            "trade_opened_id": _get(d, 13, ev), "trades_closed": list(closed),
-            "type": "broker.filled", "ts": _time_ns()}
+    cdef tuple k = _FILLED_KEYS
+    cdef Py_ssize_t i
+    cdef dict r = df.new(_FILLED_REC)
+    cdef bint dr = _DIRECT and df.direct(r, 17)
+    for i in range(14):
+        df.put(r, dr, k, i, _get(d, i, ev))
+    df.put(r, dr, k, 14, list(_get(d, 14, ev)))
+    df.put(r, dr, k, 16, _time_ns())
+    return r
 
 
 cdef inline object _exit_rec(d):
@@ -674,19 +699,34 @@ cdef dict _submitted_record(Order o):
     """``Engine._journal_submitted``'s record (engine.py keeps the Python original, the reference):
     the same keys in the same order."""
     cdef Normalized n = o.norm
-    units = n.units
+    cdef tuple k = _SUBMITTED_KEYS
+    instrument = o.inst.name
+    units = abs(n.units)
+    sl = _exit_rec(n.stop_loss)
+    tp = _exit_rec(n.take_profit)
     tsl = n.trailing_stop
-    return {
-        "type": "order.submitted", "ts": o.created_at, "order_id": o.order_id,
-        "client_order_id": o.client_order_id, "account_id": o.account_id, "instrument": o.inst.name,
-        "side": o.side, "units": abs(units), "order_type": n.info.name, "price": n.price,
-        "stop_price": n.stop_price, "trailing_distance": n.trailing_distance, "time_in_force": n.tif,
-        "gtd_time_ns": n.gtd_ns,
-        "stop_loss": _exit_rec(n.stop_loss),
-        "take_profit": _exit_rec(n.take_profit),
-        "trailing_stop_distance": tsl.distance if tsl is not None else None,
-        "request_id": o.request_id, "emulated": n.emulated,
-    }
+    tsd = tsl.distance if tsl is not None else None
+    cdef dict r = df.new(_SUBMITTED_REC)
+    cdef bint dr = _DIRECT and df.direct(r, 19)
+    df.put(r, dr, k, 1, o.created_at)
+    df.put(r, dr, k, 2, o.order_id)
+    df.put(r, dr, k, 3, o.client_order_id)
+    df.put(r, dr, k, 4, o.account_id)
+    df.put(r, dr, k, 5, instrument)
+    df.put(r, dr, k, 6, o.side)
+    df.put(r, dr, k, 7, units)
+    df.put(r, dr, k, 8, n.info.name)
+    df.put(r, dr, k, 9, n.price)
+    df.put(r, dr, k, 10, n.stop_price)
+    df.put(r, dr, k, 11, n.trailing_distance)
+    df.put(r, dr, k, 12, n.tif)
+    df.put(r, dr, k, 13, n.gtd_ns)
+    df.put(r, dr, k, 14, sl)
+    df.put(r, dr, k, 15, tp)
+    df.put(r, dr, k, 16, tsd)
+    df.put(r, dr, k, 17, o.request_id)
+    df.put(r, dr, k, 18, n.emulated)
+    return r
 
 
 def submitted_record(Order o not None):

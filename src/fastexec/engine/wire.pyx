@@ -21,6 +21,8 @@ from cpython.object cimport PyObject_Str
 from cpython.ref cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
+cimport fastexec.engine._dictfill as df
+
 
 cdef extern from "Python.h":
     bint PyLong_CheckExact(object o)
@@ -267,22 +269,17 @@ cdef tuple _ORDER_KEYS = (
 )
 
 
-cdef dict _template(tuple keys):
-    cdef dict d = _PyDict_NewPresized(len(keys))
-    for k in keys:
-        d[k] = None
-    return d
+# Every key, value None, in wire order (``_dictfill``): a copy of it is a
+# clone of its table (one memcpy) whose values are written in place; the
+# many fields that are None are not touched at all.
+cdef dict _ORDER_TEMPLATE = df.template(_ORDER_KEYS)
+cdef bint _DIRECT = df.works()
 
 
-# Every key, value None, in wire order: a copy of it is a clone of its table
-# (one memcpy), and filling a key that is already there is cheaper than
-# inserting it; the many fields that are None are not touched at all.
-cdef dict _ORDER_TEMPLATE = _template(_ORDER_KEYS)
-
-
-cdef inline int _set(dict d, str key, object value) except -1:
+cdef inline int _set(dict d, bint dr, Py_ssize_t i, object value) except -1:
+    """``d[_ORDER_KEYS[i]] = value`` unless value is None (the template's value)."""
     if value is not None:
-        PyDict_SetItem(d, key, value)
+        df.put(d, dr, _ORDER_KEYS, i, value)
     return 0
 
 
@@ -292,33 +289,34 @@ def order_dict(view):
         return _ref_order(view)
     p = <object>PyTuple_GET_ITEM(view, 25)
     timings = <object>PyTuple_GET_ITEM(view, 24)
-    cdef dict d = PyDict_Copy(_ORDER_TEMPLATE)
+    cdef dict d = df.new(_ORDER_TEMPLATE)
+    cdef bint dr = _DIRECT and df.direct(d, 25)
     # The reference's order: with several bad fields, the first one raises.
-    _set(d, "order_id", <object>PyTuple_GET_ITEM(view, 0))
-    _set(d, "client_order_id", <object>PyTuple_GET_ITEM(view, 1))
-    _set(d, "broker_order_id", <object>PyTuple_GET_ITEM(view, 2))
-    _set(d, "status", <object>PyTuple_GET_ITEM(view, 3))
-    _set(d, "account_id", <object>PyTuple_GET_ITEM(view, 4))
-    _set(d, "instrument", <object>PyTuple_GET_ITEM(view, 5))
-    _set(d, "side", <object>PyTuple_GET_ITEM(view, 6))
-    _set(d, "type", <object>PyTuple_GET_ITEM(view, 7))
-    _set(d, "units", int_str(<object>PyTuple_GET_ITEM(view, 8)))
-    _set(d, "filled_units", int_str(<object>PyTuple_GET_ITEM(view, 9)))
-    _set(d, "price", opt_price(<object>PyTuple_GET_ITEM(view, 10), p))
-    _set(d, "stop_price", opt_price(<object>PyTuple_GET_ITEM(view, 11), p))
-    _set(d, "trailing_distance", opt_price(<object>PyTuple_GET_ITEM(view, 12), p))
-    _set(d, "trigger_price", opt_price(<object>PyTuple_GET_ITEM(view, 13), p))
-    _set(d, "average_fill_price", avg_price(<object>PyTuple_GET_ITEM(view, 14), p))
-    _set(d, "time_in_force", <object>PyTuple_GET_ITEM(view, 15))
-    _set(d, "gtd_time", ts(<object>PyTuple_GET_ITEM(view, 16)))
-    _set(d, "stop_loss", exit_spec(<object>PyTuple_GET_ITEM(view, 17), p))
-    _set(d, "take_profit", exit_spec(<object>PyTuple_GET_ITEM(view, 18), p))
-    _set(d, "trailing_stop_distance", opt_price(<object>PyTuple_GET_ITEM(view, 19), p))
-    _set(d, "created_at", ts(<object>PyTuple_GET_ITEM(view, 20)))
-    _set(d, "updated_at", ts(<object>PyTuple_GET_ITEM(view, 21)))
-    _set(d, "reject_reason", <object>PyTuple_GET_ITEM(view, 22))
-    _set(d, "request_id", <object>PyTuple_GET_ITEM(view, 23))
-    _set(d, "timings", PyDict_Copy(timings) if PyDict_CheckExact(timings) else dict(timings))
+    _set(d, dr, 0, <object>PyTuple_GET_ITEM(view, 0))  # order_id
+    _set(d, dr, 1, <object>PyTuple_GET_ITEM(view, 1))  # client_order_id
+    _set(d, dr, 2, <object>PyTuple_GET_ITEM(view, 2))  # broker_order_id
+    _set(d, dr, 3, <object>PyTuple_GET_ITEM(view, 3))  # status
+    _set(d, dr, 4, <object>PyTuple_GET_ITEM(view, 4))  # account_id
+    _set(d, dr, 5, <object>PyTuple_GET_ITEM(view, 5))  # instrument
+    _set(d, dr, 6, <object>PyTuple_GET_ITEM(view, 6))  # side
+    _set(d, dr, 7, <object>PyTuple_GET_ITEM(view, 7))  # type
+    _set(d, dr, 8, int_str(<object>PyTuple_GET_ITEM(view, 8)))  # units
+    _set(d, dr, 9, int_str(<object>PyTuple_GET_ITEM(view, 9)))  # filled_units
+    _set(d, dr, 10, opt_price(<object>PyTuple_GET_ITEM(view, 10), p))  # price
+    _set(d, dr, 11, opt_price(<object>PyTuple_GET_ITEM(view, 11), p))  # stop_price
+    _set(d, dr, 12, opt_price(<object>PyTuple_GET_ITEM(view, 12), p))  # trailing_distance
+    _set(d, dr, 13, opt_price(<object>PyTuple_GET_ITEM(view, 13), p))  # trigger_price
+    _set(d, dr, 14, avg_price(<object>PyTuple_GET_ITEM(view, 14), p))  # average_fill_price
+    _set(d, dr, 15, <object>PyTuple_GET_ITEM(view, 15))  # time_in_force
+    _set(d, dr, 16, ts(<object>PyTuple_GET_ITEM(view, 16)))  # gtd_time
+    _set(d, dr, 17, exit_spec(<object>PyTuple_GET_ITEM(view, 17), p))  # stop_loss
+    _set(d, dr, 18, exit_spec(<object>PyTuple_GET_ITEM(view, 18), p))  # take_profit
+    _set(d, dr, 19, opt_price(<object>PyTuple_GET_ITEM(view, 19), p))  # trailing_stop_distance
+    _set(d, dr, 20, ts(<object>PyTuple_GET_ITEM(view, 20)))  # created_at
+    _set(d, dr, 21, ts(<object>PyTuple_GET_ITEM(view, 21)))  # updated_at
+    _set(d, dr, 22, <object>PyTuple_GET_ITEM(view, 22))  # reject_reason
+    _set(d, dr, 23, <object>PyTuple_GET_ITEM(view, 23))  # request_id
+    _set(d, dr, 24, PyDict_Copy(timings) if PyDict_CheckExact(timings) else dict(timings))  # timings
     return d
 
 
