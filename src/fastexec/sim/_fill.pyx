@@ -326,6 +326,19 @@ cdef class Account:
         return self.txns[max(0, txn_id):self.last_id]
 
 
+cdef class VenueCore:
+    """Base class of ``venue.Venue`` (with the kernel): the attributes the
+    market-order fast path reads on every order, as C fields (an instance
+    attribute of a Python object is a dictionary lookup per read).
+    ``Venue.__init__`` sets every one; Python code reads and writes them as
+    before."""
+
+    cdef public dict accounts, by_name
+    cdef public list bids, asks, ptimes, _txn_listeners
+    cdef public object clock, slippage_steps, liquidity, _now
+    cdef public bint fast_path
+
+
 # --------------------------------------------------------------------------- bounded history
 
 TRIM_BATCH = 4096  # transactions forgotten at once past ``history`` (venue.TRIM_BATCH is this)
@@ -575,12 +588,12 @@ def place_market(venue, Account acct, Order o, request_id):
     ``orderFillTransaction`` transaction ids) with the batch open: the caller
     closes it (``Venue._end``) and builds the ``Result``.
     """
-    if not _book(venue, acct, o, request_id):
+    if not isinstance(venue, VenueCore) or not _book(<VenueCore>venue, acct, o, request_id):
         return None
     return {"orderCreateTransaction": o.id, "orderFillTransaction": o.fill_txn}
 
 
-cdef bint _book(venue, Account acct, Order o, request_id) except -1:
+cdef bint _book(VenueCore venue, Account acct, Order o, request_id) except -1:
     """``place_market``: True when booked (create + fill appended, batch
     open), False with nothing changed for an order the general path must run."""
     # ---- is this an order the kernel handles, and will it fill? (no mutation)
@@ -691,7 +704,7 @@ cdef bint _book(venue, Account acct, Order o, request_id) except -1:
     o.fill_reason = "MARKET_ORDER"
     o.fill_bid = bid
     o.fill_ask = ask
-    o.fill_ptime = (<list>venue.ptimes)[i]
+    o.fill_ptime = venue.ptimes[i]
     o.fill_gain = gain
     o.fill_loss = loss
     o.fill_trade = None
@@ -753,7 +766,7 @@ cdef bint _book(venue, Account acct, Order o, request_id) except -1:
                 else:
                     closed.append(entry)
                 if tr.tp is not None or tr.sl is not None or tr.tsl is not None:
-                    venue._close_dependents(acct, tr, now)
+                    (<object>venue)._close_dependents(acct, tr, now)
             else:
                 o.fill_reduced = entry
                 o.trade_reduced_id = tr.id
@@ -875,7 +888,7 @@ cdef inline object _rslot(r, Py_ssize_t k):
     return <object>p
 
 
-cdef int _end_batch(venue, Account acct, broker) except -1:
+cdef int _end_batch(VenueCore venue, Account acct, broker) except -1:
     """``Venue._end`` inside ``broker``'s request: listeners see the batch,
     except the broker's own, which ignores its requests' batches (it is
     skipped, not called; the others run with the broker's request count
@@ -903,7 +916,9 @@ cdef int _end_batch(venue, Account acct, broker) except -1:
 
 def broker_market(venue, r, broker):
     """``_broker_market`` from Python."""
-    return _broker_market(venue, r, broker)
+    if not isinstance(venue, VenueCore):
+        return None
+    return _broker_market(<VenueCore>venue, r, broker)
 
 
 cdef object _events_of = None  # broker.events_of, bound by broker.py (no circular import)
@@ -918,16 +933,17 @@ def submit_now(broker, r):
     """``SimulatedBroker.submit_now`` (bound to the class as that method):
     the events of a plain market order booked at once by ``_broker_market``,
     or None with nothing done (``submit`` runs the general path)."""
-    venue = broker.venue
-    if not venue.fast_path:
+    v = broker.venue
+    if not isinstance(v, VenueCore) or not (<VenueCore>v).fast_path:
         return None
+    cdef VenueCore venue = <VenueCore>v
     evs = _broker_market(venue, r, broker)
     if type(evs) is tuple:  # booked with more than the fill in its batch: mapped from the transactions
-        return _events_of(venue, (<dict>venue.accounts)[_rslot(r, 1)], (<tuple>evs)[0], (<tuple>evs)[1])
+        return _events_of(venue, venue.accounts[_rslot(r, 1)], (<tuple>evs)[0], (<tuple>evs)[1])
     return evs
 
 
-cdef object _broker_market(venue, r, broker):
+cdef object _broker_market(VenueCore venue, r, broker):
     """``SimulatedBroker.submit`` of a plain market ``OrderRequest``: the
     venue order built directly, booked by ``place_market``, the batch closed
     (``Venue._end``: listeners see it, see ``_end_batch``) and its events
@@ -937,7 +953,7 @@ cdef object _broker_market(venue, r, broker):
     general path reports it)."""
     if type(r) is not _OrderRequest or not R_OK:
         return None
-    acct = (<dict>venue.accounts).get(_rslot(r, 1))
+    acct = venue.accounts.get(_rslot(r, 1))
     if type(acct) is not Account:
         return None
     if _rslot(r, 4) is not _OT_MARKET or _rslot(r, 5) is not None or _rslot(r, 6) is not None:  # type, price, bound
@@ -953,7 +969,7 @@ cdef object _broker_market(venue, r, broker):
         tif = "IOC"
     else:
         return None
-    inst = (<dict>venue.by_name).get(_rslot(r, 2))
+    inst = venue.by_name.get(_rslot(r, 2))
     if inst is None:
         return None
     cdef dict ce = {"id": _rslot(r, 0)}
@@ -988,7 +1004,7 @@ cdef object _broker_market(venue, r, broker):
     else:
         broker._in_request += 1
         try:
-            venue._end(a)
+            (<object>venue)._end(a)
         finally:
             broker._in_request -= 1
     # booked: never None from here on (None would make the caller place it

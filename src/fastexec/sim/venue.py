@@ -549,13 +549,16 @@ def _forget_order(o: Order, cutoff: int, orders: dict, by_client: dict, trades: 
 # whose extensions are not built (or FASTEXEC_SIM_PURE=1, which the tests use
 # to run the reference path).
 _place_market = None
+_VenueBase = object
 if not os.environ.get("FASTEXEC_SIM_PURE"):
     try:
         from ._fill import Account, OnFill, Order, Position, Trade, TxnLog  # type: ignore[no-redef]  # noqa: F811
+        from ._fill import VenueCore as _VenueBase  # type: ignore[no-redef]  # noqa: F811
         from ._fill import place_market as _place_market
         from ._fill import trim as _trim  # noqa: F811
     except ImportError:  # pragma: no cover - only before the extensions are built
         _place_market = None
+        _VenueBase = object
 HAVE_KERNEL = _place_market is not None
 
 
@@ -565,7 +568,7 @@ TxnListener = Callable[[Account, Sequence], None]  # a TxnBatch: views made on f
 PriceListener = Callable[[SimInstrument, int, int, int], None]
 
 
-class Venue:
+class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast path reads, as C fields
     """Accounts, orders, trades and positions with OANDA v20 semantics.
 
     ``set_price`` is the only way prices move; it triggers pending orders,
@@ -619,6 +622,7 @@ class Venue:
         if history is not None and (type(history) is not int or history < 1):
             raise ValueError("history must be an int >= 1 (transactions retained per account) or None")
         self.history = history
+        self._now = 0  # the time of the request being applied
         self.instruments = list(instruments) if instruments is not None else load_sim_instruments()
         self.by_name = {i.name: i for i in self.instruments}
         n = len(self.instruments)
@@ -727,7 +731,6 @@ class Venue:
             for fn in tuple(self._txn_listeners):
                 fn(acct, new)
 
-    _now = 0
 
     # ------------------------------------------------------------------ prices & conversion
 
