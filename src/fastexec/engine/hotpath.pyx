@@ -38,6 +38,8 @@ from cpython.object cimport PyObject, PyTypeObject, Py_TYPE
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_SET_ITEM
 from libc.stdint cimport int64_t
+from libc.string cimport memcpy
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastexec._core.instruments cimport Instrument
 from fastexec._core.orders cimport OrderStore
@@ -46,7 +48,6 @@ from fastexec._core.risk cimport RiskEngine
 cimport fastexec.engine._dictfill as df
 
 import logging
-from time import perf_counter_ns
 from time import time_ns as _time_ns
 
 from fastexec._core.fixedpoint import MAX_UNITS as _MAX_UNITS_PY
@@ -87,6 +88,48 @@ cdef extern from *:
     }
     """
     object fe_tuple_alloc(object cls, Py_ssize_t n)
+
+cdef extern from *:
+    """
+    /* prefix + str(n), written into one new str for an ASCII prefix and n > 0;
+       otherwise the + of the two (so errors are those of prefix + str(n)). */
+    static PyObject* fe_id_str(PyObject* prefix, long long n) {
+        char buf[24];
+        char* end = buf + sizeof buf;
+        char* s = end;
+        unsigned long long a;
+        Py_ssize_t lp, nd;
+        PyObject *u, *num, *ns;
+        if (n > 0 && PyUnicode_CheckExact(prefix) && PyUnicode_IS_ASCII(prefix)) {
+            a = (unsigned long long)n;
+            do { *--s = (char)('0' + a % 10); a /= 10; } while (a);
+            lp = PyUnicode_GET_LENGTH(prefix);
+            nd = end - s;
+            u = PyUnicode_New(lp + nd, 127);
+            if (u == NULL) return NULL;
+            memcpy(PyUnicode_1BYTE_DATA(u), PyUnicode_1BYTE_DATA(prefix), (size_t)lp);
+            memcpy(PyUnicode_1BYTE_DATA(u) + lp, s, (size_t)nd);
+            return u;
+        }
+        num = PyLong_FromLongLong(n);
+        if (num == NULL) return NULL;
+        ns = PyObject_Str(num);
+        Py_DECREF(num);
+        if (ns == NULL) return NULL;
+        u = PyNumber_Add(prefix, ns);
+        Py_DECREF(ns);
+        return u;
+    }
+    """
+    object fe_id_str(object prefix, long long n)
+
+
+cdef inline int64_t _perf_ns() noexcept nogil:
+    """``time.perf_counter_ns()`` without the call and the int object: on
+    Linux both read CLOCK_MONOTONIC."""
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 log = logging.getLogger("fastexec.engine")
 cdef object _DEBUG = logging.DEBUG
@@ -494,12 +537,22 @@ cdef object order_view(Order o):
     if n is None or o.inst is None:
         raise ValueError(f"order {o.order_id!r} has no terms")
     units = n.units
+    cdef long long fv, cq, cr
+    cdef int overflow = 0
     avg = None
     if fu:
-        q, r = divmod(o.fill_value, fu)
-        if 2 * r > fu or (2 * r == fu and q & 1):
-            q += 1
-        avg = q
+        fv = PyLong_AsLongLongAndOverflow(o.fill_value, &overflow) if type(o.fill_value) is int else -1
+        if fu > 0 and fv >= 0 and not overflow:  # in C (the common case: it fits int64)
+            cq = fv // fu
+            cr = fv - cq * fu
+            if 2 * cr > fu or (2 * cr == fu and cq & 1):
+                cq += 1
+            avg = cq
+        else:
+            q, r = divmod(o.fill_value, fu)
+            if 2 * r > fu or (2 * r == fu and q & 1):
+                q += 1
+            avg = q
     # Filled in place, like tuple.__new__(OrderView, items) but without the
     # items tuple. Every value is computed before the allocation, so nothing
     # can fail or run Python code while the tuple is incomplete.
@@ -791,11 +844,12 @@ cdef class EngineCore:
         cdef Normalized n
         if type(spec) is not OrderSpec and not isinstance(spec, OrderSpec):
             raise ValidationError("order must be an OrderSpec", code="INVALID_ORDER")
-        name = spec.instrument
+        cdef tuple sd = _SPEC if type(spec) is OrderSpec else None  # its fields through the slots
+        name = _get(sd, 1, spec) if sd is not None else spec.instrument
         inst = self._inst.get(name) if type(name) is str else None
         if inst is None:
             inst = self._instrument(name)  # raises with the right code
-        account_id = spec.account_id
+        account_id = _get(sd, 0, spec) if sd is not None else spec.account_id
         a = self._accounts.get(account_id) if type(account_id) is str else None
         if a is None:
             a = self._acct_index(account_id, for_order=True)  # raises
@@ -836,14 +890,14 @@ cdef class EngineCore:
         """
         cdef Order o
         cdef Normalized n
-        t0 = perf_counter_ns()
+        cdef int64_t t0 = _perf_ns(), total
         now = self._clock()
         try:
             inst, a, n = self._check_c(order, now, True)
         except FastexecError as exc:
             self._perf.count("refused." + exc.code)
             raise
-        o = self._record(order, inst, a, n, request_id, now, perf_counter_ns() - t0)
+        o = self._record(order, inst, a, n, request_id, now, _perf_ns() - t0)
         if self._journal_on:
             self._journal.append(_submitted_record(o))  # Engine._journal_submitted, compiled
         if self._subs:
@@ -869,17 +923,18 @@ cdef class EngineCore:
                     "the broker could not be reached; the order was not placed", code="BROKER_UNAVAILABLE",
                     detail=f"order_id={o.order_id} status=rejected reason=NOT_PLACED",
                 )
-        o.total_ns = total = perf_counter_ns() - t0
+        total = _perf_ns() - t0
+        o.total_ns = total
         self._submit_ring._add(total)
         if log.isEnabledFor(_DEBUG):  # cached by logging; no record is built otherwise
             log.debug("order %s %s", o.order_id, STATUS[o.state], extra=self._log_extra(o))
         return order_view(o)
 
-    cdef Order _record(self, spec, Instrument inst, a, Normalized n, request_id, now, risk_ns):
+    cdef Order _record(self, spec, Instrument inst, a, Normalized n, request_id, now, int64_t risk_ns):
         """A checked order's id, its row in the C store and its record."""
         cdef Order o
         self._seq += 1
-        oid = self._id_prefix + str(self._seq)
+        oid = fe_id_str(self._id_prefix, self._seq)  # self._id_prefix + str(self._seq)
         by_client = self._by_client
         if oid in by_client:
             oid = self._next_id()
@@ -887,7 +942,11 @@ cdef class EngineCore:
         price = n.price
         stop = n.stop_price
         self._store._add(oid, a, inst.index, n.units, price or 0, stop or 0, n.emulated)
-        o = _new_order(oid, coid, spec.account_id, a, inst, n, spec.side, request_id, now)
+        cdef tuple sd = _SPEC if type(spec) is OrderSpec else None
+        if sd is not None:
+            o = _new_order(oid, coid, _get(sd, 0, spec), a, inst, n, _get(sd, 2, spec), request_id, now)
+        else:
+            o = _new_order(oid, coid, spec.account_id, a, inst, n, spec.side, request_id, now)
         o.risk_ns = risk_ns
         self._orders[oid] = o
         by_client[coid] = o
@@ -896,7 +955,7 @@ cdef class EngineCore:
     async def _route(self, Order o not None):
         """Send a routed order (or a triggered emulated order's child) once."""
         req = broker_request(o.norm, o.client_order_id, o.account_id, o.inst.name)
-        tb = perf_counter_ns()
+        cdef int64_t tb = _perf_ns()
         try:
             events = await self.broker.submit(req)
         except BrokerError as exc:
@@ -920,7 +979,7 @@ cdef class EngineCore:
         if fn is None:
             return 0
         req = broker_request(o.norm, o.client_order_id, o.account_id, o.inst.name)
-        tb = perf_counter_ns()
+        cdef int64_t tb = _perf_ns()
         try:
             events = fn(req)
         except BrokerError as exc:
@@ -930,19 +989,19 @@ cdef class EngineCore:
             return 0
         return self._routed(o, events, tb)
 
-    async def _route_lost(self, Order o not None, exc, tb):
+    async def _route_lost(self, Order o not None, exc, int64_t tb):
         """``_route``'s BrokerError branch, for a ``submit_now`` that raised."""
         events = await self._resolve_lost_submit(o, exc)
         cdef int code = self._routed(o, events, tb)
         if code != 1:
             await self._follow_up(o, code == 2)
 
-    cdef int _routed(self, Order o, events, tb) except -1:
+    cdef int _routed(self, Order o, events, int64_t tb) except -1:
         """Apply the broker's answer to a send. 1: done; 2: the answer did not
         say what became of the order (``_follow_up`` reconciles it); 4: the
         kill switch was pulled while it was in flight (``_follow_up``
         cancels it)."""
-        o.broker_ns = perf_counter_ns() - tb
+        o.broker_ns = _perf_ns() - tb
         self._broker_ok = True
         cdef Py_ssize_t seen = o.events
         for ev in events:
