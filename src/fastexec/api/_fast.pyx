@@ -37,6 +37,7 @@ compares the two answer for answer).
 from cpython.object cimport PyObject, PyTypeObject, Py_TYPE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.dict cimport PyDict_GetItem
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_GET_LENGTH
 from libc.string cimport memcmp
 
@@ -558,6 +559,20 @@ cdef class SubmitPath:
 
 from orjson import dumps as _dumps
 
+from logging import Logger as _Logger
+
+
+cdef inline int _debug_on(object log, dict cache) except -1:
+    """``log.isEnabledFor(logging.DEBUG)``; with ``cache`` (the logger's
+    ``_cache``), what the method would return from it, without the call."""
+    cdef PyObject* hit
+    if cache is not None and not log.disabled:
+        hit = PyDict_GetItem(cache, 10)
+        if hit is not NULL and type(<object>hit) is bool:
+            return <object>hit is True
+    return log.isEnabledFor(10)
+
+
 cdef tuple _KW_REQUEST_ID = ("request_id",)
 cdef str _SUBMIT = "submit"
 
@@ -568,6 +583,12 @@ def submit_endpoint(SubmitPath sp):
     id, context variable, clock, response and counters done from C."""
     if sp.template is not None and sp.response_cls.__new__ is not object.__new__:
         sp.template = None  # the lean response needs a plain object.__new__
+    # Logger.isEnabledFor(DEBUG) answers from the logger's _cache dict once it
+    # has been asked (logging clears that dict in place when levels change);
+    # read it directly while the logger is a plain Logger
+    cdef dict log_cache = None
+    if type(sp.log).isEnabledFor is _Logger.isEnabledFor and type(getattr(sp.log, "_cache", None)) is dict:
+        log_cache = sp.log._cache
     # the lean response's attributes: the template's, then the three of its own, copied whole per response
     cdef dict proto = None
     if sp.template is not None:
@@ -627,7 +648,7 @@ def submit_endpoint(SubmitPath sp):
                         sp.submit_failed(exc, spec, t1)
                         raise
                     # one isEnabledFor for the metrics and the request log below
-                    debug = sp.log.isEnabledFor(10)
+                    debug = _debug_on(sp.log, log_cache)
                     sp.submitted.record(view, spec, t1, _now_ns() * 1e-9, debug)
                     status, body = 201, _dumps(view.to_dict())
                 if status == 201 and proto is not None:
@@ -650,7 +671,7 @@ def submit_endpoint(SubmitPath sp):
                     child = sp.child(status)
                 child.value += 1
             if debug < 0:
-                debug = sp.log.isEnabledFor(10)
+                debug = _debug_on(sp.log, log_cache)
             if debug:
                 sp.log.debug("request", extra={"method": request.method, "path": request.path, "status": resp.status})
             return resp
