@@ -39,6 +39,15 @@ def test_crc32_is_zlibs(data, start):
     assert _hot.crc32(data, start) == zlib.crc32(data, start)
 
 
+@pytest.mark.parametrize("n", [*range(60, 150), 255, 256, 257, 1000, 4096, 65536 + 7])
+def test_crc32_is_zlibs_across_the_folded_lengths(n):
+    """64 bytes and more are folded with PCLMULQDQ where the CPU has it (``_hot.CLMUL``):
+    every remainder length, one and several 64-byte steps."""
+    data = bytes((i * 131 + n) & 0xFF for i in range(n))
+    for start in (0, 1, 0xFFFFFFFF, 0x12345678):
+        assert _hot.crc32(data, start) == zlib.crc32(data, start)
+
+
 _scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=20))
 _payloads = st.dictionaries(st.text(max_size=12), st.one_of(_scalars, st.lists(_scalars, max_size=3),
                                                             st.dictionaries(st.text(max_size=5), _scalars, max_size=3)),
