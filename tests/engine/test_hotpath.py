@@ -119,6 +119,7 @@ def test_direct_slot_access_is_in_use():
     """The broker-interface dataclasses are the slotted shapes hotpath expects
     (else it silently takes the slower getattr / constructor path)."""
     assert H.DIRECT_SLOTS == {"OrderRequest": True, "OrderFilled": True, "OrderSpec": True}
+    assert H.DIRECT_REQUEST_INIT  # broker_request fills a new OrderRequest's slots in place
     assert tuple(f.name for f in dataclasses.fields(OrderRequest)) == H._REQUEST_FIELDS
     assert tuple(f.name for f in dataclasses.fields(OrderFilled)) == H._FILLED_FIELDS
     assert tuple(f.name for f in dataclasses.fields(OrderSpec)) == H._SPEC_FIELDS

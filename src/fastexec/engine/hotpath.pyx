@@ -91,6 +91,23 @@ cdef extern from *:
 
 cdef extern from *:
     """
+    #include "structmember.h"
+    /* The offset of a writable object slot (a __slots__ member descriptor), or -1. */
+    static inline Py_ssize_t fe_member_offset(PyObject *d) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        return (m->type == T_OBJECT_EX && !(m->flags & READONLY)) ? m->offset : -1;
+    }
+    /* Set an empty slot of a new object (what member_set does, without its checks). */
+    static inline void fe_slot_init(PyObject *o, Py_ssize_t off, PyObject *v) {
+        Py_INCREF(v);
+        *(PyObject **)((char *)o + off) = v;
+    }
+    """
+    Py_ssize_t fe_member_offset(object d)
+    void fe_slot_init(object o, Py_ssize_t off, object v)
+
+cdef extern from *:
+    """
     /* prefix + str(n), written into one new str for an ASCII prefix and n > 0;
        otherwise the + of the two (so errors are those of prefix + str(n)). */
     static PyObject* fe_id_str(PyObject* prefix, long long n) {
@@ -218,6 +235,23 @@ _REQUEST_FIELDS = ("client_id", "account_id", "instrument", "units", "type", "pr
                    "time_in_force", "gtd_time_ns", "position_fill", "trigger_condition", "stop_loss",
                    "take_profit", "trailing_stop", "tag", "comment")
 cdef object _REQ = _slot_descriptors(OrderRequest, _REQUEST_FIELDS)
+# their offsets: broker_request fills a new OrderRequest's empty slots directly
+cdef Py_ssize_t _REQ_OFF[16]
+cdef bint _REQ_DIRECT = _REQ is not None
+
+
+cdef bint _req_offsets() except -1:
+    cdef Py_ssize_t k
+    for k in range(16):
+        _REQ_OFF[k] = fe_member_offset(_REQ[k])
+        if _REQ_OFF[k] < 0:
+            return False
+    return True
+
+
+if _REQ_DIRECT:
+    _REQ_DIRECT = _req_offsets()
+DIRECT_REQUEST_INIT = _REQ_DIRECT  # broker_request writes the slots in place (tests check it)
 
 _FILLED_FIELDS = ("account_id", "client_id", "broker_order_id", "txn_id", "instrument", "units", "price", "reason",
                   "time_ns", "pl", "financing", "commission", "account_balance", "trade_opened_id", "trades_closed")
@@ -441,6 +475,24 @@ cpdef object broker_request(Normalized n, client_id, account_id, instrument):
         return OrderRequest(client_id, account_id, instrument, n.units, vtype, price, None, time_in_force, gtd,
                             _PF_DEFAULT, _TC_DEFAULT, n.stop_loss, n.take_profit, n.trailing_stop, None, None)
     r = (<PyTypeObject*>OrderRequest).tp_new(OrderRequest, <PyObject*>_NOARGS, NULL)
+    if _REQ_DIRECT:  # every slot of the new object is empty: filled in place
+        fe_slot_init(r, _REQ_OFF[0], client_id)
+        fe_slot_init(r, _REQ_OFF[1], account_id)
+        fe_slot_init(r, _REQ_OFF[2], instrument)
+        fe_slot_init(r, _REQ_OFF[3], n.units)
+        fe_slot_init(r, _REQ_OFF[4], vtype)
+        fe_slot_init(r, _REQ_OFF[5], price)
+        fe_slot_init(r, _REQ_OFF[6], None)
+        fe_slot_init(r, _REQ_OFF[7], time_in_force)
+        fe_slot_init(r, _REQ_OFF[8], gtd)
+        fe_slot_init(r, _REQ_OFF[9], _PF_DEFAULT)
+        fe_slot_init(r, _REQ_OFF[10], _TC_DEFAULT)
+        fe_slot_init(r, _REQ_OFF[11], n.stop_loss)
+        fe_slot_init(r, _REQ_OFF[12], n.take_profit)
+        fe_slot_init(r, _REQ_OFF[13], n.trailing_stop)
+        fe_slot_init(r, _REQ_OFF[14], None)
+        fe_slot_init(r, _REQ_OFF[15], None)
+        return r
     _set(d, 0, r, client_id)
     _set(d, 1, r, account_id)
     _set(d, 2, r, instrument)
@@ -634,7 +686,12 @@ cdef tuple _trade_ids(opened_id, closed_ids):
     """
     try:
         opened = _trade_id(opened_id) if opened_id else 0
-        closed = tuple([_trade_id(x) for x in closed_ids]) if closed_ids else None
+        if not closed_ids:
+            closed = None
+        elif type(closed_ids) is tuple and len(<tuple>closed_ids) == 1:  # the common case: one trade closed
+            closed = (_trade_id((<tuple>closed_ids)[0]),)
+        else:
+            closed = tuple([_trade_id(x) for x in closed_ids])
     except ValueError:
         return (0, None)
     return (opened if opened > 0 else 0, closed)

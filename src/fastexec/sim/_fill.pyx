@@ -832,7 +832,7 @@ cdef object _fill_event(Account acct, Order o, Py_ssize_t fid, time_ns):
     closed = ()
     fc = o.fill_closed
     if fc:
-        closed = tuple([_id_str(e[0]) for e in fc])
+        closed = (_id_str(fc[0][0]),) if len(fc) == 1 else tuple([_id_str(e[0]) for e in fc])
     fr = o.fill_reduced
     if fr is not None:
         closed += (_id_str(fr[0]),)
