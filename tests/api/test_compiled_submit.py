@@ -303,3 +303,45 @@ async def test_the_compiled_response_is_a_web_response(view_source):
             else:
                 assert vars(lean)[key] == value, key
     assert answers[0]._state is not answers[1]._state and answers[0]._headers is not answers[1]._headers
+
+
+async def test_a_body_read_whole_or_as_it_arrives_answers_alike(view_source, monkeypatch):
+    """A body already complete is taken from the stream at once (no
+    ``request.read()``); one still arriving is read; both endpoints give the
+    same answers either way, 413 included."""
+    from aiohttp.streams import StreamReader
+    from aiohttp.test_utils import make_mocked_request
+    from unittest import mock
+
+    real, view = view_source
+    order = orjson.dumps({"account_id": real.account_ids[0], "instrument": "EUR_USD", "units": 1, "side": "buy"})
+    big = json.dumps({"x": "y" * 70_000}).encode()
+    answers = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(A, "_COMPILED_SUBMIT", compiled)
+        stub = _Stub(real, view)
+        app = create_app(stub, metrics=Metrics())
+        handler = next(r.handler for r in app.router.routes() if r.method == "POST" and r.resource.canonical == "/api/v1/orders")
+        for name, raw in (("order", order), ("big", big), ("bad", b"{")):
+            for mode in ("whole", "late"):
+                payload = StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=asyncio.get_running_loop())
+                half = len(raw) // 2
+                payload.feed_data(raw if mode == "whole" else raw[:half])
+                if mode == "whole":
+                    payload.feed_eof()
+                request = make_mocked_request("POST", "/api/v1/orders", headers={"X-Request-ID": f"{name}-{mode}"},
+                                              payload=payload, app=app, client_max_size=app._client_max_size)
+                task = asyncio.ensure_future(handler(request))
+                if mode == "late":
+                    for _ in range(3):
+                        await asyncio.sleep(0)
+                    assert not task.done()
+                    payload.feed_data(raw[half:])
+                    payload.feed_eof()
+                resp = await task
+                answers[compiled, name, mode] = (resp.status, resp.body)
+        assert len(stub.calls) == 2  # the order, whole and late
+    for key in [k for k in answers if k[0]]:
+        assert answers[key] == answers[(False,) + key[1:]], key
+    assert {answers[True, "big", m][0] for m in ("whole", "late")} == {413}
+    assert {answers[True, "order", m][0] for m in ("whole", "late")} == {201}

@@ -600,7 +600,7 @@ def submit_endpoint(SubmitPath sp):
         cdef double t1
         cdef object headers = request.headers
         cdef object rid = headers.get(sp.h_request_id)
-        cdef object token, resp, principal, raw, spec, order, view, body, status, hdrs, child, aw
+        cdef object token, resp, principal, raw, spec, order, view, body, status, hdrs, child, aw, content
         cdef int suspended = 0
         cdef dict d
         cdef PyObject* args[3]
@@ -615,14 +615,18 @@ def submit_endpoint(SubmitPath sp):
                     status, body = await sp.general(request, headers, rid)
                 else:
                     principal = sp.auth.authenticate(headers.get(sp.h_authorization)) if sp.auth_on else sp.anonymous
-                    aw = request.read()
-                    if PyCoro_CheckExact(aw):  # a body already received is read without a suspension
-                        raw = fe_first_step(aw, &suspended)
-                        if suspended:
-                            raw = await _Rest(aw, raw)
+                    content = request.content
+                    if content.is_eof():  # the whole body is here: as the Python endpoint
+                        raw = content.read_nowait()
                     else:
-                        raw = await aw
-                    if len(raw) > sp.max_body:  # pragma: no cover - client_max_size answers first
+                        aw = request.read()
+                        if PyCoro_CheckExact(aw):
+                            raw = fe_first_step(aw, &suspended)
+                            if suspended:
+                                raw = await _Rest(aw, raw)
+                        else:
+                            raw = await aw
+                    if len(raw) > sp.max_body:
                         raise sp.too_large(max_size=sp.max_body, actual_size=len(raw))
                     spec = (<OrderReader>sp.read_order).read(raw) if type(sp.read_order) is OrderReader else sp.read_order(raw)
                     if spec is None:
