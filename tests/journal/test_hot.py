@@ -11,6 +11,7 @@ re-opened orders, retention at its limit).
 from __future__ import annotations
 
 import copy
+import sys
 import zlib
 
 import orjson
@@ -77,6 +78,16 @@ def test_encode_is_byte_identical_to_the_python_frame(seq, payload):
     assert frame == expected
     res = codec.scan_bytes(frame, expect_seq=seq, allow_torn_tail=False)
     assert [(r.seq, r.payload) for r in res.records] == [(seq, orjson.loads(orjson.dumps(payload)))]
+
+
+def test_encode_of_interned_strings_matches_orjson_through_the_cache():
+    """Interned strings are remembered encoded, by identity: many of them (slots reused),
+    again and again, with a string that needs escaping and one past the cached length."""
+    words = [sys.intern(f"k{i}") for i in range(2000)] + [sys.intern('q"\\'), sys.intern("x" * 60)]
+    for rnd in range(3):
+        for i in range(0, len(words), 7):
+            payload = {w: words[(i + j + rnd) % len(words)] for j, w in enumerate(words[i:i + 7])}
+            assert _hot.encode(i, payload) == codec.encode_py(i, payload)
 
 
 def test_encode_deep_nesting_and_big_records_match_orjson():

@@ -17,6 +17,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.dict cimport PyDict_Copy, PyDict_GetItemWithError, PyDict_SetItem, PyDict_DelItem, PyDict_Contains
 from cpython.object cimport PyObject, PyObject_IsTrue
 from cpython.set cimport PySet_Add, PySet_Contains
+from cpython.ref cimport Py_INCREF
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
@@ -231,6 +232,8 @@ cdef extern from "Python.h":
     void* PyUnicode_DATA(object o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     long long PyLong_AsLongLongAndOverflow(object o, int* overflow) except? -1
+    unsigned int PyUnicode_CHECK_INTERNED(object o)
+    void Py_XDECREF(PyObject* o)
     Py_ssize_t PyList_GET_SIZE(object o)
     PyObject* PyList_GET_ITEM(object o, Py_ssize_t i)
 
@@ -303,15 +306,35 @@ cdef inline bint _special(const unsigned char* src, Py_ssize_t n) noexcept nogil
     return False
 
 
+# Interned strings (every key the engine writes, and its enum-like values) seen before: their
+# JSON form, by object identity. An entry holds a reference to its string, so the address
+# cannot be reused by another one while it is cached (at most _SC_SLOTS strings are kept).
+DEF _SC_SLOTS = 256
+DEF _SC_MAX = 46
+cdef PyObject* _sc_key[_SC_SLOTS]
+cdef unsigned char _sc_enc[_SC_SLOTS][_SC_MAX + 2]
+cdef unsigned char _sc_len[_SC_SLOTS]
+
+
 cdef int _put_str(s) except -1:
     """A JSON string, or _FALLBACK."""
     global _len
+    cdef size_t h = 0
+    cdef bint interned = PyUnicode_CHECK_INTERNED(s) != 0
+    if interned:
+        h = (<size_t><PyObject*>s >> 4) & (_SC_SLOTS - 1)
+        if _sc_key[h] == <PyObject*>s:
+            _room(_sc_len[h])
+            memcpy(_buf + _len, _sc_enc[h], _sc_len[h])
+            _len += _sc_len[h]
+            return 0
     if not PyUnicode_IS_COMPACT_ASCII(s):
         return _FALLBACK
     cdef Py_ssize_t n = PyUnicode_GET_LENGTH(s), i
     cdef const unsigned char* src = <const unsigned char*>PyUnicode_DATA(s)
     cdef unsigned char c
     cdef unsigned char* p
+    cdef PyObject* old
     if not _special(src, n):  # the usual case: copied as it is
         _room(n + 2)
         p = _buf + _len
@@ -319,6 +342,13 @@ cdef int _put_str(s) except -1:
         memcpy(p + 1, src, n)
         p[n + 1] = 34
         _len += n + 2
+        if interned and n <= _SC_MAX:
+            old = _sc_key[h]
+            Py_INCREF(s)
+            _sc_key[h] = <PyObject*>s
+            Py_XDECREF(old)
+            memcpy(_sc_enc[h], p, n + 2)
+            _sc_len[h] = <unsigned char>(n + 2)
         return 0
     _room(2 * n + 2)
     p = _buf + _len
