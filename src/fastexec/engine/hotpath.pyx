@@ -36,6 +36,7 @@ cimport cython
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject, PyTypeObject, Py_TYPE
 from cpython.ref cimport Py_INCREF
+from cpython.set cimport PySet_Add
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_SET_ITEM
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
@@ -97,6 +98,8 @@ cdef extern from *:
         PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
         return (m->type == T_OBJECT_EX && !(m->flags & READONLY)) ? m->offset : -1;
     }
+    /* A slot's value (borrowed; NULL when empty). */
+    static inline PyObject *fe_slot_get(PyObject *o, Py_ssize_t off) { return *(PyObject **)((char *)o + off); }
     /* Set an empty slot of a new object (what member_set does, without its checks). */
     static inline void fe_slot_init(PyObject *o, Py_ssize_t off, PyObject *v) {
         Py_INCREF(v);
@@ -105,6 +108,7 @@ cdef extern from *:
     """
     Py_ssize_t fe_member_offset(object d)
     void fe_slot_init(object o, Py_ssize_t off, object v)
+    PyObject* fe_slot_get "fe_slot_get"(object o, Py_ssize_t off)
 
 cdef extern from *:
     """
@@ -221,9 +225,30 @@ cdef object _slot_descriptors(cls, tuple names):
 
 
 cdef inline object _get(tuple ds, Py_ssize_t k, object obj):
-    """``getattr(obj, names[k])`` through the slot descriptor (type-checked by it)."""
+    """``getattr(obj, names[k])``: read at the slot's offset when ``obj`` is
+    exactly the class of ``_SPEC`` or ``_FILL``, else (and for an empty slot,
+    to raise its AttributeError) through the slot descriptor, which
+    type-checks it."""
+    cdef PyObject* p = NULL
+    if ds is _SPEC and _SPEC_RAW and Py_TYPE(obj) == _SPEC_TYPE:
+        p = fe_slot_get(obj, _SPEC_OFF[k])
+    elif ds is _FILL and _FILL_RAW and Py_TYPE(obj) == _FILL_TYPE:
+        p = fe_slot_get(obj, _FILL_OFF[k])
+    if p != NULL:
+        return <object>p
     cdef object d = <object>PyTuple_GET_ITEM(ds, k)
     return Py_TYPE(d).tp_descr_get(d, obj, None)
+
+
+cdef bint _offsets_of(object ds, Py_ssize_t* out) except -1:
+    """The slot offsets of descriptors ``ds`` into ``out``, or False."""
+    if ds is None:
+        return False
+    for k in range(len(ds)):
+        out[k] = fe_member_offset(ds[k])
+        if out[k] < 0:
+            return False
+    return True
 
 
 cdef inline int _set(tuple ds, Py_ssize_t k, object obj, object value) except -1:
@@ -272,6 +297,14 @@ DEF F_CLOSED = 14
 _SPEC_FIELDS = ("account_id", "instrument", "side", "units", "type", "price", "stop_price", "trailing_distance",
                 "time_in_force", "gtd_time", "stop_loss", "take_profit", "trailing_stop_distance", "client_order_id")
 cdef object _SPEC = _slot_descriptors(OrderSpec, _SPEC_FIELDS)
+
+# the offsets _get reads OrderSpec's and OrderFilled's slots at
+cdef PyTypeObject* _SPEC_TYPE = <PyTypeObject*>OrderSpec
+cdef PyTypeObject* _FILL_TYPE = <PyTypeObject*>OrderFilled
+cdef Py_ssize_t _SPEC_OFF[14]
+cdef Py_ssize_t _FILL_OFF[15]
+cdef bint _SPEC_RAW = _offsets_of(_SPEC, _SPEC_OFF)
+cdef bint _FILL_RAW = _offsets_of(_FILL, _FILL_OFF)
 
 # which of the three fast paths are in use (tests check them)
 DIRECT_SLOTS = {"OrderRequest": _REQ is not None, "OrderFilled": _FILL is not None, "OrderSpec": _SPEC is not None}
@@ -1129,27 +1162,32 @@ cdef class EngineCore:
         if t is PriceTick:
             self._on_tick(ev)
             return 0
-        txn = ev.txn_id
+        cdef bint fill = t is OrderFilled and _FILL is not None
+        txn = _get(_FILL, F_TXN, ev) if fill else ev.txn_id
         if txn is not None:
-            seen = self._seen.get(ev.account_id)
+            account_id = _get(_FILL, F_ACCOUNT, ev) if fill else ev.account_id
+            seen = self._seen.get(account_id)
             if seen is None:
                 return 0  # not one of our accounts
             if txn in seen:
                 return 0
             if len(seen) >= _SEEN_TRIM_AT:
-                self._trim_seen(ev.account_id, seen)
-                seen = self._seen[ev.account_id]
-            if txn <= self._seen_floor[ev.account_id]:
+                self._trim_seen(account_id, seen)
+                seen = self._seen[account_id]
+            if txn <= self._seen_floor[account_id]:
                 # Older than every id the set still holds: it was applied (or
                 # is older than anything this engine could still apply). A
                 # redelivered old fill must never be booked twice.
                 return 0
-            seen.add(txn)
+            if type(seen) is set:
+                PySet_Add(seen, txn)
+            else:
+                seen.add(txn)
         if self._journal_on:
             if _event_record is None:
                 from fastexec.journal.records import event_record
                 _event_record = event_record
-            rec = _filled_record(ev) if t is OrderFilled and _FILL is not None else _event_record(ev)
+            rec = _filled_record(ev) if fill else _event_record(ev)
             if rec is not None:
                 self._journal.append(rec)
         if t is OrderFilled:
