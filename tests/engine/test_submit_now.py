@@ -115,3 +115,33 @@ async def test_a_venue_without_the_fast_path_gets_the_order_through_submit(fast)
         assert sum(1 for o in venue.accounts[a].orders.values() if o.client_id == view.client_order_id) == 1
     finally:
         await engine.stop()
+
+
+async def test_the_debug_line_follows_the_logger_level(caplog):
+    """submit logs each order at DEBUG: answered from the logger's cache, it
+    must follow level changes made while the engine runs."""
+    import logging
+
+    clock = FakeClock()
+    engine = Engine(make_settings(), SimulatedBroker(Venue(seed=5, accounts=1, clock=clock)), clock=clock)
+    await engine.start()
+    try:
+        a = engine.account_ids[0]
+        lines = lambda: [r for r in caplog.records if r.name == "fastexec.engine" and r.levelno == logging.DEBUG]
+        caplog.set_level(logging.INFO, logger="fastexec.engine")
+        await engine.submit(OrderSpec(a, "EUR_USD", "buy", 10))
+        assert lines() == []
+        caplog.set_level(logging.DEBUG, logger="fastexec.engine")
+        view = await engine.submit(OrderSpec(a, "EUR_USD", "buy", 10))
+        assert [r.getMessage() for r in lines()] == [f"order {view.order_id} filled"]
+        logging.getLogger("fastexec.engine").disabled = True
+        try:
+            await engine.submit(OrderSpec(a, "EUR_USD", "buy", 10))
+        finally:
+            logging.getLogger("fastexec.engine").disabled = False
+        assert len(lines()) == 1
+        caplog.set_level(logging.INFO, logger="fastexec.engine")
+        await engine.submit(OrderSpec(a, "EUR_USD", "buy", 10))
+        assert len(lines()) == 1
+    finally:
+        await engine.stop()

@@ -154,6 +154,26 @@ cdef inline int64_t _perf_ns() noexcept nogil:
 
 log = logging.getLogger("fastexec.engine")
 cdef object _DEBUG = logging.DEBUG
+# The logger's instance dict, for _debug_enabled (a plain Logger only).
+cdef dict _LOG_DICT = log.__dict__ if type(log) is logging.Logger else None
+
+
+cdef bint _debug_enabled() except -1:
+    """``log.isEnabledFor(DEBUG)``, answered from the logger's own cache when
+    it holds the answer (the first steps of ``Logger.isEnabledFor``, which
+    logging clears whenever a level changes), else by the method."""
+    cdef dict d = _LOG_DICT
+    if d is not None:
+        disabled = d.get("disabled")
+        if disabled is not None:
+            if disabled:
+                return False
+            c = d.get("_cache")
+            if type(c) is dict:
+                v = (<dict>c).get(_DEBUG)
+                if v is not None:
+                    return v
+    return log.isEnabledFor(_DEBUG)
 cdef long long MAX_UNITS = _MAX_UNITS_PY
 cdef tuple _NOARGS = ()
 # Applied-transaction dedupe per account: the set is trimmed to the newest
@@ -1006,7 +1026,7 @@ cdef class EngineCore:
                 await self._route_lost(o, lost[0], lost[1])
             elif code != 1:
                 await self._follow_up(o, code == 2)
-            if o.reject_reason == "NOT_PLACED":
+            if o.reject_reason is not None and o.reject_reason == "NOT_PLACED":
                 # The broker proved it never placed the order (it could not be
                 # reached): that is an outage for the caller, not a business reject.
                 raise BrokerUnavailableError(
@@ -1016,7 +1036,7 @@ cdef class EngineCore:
         total = _perf_ns() - t0
         o.total_ns = total
         self._submit_ring._add(total)
-        if log.isEnabledFor(_DEBUG):  # cached by logging; no record is built otherwise
+        if _debug_enabled():  # no record is built otherwise
             log.debug("order %s %s", o.order_id, STATUS[o.state], extra=self._log_extra(o))
         return order_view(o)
 
