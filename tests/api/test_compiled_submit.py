@@ -345,3 +345,36 @@ async def test_a_body_read_whole_or_as_it_arrives_answers_alike(view_source, mon
         assert answers[key] == answers[(False,) + key[1:]], key
     assert {answers[True, "big", m][0] for m in ("whole", "late")} == {413}
     assert {answers[True, "order", m][0] for m in ("whole", "late")} == {201}
+
+
+async def test_a_request_class_of_its_own_is_read_through_its_properties(view_source):
+    """The compiled endpoint reads aiohttp's private request attributes only for
+    a request class whose public properties return them; another class (here
+    one whose ``headers`` add an ``X-Request-ID``) is read through its properties."""
+    from aiohttp import web
+    from aiohttp.streams import StreamReader
+    from aiohttp.test_utils import make_mocked_request
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from unittest import mock
+
+    class Odd(web.Request):
+        @property
+        def headers(self):
+            return CIMultiDictProxy(CIMultiDict(self._headers, **{"X-Request-ID": "odd-1"}))
+
+    real, view = view_source
+    stub = _Stub(real, view)
+    app = create_app(stub, metrics=Metrics())
+    handler = next(r.handler for r in app.router.routes() if r.method == "POST" and r.resource.canonical == "/api/v1/orders")
+    rids = []
+    for cls in (None, Odd, None):
+        payload = StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=asyncio.get_running_loop())
+        payload.feed_data(orjson.dumps({"account_id": real.account_ids[0], "instrument": "EUR_USD", "units": 1, "side": "buy"}))
+        payload.feed_eof()
+        request = make_mocked_request("POST", "/api/v1/orders", payload=payload, app=app)
+        if cls is not None:
+            request.__class__ = cls
+        resp = await handler(request)
+        assert resp.status == 201
+        rids.append(resp.headers["X-Request-ID"])
+    assert rids[1] == "odd-1" and _GENERATED.match(rids[0]) and _GENERATED.match(rids[2])

@@ -561,6 +561,24 @@ from orjson import dumps as _dumps
 
 from logging import Logger as _Logger
 
+cdef object _plain_request = None  # the request class whose private attributes are its public ones
+
+
+cdef tuple _request_parts(request):
+    """``(request.headers, request.raw_path, request.content)``; when they are
+    the private ``_headers``, ``_message.path`` and ``_payload`` (aiohttp's
+    definitions of them), the endpoint reads those for every request of this
+    class from then on."""
+    global _plain_request
+    parts = (request.headers, request.raw_path, request.content)
+    try:
+        same = (request._headers is parts[0] and request._message.path is parts[1] and request._payload is parts[2])
+    except AttributeError:
+        same = False
+    if same and _plain_request is None:
+        _plain_request = type(request)
+    return parts
+
 
 cdef inline int _debug_on(object log, dict cache) except -1:
     """``log.isEnabledFor(logging.DEBUG)``; with ``cache`` (the logger's
@@ -598,9 +616,15 @@ def submit_endpoint(SubmitPath sp):
     async def endpoint(request):
         cdef long long t0 = _now_ns()
         cdef double t1
-        cdef object headers = request.headers
+        cdef object headers, path, content
+        if type(request) is _plain_request:
+            # what request.headers / .raw_path / .content return, without the
+            # cached-property and property calls (checked per request class)
+            headers, path, content = request._headers, request._message.path, request._payload
+        else:
+            headers, path, content = _request_parts(request)
         cdef object rid = headers.get(sp.h_request_id)
-        cdef object token, resp, principal, raw, spec, order, view, body, status, hdrs, child, aw, content
+        cdef object token, resp, principal, raw, spec, order, view, body, status, hdrs, child, aw
         cdef int suspended = 0
         cdef dict d
         cdef PyObject* args[3]
@@ -611,11 +635,10 @@ def submit_endpoint(SubmitPath sp):
         debug = -1
         try:
             try:
-                if (<str>request.raw_path).find("?") >= 0 or sp.h_idempotency in headers:
+                if (<str>path).find("?") >= 0 or sp.h_idempotency in headers:
                     status, body = await sp.general(request, headers, rid)
                 else:
                     principal = sp.auth.authenticate(headers.get(sp.h_authorization)) if sp.auth_on else sp.anonymous
-                    content = request.content
                     if content.is_eof():  # the whole body is here: as the Python endpoint
                         raw = content.read_nowait()
                     else:
