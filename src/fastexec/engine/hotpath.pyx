@@ -940,6 +940,18 @@ cdef class EngineCore:
     cdef object _submit_now
     cdef object _now_broker
     cdef object _now_exc  # (BrokerError, send time) of a submit_now that raised, for submit to resolve
+    # ``_journal.append``, bound once per journal object (``_journal_add``)
+    cdef object _jappend
+    cdef object _jobj
+
+    cdef inline int _journal_add(self, rec) except -1:
+        """``self._journal.append(rec)`` through the bound method taken once per journal."""
+        j = self._journal
+        if j is not self._jobj:
+            self._jappend = j.append
+            self._jobj = j
+        self._jappend(rec)
+        return 0
 
     # ------------------------------------------------------------------ check
 
@@ -1009,7 +1021,7 @@ cdef class EngineCore:
             raise
         o = self._record(order, inst, a, n, request_id, now, _perf_ns() - t0)
         if self._journal_on:
-            self._journal.append(_submitted_record(o))  # Engine._journal_submitted, compiled
+            self._journal_add(_submitted_record(o))  # Engine._journal_submitted, compiled
         if self._subs:
             self._emit_order("order_submitted", o)
         if n.emulated:
@@ -1209,7 +1221,7 @@ cdef class EngineCore:
                 _event_record = event_record
             rec = _filled_record(ev) if fill else _event_record(ev)
             if rec is not None:
-                self._journal.append(rec)
+                self._journal_add(rec)
         if t is OrderFilled:
             self._on_fill(ev)
         elif t is OrderAccepted:
