@@ -19,25 +19,31 @@ shared: compare medians and ratios from one run, not absolute numbers across
 runs.
 
 Load-independent split (callgrind instruction counts per order, GC off,
-(I(2N) - I(N)) / N with N = 1000; same engine, venue and orders as here):
+(I(2N) - I(N)) / N; engine_submit with N = 4096, whole retire batches
+included; same engine, venue and orders as here):
 
     python bench/test_engine_submit.py --callgrind
 
-Measured 2026-11-21 (CPython 3.11.7, valgrind 3.19) after the engine's
-per-order path was compiled (``engine/hotpath.pyx``, d2442d8), against the
-venue at e5847ab: the whole submit 47.3k instructions per order, of which
-25.0k are the simulated venue's own request (``test_sim_submit_only``'s path)
-and 22.3k the engine's (52.8k before hotpath, 56.6k before the engine trim);
-``Engine.validate`` (shape + kill switch + risk + the RiskDecision) 17.4k
-(24.1k). The counts leave out the retire batch (finished orders forgotten
-4,096 at a time, once per 4,096 orders: a p99/max cost). Wall clock, medians
-of three runs on the shared 2-core machine (load average ~3.4): submit p50
-6.4 us, p99 20 us with the default GC thresholds and 13 us tuned; the venue
-alone p50 2.7 us; validate p50 1.4 us. Budget p50 <= 10 us, p99 <= 50 us.
-What remains in the engine is C-API work, not bytecode: dict and
-allocation calls for the records, the core's own calls (store add + fill,
-ledger fill, risk kernel: about 3.6k), two coroutines (submit, _route) and
-the view.
+Measured 2026-11-22 (CPython 3.11.7, valgrind 3.19) at 98392bc: the whole
+submit 37.4k instructions per order (55.1k at b21443a), the venue's own
+request 23.2k (25.1k), ``Engine.validate`` 16.0k (17.0k). What changed: a
+market order is sent and answered without a coroutine (the simulated
+broker's compiled ``submit_now``, ``EngineCore._send_now``), the retire batch
+is compiled, the core's per-order calls are C calls, records and timings are
+template copies written in place (``engine/_dictfill.pxd``), timings read
+CLOCK_MONOTONIC in C, the venue's per-order attributes are C fields
+(``_fill.VenueCore``). What remains: the venue's Python-int arithmetic and
+dict bookkeeping (~12k), retiring finished orders in both (~6k: cold objects
+freed), dict and allocation calls for the order's records.
+
+Before (2026-11-21, after the engine's per-order path was compiled,
+d2442d8, N = 1000 without the retire batch): the whole submit 47.3k, of
+which 25.0k the venue's and 22.3k the engine's (52.8k before hotpath, 56.6k
+before the engine trim); ``Engine.validate`` 17.4k (24.1k). Wall clock then,
+medians of three runs on the shared 2-core machine (load average ~3.4):
+submit p50 6.4 us, p99 20 us with the default GC thresholds and 13 us tuned;
+the venue alone p50 2.7 us; validate p50 1.4 us. Budget p50 <= 10 us,
+p99 <= 50 us.
 """
 from __future__ import annotations
 
