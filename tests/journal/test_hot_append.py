@@ -221,22 +221,40 @@ async def test_an_error_after_appending_still_waits_for_the_disk(tmp_path):
 
 async def test_concurrent_none_mode_submits_ack_after_their_turns_write(tmp_path):
     """``none`` mode: the compiled submit waits one loop turn for the end-of-turn write
-    instead of a future; every ack still finds its records written."""
+    instead of a future; every ack still finds its records written, and waits for its own
+    records only (not for those the clients that resumed before it appended meanwhile:
+    that would take a future and another turn)."""
     venue = Venue(seed=2, accounts=1, balance="100000000")
     je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="none")
     await je.start()
     acct = je.account_ids[0]
     w = je.journal.writer
+    futures = []
 
-    async def one(i):
-        await je.submit(OrderSpec(account_id=acct, instrument="EUR_USD", side="buy", units=1000,
-                                  client_order_id=f"n-{i}"))
-        on_disk = {r.payload.get("client_id") for r in read_records(str(tmp_path))
-                   if r.payload["type"] == "broker.filled"}
-        assert f"n-{i}" in on_disk
+    class CountingLoop:
+        def __init__(self, loop):
+            self.loop = loop
 
-    await asyncio.gather(*[one(i) for i in range(32)])
-    assert w.durable_seq == w.last_seq and not w._waiters
+        def create_future(self):
+            futures.append(1)
+            return self.loop.create_future()
+
+        def call_soon(self, *args):
+            return self.loop.call_soon(*args)
+
+    w._loop = CountingLoop(asyncio.get_running_loop())
+
+    async def one(k):
+        for i in range(3):
+            await je.submit(OrderSpec(account_id=acct, instrument="EUR_USD", side="buy", units=1000,
+                                      client_order_id=f"n-{k}-{i}"))
+            on_disk = {r.payload.get("client_id") for r in read_records(str(tmp_path))
+                       if r.payload["type"] == "broker.filled"}
+            assert f"n-{k}-{i}" in on_disk
+
+    await asyncio.gather(*[one(k) for k in range(32)])
+    assert w.durable_seq == w.last_seq and not w._waiters and not futures
+    w._loop = w._loop.loop
     await je.stop()
 
 

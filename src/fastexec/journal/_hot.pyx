@@ -983,28 +983,34 @@ async def journaled_submit(self, order, *, request_id=None):
     """``JournaledEngine.submit`` (bound to the class as that method; ``submit_py`` in
     integration.py is the reference): refuse a client order id the journal knows and the
     engine forgot, submit, and before the result (or the error) reaches the caller make
-    every record the submit appended durable: one future, awaited here, no coroutine
-    layers in between."""
+    every record the submit appended durable: one future awaited here (in ``none`` mode one
+    loop turn), no coroutine layers in between."""
     cid = getattr(order, "client_order_id", None)
     journal = self.journal
-    if cid is not None and cid in journal.state.by_client:
+    if isinstance(journal, JournalCore):  # the fields read straight from the structs
+        st = (<JournalCore>journal).state
+        w = (<JournalCore>journal).writer
+    else:
+        st = journal.state
+        w = journal.writer
+    if cid is not None and cid in ((<StateCore>st).by_client if isinstance(st, StateCore) else st.by_client):
         self._refuse_forgotten(cid)
-    w = journal.writer
     cdef WriterCore wc
     if not isinstance(w, WriterCore):
         return await self._submit_durable_py(order, request_id)
     wc = <WriterCore>w
-    cdef long long before = wc._next_seq
+    cdef long long before = wc._next_seq, last
     try:
         return await self.engine.submit(order, request_id=request_id)
     finally:
         if wc._next_seq != before:
-            if not wc._sync and wc._kick_pending and wc.durable_seq < wc._next_seq - 1:
+            last = wc._next_seq - 1  # this submit's records, not those others append meanwhile
+            if not wc._sync and wc._kick_pending and wc.durable_seq < last:
                 # ``none`` mode: the end-of-turn write that covers these records is already
                 # queued on the loop ahead of this task's next step (call_soon is FIFO), so one
                 # turn makes them durable: no future, no waiter entry, no set_result. Whatever
                 # that write did not cover (it failed, the writer closed) is waited for below.
                 await _NextTurn()
-            fut = wc._durable_future(wc._next_seq - 1)
+            fut = wc._durable_future(last)
             if fut is not None:
                 await fut
