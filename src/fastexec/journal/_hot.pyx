@@ -408,7 +408,7 @@ cdef int _put_int(o) except -1:
 
 cdef int _put_value(o, int depth) except -1:
     global _len
-    cdef type t = type(o)
+    cdef type t = type(o), vt
     cdef PyObject* k
     cdef PyObject* v
     cdef Py_ssize_t pos = 0, i, n
@@ -434,7 +434,15 @@ cdef int _put_value(o, int depth) except -1:
             if r:
                 return r
             _put1(58)
-            r = _put_value(<object>v, depth + 1)
+            vt = type(<object>v)  # the usual values without another call
+            if vt is str:
+                r = _put_str(<object>v)
+            elif vt is int:
+                r = _put_int(<object>v)
+            elif v == <PyObject*>None:
+                r = _put("null", 4)
+            else:
+                r = _put_value(<object>v, depth + 1)
             if r:
                 return r
             _put1(44)
