@@ -292,3 +292,96 @@ def test_a_view_that_is_not_26_fields_goes_to_the_reference():
         wire.order_dict(("a", "b"))
     with pytest.raises(ValueError):
         views._order_dict_reference(("a", "b"))
+
+
+# --- the 201 body written directly (wire.order_json) ---------------------------
+
+ascii_text = st.text(st.characters(min_codepoint=0, max_codepoint=127), max_size=12)
+any_text = st.one_of(ascii_text, st.text(max_size=12))
+timing_value = st.one_of(
+    st.integers(0, 10**12), st.integers(-I64, I64 - 1), st.sampled_from([I64, 2**64 - 1, 2**64, -I64 - 1]),
+    st.none(), st.booleans(), st.floats(allow_nan=False), st.just("x"),
+)
+
+
+@st.composite
+def json_views(draw):
+    """``order_views`` with client-settable text often plain ASCII (the
+    writer's own path) and often not, and timings of any JSON-able kind."""
+    v = draw(order_views())
+    return v._replace(
+        order_id=draw(any_text),
+        client_order_id=draw(any_text),
+        broker_order_id=draw(st.one_of(st.none(), any_text)),
+        account_id=draw(any_text),
+        reject_reason=draw(st.one_of(st.none(), any_text)),
+        request_id=draw(st.one_of(st.none(), any_text)),
+        timings=draw(st.one_of(
+            st.dictionaries(st.sampled_from(["risk_ns", "broker_ns", "total_ns"]), st.integers(0, 10**12)),
+            st.dictionaries(any_text, timing_value, max_size=4),
+        )),
+    )
+
+
+def dumped(fn, view):
+    """("ok", bytes) or ("err", type, message)."""
+    try:
+        return ("ok", fn(view))
+    except Exception as exc:  # noqa: BLE001 - the point is to compare any error
+        return ("err", type(exc), str(exc))
+
+
+@FAST
+@given(json_views())
+def test_order_json_is_orjson_of_to_dict(view):
+    got = dumped(wire.order_json, view)
+    assert got == dumped(lambda v: orjson.dumps(v.to_dict()), view)
+    assert got == dumped(lambda v: orjson.dumps(views._order_dict_reference(v)), view)
+
+
+def _plain_view(**kw):
+    return OrderView(
+        order_id="ord-1", client_order_id="c-1", broker_order_id=None, status="filled", account_id="acc",
+        instrument="EUR_USD", side="buy", type="market", units=1000, filled_units=1000, price=None,
+        stop_price=None, trailing_distance=None, trigger_price=None, average_fill_price=1_123_450_000,
+        time_in_force="FOK", gtd_time=None, stop_loss=ExitSpec(price=1_100_000_000),
+        take_profit=ExitSpec(distance=5_000_000, guaranteed=True), trailing_stop_distance=None,
+        created_at=1_700_000_000_123_456_789, updated_at=1_700_000_000_123_456_790, reject_reason=None,
+        request_id="r-1", timings={"risk_ns": 1, "broker_ns": 2, "total_ns": 3}, precision=5,
+    )._replace(**kw)
+
+
+ESCAPES = [
+    'a"b', "a\\b", "\\", '"', "\x00", "\x01", "\x08", "\t", "\n", "\x0b", "\x0c", "\r", "\x1f", "\x7f", " ",
+    "é", "ü\x00", "€", "日本", "\U0001f600", "\u2028\u2029", "\ufeff", "\ud800", "a\udfff", "\ud83d\ude00",
+    "/", "</script>", "a" * 3000,
+]
+
+
+@pytest.mark.parametrize("s", ESCAPES)
+@pytest.mark.parametrize(
+    "field", ["order_id", "client_order_id", "broker_order_id", "account_id", "reject_reason", "request_id", "timings"]
+)
+def test_order_json_escapes_like_orjson(field, s):
+    """Quotes, backslashes, control characters, non-ASCII, lone surrogates
+    (orjson refuses them: the same error) and a body beyond the writer's
+    buffer: the bytes, or the error, of orjson.dumps(to_dict())."""
+    view = _plain_view(**{field: {s: 1} if field == "timings" else s})
+    want = dumped(lambda v: orjson.dumps(v.to_dict()), view)
+    assert dumped(wire.order_json, view) == want
+    if "\ud800" not in s and "\udfff" not in s and not ("\ud83d" in s):
+        assert want[0] == "ok"
+
+
+def test_order_json_plain_view():
+    view = _plain_view()
+    assert wire.order_json(view) == orjson.dumps(view.to_dict())
+    assert wire.order_json(view).startswith(b'{"order_id":"ord-1","client_order_id":"c-1","broker_order_id":null,')
+
+
+def test_order_json_of_another_view_class_is_its_to_dict():
+    class Mine(OrderView):
+        def to_dict(self):
+            return {"mine": True}
+
+    assert wire.order_json(Mine(*_plain_view())) == b'{"mine":true}'

@@ -30,6 +30,7 @@ from fastexec import __version__
 from fastexec._core.fixedpoint import FixedPointError, parse_price
 from fastexec.engine.perf import Performance
 from fastexec.engine.types import ExitSpec, OrderSpec
+from fastexec.engine.wire import order_json as _order_json
 from fastexec.errors import (
     BrokerUnavailableError,
     FastexecError,
@@ -285,7 +286,7 @@ class Api:
         except BaseException:
             self.idempotency.abandon(ctx.principal.name, key)
             raise
-        payload = orjson.dumps(view.to_dict())
+        payload = _order_json(view)
         self.idempotency.finish(ctx.principal.name, key, digest, 201, payload)
         return 201, _Replay(payload)
 
@@ -926,7 +927,7 @@ def _bind(api: Api, op: Operation) -> Callable[[web.Request], Awaitable[web.Stre
                             submit_failed(exc, spec, t1)
                             raise
                         submitted(view, spec, t1)
-                        status, body = 201, _dumps(view.to_dict())
+                        status, body = 201, _order_json(view)  # orjson.dumps(view.to_dict()), written directly
                     resp = _respond(status, body, rid)
                     perf_ring.add(_perf_ns() - t0)
                 except Exception as exc:

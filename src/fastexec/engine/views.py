@@ -176,7 +176,7 @@ def _order_dict_reference(self) -> dict:
     }
 
 
-_wire.install(_ts, format_price, _avg_px, _money, _exit, _order_dict_reference)
+_wire.install(_ts, format_price, _avg_px, _money, _exit, _order_dict_reference, OrderView)
 
 _OPEN_STATUSES = frozenset()  # filled in by engine.orders once the core's states are known
 
