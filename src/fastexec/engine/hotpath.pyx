@@ -145,6 +145,13 @@ cdef extern from *:
     object fe_id_str(object prefix, long long n)
 
 
+cdef extern from *:
+    """
+    static inline int fx_mul64(int64_t a, int64_t b, int64_t *out) { return __builtin_mul_overflow(a, b, out); }
+    """
+    int fx_mul64(int64_t a, int64_t b, int64_t *out)
+
+
 cdef inline int64_t _perf_ns() noexcept nogil:
     """``time.perf_counter_ns()`` without the call and the int object: on
     Linux both read CLOCK_MONOTONIC."""
@@ -1285,11 +1292,12 @@ cdef class EngineCore:
         # those lots (not the oldest) so realized P&L matches the broker's.
         opened, closed = _trade_ids(tid, closed_ids)
         ledger = self._ledger
+        cdef int64_t cu = units, cpx = price, au, uv  # the conversions the ledger's call made, in that order
         if closed is None:
-            ledger._apply_fill(a, i, units, price, 0, opened, None)
+            ledger._apply_fill(a, i, cu, cpx, 0, opened, None)
         else:
             miss = ledger.unmatched_trade_ids
-            ledger._apply_fill(a, i, units, price, 0, opened, closed)
+            ledger._apply_fill(a, i, cu, cpx, 0, opened, closed)
             if ledger.unmatched_trade_ids != miss:
                 log.warning("fill %s names trades %s the books do not hold; closed FIFO instead",
                             txn_id, closed_ids)
@@ -1310,9 +1318,12 @@ cdef class EngineCore:
                 log.error("fill %s does not fit order %s (%s); position updated, order state kept",
                           txn_id, o.order_id, STATUS[o.state], extra=self._log_extra(o))
                 return 0
-            u = units if units > 0 else -units
-            o.fill_units += u
-            o.fill_value += u * price
+            au = cu if cu > 0 else -cu  # the ledger took it: |units| <= 10**12
+            o.fill_units += au
+            if fx_mul64(au, cpx, &uv):
+                o.fill_value += au * price  # beyond int64: Python ints
+            else:
+                o.fill_value += uv
             o.updated_at = time_ns
             if C_TERMINAL[_st(st)]:
                 if o.norm.emulated:
