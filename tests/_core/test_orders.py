@@ -346,3 +346,23 @@ def test_random_event_streams_keep_counts_and_fills_consistent(events):
         _, _, units, filled, _, _, state = s.get(oid)
         assert abs(filled) <= abs(units) and (filled == 0 or (filled > 0) == (units > 0))
         assert (state == S.FILLED) == (filled == units)
+
+
+def test_terminal_queue_wraps_and_evicts_from_the_middle(store):
+    """The terminal queue is a ring: past its first capacity (64) and after
+    pops from the head it wraps; evicting one order from its middle keeps the
+    others oldest first."""
+    live = []
+    for n in range(200):
+        store.add(f"o{n}", 0, 0, 1)
+        store.apply(f"o{n}", E.CANCEL)
+        live.append(f"o{n}")
+        if n % 3 == 2:
+            assert store.evict_terminal(keep=len(live) - 1) == 1  # the oldest
+            live.pop(0)
+    for oid in (live[0], live[len(live) // 2], live[-1]):
+        store.evict(oid)
+        live.remove(oid)
+    assert all(oid in store for oid in live)
+    assert store.evict_terminal(keep=10) == len(live) - 10
+    assert [oid for oid in live if oid in store] == live[-10:]

@@ -73,12 +73,16 @@ cdef class OrderStore:
     cdef dict _ids
     cdef list _id_of
     cdef list _free
-    cdef object _terminal
+    # terminal slots, oldest first: a ring of int64 (power-of-two capacity)
+    cdef int64_t* _term
+    cdef int64_t _term_cap, _term_head, _term_len
 
     cdef int _grow(self) except -1
     cdef int64_t _slot(self, str order_id) except -1
     cdef int transition(self, int64_t k, int event) except -1
     cdef int _set_fill(self, int64_t k, int64_t fill_units) except -1
+    cdef int _term_push(self, int64_t k) except -1
+    cdef int64_t _term_pop(self) noexcept
     # the engine's per-order calls in C (``add``, ``fill``, ``evict_terminal``)
     cdef int64_t _add(self, str order_id, int account, int instrument, int64_t units,
                       int64_t price, int64_t stop_price, bint emulated) except -1

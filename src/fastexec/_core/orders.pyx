@@ -20,11 +20,10 @@ are the ones brokers produce in real life:
 Routed orders are created in PENDING_SUBMIT, emulated ones in EMULATED.
 Terminal states (FILLED, CANCELLED, REJECTED, EXPIRED) take no event.
 """
-from collections import deque
 from enum import IntEnum
 
 from libc.stdint cimport int8_t, int32_t, int64_t
-from libc.stdlib cimport realloc, free, calloc
+from libc.stdlib cimport realloc, free, calloc, malloc
 
 from fastexec._core.fixedpoint cimport C_MAX_UNITS, C_MAX_PRICE
 
@@ -201,13 +200,14 @@ cdef class OrderStore:
         self._ids = {}
         self._id_of = []
         self._free = []
-        self._terminal = deque()
+        self._term = NULL
+        self._term_cap = self._term_head = self._term_len = 0
         self._resize(capacity)
 
     def __dealloc__(self):
         free(self.account); free(self.instrument); free(self.units); free(self.filled)
         free(self.price); free(self.stop_price); free(self.state); free(self.prev)
-        free(self.working); free(self.working_acct)
+        free(self.working); free(self.working_acct); free(self._term)
 
     def _resize(self, int64_t n):
         cdef void* p
@@ -241,8 +241,8 @@ cdef class OrderStore:
         cdef int64_t n
         if self.cap >= self.max_orders:
             # Bounded memory: reuse the oldest terminal order's slot.
-            if self._terminal:
-                self._evict(self._terminal.popleft())
+            if self._term_len:
+                self._evict(self._term_pop())
                 return 0
             raise OrderError("STORE_FULL", f"{self.max_orders} live orders, none terminal to evict")
         n = self.cap * 2
@@ -250,6 +250,32 @@ cdef class OrderStore:
             n = self.max_orders
         self._resize(n)
         return 0
+
+    cdef int _term_push(self, int64_t k) except -1:
+        """Queue terminal slot ``k`` (newest last)."""
+        cdef int64_t n, j
+        cdef int64_t* p
+        if self._term_len == self._term_cap:
+            n = self._term_cap * 2 if self._term_cap else 64
+            p = <int64_t*>malloc(n * sizeof(int64_t))
+            if p == NULL:
+                raise MemoryError()
+            for j in range(self._term_len):
+                p[j] = self._term[(self._term_head + j) & (self._term_cap - 1)]
+            free(self._term)
+            self._term = p
+            self._term_cap = n
+            self._term_head = 0
+        self._term[(self._term_head + self._term_len) & (self._term_cap - 1)] = k
+        self._term_len += 1
+        return 0
+
+    cdef int64_t _term_pop(self) noexcept:
+        """The oldest terminal slot, dequeued (the caller checked there is one)."""
+        cdef int64_t k = self._term[self._term_head]
+        self._term_head = (self._term_head + 1) & (self._term_cap - 1)
+        self._term_len -= 1
+        return k
 
     cdef int64_t _slot(self, str order_id) except -1:
         try:
@@ -342,7 +368,7 @@ cdef class OrderStore:
         if _terminal(t):
             self.working[self.account[k] * self.n_instruments + self.instrument[k]] -= 1
             self.working_acct[self.account[k]] -= 1
-            self._terminal.append(k)
+            self._term_push(k)
         return t
 
     cdef int _set_fill(self, int64_t k, int64_t fill_units) except -1:
@@ -464,7 +490,15 @@ cdef class OrderStore:
         if not _terminal(self.state[k]):
             raise OrderError("NOT_TERMINAL",
                              f"order {order_id!r} is {OrderState(self.state[k]).name}, not terminal")
-        self._terminal.remove(k)
+        cdef int64_t j, m = self._term_cap - 1, h = self._term_head
+        for j in range(self._term_len):
+            if self._term[(h + j) & m] == k:
+                break
+        else:
+            raise ValueError(f"terminal slot {k} not queued")
+        for j in range(j, self._term_len - 1):  # close the gap: later slots move one toward the head
+            self._term[(h + j) & m] = self._term[(h + j + 1) & m]
+        self._term_len -= 1
         self._evict(k)
 
     def evict_terminal(self, int64_t keep=0):
@@ -474,9 +508,7 @@ cdef class OrderStore:
 
     cdef int64_t _evict_terminal(self, int64_t keep) except -1:
         cdef int64_t n = 0
-        terminal = self._terminal
-        popleft = terminal.popleft
-        while len(terminal) > keep:
-            self._evict(popleft())
+        while self._term_len > keep:
+            self._evict(self._term_pop())
             n += 1
         return n
