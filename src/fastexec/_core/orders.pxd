@@ -72,7 +72,8 @@ cdef class OrderStore:
     cdef int32_t* working_acct
     cdef dict _ids
     cdef list _id_of
-    cdef list _free
+    cdef int64_t* _free  # evicted slots to reuse, a stack (at most ``cap``)
+    cdef int64_t _n_free
     # terminal slots, oldest first: a ring of int64 (power-of-two capacity)
     cdef int64_t* _term
     cdef int64_t _term_cap, _term_head, _term_len

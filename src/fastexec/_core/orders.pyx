@@ -199,7 +199,8 @@ cdef class OrderStore:
             raise MemoryError()
         self._ids = {}
         self._id_of = []
-        self._free = []
+        self._free = NULL
+        self._n_free = 0
         self._term = NULL
         self._term_cap = self._term_head = self._term_len = 0
         self._resize(capacity)
@@ -207,7 +208,7 @@ cdef class OrderStore:
     def __dealloc__(self):
         free(self.account); free(self.instrument); free(self.units); free(self.filled)
         free(self.price); free(self.stop_price); free(self.state); free(self.prev)
-        free(self.working); free(self.working_acct); free(self._term)
+        free(self.working); free(self.working_acct); free(self._term); free(self._free)
 
     def _resize(self, int64_t n):
         cdef void* p
@@ -235,6 +236,9 @@ cdef class OrderStore:
         p = realloc(self.prev, n * sizeof(int8_t))
         if p == NULL: raise MemoryError()
         self.prev = <int8_t*>p
+        p = realloc(self._free, n * sizeof(int64_t))
+        if p == NULL: raise MemoryError()
+        self._free = <int64_t*>p
         self.cap = n
 
     cdef int _grow(self) except -1:
@@ -291,7 +295,8 @@ cdef class OrderStore:
         if oid is not None:
             del self._ids[oid]
             self._id_of[k] = None
-            self._free.append(k)
+            self._free[self._n_free] = k
+            self._n_free += 1
         return 0
 
     # --- create ----------------------------------------------------------
@@ -317,13 +322,15 @@ cdef class OrderStore:
             raise OrderError("INVALID_UNITS", f"units={units} must be non-zero with |units| <= {C_MAX_UNITS}")
         if price < 0 or price > C_MAX_PRICE or stop_price < 0 or stop_price > C_MAX_PRICE:
             raise OrderError("INVALID_PRICE", f"price={price} stop_price={stop_price} outside 0..{C_MAX_PRICE}")
-        if self._free:
-            k = self._free.pop()
+        if self._n_free:
+            self._n_free -= 1
+            k = self._free[self._n_free]
         else:
             if self.hi >= self.cap:
                 self._grow()
-            if self._free:  # _grow evicted instead of growing
-                k = self._free.pop()
+            if self._n_free:  # _grow evicted instead of growing
+                self._n_free -= 1
+                k = self._free[self._n_free]
             else:
                 k = self.hi
                 self.hi += 1
