@@ -75,9 +75,9 @@ cdef extern from *:
     /* _fmt_plain(q, p): sign, integer digits, and exactly p zero-padded
        decimals; with strip, trailing zeros of the decimals are dropped
        (the caller guarantees a non-zero fraction then). |q| < 10**19. */
-    static PyObject* fe_w_plain(long long q, int p, int strip) {
-        char buf[48];
-        char* end = buf + sizeof buf;
+    static char* fe_w_plain_at(char* end, char** end_out, long long q, int p, int strip) {
+        /* the digits of _fmt_plain(q, p) written backwards from end; returns
+           their start, *end_out their end (moved back by strip) */
         char* s = end;
         unsigned long long a = q < 0 ? 0ULL - (unsigned long long)q : (unsigned long long)q;
         if (p > 0) {
@@ -92,6 +92,14 @@ cdef extern from *:
         }
         s = fe_w_udigits(s, a);
         if (q < 0) *--s = '-';
+        *end_out = end;
+        return s;
+    }
+
+    static PyObject* fe_w_plain(long long q, int p, int strip) {
+        char buf[48];
+        char* end;
+        char* s = fe_w_plain_at(buf + sizeof buf, &end, q, p, strip);
         return fe_w_ascii(s, end - s);
     }
 
@@ -194,21 +202,8 @@ cdef extern from *:
 
     static void fe_w_jplain(fe_w_out* o, long long q, int p, int strip) {
         char buf[48];
-        char* end = buf + sizeof buf - 1;  /* room for the closing quote */
-        char* s = end;
-        unsigned long long a = q < 0 ? 0ULL - (unsigned long long)q : (unsigned long long)q;
-        if (p > 0) {
-            unsigned long long f = a % (unsigned long long)fe_w_pow10[p];
-            a /= (unsigned long long)fe_w_pow10[p];
-            int k;
-            for (k = 0; k < p; k++) { *--s = (char)('0' + f % 10); f /= 10; }
-            *--s = '.';
-            if (strip) {
-                while (end[-1] == '0') end--;
-            }
-        }
-        s = fe_w_udigits(s, a);
-        if (q < 0) *--s = '-';
+        char* end;
+        char* s = fe_w_plain_at(buf + sizeof buf - 1, &end, q, p, strip);  /* room for the closing quote */
         *--s = '"';
         *end++ = '"';
         fe_w_put(o, s, end - s);

@@ -188,6 +188,20 @@ cdef inline void _le32(unsigned char* p, uint32_t v) noexcept nogil:
     p[3] = (v >> 24) & 0xFF
 
 
+cdef inline void _seal(unsigned char* p, Py_ssize_t n, uint64_t seq) noexcept:
+    """Write the 20-byte frame header in front of the ``n``-byte payload already at
+    ``p + 20``: magic ``FXJ``, version, payload length, sequence number, then the CRC
+    of header and payload (``codec.encode_raw``'s layout)."""
+    p[0] = 70  # F
+    p[1] = 88  # X
+    p[2] = 74  # J
+    p[3] = 1   # version
+    _le32(p + 4, <uint32_t>n)
+    _le32(p + 8, <uint32_t>(seq & 0xFFFFFFFFU))
+    _le32(p + 12, <uint32_t>(seq >> 32))
+    _le32(p + 16, _crc_update(_crc_update(0, p, 16), p + 20, n))
+
+
 cpdef bytes frame(long long seq_in, bytes body):
     """The frame around an encoded payload (``codec.encode_raw``'s layout, the default limit).
     (``seq`` is taken as a signed C long long: converting to an unsigned one goes through
@@ -200,15 +214,8 @@ cpdef bytes frame(long long seq_in, bytes body):
         raise ValueError(f"journal record of {n} bytes exceeds the {MAX_PAYLOAD_C}-byte limit")
     cdef bytes out = PyBytes_FromStringAndSize(NULL, 20 + n)
     cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
-    p[0] = 70  # F
-    p[1] = 88  # X
-    p[2] = 74  # J
-    p[3] = 1   # version
-    _le32(p + 4, <uint32_t>n)
-    _le32(p + 8, <uint32_t>(seq & 0xFFFFFFFFU))
-    _le32(p + 12, <uint32_t>(seq >> 32))
     memcpy(p + 20, PyBytes_AS_STRING(body), n)
-    _le32(p + 16, _crc_update(_crc_update(0, p, 16), p + 20, n))
+    _seal(p, n, seq)
     return out
 
 
@@ -482,17 +489,8 @@ cdef bytes _encode(long long seq_in, payload):
     cdef Py_ssize_t n = _len - 20
     if n > MAX_PAYLOAD_C:
         raise ValueError(f"journal record of {n} bytes exceeds the {MAX_PAYLOAD_C}-byte limit")
-    cdef uint64_t seq = <uint64_t>seq_in
-    cdef unsigned char* p = _buf
-    p[0] = 70  # F
-    p[1] = 88  # X
-    p[2] = 74  # J
-    p[3] = 1   # version
-    _le32(p + 4, <uint32_t>n)
-    _le32(p + 8, <uint32_t>(seq & 0xFFFFFFFFU))
-    _le32(p + 12, <uint32_t>(seq >> 32))
-    _le32(p + 16, _crc_update(_crc_update(0, p, 16), p + 20, n))
-    return PyBytes_FromStringAndSize(<char*>p, _len)
+    _seal(_buf, n, <uint64_t>seq_in)
+    return PyBytes_FromStringAndSize(<char*>_buf, _len)
 
 
 # ---------------------------------------------------------------------------- the fold
