@@ -12,6 +12,10 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 OUT=profiles
 RATE=${RATE:-250}   # samples/s
+# NATIVE=1: also show compiled (Cython/C) frames; py-spy then stops the process for each
+# sample, so use a lower RATE (e.g. RATE=100) and read shares, not rates
+SPY_OPTS=(--function -r "$RATE")
+[ -n "${NATIVE:-}" ] && SPY_OPTS+=(--native)
 command -v py-spy >/dev/null || { echo "py-spy not found: pip install py-spy" >&2; exit 1; }
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -35,7 +39,7 @@ trap cleanup EXIT
 
 submit() {
   # In-process submit -> filled through the engine on the simulated venue.
-  py-spy record --function -r "$RATE" -o "$OUT/inprocess_submit.svg" -- \
+  py-spy record "${SPY_OPTS[@]}" -o "$OUT/inprocess_submit.svg" -- \
     "$PY" bench/compare/fx_submit.py --orders 150000 --warmup 1000
 }
 
@@ -45,7 +49,7 @@ serve() {
   port=$(free_port); mport=$(free_port); data=$(mktemp -d)
   LOG_LEVEL=warning FASTEXEC_DATA_DIR="$data" MAX_ORDERS_PER_SECOND=1000000 MAX_CONCURRENT_ORDERS=100000 \
     FASTEXEC_API_TOKENS="" \
-    py-spy record --function -r "$RATE" -d 14 -o "$OUT/serve_under_load.svg" -- \
+    py-spy record "${SPY_OPTS[@]}" -d 14 -o "$OUT/serve_under_load.svg" -- \
     "$PY" -m fastexec.service --port "$port" --metrics-port "$mport" &
   PIDS+=($!)
   wait_http "http://127.0.0.1:$port/health" 30
@@ -63,7 +67,7 @@ oanda() {
   "$PY" -m fastexec sim --port "$port" --tick-interval 0.05 >/dev/null 2>&1 &
   PIDS+=($!)
   wait_port "$port" 30
-  py-spy record --function -r "$RATE" -o "$OUT/oanda_adapter.svg" -- \
+  py-spy record "${SPY_OPTS[@]}" -o "$OUT/oanda_adapter.svg" -- \
     "$PY" profiles/oanda_adapter_driver.py --url "http://127.0.0.1:$port" --orders 1200
   kill "${PIDS[-1]}" 2>/dev/null || true
 }
