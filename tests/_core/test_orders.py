@@ -332,7 +332,7 @@ def test_random_event_streams_keep_counts_and_fills_consistent(events):
                 s.replace(oid, units, 0)
             else:
                 s.apply(oid, ev)
-        except InvalidTransition as e:
+        except InvalidTransition:
             assert TRANSITIONS.get((state, ev)) is None or ev == E.PARTIAL_FILL
             assert s.get(oid)[6] == state
         except OrderError as e:

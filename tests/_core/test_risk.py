@@ -393,7 +393,9 @@ def test_batch_refuses_wrong_array_types(core):
     i = array.array("i", [0])
     q = array.array("q", [1])
     with pytest.raises(TypeError):
-        core.risk.check_batch(i, i, i, 0, i)
+        core.risk.check_batch(i, i, i, 0, i)  # units must be 'q'
+    with pytest.raises(TypeError):
+        core.risk.check_batch(i, i, q, 0, q)  # out must be 'i'
     with pytest.raises(ValueError):
         core.risk.check_batch(i, i, array.array("q", [1, 2]), 0, i)
 

@@ -74,7 +74,7 @@ async def test_order_and_trade_lists_filter_and_page(env):
     assert [o["id"] for o in b["orders"]] == [ids[4], ids[3]]
     st, b = await call("GET", f"/orders?state=ALL&beforeID={ids[2]}")
     assert [o["id"] for o in b["orders"]] == [ids[1], ids[0]]
-    st, b = await call("GET", f"/orders?state=CANCELLED")
+    st, b = await call("GET", "/orders?state=CANCELLED")
     assert [o["id"] for o in b["orders"]] == [ids[0]]
     st, b = await call("GET", f"/orders?ids={ids[1]},{ids[3]}")
     assert sorted(o["id"] for o in b["orders"]) == sorted([ids[1], ids[3]])
