@@ -20,6 +20,7 @@ from fastexec.brokers.base import ExitDetails, OrderFilled, OrderRequest, TimeIn
 from fastexec.sim.broker import SimulatedBroker
 from fastexec.sim.fixed import round_half_even_int
 from fastexec.sim.instruments import load_sim_instruments
+from fastexec.sim.testing import run_inline
 from fastexec.sim.venue import Order, Venue
 
 from .fill_scenario import run
@@ -187,15 +188,6 @@ def test_broker_fast_path_matches_the_general_path(seed, monkeypatch):
     assert fast_state == ref_state
 
 
-def _send(coro):
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise AssertionError("the in-process broker yielded")
-
-
 def test_kernel_account_and_log_have_the_python_fields_and_reads():
     """The kernel's typed Account/TxnLog stand in for venue.py's: same fields
     (same initial values), same transaction reads."""
@@ -252,9 +244,9 @@ def _listener_run(fast, react):
             v.place_order(aid, Order("MARKET", v.by_name["EUR_USD"], -300, client_ext={"id": "side"}))
 
     v.on_transactions(other)
-    evs = [_send(b.submit(OrderRequest(cid, aid, "EUR_USD", u))) for cid, u in (("r1", 1000), ("r2", -400))]
+    evs = [run_inline(b.submit(OrderRequest(cid, aid, "EUR_USD", u))) for cid, u in (("r1", 1000), ("r2", -400))]
     v.remove_transactions_listener(other)
-    evs.append(_send(b.submit(OrderRequest("r3", aid, "EUR_USD", 100))))
+    evs.append(run_inline(b.submit(OrderRequest("r3", aid, "EUR_USD", 100))))
     asyncio.run(b.stop())
     return evs, handled, seen, b._in_request
 
@@ -297,14 +289,14 @@ def test_broker_fast_path_declines_what_it_does_not_handle():
     aid = b.account_ids()[0]
     assert _fill.broker_market(v, OrderRequest("u", "nope", "EUR_USD", 10), b) is None
     with pytest.raises(BrokerError) as e:
-        _send(b.submit(OrderRequest("u", "nope", "EUR_USD", 10)))
+        run_inline(b.submit(OrderRequest("u", "nope", "EUR_USD", 10)))
     assert e.value.status == 404
 
     class Req(OrderRequest):
         __slots__ = ()
 
     assert _fill.broker_market(v, Req("s", aid, "EUR_USD", 10), b) is None
-    evs = _send(b.submit(Req("s", aid, "EUR_USD", 10)))
+    evs = run_inline(b.submit(Req("s", aid, "EUR_USD", 10)))
     assert [type(e).__name__ for e in evs] == ["OrderFilled"] and evs[0].client_id == "s"
     assert v.accounts[aid].last_id == 4  # placed once
 
@@ -328,7 +320,7 @@ def test_broker_fast_path_random_orders_match_the_general_path(orders):
         aid = b.account_ids()[0]
         out = []
         for k, (name, units, tif, tag, comment, cid) in enumerate(orders):
-            out.append(_send(b.submit(OrderRequest(f"{cid}{k % 3}", aid, name, units, time_in_force=tif, tag=tag,
+            out.append(run_inline(b.submit(OrderRequest(f"{cid}{k % 3}", aid, name, units, time_in_force=tif, tag=tag,
                                                    comment=comment))))
         return out, snapshot(v)
 
