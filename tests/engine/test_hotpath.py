@@ -196,6 +196,30 @@ def test_fill_value_is_exact_beyond_int64():
     assert H.view(o).average_fill_price == 999_999_999 * 40
 
 
+def test_fill_value_moves_between_int64_and_python_ints():
+    o = _order()
+    assert o.fill_value == 0 and type(o.fill_value) is int
+    o.fill_value = 2**63 - 1
+    o.fill_value += 1  # past int64: kept as the Python int
+    assert o.fill_value == 2**63
+    o.fill_value = -(2**63)
+    assert o.fill_value == -(2**63)
+    o.fill_value = 5
+    o.fill_units = 2
+    assert o.fill_value == 5 and H.view(o).average_fill_price == 2  # 2.5 -> 2
+
+
+def test_plain_orders_share_their_normalized_unless_they_carry_a_client_id():
+    buy, sell = OrderSpec("a", "EUR_USD", "buy", 7_001), OrderSpec("a", "EUR_USD", "sell", 7_001)
+    n1, n2 = H.plain(buy, EUR_USD), H.plain(dataclasses.replace(buy, account_id="b"), EUR_USD)
+    assert n1 is n2 and n1.units == 7_001
+    s1 = H.plain(sell, EUR_USD)
+    assert s1 is H.plain(sell, EUR_USD) and s1.units == -7_001 and s1 is not n1
+    c = H.plain(dataclasses.replace(buy, client_order_id="c-7001"), EUR_USD)
+    assert c is not n1 and c.client_order_id == "c-7001" and H.plain(buy, EUR_USD).client_order_id is None
+    assert _fields(c) == dict(_fields(n1), client_order_id="c-7001")
+
+
 def test_records_are_not_tracked_by_the_cyclic_collector():
     o = _order()
     assert not gc.is_tracked(o) and not gc.is_tracked(o.norm)

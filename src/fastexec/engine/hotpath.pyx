@@ -148,8 +148,10 @@ cdef extern from *:
 cdef extern from *:
     """
     static inline int fx_mul64(int64_t a, int64_t b, int64_t *out) { return __builtin_mul_overflow(a, b, out); }
+    static inline int fx_add64(int64_t a, int64_t b, int64_t *out) { return __builtin_add_overflow(a, b, out); }
     """
     int fx_mul64(int64_t a, int64_t b, int64_t *out)
+    int fx_add64(int64_t a, int64_t b, int64_t *out)
 
 
 cdef inline int64_t _perf_ns() noexcept nogil:
@@ -353,8 +355,14 @@ cdef class TypeInfo:
     # (no price, stop or trailing distance required; the default time in
     # force needs no gtd_time): normalize's fast path.
     cdef public bint plain
+    # ``_plain``'s Normalized of this type per |units| (a plain order without
+    # a client id is nothing else), one dict per side: orders share these
+    # (Normalized is immutable), so a retained order does not own one.
+    cdef dict _buys, _sells
 
     def __init__(self, otype, need, tifs, default_tif, v20, v20_priced=None, child_tif=None):
+        self._buys = {}
+        self._sells = {}
         self.otype = otype
         self.name = otype.value
         self.need_price, self.need_stop, self.need_trail = need
@@ -465,6 +473,9 @@ def normalized(TypeInfo info not None, units, price, stop_price, trailing_distan
     return n
 
 
+DEF _PLAIN_SHARED_MAX = 1024  # shared plain Normalized per type and side (distinct order sizes)
+
+
 cdef Normalized _plain(object spec, Instrument inst):
     """``normalize`` for a plain order (an order type whose optional fields
     may all be absent, and they are: a market order without exits, the
@@ -488,9 +499,12 @@ cdef Normalized _plain(object spec, Instrument inst):
     if overflow or u <= 0 or u > MAX_UNITS or u > inst.maximum_order_units or u < inst.minimum_trade_size:
         return None
     side = _get(d, 2, spec)
+    cdef dict shared
     if side == "sell":
-        units = -u
-    elif side != "buy":
+        shared = info._sells
+    elif side == "buy":
+        shared = info._buys
+    else:
         return None
     if (_get(d, 5, spec) is not None or _get(d, 6, spec) is not None or _get(d, 7, spec) is not None
             or _get(d, 8, spec) is not None or _get(d, 9, spec) is not None or _get(d, 10, spec) is not None
@@ -499,8 +513,15 @@ cdef Normalized _plain(object spec, Instrument inst):
     coid = _get(d, 13, spec)
     if coid is not None:
         coid = check_client_order_id(coid)
+    else:
+        x = shared.get(units)
+        if x is not None:
+            return <Normalized>x
     cdef Normalized n = Normalized.__new__(Normalized)
-    _fill_normalized(n, info, units, None, None, None, info.default_tif, None, None, None, None, coid)
+    _fill_normalized(n, info, units if shared is info._buys else -u, None, None, None, info.default_tif,
+                     None, None, None, None, coid)
+    if coid is None and len(shared) < _PLAIN_SHARED_MAX:
+        shared[units] = n
     return n
 
 
@@ -574,9 +595,6 @@ cpdef object broker_request(Normalized n, client_id, account_id, instrument):
 
 # ---------------------------------------------------------------------- Order
 
-cdef object _ZERO = 0
-
-
 @cython.final
 @cython.no_gc
 @cython.freelist(32)
@@ -598,12 +616,37 @@ cdef class Order:
     # last transition (every transition goes through the core's table; this
     # saves asking).
     cdef public object state
-    cdef public object fill_value  # sum of |units| * price over fills, exact (the VWAP without rounding)
+    # ``fill_value``, the sum of |units| * price over fills, exact (the VWAP
+    # without rounding): ``_fv`` while it fits int64, else ``_fv_big``.
+    cdef int64_t _fv
+    cdef object _fv_big  # None, or the value when it does not fit _fv
     cdef public int64_t fill_units
-    cdef public object reject_reason, risk_ns, broker_ns, total_ns
+    cdef public object reject_reason
+    # Numbers kept in C, not as int objects: an engine retains ~14k orders
+    # and frees the oldest while they are cold, so every object an order
+    # owns is a cache miss when it is forgotten (and another when its freed
+    # block is reused); the view makes the ints when it is built.
+    cdef public int64_t risk_ns, broker_ns, total_ns
     cdef public object pending_op  # "cancel" | "replace" while such a request is in flight
     cdef public object trigger_price
     cdef public Py_ssize_t events  # broker events applied to this order
+
+    @property
+    def fill_value(self):
+        return self._fv if self._fv_big is None else self._fv_big
+
+    @fill_value.setter
+    def fill_value(self, value):
+        cdef int overflow = 0
+        cdef long long v = 0
+        if type(value) is int:
+            v = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if type(value) is int and not overflow:
+            self._fv = v
+            self._fv_big = None
+        else:
+            self._fv = 0
+            self._fv_big = value
 
 
 cdef Order _new_order(order_id, client_order_id, account_id, acct, Instrument inst, Normalized norm, side,
@@ -623,10 +666,6 @@ cdef Order _new_order(order_id, client_order_id, account_id, acct, Instrument in
     o.updated_at = now
     o.request_id = request_id
     o.state = _EMULATED if norm.emulated else _PENDING_SUBMIT
-    o.fill_value = _ZERO
-    o.risk_ns = _ZERO
-    o.broker_ns = _ZERO
-    o.total_ns = _ZERO
     return o
 
 
@@ -653,15 +692,15 @@ cdef object order_view(Order o):
     cdef int overflow = 0
     avg = None
     if fu:
-        fv = PyLong_AsLongLongAndOverflow(o.fill_value, &overflow) if type(o.fill_value) is int else -1
-        if fu > 0 and fv >= 0 and not overflow:  # in C (the common case: it fits int64)
+        fv = o._fv if o._fv_big is None else -1
+        if fu > 0 and fv >= 0:  # in C (the common case: it fits int64)
             cq = fv // fu
             cr = fv - cq * fu
             if 2 * cr > fu or (2 * cr == fu and cq & 1):
                 cq += 1
             avg = cq
         else:
-            q, r = divmod(o.fill_value, fu)
+            q, r = divmod(o._fv if o._fv_big is None else o._fv_big, fu)
             if 2 * r > fu or (2 * r == fu and q & 1):
                 q += 1
             avg = q
@@ -1320,10 +1359,10 @@ cdef class EngineCore:
                 return 0
             au = cu if cu > 0 else -cu  # the ledger took it: |units| <= 10**12
             o.fill_units += au
-            if fx_mul64(au, cpx, &uv):
-                o.fill_value += au * price  # beyond int64: Python ints
+            if o._fv_big is not None or fx_mul64(au, cpx, &uv) or fx_add64(o._fv, uv, &uv):
+                o.fill_value = o.fill_value + au * price  # beyond int64: Python ints
             else:
-                o.fill_value += uv
+                o._fv = uv
             o.updated_at = time_ns
             if C_TERMINAL[_st(st)]:
                 if o.norm.emulated:
