@@ -129,7 +129,8 @@ cdef class Order:
     """
 
     cdef public object id, type, inst, units, price, price_bound, tif, gtd_ns, position_fill, trigger
-    cdef public object client_ext, trade_client_ext, tp, sl, tsl, trade_id, client_trade_id, distance
+    cdef object _ce  # client_ext, or the bare client id str the broker's fast path stores (see client_ext)
+    cdef public object trade_client_ext, tp, sl, tsl, trade_id, client_trade_id, distance
     cdef public object guaranteed, state, reason, create_ns, fill_txn, filled_ns, trade_opened_id
     cdef public object trade_reduced_id, cancel_txn, cancelled_ns, replaces_id, replaced_by_id
     cdef public object on_fill_txn, initial_market_price, trailing_value, expire_ns, closeout, trade_close_units
@@ -152,7 +153,7 @@ cdef class Order:
         self.gtd_ns = gtd_ns
         self.position_fill = position_fill
         self.trigger = trigger
-        self.client_ext = client_ext
+        self._ce = client_ext
         self.trade_client_ext = trade_client_ext
         self.tp = tp
         self.sl = sl
@@ -167,9 +168,36 @@ cdef class Order:
         # every other field starts as None (extension-type object fields do)
 
     @property
+    def client_ext(self):
+        """The order's clientExtensions dict (or None). The broker's fast
+        path stores a bare client id str instead (``{"id": cid}`` is all a
+        plain market order has), so a retained order holds no dict of its
+        own nobody reads; the dict is made, and kept, on first read."""
+        ce = self._ce
+        if type(ce) is str:
+            ce = self._ce = {"id": ce}
+        return ce
+
+    @client_ext.setter
+    def client_ext(self, value):
+        self._ce = value
+
+    @property
     def client_id(self):
-        ce = self.client_ext
+        ce = self._ce
+        if type(ce) is str:
+            return ce
         return ce.get("id") if ce else None
+
+
+cdef inline object _order_cid(Order o):
+    """``o.client_id`` without making the dict."""
+    ce = o._ce
+    if type(ce) is str:
+        return ce
+    if type(ce) is dict:
+        return (<dict>ce).get("id")
+    return ce.get("id") if ce else None
 
 
 @cython.no_gc
@@ -363,21 +391,29 @@ cdef int _trim(Account acct) except -1:
     if k <= 0:
         return 0
     cdef Py_ssize_t cutoff = log.base + k  # ids <= cutoff are forgotten
-    cdef list ps = log.ps
+    cdef list ps = log.ps, types = log.types, times = log.times, batches = log.batches, reqs = log.reqs
     cdef dict orders = acct.orders, by_client = acct.by_client, trades = acct.trades
     cdef Py_ssize_t j
     cdef PyObject *p
     cdef PyObject *prev = NULL
     for j in range(k):
         p = PyList_GET_ITEM(ps, j)
-        if p == prev:
-            continue  # a market order's create and fill are one object: look at it once
-        x = <object>p
-        if type(x) is Order:  # an order's create or its fill
-            prev = p
-            _forget_order(<Order>x, cutoff, orders, by_client, trades)
-        elif type(x) is tuple and PyTuple_GET_SIZE(x) == 2 and type((<tuple>x)[0]) is Order:  # a cancel
-            _forget_order(<Order>(<tuple>x)[0], cutoff, orders, by_client, trades)
+        if p != prev:  # a market order's create and fill are one object: look at it once
+            x = <object>p
+            if type(x) is Order:  # an order's create or its fill
+                prev = p
+                _forget_order(<Order>x, cutoff, orders, by_client, trades)
+            elif type(x) is tuple and PyTuple_GET_SIZE(x) == 2 and type((<tuple>x)[0]) is Order:  # a cancel
+                _forget_order(<Order>(<tuple>x)[0], cutoff, orders, by_client, trades)
+            x = None
+        # drop the transaction's references now, while what they point at is
+        # in cache from the look above (a forgotten order is freed here, not
+        # in a second pass over 4096 cold entries); the slices below then
+        # hold only None
+        fx_list_clear(ps, j)
+        fx_list_clear(times, j)
+        fx_list_clear(batches, j)
+        fx_list_clear(reqs, j)
     del log.types[:k]
     del log.times[:k]
     del log.batches[:k]
@@ -405,15 +441,9 @@ cdef int _forget_order(Order o, Py_ssize_t cutoff, dict orders, dict by_client, 
     if PyDict_GetItem(orders, oid) != <PyObject *>o:
         return 0  # forgotten already (its other transaction came first)
     del orders[oid]
-    ce = o.client_ext
-    cdef PyObject *cid
-    if ce is not None:
-        cid = PyDict_GetItem(ce, "id") if type(ce) is dict else <PyObject *>NULL
-        if cid == NULL and type(ce) is not dict:
-            c = ce.get("id")
-            cid = <PyObject *>c if c is not None else NULL
-        if cid != NULL and <object>cid is not None and PyDict_GetItem(by_client, <object>cid) == <PyObject *>o:
-            del by_client[<object>cid]
+    cid = _order_cid(o)
+    if cid is not None and PyDict_GetItem(by_client, cid) == <PyObject *>o:
+        del by_client[cid]
     fc = o.fill_closed
     if fc is not None:
         for e in <tuple?>fc:
@@ -453,6 +483,12 @@ cdef extern from *:
     """
     #include "structmember.h"
     static inline PyObject *fx_slot(PyObject *o, Py_ssize_t off) { return *(PyObject **)((char *)o + off); }
+    static inline void fx_list_clear(PyObject *l, Py_ssize_t j) {
+        PyObject *x = PyList_GET_ITEM(l, j);
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(l, j, Py_None);
+        Py_DECREF(x);
+    }
     static inline void fx_slot_init(PyObject *o, Py_ssize_t off, PyObject *v) {
         Py_INCREF(v);
         *(PyObject **)((char *)o + off) = v;
@@ -464,6 +500,7 @@ cdef extern from *:
     }
     """
     PyObject *fx_slot(object o, Py_ssize_t off)
+    void fx_list_clear(list l, Py_ssize_t j)
     void fx_slot_init(object o, Py_ssize_t off, object v)
     Py_ssize_t fx_member_offset(object d)
     object fx_alloc(object t)
@@ -623,17 +660,14 @@ cdef bint _book(VenueCore venue, Account acct, Order o, request_id) except -1:
     au = units if buy else -units
     if au > _islot(inst, I_MAX) or au < _islot(inst, I_MIN):
         return False
-    ce = o.client_ext
-    cid = None
+    cid = _order_cid(o)
     cdef dict by_client = acct.by_client
-    if ce is not None:
-        cid = (<dict>ce).get("id") if type(ce) is dict else ce.get("id")
-        if cid is not None:
-            if type(cid) is not str or len(<str>cid) == 0 or len(<str>cid) > 128:
-                return False
-            other = by_client.get(cid)
-            if other is not None and (<Order?>other).state == "PENDING":
-                return False
+    if cid is not None:
+        if type(cid) is not str or len(<str>cid) == 0 or len(<str>cid) > 128:
+            return False
+        other = by_client.get(cid)
+        if other is not None and (<Order?>other).state == "PENDING":
+            return False
     if au > venue.liquidity:
         return False
     ii = _islot(inst, I_INDEX)
@@ -651,7 +685,7 @@ cdef bint _book(VenueCore venue, Account acct, Order o, request_id) except -1:
         reducible = -net if net < 0 else net
         if reducible > au:
             reducible = au
-    opening = au - reducible
+    opening = au - reducible if reducible else au
     cdef Position p2
     cdef Py_ssize_t j
     if opening > 0:
@@ -739,18 +773,22 @@ cdef bint _book(VenueCore venue, Account acct, Order o, request_id) except -1:
             pl = mul_rhe(cu, dpx, gain if (cu > 0) == (dpx > 0) or not dpx else loss, 1, PL_DEN_C, PL_DEN)
             hs = mul_rhe(k, spread, loss, 1, PL_DEN2_C, PL_DEN2)
             tr.units = tu - cu
-            tr.realized_pl = tr.realized_pl + pl
+            # a sum whose first term is 0 is that term: no new int retained for it
+            # (here and in the sums below: one object less per retained fill)
+            rpl = tr.realized_pl
+            tr.realized_pl = rpl + pl if rpl else pl
             if tr.closing_txn_ids is None:
                 tr.closing_txn_ids = (fid,)
             else:
                 tr.closing_txn_ids = tr.closing_txn_ids + (fid,)
             tr.closed_units = tr.closed_units + k
-            tr.closed_value = tr.closed_value + k * px
+            cv = tr.closed_value
+            tr.closed_value = cv + k * px if cv else k * px
             pos.units = pos.units - cu
             pos.cost = pos.cost - cu * tr.price
-            total_pl += pl
-            total_hs += hs
-            entry = (tr.id, -cu, px, pl, hs)
+            total_pl = total_pl + pl if total_pl else pl
+            total_hs = total_hs + hs if total_hs else hs
+            entry = (tr.id, units if k == au else -cu, px, pl, hs)  # the order's own units when it closes k == au
             if tr.units == 0:
                 tr.state = "CLOSED"
                 tr.close_ns = now
@@ -783,7 +821,7 @@ cdef bint _book(VenueCore venue, Account acct, Order o, request_id) except -1:
         acct.resettable_pl = acct.resettable_pl + total_pl
         acct.balance = acct.balance + total_pl
     if opening:
-        ou = opening if buy else -opening
+        ou = units if opening is au else (opening if buy else -opening)  # the request's int when it opens whole
         hs = mul_rhe(opening, spread, loss, 1, PL_DEN2_C, PL_DEN2)
         im = mul_rhe(_islot(inst, I_MARGIN), opening, bid + ask, midf, MARGIN_DEN2_C, MARGIN_DEN2)
         tr = Trade.__new__(Trade)
@@ -806,7 +844,7 @@ cdef bint _book(VenueCore venue, Account acct, Order o, request_id) except -1:
         pos.cost = pos.cost + ou * px
         o.fill_trade = tr
         o.trade_opened_id = fid
-        total_hs += hs
+        total_hs = total_hs + hs if total_hs else hs
     o.fill_pl = total_pl
     o.fill_hs = total_hs
     o.fill_balance = acct.balance
@@ -823,12 +861,7 @@ from cpython.object cimport PyTypeObject
 
 cdef object _fill_event(Account acct, Order o, Py_ssize_t fid, time_ns):
     """The ``OrderFilled`` of a client market order's fill (transaction ``fid``)."""
-    ce = o.client_ext
-    cid = None
-    if type(ce) is dict:
-        cid = (<dict>ce).get("id")
-    elif ce:
-        cid = ce.get("id")
+    cid = _order_cid(o)
     closed = ()
     fc = o.fill_closed
     if fc:
@@ -972,13 +1005,16 @@ cdef object _broker_market(VenueCore venue, r, broker):
     inst = venue.by_name.get(_rslot(r, 2))
     if inst is None:
         return None
-    cdef dict ce = {"id": _rslot(r, 0)}
+    cid = _rslot(r, 0)
     tag = _rslot(r, 14)
-    if tag is not None:
-        ce["tag"] = tag
     comment = _rslot(r, 15)
-    if comment is not None:
-        ce["comment"] = comment
+    cdef object ce = cid  # a bare id str stands for {"id": cid} (Order.client_ext)
+    if tag is not None or comment is not None or type(cid) is not str:
+        ce = {"id": cid}
+        if tag is not None:
+            ce["tag"] = tag
+        if comment is not None:
+            ce["comment"] = comment
     cdef Order o = Order.__new__(Order)
     o.id = 0
     o.type = "MARKET"
@@ -988,7 +1024,7 @@ cdef object _broker_market(VenueCore venue, r, broker):
     o.gtd_ns = _rslot(r, 8)
     o.position_fill = "DEFAULT"
     o.trigger = "DEFAULT"
-    o.client_ext = ce
+    o._ce = ce
     o.state = "PENDING"
     o.reason = "CLIENT_ORDER"
     o.create_ns = 0
