@@ -22,8 +22,11 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
 from collections import deque
+from sys import intern as _intern
 
 import orjson
+
+cimport cython
 
 cdef object _dumps = orjson.dumps
 cdef object _deque = deque
@@ -496,8 +499,14 @@ cdef bytes _encode(long long seq_in, payload):
 # ---------------------------------------------------------------------------- the fold
 
 cdef frozenset TERMINAL = frozenset({"filled", "cancelled", "rejected"})
-cdef tuple _HEAVY = ("stop_loss", "take_profit", "emulation", "trailing_distance", "trailing_stop_distance",
-                     "stop_price", "time_in_force", "gtd_time_ns", "request_id", "cancel_requested")
+cdef tuple _HEAVY = tuple(_intern(k) for k in (
+    "stop_loss", "take_profit", "emulation", "trailing_distance", "trailing_stop_distance", "stop_price",
+    "time_in_force", "gtd_time_ns", "request_id", "cancel_requested"))
+cdef frozenset _HEAVY_SET = frozenset(_HEAVY)
+DEF _N_HEAVY = 10
+cdef PyObject* _heavy_p[_N_HEAVY]
+for _i in range(_N_HEAVY):
+    _heavy_p[_i] = <PyObject*>_HEAVY[_i]  # held by the tuple
 
 cdef extern from "Python.h":
     object _PyDict_Pop(object d, object key, object deflt)  # one lookup (``dict.pop(key, deflt)``)
@@ -509,8 +518,8 @@ cdef class StateCore:
     struct members (a slot of a Python class costs a descriptor call per read and write;
     the fold of one market order makes about twenty). Same names, same values."""
 
+    cdef object _orders  # any dict (checked on assignment); an ``OrderTable`` lets the fold keep finished orders compact
     cdef public long long seq
-    cdef public dict orders
     cdef public dict by_client
     cdef public dict by_broker
     cdef public dict positions
@@ -520,6 +529,226 @@ cdef class StateCore:
     cdef public dict _recent_order
     cdef public object _terminal
     cdef public Py_ssize_t retain_terminal
+
+    @property
+    def orders(self):
+        return self._orders
+
+    @orders.setter
+    def orders(self, value):
+        if not isinstance(value, dict):
+            raise TypeError(f"orders must be a dict, not {type(value).__name__}")
+        self._orders = value
+
+
+# ---------------------------------------------------------------------------- finished orders, compact
+
+@cython.final
+@cython.no_gc
+cdef class Finished:
+    """A finished order as the state retains it: the order dict's JSON (orjson's bytes:
+    the ``_put_value`` encoder below writes exactly those), decoded back only when
+    something reads it, and the two index keys ``_forget`` needs to drop it. One small
+    object and one contiguous blob instead of a dict, its key table and a dozen value
+    objects: up to 20,000 of them are retained and each is touched once more, cold, when
+    it is forgotten. Only ``str``, 64-bit ``int``, ``None``, ``bool``, exact ``dict`` and
+    ``list`` are ever encoded, so decoding gives back an equal dict (anything else keeps
+    its dict). Holds no references that could form a cycle (bytes and str only)."""
+
+    cdef readonly bytes blob
+    cdef readonly object client_order_id  # the order's, as the by_client key (str or None)
+    cdef readonly str broker_key  # f"{account_id}/{broker_order_id}", the by_broker key
+
+    def order(self):
+        """The order dict (a new one per call)."""
+        return _loads(self.blob)
+
+    def __reduce__(self):
+        return (_finished, (self.blob, self.client_order_id, self.broker_key))
+
+    def __eq__(self, other):
+        if type(other) is not Finished:
+            return NotImplemented
+        return (self.blob, self.client_order_id, self.broker_key) == (
+            (<Finished>other).blob, (<Finished>other).client_order_id, (<Finished>other).broker_key)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"Finished({self.order()!r})"
+
+
+def _finished(bytes blob, client_order_id, str broker_key):
+    cdef Finished f = Finished.__new__(Finished)
+    f.blob, f.client_order_id, f.broker_key = blob, client_order_id, broker_key
+    return f
+
+
+cdef inline object _plain(v):
+    return (<Finished>v).order() if type(v) is Finished else v
+
+
+class OrderTable(dict):
+    """``JournalState.orders``: order id -> order dict, where a finished order may be held
+    as a ``Finished``. Every read through the mapping's methods sees the dict: ``[]``,
+    ``get``, ``pop``, ``setdefault``, ``values`` and ``items`` decode a compact order and
+    put the dict back in its place (thawed: a caller that changes it changes the state,
+    as before), ``copy``, ``==`` and ``repr`` decode without storing. The fold reads the
+    table at C level (raw values) and handles both forms itself."""
+
+    def __getitem__(self, key):
+        v = dict.__getitem__(self, key)
+        if type(v) is Finished:
+            v = (<Finished>v).order()
+            PyDict_SetItem(self, key, v)
+        return v
+
+    def get(self, key, default=None):
+        cdef PyObject* p = PyDict_GetItemWithError(self, key)
+        if p is NULL:
+            return default
+        v = <object>p
+        if type(v) is Finished:
+            v = (<Finished>v).order()
+            PyDict_SetItem(self, key, v)
+        return v
+
+    def setdefault(self, key, default=None):
+        if PyDict_Contains(self, key):
+            return self[key]
+        PyDict_SetItem(self, key, default)
+        return default
+
+    def pop(self, key, *default):
+        return _plain(dict.pop(self, key, *default))
+
+    def popitem(self):
+        k, v = dict.popitem(self)
+        return k, _plain(v)
+
+    def values(self):
+        return [self[k] for k in list(dict.keys(self))]
+
+    def items(self):
+        return [(k, self[k]) for k in list(dict.keys(self))]
+
+    def plain_values(self):
+        """The order dicts, decoded but not stored back: for a read-only pass over every
+        order (startup, reconciliation) that should not inflate the finished ones."""
+        return [_plain(v) for v in dict.values(self)]
+
+    def copy(self):
+        return {k: _plain(v) for k, v in dict.items(self)}
+
+    def __eq__(self, other):
+        if isinstance(other, OrderTable):
+            other = other.copy()
+        return self.copy() == other if isinstance(other, dict) else NotImplemented
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"OrderTable({self.copy()!r})"
+
+    def __reduce__(self):
+        return (OrderTable, (self.copy(),))
+
+    def for_snapshot(self):
+        """order id -> dict or ``orjson.Fragment`` of the compact form: what ``orjson.dumps``
+        writes the same bytes for as for the dicts themselves."""
+        return {k: _Fragment((<Finished>v).blob) if type(v) is Finished else v for k, v in dict.items(self)}
+
+
+cdef object _loads = orjson.loads
+cdef object _Fragment = orjson.Fragment
+cdef object _OrderTable = OrderTable
+
+
+cdef Finished _compact(dict order, bint drop_heavy, str broker_key):
+    """The compact form of a finished order (without the ``_HEAVY`` keys when
+    ``drop_heavy``), or None where its dict has to stay: a value the encoder does not
+    write exactly, or index keys ``_forget`` could not rebuild from it the same way
+    (``broker_key``: the by_broker key already built for it, or None)."""
+    global _len, _buf, _cap
+    cid = _get(order, "client_order_id")
+    if cid is not None and type(cid) is not str:
+        return None
+    if broker_key is None:
+        acct = _get(order, "account_id")
+        bid = _get(order, "broker_order_id")
+        if type(acct) is not str or (bid is not None and type(bid) is not str):
+            return None
+        broker_key = f"{acct}/{bid}"
+    if _cap > 1024 * 1024:
+        free(_buf)
+        _buf, _cap = NULL, 0
+    _len = 0  # the frame buffer: free between records (the record's frame is already out)
+    cdef PyObject* k
+    cdef PyObject* v
+    cdef Py_ssize_t pos = 0
+    cdef type vt
+    cdef int r
+    _put1(123)
+    while PyDict_Next(order, &pos, &k, &v):
+        if type(<object>k) is not str:
+            return None
+        if drop_heavy and _heavy(<object>k):
+            continue
+        if _put_str(<object>k):
+            return None
+        _put1(58)
+        vt = type(<object>v)
+        if vt is str:
+            r = _put_str(<object>v)
+        elif vt is int:
+            r = _put_int(<object>v)
+        elif v == <PyObject*>None:
+            r = _put("null", 4)
+        else:
+            r = _put_value(<object>v, 1)
+        if r:
+            return None
+        _put1(44)
+    if _buf[_len - 1] == 44:
+        _buf[_len - 1] = 125
+    else:
+        _put1(125)
+    cdef Finished f = Finished.__new__(Finished)
+    f.blob = PyBytes_FromStringAndSize(<char*>_buf, _len)
+    f.client_order_id = cid
+    f.broker_key = broker_key
+    return f
+
+
+cdef inline bint _heavy(str key) except -1:
+    cdef PyObject* p = <PyObject*>key
+    cdef Py_ssize_t i
+    for i in range(_N_HEAVY):
+        if p == _heavy_p[i]:
+            return True
+    if PyUnicode_CHECK_INTERNED(key):
+        return False  # interned and none of them (they are interned too)
+    return key in _HEAVY_SET
+
+
+def compact(StateCore state not None, order_id):
+    """Hold the finished order ``order_id`` compact, if it is a finished dict the encoder
+    writes exactly (``from_dict`` does it for a snapshot's finished orders). True if it now is."""
+    orders = state._orders
+    if type(orders) is not OrderTable:
+        return False
+    order = _get(<dict>orders, order_id)
+    if type(order) is not dict or _get(<dict>order, "status") not in TERMINAL:
+        return False
+    f = _compact(<dict>order, False, None)
+    if f is None:
+        return False
+    PyDict_SetItem(orders, order_id, f)
+    return True
 
 
 cdef inline object _get(dict d, key, default=None):
@@ -535,35 +764,53 @@ cdef inline void _pop(dict d, key) except *:
 
 
 cdef int _forget(StateCore state, order_id) except -1:
-    cdef dict orders = state.orders
+    cdef dict orders = <dict>state._orders
     cdef object order_o = _get(orders, order_id)
     if order_o is None:
+        return 0
+    cdef dict by_client = state.by_client
+    cdef dict by_broker = state.by_broker
+    cdef Finished f
+    if type(order_o) is Finished:  # the usual case; finished by construction
+        f = <Finished>order_o
+        del orders[order_id]
+        if _get(by_client, f.client_order_id) == order_id:
+            del by_client[f.client_order_id]
+        if _get(by_broker, f.broker_key) == order_id:
+            del by_broker[f.broker_key]
         return 0
     cdef dict order = order_o
     if order["status"] not in TERMINAL:
         return 0  # re-opened by a later correction: keep it
     del orders[order_id]
-    cdef dict by_client = state.by_client
     cid = _get(order, "client_order_id")
     if _get(by_client, cid) == order_id:
         del by_client[order["client_order_id"]]
     key = f"{order['account_id']}/{_get(order, 'broker_order_id')}"
-    cdef dict by_broker = state.by_broker
     if _get(by_broker, key) == order_id:
         del by_broker[key]
     return 0
 
 
-cdef int _set_status(StateCore state, dict order, str status) except -1:
+cdef int _set_status(StateCore state, dict order, str status, bint drop_heavy=True) except -1:
+    """1 if the order turned finished (its ``_HEAVY`` keys are left to the caller when
+    not ``drop_heavy``: ``_on_filled_c`` leaves them out of the compact form instead)."""
     was_terminal = order["status"] in TERMINAL
     order["status"] = status
     if status in TERMINAL and not was_terminal:
-        for key in _HEAVY:  # a finished order is kept for lookups, not for re-arming
-            _PyDict_Pop(order, key, None)
+        if drop_heavy:
+            _drop_heavy(order)
         terminal = state._terminal
         terminal.append(order["order_id"])
         while len(terminal) > state.retain_terminal:
             _forget(state, terminal.popleft())
+        return 1
+    return 0
+
+
+cdef inline int _drop_heavy(dict order) except -1:
+    for key in _HEAVY:  # a finished order is kept for lookups, not for re-arming
+        _PyDict_Pop(order, key, None)
     return 0
 
 
@@ -589,7 +836,7 @@ cdef int _on_submitted_c(StateCore state, dict rec) except -1:
     bid = _get(order, "broker_order_id")
     if bid is None:
         order["broker_order_id"] = None
-    cdef dict orders = state.orders
+    cdef dict orders = <dict>state._orders
     orders[oid] = order
     cid = _get(rec, "client_order_id")
     if PyObject_IsTrue(cid):
@@ -660,21 +907,43 @@ cdef int _on_filled_c(StateCore state, dict rec) except -1:
         oid = _get(state.by_broker, f"{acct}/{bid}")
     if oid is None:
         return 0
-    order_o = _get(state.orders, oid)
+    cdef dict orders = <dict>state._orders
+    order_o = _get(orders, oid)
     if order_o is None:
         return 0  # an exit (stop loss, take profit, close) with no engine order behind it
+    if type(order_o) is Finished:  # a late event for a finished order: its dict again
+        order_o = (<Finished>order_o).order()
+        PyDict_SetItem(orders, oid, order_o)
     cdef dict order = order_o
+    key = None
     if _get(order, "broker_order_id") is None:
         order["broker_order_id"] = bid
         if bid is not None:
-            state.by_broker[f"{acct}/{bid}"] = order["order_id"]
+            key = f"{acct}/{bid}"
+            state.by_broker[key] = order["order_id"]
     if units < 0:
         units = -units
     filled = order["filled_units"] + units
     order["filled_units"] = filled
     order["fill_notional"] += units * rec["price"]
-    _set_status(state, order, "filled" if filled >= order["units"] else "partially_filled")
+    if not _set_status(state, order, "filled" if filled >= order["units"] else "partially_filled", False):
+        order["updated_at"] = _get(rec, "ts")
+        return 0
     order["updated_at"] = _get(rec, "ts")
+    # finished: from here on it is only read (compact), unless it was forgotten at once
+    cdef Finished f = None
+    if type(orders) is _OrderTable and _get(orders, oid) is order:
+        if key is not None and type(bid) is str and type(acct) is str:
+            oacct = _get(order, "account_id")
+            if not (type(oacct) is str and oacct == acct):
+                key = None  # _forget's key comes from the order's own account
+        else:
+            key = None
+        f = _compact(order, True, key)
+    if f is None:
+        _drop_heavy(order)
+    else:
+        PyDict_SetItem(orders, oid, f)
     return 0
 
 
@@ -960,8 +1229,6 @@ cdef class JournalCore:
                 self._start_auto_snapshot()
         return seq
 
-
-cimport cython
 
 
 @cython.freelist(64)

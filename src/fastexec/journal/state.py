@@ -18,10 +18,13 @@ from typing import Any, Optional
 
 import orjson
 
-try:  # the fields the per-order fold touches, as C struct members (``_hot.StateCore``)
-    from ._hot import StateCore as _StateBase
-except ImportError:  # pragma: no cover - a build without the extension keeps them in slots
+try:  # the fields the per-order fold touches, as C struct members (``_hot.StateCore``), and
+    # finished orders held compact (``_hot.Finished`` in an ``OrderTable``: see there)
+    from ._hot import Finished, OrderTable, StateCore as _StateBase
+except ImportError:  # pragma: no cover - a build without the extension keeps them in slots, as dicts
     _StateBase = object
+    Finished = None
+    OrderTable = dict
 
 TERMINAL = frozenset({"filled", "cancelled", "rejected"})
 OPEN = frozenset({"accepted", "emulated", "working", "partially_filled"})
@@ -52,7 +55,7 @@ class JournalState(_StateBase):
     def __init__(self, retain_terminal: int = RETAIN_TERMINAL) -> None:
         self.retain_terminal = retain_terminal
         self.seq = 0
-        self.orders: dict[str, dict] = {}
+        self.orders: dict[str, dict] = OrderTable()
         self.by_client: dict[str, str] = {}
         self.by_broker: dict[str, str] = {}  # "account/broker id" -> order id
         self.positions: dict[str, dict[str, int]] = {}  # account -> instrument -> net units
@@ -69,8 +72,15 @@ class JournalState(_StateBase):
     # ------------------------------------------------------------------ queries
 
     def open_orders(self, account_id: Optional[str] = None) -> list[dict]:
-        return [o for o in self.orders.values()
-                if o["status"] in OPEN and (account_id is None or o["account_id"] == account_id)]
+        return [o for o in dict.values(self.orders)  # a compact (``Finished``) order is never open
+                if type(o) is not Finished and o["status"] in OPEN
+                and (account_id is None or o["account_id"] == account_id)]
+
+    def order_dicts(self) -> list[dict]:
+        """Every order's dict, for a pass that only reads them: finished ones decoded
+        but left compact in the state."""
+        orders = self.orders
+        return orders.plain_values() if type(orders) is not dict else list(orders.values())
 
     def order_for(self, account_id: str, client_id: Optional[str], broker_order_id: Optional[str]) -> Optional[dict]:
         oid = None
@@ -85,7 +95,7 @@ class JournalState(_StateBase):
 
     def accounts(self) -> set[str]:
         out = set(self.positions) | set(self.balances) | set(self.last_txn)
-        out.update(o["account_id"] for o in self.orders.values())
+        out.update(o["account_id"] for o in self.order_dicts())
         return out
 
     def seen_txn(self, account_id: str, txn_id: Optional[int]) -> bool:
@@ -128,7 +138,14 @@ class JournalState(_StateBase):
                 self._forget(self._terminal.popleft())
 
     def _forget(self, order_id: str) -> None:
-        order = self.orders.get(order_id)
+        order = dict.get(self.orders, order_id)
+        if type(order) is Finished:  # held compact by the compiled fold: finished, keys at hand
+            del self.orders[order_id]
+            if self.by_client.get(order.client_order_id) == order_id:
+                del self.by_client[order.client_order_id]
+            if self.by_broker.get(order.broker_key) == order_id:
+                del self.by_broker[order.broker_key]
+            return
         if order is None or order["status"] not in TERMINAL:
             return  # re-opened by a later correction: keep it
         del self.orders[order_id]
@@ -344,9 +361,10 @@ class JournalState(_StateBase):
         """The snapshot body: ints and strings only. ``copy=False`` returns
         live references, for a caller that encodes them at once (a snapshot
         cut on the loop); otherwise a deep copy, made by orjson (fast, in C)."""
+        orders = self.orders
         body = {
             "seq": self.seq,
-            "orders": self.orders,
+            "orders": orders if type(orders) is dict else orders.for_snapshot(),
             "positions": self.positions,
             "balances": self.balances,
             "last_txn": self.last_txn,
@@ -364,7 +382,7 @@ class JournalState(_StateBase):
         data = orjson.loads(orjson.dumps(data))
         st = cls(retain_terminal)
         st.seq = data["seq"]
-        st.orders = data["orders"]
+        st.orders = OrderTable(data["orders"])
         st.positions = data["positions"]
         st.balances = data["balances"]
         st.last_txn = data["last_txn"]
@@ -376,10 +394,12 @@ class JournalState(_StateBase):
             st._recent_order[acct] = deque(txns)
             st._recent[acct] = set(txns)
         st._terminal = deque(data.get("terminal", ()))
-        for oid, order in st.orders.items():
+        for oid, order in data["orders"].items():
             if order.get("client_order_id"):
                 st.by_client[order["client_order_id"]] = oid
             st._index_broker(order["account_id"], order.get("broker_order_id"), oid)
+            if _hot is not None and order.get("status") in TERMINAL:
+                _hot.compact(st, oid)  # as the fold would have left it
         return st
 
     def __eq__(self, other: object) -> bool:
