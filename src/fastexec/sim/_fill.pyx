@@ -119,24 +119,38 @@ cdef class OnFill:
 
 
 @cython.no_gc
+@cython.final
+cdef class _OrderMore:
+    """The fields of an ``Order`` that a plain market order leaves None
+    (request options, exits, cancel and replace links, trigger state): kept
+    apart so that the order the venue retains for every fill is half the
+    size (fewer cache lines to write when it is made and to read and free
+    when it is forgotten). ``Order`` reads and writes them as properties."""
+
+    cdef object price, price_bound, gtd_ns, trade_client_ext, tp, sl, tsl, trade_id
+    cdef object client_trade_id, distance, guaranteed, trade_reduced_id, cancel_txn, cancelled_ns, replaces_id, replaced_by_id
+    cdef object on_fill_txn, initial_market_price, trailing_value, expire_ns, closeout, trade_close_units, cancelling_txn_for_replace
+
+
+@cython.no_gc
 cdef class Order:
     """An order as requested and as it lives at the venue.
 
     The request fields never change after creation (a replace makes a new
     order), so the order object doubles as the payload of its create
     transaction. The ``fill_*`` fields are set by its fill (an order fills at
-    most once) and read only after it.
+    most once) and read only after it. The fields a plain market order
+    leaves None live in ``_x`` (``_OrderMore``, made on the first non-None
+    write), read and written through properties of the same names.
     """
 
-    cdef public object id, type, inst, units, price, price_bound, tif, gtd_ns, position_fill, trigger
+    # the fields the fast path writes and ``_forget_order`` reads first
+    cdef public object id, state, fill_txn
     cdef object _ce  # client_ext, or the bare client id str the broker's fast path stores (see client_ext)
-    cdef public object trade_client_ext, tp, sl, tsl, trade_id, client_trade_id, distance
-    cdef public object guaranteed, state, reason, create_ns, fill_txn, filled_ns, trade_opened_id
-    cdef public object trade_reduced_id, cancel_txn, cancelled_ns, replaces_id, replaced_by_id
-    cdef public object on_fill_txn, initial_market_price, trailing_value, expire_ns, closeout, trade_close_units
-    cdef public object cancelling_txn_for_replace
-    cdef public object fill_units, fill_price, fill_reason, fill_pl, fill_balance, fill_trade, fill_closed
+    cdef public object fill_closed, type, inst, units, tif, position_fill, trigger, reason, create_ns, filled_ns
+    cdef public object trade_opened_id, fill_units, fill_price, fill_reason, fill_pl, fill_balance, fill_trade
     cdef public object fill_reduced, fill_hs, fill_bid, fill_ask, fill_ptime, fill_gain, fill_loss
+    cdef _OrderMore _x
 
     def __init__(self, type_, inst=None, units=0, *, price=None, price_bound=None, tif=None, gtd_ns=None,
                  position_fill="DEFAULT", trigger="DEFAULT", client_ext=None, trade_client_ext=None, tp=None,
@@ -166,6 +180,282 @@ cdef class Order:
         self.reason = "CLIENT_ORDER"
         self.create_ns = 0
         # every other field starts as None (extension-type object fields do)
+
+    @property
+    def price(self):
+        return self._x.price if self._x is not None else None
+
+    @price.setter
+    def price(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.price = v
+
+    @property
+    def price_bound(self):
+        return self._x.price_bound if self._x is not None else None
+
+    @price_bound.setter
+    def price_bound(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.price_bound = v
+
+    @property
+    def gtd_ns(self):
+        return self._x.gtd_ns if self._x is not None else None
+
+    @gtd_ns.setter
+    def gtd_ns(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.gtd_ns = v
+
+    @property
+    def trade_client_ext(self):
+        return self._x.trade_client_ext if self._x is not None else None
+
+    @trade_client_ext.setter
+    def trade_client_ext(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.trade_client_ext = v
+
+    @property
+    def tp(self):
+        return self._x.tp if self._x is not None else None
+
+    @tp.setter
+    def tp(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.tp = v
+
+    @property
+    def sl(self):
+        return self._x.sl if self._x is not None else None
+
+    @sl.setter
+    def sl(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.sl = v
+
+    @property
+    def tsl(self):
+        return self._x.tsl if self._x is not None else None
+
+    @tsl.setter
+    def tsl(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.tsl = v
+
+    @property
+    def trade_id(self):
+        return self._x.trade_id if self._x is not None else None
+
+    @trade_id.setter
+    def trade_id(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.trade_id = v
+
+    @property
+    def client_trade_id(self):
+        return self._x.client_trade_id if self._x is not None else None
+
+    @client_trade_id.setter
+    def client_trade_id(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.client_trade_id = v
+
+    @property
+    def distance(self):
+        return self._x.distance if self._x is not None else None
+
+    @distance.setter
+    def distance(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.distance = v
+
+    @property
+    def guaranteed(self):
+        return self._x.guaranteed if self._x is not None else None
+
+    @guaranteed.setter
+    def guaranteed(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.guaranteed = v
+
+    @property
+    def trade_reduced_id(self):
+        return self._x.trade_reduced_id if self._x is not None else None
+
+    @trade_reduced_id.setter
+    def trade_reduced_id(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.trade_reduced_id = v
+
+    @property
+    def cancel_txn(self):
+        return self._x.cancel_txn if self._x is not None else None
+
+    @cancel_txn.setter
+    def cancel_txn(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.cancel_txn = v
+
+    @property
+    def cancelled_ns(self):
+        return self._x.cancelled_ns if self._x is not None else None
+
+    @cancelled_ns.setter
+    def cancelled_ns(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.cancelled_ns = v
+
+    @property
+    def replaces_id(self):
+        return self._x.replaces_id if self._x is not None else None
+
+    @replaces_id.setter
+    def replaces_id(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.replaces_id = v
+
+    @property
+    def replaced_by_id(self):
+        return self._x.replaced_by_id if self._x is not None else None
+
+    @replaced_by_id.setter
+    def replaced_by_id(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.replaced_by_id = v
+
+    @property
+    def on_fill_txn(self):
+        return self._x.on_fill_txn if self._x is not None else None
+
+    @on_fill_txn.setter
+    def on_fill_txn(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.on_fill_txn = v
+
+    @property
+    def initial_market_price(self):
+        return self._x.initial_market_price if self._x is not None else None
+
+    @initial_market_price.setter
+    def initial_market_price(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.initial_market_price = v
+
+    @property
+    def trailing_value(self):
+        return self._x.trailing_value if self._x is not None else None
+
+    @trailing_value.setter
+    def trailing_value(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.trailing_value = v
+
+    @property
+    def expire_ns(self):
+        return self._x.expire_ns if self._x is not None else None
+
+    @expire_ns.setter
+    def expire_ns(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.expire_ns = v
+
+    @property
+    def closeout(self):
+        return self._x.closeout if self._x is not None else None
+
+    @closeout.setter
+    def closeout(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.closeout = v
+
+    @property
+    def trade_close_units(self):
+        return self._x.trade_close_units if self._x is not None else None
+
+    @trade_close_units.setter
+    def trade_close_units(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.trade_close_units = v
+
+    @property
+    def cancelling_txn_for_replace(self):
+        return self._x.cancelling_txn_for_replace if self._x is not None else None
+
+    @cancelling_txn_for_replace.setter
+    def cancelling_txn_for_replace(self, v):
+        if self._x is None:
+            if v is None:
+                return
+            self._x = _OrderMore.__new__(_OrderMore)
+        self._x.cancelling_txn_for_replace = v
 
     @property
     def client_ext(self):
@@ -436,7 +726,7 @@ cdef int _forget_order(Order o, Py_ssize_t cutoff, dict orders, dict by_client, 
     if st != "FILLED" and st != "CANCELLED":
         return 0
     oid = o.id
-    if _after(oid, cutoff) or _after(o.fill_txn, cutoff) or _after(o.cancel_txn, cutoff):
+    if _after(oid, cutoff) or _after(o.fill_txn, cutoff) or (o._x is not None and _after(o._x.cancel_txn, cutoff)):
         return 0
     if PyDict_GetItem(orders, oid) != <PyObject *>o:
         return 0  # forgotten already (its other transaction came first)
@@ -634,12 +924,16 @@ cdef bint _book(VenueCore venue, Account acct, Order o, request_id) except -1:
     """``place_market``: True when booked (create + fill appended, batch
     open), False with nothing changed for an order the general path must run."""
     # ---- is this an order the kernel handles, and will it fill? (no mutation)
-    if o.type != "MARKET" or o.tp is not None or o.sl is not None or o.tsl is not None:
+    if o.type != "MARKET":
         return False
-    if o.price_bound is not None or o.trade_client_ext is not None or o.trade_id is not None:
-        return False
-    if o.closeout is not None or o.trade_close_units is not None or o.replaces_id is not None:
-        return False
+    cdef _OrderMore x = o._x
+    if x is not None:
+        if x.tp is not None or x.sl is not None or x.tsl is not None:
+            return False
+        if x.price_bound is not None or x.trade_client_ext is not None or x.trade_id is not None:
+            return False
+        if x.closeout is not None or x.trade_close_units is not None or x.replaces_id is not None:
+            return False
     if o.reason != "CLIENT_ORDER" or o.trigger != "DEFAULT":
         return False
     tif = o.tif
@@ -1021,7 +1315,9 @@ cdef object _broker_market(VenueCore venue, r, broker):
     o.inst = inst
     o.units = _rslot(r, 3)
     o.tif = tif
-    o.gtd_ns = _rslot(r, 8)
+    gtd = _rslot(r, 8)
+    if gtd is not None:
+        o.gtd_ns = gtd
     o.position_fill = "DEFAULT"
     o.trigger = "DEFAULT"
     o._ce = ce
