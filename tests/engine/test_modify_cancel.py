@@ -170,6 +170,30 @@ async def test_client_order_id_is_unique_and_finds_the_order(h):
     assert h.engine.account(h.a1).working_orders == 1
 
 
+async def test_client_ids_share_the_order_id_namespace(h):
+    """An order without a client id is its own client id (found through its order id, not kept in
+    ``_by_client``): that id is refused as a client id; an engine id whose order has a client id of
+    its own is not a client id; an engine id a client already chose is skipped."""
+    plain = await _resting_buy(h)
+    assert plain.client_order_id == plain.order_id and plain.order_id not in h.engine._by_client
+    with pytest.raises(ConflictError) as err:
+        await _resting_buy(h, client_order_id=plain.order_id)
+    assert err.value.code == "DUPLICATE_CLIENT_ORDER_ID"
+    named = await _resting_buy(h, client_order_id="own-1")
+    assert h.engine._by_client["own-1"].order_id == named.order_id
+    again = await _resting_buy(h, client_order_id=named.order_id)  # named's order id is no client id
+    assert h.engine.get_order(named.order_id).order_id == named.order_id
+    assert h.engine._by_client_id(named.order_id).order_id == again.order_id
+    seq, prefix = h.engine._seq, h.engine._id_prefix
+    chosen = await _resting_buy(h, client_order_id=f"{prefix}{seq + 2}")  # the id the next order would get
+    nxt = await _resting_buy(h)
+    assert (chosen.order_id, nxt.order_id) == (f"{prefix}{seq + 1}", f"{prefix}{seq + 3}")
+    assert h.engine.get_order(f"{prefix}{seq + 2}").order_id == chosen.order_id
+    assert h.engine.account(h.a1).working_orders == 5
+    for v in (plain, again, chosen):  # each found by its client id when the broker answers
+        assert (await h.engine.cancel(v.client_order_id)).status == "cancelled"
+
+
 async def test_modify_refused_by_the_broker_leaves_the_working_order_as_it_was(h):
     view = await _resting_buy(h, client_order_id="gslo-1")
     h.venue.accounts[h.a1].gslo_mode = "DISABLED"  # this account may not use guaranteed stops

@@ -322,7 +322,7 @@ class Engine(EngineCore):
         an id a caller already chose as client_order_id is skipped."""
         self._seq += 1
         oid = self._id_prefix + str(self._seq)
-        while oid in self._by_client:
+        while oid in self._by_client or oid in self._orders:
             self._seq += 1
             oid = self._id_prefix + str(self._seq)
         return oid
@@ -563,7 +563,7 @@ class Engine(EngineCore):
                           extra={"account_id": getattr(ev, "account_id", None)})
 
     def _match(self, account_id: str, client_id: Optional[str], broker_order_id: Optional[str]) -> Optional[_Order]:
-        o = self._by_client.get(client_id) if client_id else None
+        o = self._by_client_id(client_id) if client_id else None
         if o is None and broker_order_id is not None:
             o = self._by_broker.get((account_id, broker_order_id))
         if o is not None and o.account_id != account_id:
@@ -907,7 +907,7 @@ class Engine(EngineCore):
         coid = record.get("client_order_id") or oid
         if type(oid) is not str or not oid or type(coid) is not str:
             raise ValidationError("order_id and client_order_id must be text", code="NOT_ADOPTABLE", field="order_id")
-        if oid in self._orders or coid in self._by_client or oid in self._by_client:
+        if oid in self._orders or self._by_client_id(coid) is not None or self._by_client_id(oid) is not None:
             raise ConflictError(f"order {oid!r} is already known", code="DUPLICATE_ORDER_ID", field="order_id")
         inst = self._instrument(record.get("instrument"))
         a = self._acct_index(record.get("account_id"), for_order=True)
@@ -935,7 +935,8 @@ class Engine(EngineCore):
                    record.get("created_at") or now)
         o.updated_at = record.get("updated_at") or now
         self._orders[oid] = o
-        self._by_client[coid] = o
+        if coid != oid:
+            self._by_client[coid] = o  # else it is found in _orders (EngineCore._client_order)
         if broker_id is not None:
             self._bind(o, str(broker_id))
             self._transition(o, E.ACCEPT)

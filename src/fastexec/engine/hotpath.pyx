@@ -966,6 +966,10 @@ cdef class EngineCore:
     cdef public RiskEngine _kernel  # _risk.kernel: _gate's object, called in C
     cdef public dict _accounts
     cdef public dict _orders
+    # Orders by client id, for the orders whose client id differs from their
+    # order id (a client chose it); an order without one is its own client
+    # id and found in ``_orders`` (``_client_order``): one big table fewer
+    # to insert into and forget from per order.
     cdef public dict _by_client
     cdef public dict _by_broker
     cdef public list _terminal  # ids of finished orders, oldest first (see _forget_oldest)
@@ -1025,7 +1029,7 @@ cdef class EngineCore:
         if n is None:
             n = _normalize()(spec, inst, now)
         coid = n.client_order_id
-        if coid is not None and coid in self._by_client:
+        if coid is not None and self._client_order(coid) is not None:
             raise ConflictError(
                 f"client_order_id {coid!r} is already in use",
                 code="DUPLICATE_CLIENT_ORDER_ID", field="client_order_id",
@@ -1103,8 +1107,7 @@ cdef class EngineCore:
         cdef Order o
         self._seq += 1
         oid = fe_id_str(self._id_prefix, self._seq)  # self._id_prefix + str(self._seq)
-        by_client = self._by_client
-        if oid in by_client:
+        if oid in self._by_client or oid in self._orders:
             oid = self._next_id()
         coid = n.client_order_id or oid
         price = n.price
@@ -1117,8 +1120,22 @@ cdef class EngineCore:
             o = _new_order(oid, coid, spec.account_id, a, inst, n, spec.side, request_id, now)
         o.risk_ns = risk_ns
         self._orders[oid] = o
-        by_client[coid] = o
+        if coid is not oid and coid != oid:
+            self._by_client[coid] = o
         return o
+
+    cdef Order _client_order(self, cid):
+        """The order whose client id is ``cid`` (a str), or None."""
+        x = self._by_client.get(cid)
+        if x is None:
+            x = self._orders.get(cid)
+            if x is None or ((<Order>x).client_order_id is not cid and (<Order>x).client_order_id != cid):
+                return None
+        return <Order>x
+
+    def _by_client_id(self, cid):
+        """``_client_order`` from Python: the order whose client id is ``cid``, or None."""
+        return self._client_order(cid) if type(cid) is str else None
 
     async def _route(self, Order o not None):
         """Send a routed order (or a triggered emulated order's child) once."""
@@ -1212,7 +1229,9 @@ cdef class EngineCore:
                 if x is None:
                     continue
                 o = <Order?>x
-                by_client.pop(o.client_order_id, None)
+                coid = o.client_order_id
+                if coid is not oid and coid != oid:
+                    by_client.pop(coid, None)
                 if o.broker_order_id is not None:
                     by_broker.pop((o.account_id, o.broker_order_id), None)
         self._store._evict_terminal(keep)
@@ -1343,7 +1362,7 @@ cdef class EngineCore:
         charge = financing - commission
         if charge:
             ledger.apply_charge(a, charge)
-        o = self._by_client.get(cid) if cid is not None else None
+        o = self._client_order(cid) if type(cid) is str else None
         if o is None:
             o = self._by_broker.get((account_id, broker_id))
         if o is not None and o.inst_idx == i and o.account_id == account_id:
