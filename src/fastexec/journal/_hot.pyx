@@ -546,31 +546,42 @@ cdef class StateCore:
 @cython.final
 @cython.no_gc
 cdef class Finished:
-    """A finished order as the state retains it: the order dict's JSON (orjson's bytes:
-    the ``_put_value`` encoder below writes exactly those), decoded back only when
-    something reads it, and the two index keys ``_forget`` needs to drop it. One small
-    object and one contiguous blob instead of a dict, its key table and a dozen value
+    """A finished order as the state retains it, read back as its dict only when something
+    reads it: the encoded values of its fields (orjson's bytes for each, written by the
+    frame encoder below) in one blob, the field names as a tuple shared by every order of
+    the same shape, and the two index keys ``_forget`` needs to drop it. One small object
+    and one contiguous ~200-byte blob instead of a dict, its key table and a dozen value
     objects: up to 20,000 of them are retained and each is touched once more, cold, when
     it is forgotten. Only ``str``, 64-bit ``int``, ``None``, ``bool``, exact ``dict`` and
-    ``list`` are ever encoded, so decoding gives back an equal dict (anything else keeps
-    its dict). Holds no references that could form a cycle (bytes and str only)."""
+    ``list`` values and names the encoder writes itself are ever held so, so the dict's
+    JSON (``json()``: what orjson writes for the dict, byte for byte) decodes to an equal
+    dict (anything else keeps its dict). No references that could form a cycle.
+
+    blob: one little-endian uint16 per field, the end of its value in the value bytes
+    (counted from after those offsets), then the value bytes."""
 
     cdef readonly bytes blob
+    cdef readonly tuple shape  # the field names, in the dict's order
     cdef readonly object client_order_id  # the order's, as the by_client key (str or None)
     cdef readonly str broker_key  # f"{account_id}/{broker_order_id}", the by_broker key
 
+    def json(self):
+        """orjson's bytes for the order dict."""
+        return _finished_json(self)
+
     def order(self):
         """The order dict (a new one per call)."""
-        return _loads(self.blob)
+        return _loads(_finished_json(self))
 
     def __reduce__(self):
-        return (_finished, (self.blob, self.client_order_id, self.broker_key))
+        return (_finished, (self.blob, self.shape, self.client_order_id, self.broker_key))
 
     def __eq__(self, other):
         if type(other) is not Finished:
             return NotImplemented
-        return (self.blob, self.client_order_id, self.broker_key) == (
-            (<Finished>other).blob, (<Finished>other).client_order_id, (<Finished>other).broker_key)
+        return (self.blob, self.shape, self.client_order_id, self.broker_key) == (
+            (<Finished>other).blob, (<Finished>other).shape, (<Finished>other).client_order_id,
+            (<Finished>other).broker_key)
 
     __hash__ = None
 
@@ -578,10 +589,32 @@ cdef class Finished:
         return f"Finished({self.order()!r})"
 
 
-def _finished(bytes blob, client_order_id, str broker_key):
+def _finished(bytes blob, tuple shape, client_order_id, str broker_key):
     cdef Finished f = Finished.__new__(Finished)
-    f.blob, f.client_order_id, f.broker_key = blob, client_order_id, broker_key
+    f.blob, f.shape, f.client_order_id, f.broker_key = blob, shape, client_order_id, broker_key
     return f
+
+
+cdef bytes _finished_json(Finished f):
+    """``{"name":value,...}`` from the shape's names and the blob's values."""
+    global _len
+    cdef tuple shape = f.shape
+    cdef Py_ssize_t m = len(shape), j, prev = 0, end
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(f.blob)
+    cdef const unsigned char* vals = p + 2 * m
+    _len = 0
+    _put1(123)
+    for j in range(m):
+        if j:
+            _put1(44)
+        if _put_str(shape[j]):  # pragma: no cover - checked when the shape was made
+            raise ValueError("a compact order's field name is not encodable")
+        _put1(58)
+        end = p[2 * j] | (p[2 * j + 1] << 8)
+        _put(<const char*>vals + prev, end - prev)
+        prev = end
+    _put1(125)
+    return PyBytes_FromStringAndSize(<char*>_buf, _len)
 
 
 cdef inline object _plain(v):
@@ -658,9 +691,9 @@ class OrderTable(dict):
         return (OrderTable, (self.copy(),))
 
     def for_snapshot(self):
-        """order id -> dict or ``orjson.Fragment`` of the compact form: what ``orjson.dumps``
-        writes the same bytes for as for the dicts themselves."""
-        return {k: _Fragment((<Finished>v).blob) if type(v) is Finished else v for k, v in dict.items(self)}
+        """order id -> dict or ``orjson.Fragment`` of the compact form's JSON: what
+        ``orjson.dumps`` writes the same bytes for as for the dicts themselves."""
+        return {k: _Fragment(_finished_json(<Finished>v)) if type(v) is Finished else v for k, v in dict.items(self)}
 
 
 cdef object _loads = orjson.loads
@@ -668,10 +701,45 @@ cdef object _Fragment = orjson.Fragment
 cdef object _OrderTable = OrderTable
 
 
+DEF _SHAPE_MAX = 64
+# The shape of the last order compacted: its field names (borrowed, held by _shape_all),
+# whether _HEAVY ones were left out, and the names kept (the tuple every Finished of it shares).
+cdef PyObject* _shape_ptr[_SHAPE_MAX]
+cdef Py_ssize_t _shape_n = -1
+cdef bint _shape_drop = False
+cdef uint64_t _shape_skip = 0
+cdef tuple _shape_all = None
+cdef tuple _shape_kept = None
+
+
+cdef int _new_shape(PyObject** ks, Py_ssize_t n, bint drop_heavy) except -1:
+    """Make ``ks[:n]`` the current shape; 0 if a name is not one the encoder writes itself."""
+    global _shape_n, _shape_drop, _shape_skip, _shape_all, _shape_kept, _len
+    cdef Py_ssize_t j
+    cdef uint64_t skip = 0
+    kept = []
+    for j in range(n):
+        key = <object>ks[j]
+        if type(key) is not str:
+            return 0
+        if drop_heavy and _heavy(key):
+            skip |= (<uint64_t>1) << j
+            continue
+        _len = 0
+        if _put_str(key):
+            return 0
+        kept.append(key)
+    _shape_all = tuple([<object>ks[j] for j in range(n)])
+    for j in range(n):
+        _shape_ptr[j] = ks[j]
+    _shape_n, _shape_drop, _shape_skip, _shape_kept = n, drop_heavy, skip, tuple(kept)
+    return 1
+
+
 cdef Finished _compact(dict order, bint drop_heavy, str broker_key):
-    """The compact form of a finished order (without the ``_HEAVY`` keys when
-    ``drop_heavy``), or None where its dict has to stay: a value the encoder does not
-    write exactly, or index keys ``_forget`` could not rebuild from it the same way
+    """The compact form of a finished order (without the ``_HEAVY`` fields when
+    ``drop_heavy``), or None where its dict has to stay: a value or name the encoder does
+    not write exactly, or index keys ``_forget`` could not rebuild from it the same way
     (``broker_key``: the by_broker key already built for it, or None)."""
     global _len, _buf, _cap
     cid = _get(order, "client_order_id")
@@ -683,24 +751,42 @@ cdef Finished _compact(dict order, bint drop_heavy, str broker_key):
         if type(acct) is not str or (bid is not None and type(bid) is not str):
             return None
         broker_key = f"{acct}/{bid}"
+    cdef Py_ssize_t n = len(order)
+    if n > _SHAPE_MAX:
+        return None
+    cdef PyObject* ks[_SHAPE_MAX]
+    cdef PyObject* vs[_SHAPE_MAX]
+    cdef PyObject* k
+    cdef PyObject* v
+    cdef Py_ssize_t pos = 0, i = 0, j, m, base
+    while PyDict_Next(order, &pos, &k, &v):
+        ks[i] = k
+        vs[i] = v
+        i += 1
+    cdef bint same = n == _shape_n and drop_heavy == _shape_drop
+    if same:
+        for j in range(n):
+            if ks[j] != _shape_ptr[j]:
+                same = False
+                break
+    if not same and not _new_shape(ks, n, drop_heavy):
+        return None
     if _cap > 1024 * 1024:
         free(_buf)
         _buf, _cap = NULL, 0
+    m = len(_shape_kept)
+    base = 2 * m
     _len = 0  # the frame buffer: free between records (the record's frame is already out)
-    cdef PyObject* k
-    cdef PyObject* v
-    cdef Py_ssize_t pos = 0
+    _room(base)
+    _len = base
+    cdef uint64_t skip = _shape_skip
     cdef type vt
     cdef int r
-    _put1(123)
-    while PyDict_Next(order, &pos, &k, &v):
-        if type(<object>k) is not str:
-            return None
-        if drop_heavy and _heavy(<object>k):
+    cdef Py_ssize_t out = 0, end
+    for j in range(n):
+        if skip and (skip >> j) & 1:
             continue
-        if _put_str(<object>k):
-            return None
-        _put1(58)
+        v = vs[j]
         vt = type(<object>v)
         if vt is str:
             r = _put_str(<object>v)
@@ -712,13 +798,15 @@ cdef Finished _compact(dict order, bint drop_heavy, str broker_key):
             r = _put_value(<object>v, 1)
         if r:
             return None
-        _put1(44)
-    if _buf[_len - 1] == 44:
-        _buf[_len - 1] = 125
-    else:
-        _put1(125)
+        end = _len - base
+        if end > 0xFFFF:
+            return None
+        _buf[2 * out] = end & 0xFF
+        _buf[2 * out + 1] = end >> 8
+        out += 1
     cdef Finished f = Finished.__new__(Finished)
     f.blob = PyBytes_FromStringAndSize(<char*>_buf, _len)
+    f.shape = _shape_kept
     f.client_order_id = cid
     f.broker_key = broker_key
     return f
