@@ -61,7 +61,8 @@ def test_containers_stay_bounded_and_open_state_is_kept(fast):
     acct = v.accounts[aid]
     for _ in range(6):
         _churn(v, aid, 5000, start=acct.last_id)
-        assert len(acct.txns.types) < h + TRIM_BATCH
+        assert len(acct.txns) - acct.txns.base < h + TRIM_BATCH
+        assert len(acct.txns.types) < 2 * (h + TRIM_BATCH)  # with the kernel's dead prefix
         assert len(acct.orders) < (h + TRIM_BATCH) // 2 + 2
         assert len(acct.by_client) < (h + TRIM_BATCH) // 2 + 2
         assert len(acct.trades) < (h + TRIM_BATCH) // 2 + 2
@@ -110,7 +111,8 @@ from fastexec.sim.instruments import load_sim_instruments
 from fastexec.sim.venue import Order, OnFill, Venue, HAVE_KERNEL
 P = lambda s: parse_price(s, 5)
 fast = sys.argv[1] == "1"
-v = Venue(load_sim_instruments(names=["EUR_USD"]), clock=lambda: 10**18, balance="100000000", history=50)
+v = Venue(load_sim_instruments(names=["EUR_USD"]), clock=lambda: 10**18, balance="100000000",
+          history=int(sys.argv[2]))
 v.fast_path = fast and HAVE_KERNEL
 eu = v.by_name["EUR_USD"]
 aid = next(iter(v.accounts))
@@ -138,38 +140,44 @@ for j in range(6000):
         v.place_order(aid, Order("MARKET", eu, -2000, client_ext={"id": f"x{j}"}))
     if j % 250 == 249:
         out.append([acct.txns.base, acct.last_id, sorted(acct.orders), sorted(acct.by_client), sorted(acct.trades),
-                    sorted(acct.pending), sorted(acct.open_trades), str(acct.balance)])
+                    sorted(acct.pending), sorted(acct.open_trades), str(acct.balance), len(acct.txns),
+                    [t.id for t in acct.txns][:2], acct.txns[acct.txns.base].id,
+                    [(t.id, t.type) for t in acct.since(acct.last_id - 3)]])
 print(json.dumps([HAVE_KERNEL, out]))
 """
 
 
-def _run_mixed(fast: bool, pure: bool):
+def _run_mixed(fast: bool, pure: bool, history: int = 50):
     env = dict(os.environ)
     if pure:
         env["FASTEXEC_SIM_PURE"] = "1"
     else:
         env.pop("FASTEXEC_SIM_PURE", None)
-    p = subprocess.run([sys.executable, "-c", _MIXED, "1" if fast else "0"], env=env, capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-c", _MIXED, "1" if fast else "0", str(history)], env=env, capture_output=True, text=True,
                        timeout=300)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
 
 
-def test_kernel_general_and_pure_python_forget_the_same():
+@pytest.mark.parametrize("history", [50, 5000], ids=["short", "longer-than-a-trim"])
+def test_kernel_general_and_pure_python_forget_the_same(history):
     """Trimming in the kernel (``_fill.trim``) and in venue.py (``_trim``)
     forgets exactly the same orders, trades and transactions, with pending
-    orders, on-fill exits and open trades in play."""
-    kernel = _run_mixed(fast=True, pure=False)
-    general = _run_mixed(fast=False, pure=False)
-    pure = _run_mixed(fast=True, pure=True)
+    orders, on-fill exits and open trades in play, and the log reads the
+    same (with a history longer than TRIM_BATCH the kernel's lists keep a
+    dead prefix between compactions)."""
+    kernel = _run_mixed(fast=True, pure=False, history=history)
+    general = _run_mixed(fast=False, pure=False, history=history)
+    pure = _run_mixed(fast=True, pure=True, history=history)
     assert kernel[0] is True and pure[0] is False
     assert kernel[1] == general[1] == pure[1]
     trace = kernel[1]
     assert trace[-1][0] > 0  # it did forget
-    for base, last, orders, by_client, trades, pending, open_trades, _bal in trace:
+    for base, last, orders, by_client, trades, pending, open_trades, _bal, n, first, oldest, _tail in trace:
         assert set(pending) <= set(orders) and set(open_trades) <= set(trades)
-        assert last - base < 50 + TRIM_BATCH
-        assert len(orders) < 50 + TRIM_BATCH + len(pending)
+        assert last - base < history + TRIM_BATCH
+        assert len(orders) < history + TRIM_BATCH + len(pending)
+        assert n == last and first[0] == oldest == base + 1
 
 
 def test_closed_trade_is_kept_while_a_retained_fill_reduced_or_closed_it():

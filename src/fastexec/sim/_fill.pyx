@@ -550,12 +550,19 @@ cdef class TxnLog:
     the lists without attribute lookups.
 
     Indexing is by absolute position (transaction id - 1) and ``len()`` is the
-    last id, whatever has been forgotten: the lists hold ids ``base + 1`` ..
-    ``base + len(types)`` (``Account.history``); a forgotten position raises
-    IndexError and slices skip it."""
+    last id, whatever has been forgotten: ids ``base + 1`` .. ``len()`` are
+    retained (``Account.history``); a forgotten position raises IndexError
+    and slices skip it.
+
+    Unlike ``venue.TxnLog``, the lists start with ``dead`` forgotten entries
+    (None): ``_trim`` clears what it forgets in place and removes the dead
+    prefix only once it is as long as the rest, so forgetting does not move
+    every retained entry each time (list position ``dead + i`` is id
+    ``base + 1 + i``)."""
 
     cdef public list types, times, batches, reqs, ps
     cdef public Py_ssize_t base
+    cdef Py_ssize_t dead
 
     def __init__(self):
         self.types = []
@@ -566,11 +573,11 @@ cdef class TxnLog:
         self.base = 0
 
     def __len__(self):
-        return self.base + len(self.types)
+        return self.base + len(self.types) - self.dead
 
     def _view(self, Py_ssize_t i):
         """The transaction at absolute position ``i`` (id ``i + 1``), retained."""
-        cdef Py_ssize_t k = i - self.base
+        cdef Py_ssize_t k = i - self.base + self.dead
         typ = self.types[k]
         p = self.ps[k]
         if typ == "ORDER_FILL":
@@ -578,7 +585,7 @@ cdef class TxnLog:
         return _Txn(i + 1, typ, self.times[k], self.batches[k], self.reqs[k], p)
 
     def __getitem__(self, k):
-        n = self.base + len(self.types)
+        n = self.base + len(self.types) - self.dead
         if isinstance(k, slice):
             return [self._view(i) for i in range(*k.indices(n)) if i >= self.base]
         if k < 0:
@@ -589,7 +596,7 @@ cdef class TxnLog:
 
     def __iter__(self):
         b = self.base
-        return (self._view(b + i) for i in range(len(self.types)))
+        return (self._view(b + i) for i in range(len(self.types) - self.dead))
 
 
 @cython.final
@@ -677,7 +684,8 @@ cdef int _trim(Account acct) except -1:
     h = acct.history
     if h is None:
         return 0
-    cdef Py_ssize_t k = PyList_GET_SIZE(log.types) - <Py_ssize_t>h
+    cdef Py_ssize_t d = log.dead
+    cdef Py_ssize_t k = PyList_GET_SIZE(log.types) - d - <Py_ssize_t>h
     if k <= 0:
         return 0
     cdef Py_ssize_t cutoff = log.base + k  # ids <= cutoff are forgotten
@@ -686,7 +694,7 @@ cdef int _trim(Account acct) except -1:
     cdef Py_ssize_t j
     cdef PyObject *p
     cdef PyObject *prev = NULL
-    for j in range(k):
+    for j in range(d, d + k):
         p = PyList_GET_ITEM(ps, j)
         if p != prev:  # a market order's create and fill are one object: look at it once
             x = <object>p
@@ -698,17 +706,23 @@ cdef int _trim(Account acct) except -1:
             x = None
         # drop the transaction's references now, while what they point at is
         # in cache from the look above (a forgotten order is freed here, not
-        # in a second pass over 4096 cold entries); the slices below then
-        # hold only None
+        # in a second pass over 4096 cold entries)
         fx_list_clear(ps, j)
         fx_list_clear(times, j)
         fx_list_clear(batches, j)
         fx_list_clear(reqs, j)
-    del log.types[:k]
-    del log.times[:k]
-    del log.batches[:k]
-    del log.reqs[:k]
-    del log.ps[:k]
+        fx_list_clear(types, j)
+    d += k
+    if d >= PyList_GET_SIZE(types) - d:
+        # the dead prefix is as long as what is retained: remove it (moving
+        # the retained entries once per ~history/TRIM_BATCH trims, not each)
+        del types[:d]
+        del times[:d]
+        del batches[:d]
+        del reqs[:d]
+        del ps[:d]
+        d = 0
+    log.dead = d
     log.base = cutoff
     return 0
 
@@ -899,7 +913,7 @@ cdef inline object _append(TxnLog log, str typ, object now, object batch, object
     PyList_Append(log.batches, batch)
     PyList_Append(log.reqs, req)
     PyList_Append(log.ps, p)
-    return log.base + PyList_GET_SIZE(log.types)  # the new transaction's id
+    return log.base - log.dead + PyList_GET_SIZE(log.types)  # the new transaction's id
 
 
 def _mul_rhe(a, b, c, d, den):
@@ -1007,7 +1021,7 @@ cdef bint _book(VenueCore venue, Account acct, Order o, request_id) except -1:
 
     # ---- book it: create + fill in one batch
     cdef TxnLog log = acct.txns
-    if PyList_GET_SIZE(log.types) >= acct.trim_at:
+    if PyList_GET_SIZE(log.types) - log.dead >= acct.trim_at:
         _trim(acct)  # bounded history (Venue._begin does the same on the general path)
     now = venue.clock()
     venue._now = now
@@ -1178,7 +1192,7 @@ def market_fill_events(Account acct, Py_ssize_t lo, Py_ssize_t hi):
         return None
     cdef TxnLog log = acct.txns
     cdef list types = log.types, ps = log.ps
-    cdef Py_ssize_t k = lo - log.base  # list position of id lo + 1
+    cdef Py_ssize_t k = lo - log.base + log.dead  # list position of id lo + 1
     if k < 0:
         return None
     if types[k] != "MARKET_ORDER" or types[k + 1] != "ORDER_FILL":

@@ -707,7 +707,8 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
     # ------------------------------------------------------------------ transactions
 
     def _begin(self, acct: Account, req: Optional[str]) -> None:
-        if len(acct.txns.types) >= acct.trim_at:
+        log = acct.txns
+        if len(log) - log.base >= acct.trim_at:  # transactions retained (the kernel's lists have a dead prefix)
             _trim(acct)  # bounded history; between batches, never inside one
         acct.batch = acct.last_id + 1
         acct.batch_start = acct.last_id
