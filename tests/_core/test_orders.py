@@ -366,3 +366,66 @@ def test_terminal_queue_wraps_and_evicts_from_the_middle(store):
     assert all(oid in store for oid in live)
     assert store.evict_terminal(keep=10) == len(live) - 10
     assert [oid for oid in live if oid in store] == live[-10:]
+
+
+# --- a store without ids (keyed=False): the same store addressed by slot ------------------------
+
+def _outcome(f):
+    try:
+        return f()
+    except OrderError as e:  # InvalidTransition included
+        return (type(e).__name__, e.code, str(e))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(list(E)), st.integers(1, 60),
+                          st.integers(0, 3)), max_size=80))
+def test_a_store_addressed_by_slot_does_what_the_keyed_store_does(events):
+    """The *_at methods of a keyed=False store against the by-id methods of a keyed one (the
+    reference): the same results, errors, states, counts and evictions."""
+    ref, s = OrderStore(2, 3, capacity=2, max_orders=8), OrderStore(2, 3, capacity=2, max_orders=8, keyed=False)
+    ids = [f"o{n}" for n in range(6)]
+    slots = {}
+    for n, oid in enumerate(ids):
+        args = (oid, n % 2, n % 3, 100 if n % 2 else -100)
+        assert ref.add(*args, emulated=(n == 5)) == s.add(*args, emulated=(n == 5))
+        slots[oid] = ref.index_of(oid)
+    for n, ev, qty, keep in events:
+        oid, k = ids[n], slots[ids[n]]
+        if oid not in ref:  # evicted: its slot refuses it in both (or now holds another order)
+            assert _outcome(lambda: s.apply_at(k, oid, E.CANCEL))[1] == "UNKNOWN_ORDER"
+            continue
+        _, _, units, filled, _, _, state = ref.get(oid)
+        if ev in (E.FILL, E.PARTIAL_FILL):
+            u = units - filled if ev == E.FILL else (qty if units > 0 else -qty)
+            got = (_outcome(lambda: ref.fill(oid, u)), _outcome(lambda: s.fill_at(k, oid, u)))
+        elif ev == E.REPLACE:
+            got = (_outcome(lambda: ref.replace(oid, units, qty)), _outcome(lambda: s.replace_at(k, oid, units, qty)))
+        elif ev == E.TRIGGER and state == S.EMULATED:
+            got = (_outcome(lambda: ref.set_stop_price(oid, qty)), _outcome(lambda: s.set_stop_price_at(k, oid, qty)))
+        else:
+            got = (_outcome(lambda: ref.apply(oid, ev)), _outcome(lambda: s.apply_at(k, oid, ev)))
+        assert got[0] == got[1]
+        if keep == 0:
+            assert ref.evict_terminal(2) == s.evict_terminal(2)
+        assert len(ref) == len(s)
+        for a in range(2):
+            assert ref.working_count_account(a) == s.working_count_account(a)
+
+
+def test_a_store_without_ids_refuses_ids_and_stale_slots():
+    s = OrderStore(1, 1, keyed=False)
+    k = s.add("a", 0, 0, 10)
+    assert not s.keyed and len(s) == 1
+    for call in (lambda: s.state_of("a"), lambda: s.fill("a", 1), lambda: "a" in s):
+        with pytest.raises(TypeError):
+            call()
+    assert s.fill_at(k, "a", 10) == S.FILLED
+    assert s.evict_terminal(0) == 1 and len(s) == 0
+    assert s.add("b", 0, 0, 5) == k  # the slot is reused: "a" no longer answers from it
+    with pytest.raises(OrderError) as e:
+        s.apply_at(k, "a", E.CANCEL)
+    assert e.value.code == "UNKNOWN_ORDER"
+    with pytest.raises(OrderError):
+        s.apply_at(99, "b", E.CANCEL)
+    assert s.apply_at(k, "b", E.CANCEL) == S.CANCELLED

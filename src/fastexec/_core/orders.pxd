@@ -3,7 +3,7 @@
 
 Invariants:
 * Each live order occupies one slot ``k`` of the C arrays; string ids live only
-  in ``_ids`` (id -> slot) and ``_id_of`` (slot -> id). Evicted slots go on a
+  in ``_ids`` (id -> slot; only when ``keyed``) and ``_id_of`` (slot -> id). Evicted slots go on a
   free list and are reused, so memory is bounded by ``max_orders``.
 * ``state[k]`` only changes through ``transition``, which reads the one table
   ``TABLE[state][event]``. ``prev[k]`` is the working state to return to when
@@ -70,16 +70,22 @@ cdef class OrderStore:
     cdef int8_t* prev
     cdef int32_t* working
     cdef int32_t* working_acct
-    cdef dict _ids
+    cdef dict _ids  # None unless keyed
     cdef list _id_of
     cdef int64_t* _free  # evicted slots to reuse, a stack (at most ``cap``)
     cdef int64_t _n_free
     # terminal slots, oldest first: a ring of int64 (power-of-two capacity)
     cdef int64_t* _term
     cdef int64_t _term_cap, _term_head, _term_len
+    cdef readonly bint keyed  # False: no _ids; addressed by slot (the *_at methods)
 
     cdef int _grow(self) except -1
     cdef int64_t _slot(self, str order_id) except -1
+    cdef int64_t _at(self, int64_t k, str order_id) except -1
+    cdef object _apply_k(self, int64_t k, int event)
+    cdef object _fill_k(self, int64_t k, str order_id, int64_t fill_units)
+    cdef object _replace_k(self, int64_t k, str order_id, int64_t units, int64_t price, int64_t stop_price)
+    cdef int _set_stop_k(self, int64_t k, str order_id, int64_t stop_price) except -1
     cdef int transition(self, int64_t k, int event) except -1
     cdef int _set_fill(self, int64_t k, int64_t fill_units) except -1
     cdef int _term_push(self, int64_t k) except -1
@@ -88,5 +94,6 @@ cdef class OrderStore:
     cdef int64_t _add(self, str order_id, int account, int instrument, int64_t units,
                       int64_t price, int64_t stop_price, bint emulated) except -1
     cdef object _fill(self, str order_id, int64_t fill_units)
+    cdef object _fill_at(self, int64_t k, str order_id, int64_t fill_units)
     cdef int _evict(self, int64_t k) except -1
     cdef int64_t _evict_terminal(self, int64_t keep) except -1

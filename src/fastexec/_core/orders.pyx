@@ -180,10 +180,17 @@ def next_state(state, event, previous=None):
 
 
 cdef class OrderStore:
-    """All the engine's orders: numbers in C arrays, ids in a dict."""
+    """All the engine's orders: numbers in C arrays, ids in a dict.
+
+    ``keyed=False``: no id -> slot dict. The owner keeps each order's slot
+    (what ``add`` returns) and addresses it with the ``*_at`` methods, which
+    check that the slot still holds that order id; the by-id methods raise
+    TypeError. The engine does so: it finds its orders in its own tables, and
+    a second table of every retained order id is one more cold lookup per
+    order created and per order forgotten."""
 
     def __cinit__(self, int max_accounts, int n_instruments, int64_t capacity=1024,
-                  int64_t max_orders=1 << 22):
+                  int64_t max_orders=1 << 22, bint keyed=True):
         if max_accounts <= 0 or n_instruments <= 0:
             raise ValueError("max_accounts and n_instruments must be positive")
         if capacity <= 0 or max_orders < capacity:
@@ -197,7 +204,8 @@ cdef class OrderStore:
         self.working_acct = <int32_t*>calloc(max_accounts, sizeof(int32_t))
         if self.working == NULL or self.working_acct == NULL:
             raise MemoryError()
-        self._ids = {}
+        self.keyed = keyed
+        self._ids = {} if keyed else None
         self._id_of = []
         self._free = NULL
         self._n_free = 0
@@ -282,10 +290,21 @@ cdef class OrderStore:
         return k
 
     cdef int64_t _slot(self, str order_id) except -1:
+        if not self.keyed:
+            raise TypeError("this OrderStore has no ids (keyed=False): use the *_at methods")
         try:
             return self._ids[order_id]
         except KeyError:
             raise OrderError("UNKNOWN_ORDER", f"no order {order_id!r}") from None
+
+    cdef int64_t _at(self, int64_t k, str order_id) except -1:
+        """Slot ``k``, checked to hold ``order_id`` still (it is reused once evicted)."""
+        if k < 0 or k >= self.hi:
+            raise OrderError("UNKNOWN_ORDER", f"no order {order_id!r}")
+        oid = self._id_of[k]
+        if oid is not order_id and (oid is None or oid != order_id):
+            raise OrderError("UNKNOWN_ORDER", f"no order {order_id!r}")
+        return k
 
     def _evict_slot(self, int64_t k):
         self._evict(k)
@@ -293,7 +312,8 @@ cdef class OrderStore:
     cdef int _evict(self, int64_t k) except -1:
         oid = self._id_of[k]
         if oid is not None:
-            del self._ids[oid]
+            if self.keyed:
+                del self._ids[oid]
             self._id_of[k] = None
             self._free[self._n_free] = k
             self._n_free += 1
@@ -311,7 +331,7 @@ cdef class OrderStore:
                       int64_t price, int64_t stop_price, bint emulated) except -1:
         """``add`` (the engine calls it in C on every order)."""
         cdef int64_t k
-        if order_id in self._ids:
+        if self.keyed and order_id in self._ids:
             raise OrderError("DUPLICATE_ORDER_ID", f"order {order_id!r} already exists")
         if account < 0 or account >= self.max_accounts:
             raise OrderError("UNKNOWN_ACCOUNT", f"account={account} outside 0..{self.max_accounts - 1}")
@@ -345,7 +365,8 @@ cdef class OrderStore:
         self.prev[k] = self.state[k]
         self.working[account * self.n_instruments + instrument] += 1
         self.working_acct[account] += 1
-        self._ids[order_id] = k
+        if self.keyed:
+            self._ids[order_id] = k
         self._id_of[k] = order_id
         return k
 
@@ -392,7 +413,13 @@ cdef class OrderStore:
     def apply(self, str order_id, int event):
         """Apply a non-fill event; returns the new OrderState. Fills go through
         ``fill`` so filled units stay consistent with the state."""
-        cdef int64_t k = self._slot(order_id)
+        return self._apply_k(self._slot(order_id), event)
+
+    def apply_at(self, int64_t k, str order_id, int event):
+        """``apply`` of the order in slot ``k`` (which must still hold ``order_id``)."""
+        return self._apply_k(self._at(k, order_id), event)
+
+    cdef object _apply_k(self, int64_t k, int event):
         if event == EV_FILL or event == EV_PARTIAL_FILL:
             raise OrderError("USE_FILL", "fill events carry units: call fill(order_id, units)")
         if event == EV_REPLACE:
@@ -403,11 +430,21 @@ cdef class OrderStore:
         """Record a fill of ``fill_units`` (signed like the order). The event is
         FILL when it completes the order, PARTIAL_FILL otherwise; the table
         decides whether that is allowed in the current state."""
-        return self._fill(order_id, fill_units)
+        return self._fill_k(self._slot(order_id), order_id, fill_units)
+
+    def fill_at(self, int64_t k, str order_id, int64_t fill_units):
+        """``fill`` of the order in slot ``k`` (which must still hold ``order_id``)."""
+        return self._fill_k(self._at(k, order_id), order_id, fill_units)
 
     cdef object _fill(self, str order_id, int64_t fill_units):
-        """``fill`` (the engine calls it in C on every fill)."""
-        cdef int64_t k = self._slot(order_id)
+        """``fill`` in C."""
+        return self._fill_k(self._slot(order_id), order_id, fill_units)
+
+    cdef object _fill_at(self, int64_t k, str order_id, int64_t fill_units):
+        """``fill_at`` (the engine calls it in C on every fill)."""
+        return self._fill_k(self._at(k, order_id), order_id, fill_units)
+
+    cdef object _fill_k(self, int64_t k, str order_id, int64_t fill_units):
         cdef int s = self.state[k]
         cdef int64_t u = self.units[k]
         cdef int64_t f = self.filled[k] + fill_units
@@ -420,7 +457,13 @@ cdef class OrderStore:
     def replace(self, str order_id, int64_t units, int64_t price=0, int64_t stop_price=0):
         """Apply REPLACE with the order's new terms (PENDING_REPLACE -> its
         working state, or a local modify of an EMULATED order)."""
-        cdef int64_t k = self._slot(order_id)
+        return self._replace_k(self._slot(order_id), order_id, units, price, stop_price)
+
+    def replace_at(self, int64_t k, str order_id, int64_t units, int64_t price=0, int64_t stop_price=0):
+        """``replace`` of the order in slot ``k`` (which must still hold ``order_id``)."""
+        return self._replace_k(self._at(k, order_id), order_id, units, price, stop_price)
+
+    cdef object _replace_k(self, int64_t k, str order_id, int64_t units, int64_t price, int64_t stop_price):
         cdef int s = self.state[k]
         if TABLE[s][EV_REPLACE] == T_INVALID:
             raise InvalidTransition(order_id, s, EV_REPLACE)
@@ -440,12 +483,19 @@ cdef class OrderStore:
     def set_stop_price(self, str order_id, int64_t stop_price):
         """Move an emulated order's trigger (trailing stops follow the market);
         not a state change."""
-        cdef int64_t k = self._slot(order_id)
+        self._set_stop_k(self._slot(order_id), order_id, stop_price)
+
+    def set_stop_price_at(self, int64_t k, str order_id, int64_t stop_price):
+        """``set_stop_price`` of the order in slot ``k`` (which must still hold ``order_id``)."""
+        self._set_stop_k(self._at(k, order_id), order_id, stop_price)
+
+    cdef int _set_stop_k(self, int64_t k, str order_id, int64_t stop_price) except -1:
         if self.state[k] != ST_EMULATED:
             raise OrderError("NOT_EMULATED", f"order {order_id!r} is {OrderState(self.state[k]).name}")
         if stop_price < 0 or stop_price > C_MAX_PRICE:
             raise OrderError("INVALID_PRICE", f"stop_price={stop_price} outside 0..{C_MAX_PRICE}")
         self.stop_price[k] = stop_price
+        return 0
 
     # --- queries --------------------------------------------------------------
 
@@ -480,9 +530,11 @@ cdef class OrderStore:
         return _terminal(self.state[self._slot(order_id)])
 
     def __len__(self):
-        return len(self._ids)
+        return self.hi - self._n_free  # every slot below hi is live or free
 
     def __contains__(self, order_id):
+        if not self.keyed:
+            raise TypeError("this OrderStore has no ids (keyed=False)")
         return order_id in self._ids
 
     @property

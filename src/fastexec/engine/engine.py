@@ -143,7 +143,8 @@ class Engine(EngineCore):
         self._inst: dict = {inst.name: inst for inst in self.instruments}
         self._max_accounts = max_accounts
         self._ledger = Ledger(self.instruments, max_accounts)
-        self._store = OrderStore(max_accounts, len(self.instruments))
+        # addressed by slot (Order.slot): the engine's own tables find its orders
+        self._store = OrderStore(max_accounts, len(self.instruments), keyed=False)
         self._risk = RiskGateway(self.settings, self._ledger, self._store, self.instruments, max_accounts)
         self._gate = self._risk.kernel.gate  # what RiskGateway.check calls
         self._kernel = self._risk.kernel  # submit calls its gate in C
@@ -359,7 +360,7 @@ class Engine(EngineCore):
             })
 
     def _transition(self, o: _Order, event: int) -> OrderState:
-        st = o.state = self._store.apply(o.order_id, event)
+        st = o.state = self._store.apply_at(o.slot, o.order_id, event)
         if _IS_TERMINAL[st]:
             self._retire(o)
         return st
@@ -504,7 +505,7 @@ class Engine(EngineCore):
         if o.trigger_price != em.trigger:
             o.trigger_price = em.trigger
             if em.kind == TRAILING:
-                self._store.set_stop_price(o.order_id, em.trigger)
+                self._store.set_stop_price_at(o.slot, o.order_id, em.trigger)
         if fired:
             self._emu.remove(em.order_id)
             self._fire(o)
@@ -718,7 +719,7 @@ class Engine(EngineCore):
                 "take_profit": _exit_record(n.take_profit) if take_profit is not None else None,
             })
         if st is S.EMULATED:
-            o.state = self._store.replace(o.order_id, n.units, n.price or 0, n.stop_price or 0)
+            o.state = self._store.replace_at(o.slot, o.order_id, n.units, n.price or 0, n.stop_price or 0)
             o.norm = n
             em = self._emu.remove(o.order_id)
             if em is not None:
@@ -754,7 +755,7 @@ class Engine(EngineCore):
         if st is S.PENDING_REPLACE:
             if o.broker_order_id != old_broker_id:
                 # Replaced: the new terms are in force under the new broker id.
-                o.state = self._store.replace(o.order_id, n.units, n.price or 0, n.stop_price or 0)
+                o.state = self._store.replace_at(o.slot, o.order_id, n.units, n.price or 0, n.stop_price or 0)
                 o.norm = n
             else:
                 self._transition(o, E.REPLACE_REJECT)
@@ -930,9 +931,10 @@ class Engine(EngineCore):
             raise ValidationError(f"filled_units={filled!r} must be below units", code="NOT_ADOPTABLE",
                                   field="filled_units")
         broker_id = record.get("broker_order_id")
-        self._store.add(oid, a, inst.index, n.units, n.price or 0, n.stop_price or 0, False)
+        k = self._store.add(oid, a, inst.index, n.units, n.price or 0, n.stop_price or 0, False)
         o = _new_order(oid, coid, record["account_id"], a, inst, n, spec.side, record.get("request_id"),
                    record.get("created_at") or now)
+        o.slot = k
         o.updated_at = record.get("updated_at") or now
         self._orders[oid] = o
         if coid != oid:
@@ -941,7 +943,7 @@ class Engine(EngineCore):
             self._bind(o, str(broker_id))
             self._transition(o, E.ACCEPT)
         if filled:
-            o.state = self._store.fill(oid, filled if n.units > 0 else -filled)
+            o.state = self._store.fill_at(o.slot, oid, filled if n.units > 0 else -filled)
             o.fill_units = filled
             o.fill_value = record.get("fill_notional") or 0
         try:
@@ -957,7 +959,7 @@ class Engine(EngineCore):
                 self._bind(o, found.broker_order_id)  # replaced while we were down
             if found.state == "FILLED":
                 rest = n.units - (o.fill_units if n.units > 0 else -o.fill_units)
-                o.state = self._store.fill(oid, rest)
+                o.state = self._store.fill_at(o.slot, oid, rest)
                 o.fill_units = abs(n.units)
                 if _IS_TERMINAL[o.state]:
                     self._retire(o)

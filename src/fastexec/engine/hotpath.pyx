@@ -607,6 +607,8 @@ cdef class Order:
     ``__dict__`` when this was a plain class). Created with ``new_order``."""
 
     cdef public object order_id, client_order_id, broker_order_id, account_id, acct
+    # its slot in the engine's OrderStore (addressed by slot: the store keeps no ids)
+    cdef public int64_t slot
     cdef public Instrument inst
     cdef public int inst_idx, precision
     cdef public object side, otype
@@ -1112,12 +1114,13 @@ cdef class EngineCore:
         coid = n.client_order_id or oid
         price = n.price
         stop = n.stop_price
-        self._store._add(oid, a, inst.index, n.units, price or 0, stop or 0, n.emulated)
+        cdef int64_t k = self._store._add(oid, a, inst.index, n.units, price or 0, stop or 0, n.emulated)
         cdef tuple sd = _SPEC if type(spec) is OrderSpec else None
         if sd is not None:
             o = _new_order(oid, coid, _get(sd, 0, spec), a, inst, n, _get(sd, 2, spec), request_id, now)
         else:
             o = _new_order(oid, coid, spec.account_id, a, inst, n, spec.side, request_id, now)
+        o.slot = k
         o.risk_ns = risk_ns
         self._orders[oid] = o
         if coid is not oid and coid != oid:
@@ -1371,7 +1374,7 @@ cdef class EngineCore:
                 o.broker_order_id = broker_id
                 self._by_broker[(account_id, broker_id)] = o
             try:
-                st = o.state = self._store._fill(o.order_id, units)
+                st = o.state = self._store._fill_at(o.slot, o.order_id, units)
             except OrderError:
                 log.error("fill %s does not fit order %s (%s); position updated, order state kept",
                           txn_id, o.order_id, STATUS[o.state], extra=self._log_extra(o))
