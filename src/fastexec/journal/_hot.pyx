@@ -16,7 +16,7 @@ pack, no concatenation) and its CRC-32 (zlib's polynomial, bit-identical to
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_Copy, PyDict_GetItemWithError, PyDict_SetItem, PyDict_DelItem, PyDict_Contains
 from cpython.object cimport PyObject, PyObject_IsTrue
-from cpython.set cimport PySet_Add, PySet_Contains
+from cpython.set cimport PySet_Add, PySet_Contains, PySet_Discard
 from cpython.ref cimport Py_INCREF
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
@@ -30,6 +30,8 @@ cimport cython
 
 cdef object _dumps = orjson.dumps
 cdef object _deque = deque
+cdef object _deque_append = deque.append  # called with the deque: no method lookup per call
+cdef object _deque_popleft = deque.popleft
 
 cdef Py_ssize_t MAX_PAYLOAD_C = 16 * 1024 * 1024
 MAX_PAYLOAD = MAX_PAYLOAD_C  # codec.MAX_PAYLOAD (codec.py checks they agree)
@@ -889,9 +891,14 @@ cdef int _set_status(StateCore state, dict order, str status, bint drop_heavy=Tr
         if drop_heavy:
             _drop_heavy(order)
         terminal = state._terminal
-        terminal.append(order["order_id"])
-        while len(terminal) > state.retain_terminal:
-            _forget(state, terminal.popleft())
+        if type(terminal) is _deque:
+            _deque_append(terminal, order["order_id"])
+            while len(terminal) > state.retain_terminal:
+                _forget(state, _deque_popleft(terminal))
+        else:
+            terminal.append(order["order_id"])
+            while len(terminal) > state.retain_terminal:
+                _forget(state, terminal.popleft())
         return 1
     return 0
 
@@ -961,9 +968,14 @@ cdef int _on_filled_c(StateCore state, dict rec) except -1:
             PySet_Add(seen, txn)
         else:
             seen.add(txn)
-        recent.append(txn)
-        if len(recent) > _RECENT_TXNS:
-            seen.discard(recent.popleft())
+        if type(recent) is _deque and type(seen) is set:  # the C functions, no method lookups
+            _deque_append(recent, txn)
+            if len(recent) > _RECENT_TXNS:
+                PySet_Discard(seen, _deque_popleft(recent))
+        else:
+            recent.append(txn)
+            if len(recent) > _RECENT_TXNS:
+                seen.discard(recent.popleft())
         last_txn = state.last_txn
         if txn > _get(last_txn, acct, 0):
             last_txn[acct] = txn
