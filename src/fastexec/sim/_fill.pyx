@@ -493,7 +493,8 @@ cdef inline object _order_cid(Order o):
 @cython.no_gc
 cdef class Trade:
     cdef public object id, inst, price, open_ns, state, initial_units, initial_margin, units, realized_pl
-    cdef public object closing_txn_ids, close_ns, client_ext, tp, sl, tsl, closed_units, closed_value
+    cdef object _closing  # closing_txn_ids: None, a tuple, or the one closing fill's id alone (an int)
+    cdef public object close_ns, client_ext, tp, sl, tsl, closed_units, closed_value
     cdef public object half_spread
 
     def __init__(self, id_, inst, price, open_ns, units, initial_margin, client_ext):
@@ -506,10 +507,23 @@ cdef class Trade:
         self.initial_margin = initial_margin
         self.units = units
         self.realized_pl = 0
-        self.closing_txn_ids = None  # tuple of fill ids once reduced or closed
+        self._closing = None
         self.client_ext = client_ext
         self.closed_units = 0  # sum of |units| closed, for averageClosePrice
         self.closed_value = 0  # sum of |units| * close price
+
+    @property
+    def closing_txn_ids(self):
+        """Tuple of the fill ids that reduced or closed it (None before).
+        The fast path stores a trade's only closing fill as the bare id (most
+        trades close at once), so a retained closed trade holds no tuple of
+        its own; it is made when read."""
+        c = self._closing
+        return (c,) if type(c) is int else c
+
+    @closing_txn_ids.setter
+    def closing_txn_ids(self, value):
+        self._closing = value
 
     @property
     def client_id(self):
@@ -754,8 +768,10 @@ cdef int _forget_order(Order o, Py_ssize_t cutoff, dict orders, dict by_client, 
             tid = (<tuple?>e)[0]
             tr = trades.get(tid)
             if tr is not None and (<Trade>tr).state == "CLOSED":
-                ct = (<Trade>tr).closing_txn_ids
-                if not _after(ct[len(ct) - 1], cutoff):  # its last closing fill (no negative index: wraparound is off)
+                ct = (<Trade>tr)._closing
+                if type(ct) is not int:
+                    ct = ct[len(ct) - 1]  # its last closing fill (no negative index: wraparound is off)
+                if not _after(ct, cutoff):
                     del trades[tid]
     return 0
 
@@ -1030,7 +1046,8 @@ cdef bint _book(VenueCore venue, Account acct, Order o, request_id) except -1:
     acct.batch = batch
     acct.batch_start = last
     acct.req = request_id
-    oid = _append(log, "MARKET_ORDER", now, batch, request_id, o)
+    _append(log, "MARKET_ORDER", now, batch, request_id, o)
+    oid = batch  # the batch's first transaction: the same id, one int object for both
     o.id = oid
     o.create_ns = now
     o.reason = "CLIENT_ORDER"
@@ -1085,11 +1102,13 @@ cdef bint _book(VenueCore venue, Account acct, Order o, request_id) except -1:
             # (here and in the sums below: one object less per retained fill)
             rpl = tr.realized_pl
             tr.realized_pl = rpl + pl if rpl else pl
-            if tr.closing_txn_ids is None:
-                tr.closing_txn_ids = (fid,)
+            ct = tr._closing
+            if ct is None:
+                tr._closing = fid
             else:
-                tr.closing_txn_ids = tr.closing_txn_ids + (fid,)
-            tr.closed_units = tr.closed_units + k
+                tr._closing = ((ct,) if type(ct) is int else ct) + (fid,)
+            cun = tr.closed_units
+            tr.closed_units = cun + k if cun else k
             cv = tr.closed_value
             tr.closed_value = cv + k * px if cv else k * px
             pos.units = pos.units - cu
