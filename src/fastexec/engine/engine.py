@@ -153,7 +153,7 @@ class Engine(EngineCore):
         self._currency: dict[str, str] = {}
         self._orders: dict[str, _Order] = {}
         self._by_client: dict[str, _Order] = {}
-        self._by_broker: dict[tuple[str, str], _Order] = {}
+        self._by_broker: dict[str, dict[str, _Order]] = {}  # account -> broker order id -> order
         self._terminal: list = []  # finished order ids, oldest first (EngineCore._forget_oldest)
         self._emu = EmulationBook()
         self._kill = KillSwitches()
@@ -462,7 +462,7 @@ class Engine(EngineCore):
     async def _events_for_found(self, o: _Order, found) -> list:
         if o.broker_order_id is None:
             o.broker_order_id = found.broker_order_id
-            self._by_broker[(o.account_id, found.broker_order_id)] = o
+            self._bind_broker(o, found.broker_order_id)
         txn = max(t for t in (found.filling_txn_id, found.cancelling_txn_id, 0) if t is not None)
         if txn:
             try:
@@ -566,16 +566,16 @@ class Engine(EngineCore):
     def _match(self, account_id: str, client_id: Optional[str], broker_order_id: Optional[str]) -> Optional[_Order]:
         o = self._by_client_id(client_id) if client_id else None
         if o is None and broker_order_id is not None:
-            o = self._by_broker.get((account_id, broker_order_id))
+            o = self._by_broker_id(account_id, broker_order_id)
         if o is not None and o.account_id != account_id:
             return None
         return o
 
     def _bind(self, o: _Order, broker_order_id: str) -> None:
         if o.broker_order_id is not None:
-            self._by_broker.pop((o.account_id, o.broker_order_id), None)
+            self._unbind_broker(o.account_id, o.broker_order_id)
         o.broker_order_id = broker_order_id
-        self._by_broker[(o.account_id, broker_order_id)] = o
+        self._bind_broker(o, broker_order_id)
 
     def _on_cancelled(self, ev: OrderCancelled) -> None:
         o = self._match(ev.account_id, ev.client_id, ev.broker_order_id)

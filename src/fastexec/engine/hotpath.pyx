@@ -973,6 +973,9 @@ cdef class EngineCore:
     # id and found in ``_orders`` (``_client_order``): one big table fewer
     # to insert into and forget from per order.
     cdef public dict _by_client
+    # account id -> {broker order id -> order}: keyed by the broker's id
+    # alone within an account, no (account, broker id) tuple per order
+    # (``_broker_order``, ``_bind_broker``)
     cdef public dict _by_broker
     cdef public list _terminal  # ids of finished orders, oldest first (see _forget_oldest)
     cdef public object _kill
@@ -1236,8 +1239,40 @@ cdef class EngineCore:
                 if coid is not oid and coid != oid:
                     by_client.pop(coid, None)
                 if o.broker_order_id is not None:
-                    by_broker.pop((o.account_id, o.broker_order_id), None)
+                    d = by_broker.get(o.account_id)
+                    if d is not None:
+                        (<dict>d).pop(o.broker_order_id, None)
         self._store._evict_terminal(keep)
+
+    cdef Order _broker_order(self, account_id, broker_id):
+        """The order the broker knows in ``account_id`` as ``broker_id``, or None."""
+        d = self._by_broker.get(account_id)
+        if d is None:
+            return None
+        x = (<dict>d).get(broker_id)
+        return None if x is None else <Order>x
+
+    cdef int _bind_broker_c(self, Order o, broker_id) except -1:
+        """Find ``o`` by ``broker_id`` (in its account) from now on."""
+        d = self._by_broker.get(o.account_id)
+        if d is None:
+            d = self._by_broker[o.account_id] = {}
+        (<dict>d)[broker_id] = o
+        return 0
+
+    def _by_broker_id(self, account_id, broker_id):
+        """``_broker_order`` from Python."""
+        return self._broker_order(account_id, broker_id)
+
+    def _bind_broker(self, Order o not None, broker_id):
+        """``_bind_broker_c`` from Python."""
+        self._bind_broker_c(o, broker_id)
+
+    def _unbind_broker(self, account_id, broker_id):
+        """Stop finding an order by ``broker_id`` in ``account_id``."""
+        d = self._by_broker.get(account_id)
+        if d is not None:
+            (<dict>d).pop(broker_id, None)
 
     # ------------------------------------------------------------------ broker events
 
@@ -1367,12 +1402,12 @@ cdef class EngineCore:
             ledger.apply_charge(a, charge)
         o = self._client_order(cid) if type(cid) is str else None
         if o is None:
-            o = self._by_broker.get((account_id, broker_id))
+            o = self._broker_order(account_id, broker_id)
         if o is not None and o.inst_idx == i and o.account_id == account_id:
             o.events += 1
             if o.broker_order_id is None:
                 o.broker_order_id = broker_id
-                self._by_broker[(account_id, broker_id)] = o
+                self._bind_broker_c(o, broker_id)
             try:
                 st = o.state = self._store._fill_at(o.slot, o.order_id, units)
             except OrderError:
