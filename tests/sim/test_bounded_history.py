@@ -62,7 +62,7 @@ def test_containers_stay_bounded_and_open_state_is_kept(fast):
     for _ in range(6):
         _churn(v, aid, 5000, start=acct.last_id)
         assert len(acct.txns) - acct.txns.base < h + TRIM_BATCH
-        assert len(acct.txns.types) < 2 * (h + TRIM_BATCH)  # with the kernel's dead prefix
+        assert len(acct.txns.types) < 3 * (h + TRIM_BATCH)  # with the kernel's dead prefix
         assert len(acct.orders) < (h + TRIM_BATCH) // 2 + 2
         assert len(acct.by_client) < (h + TRIM_BATCH) // 2 + 2
         assert len(acct.trades) < (h + TRIM_BATCH) // 2 + 2

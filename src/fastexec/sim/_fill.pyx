@@ -570,7 +570,7 @@ cdef class TxnLog:
 
     Unlike ``venue.TxnLog``, the lists start with ``dead`` forgotten entries
     (None): ``_trim`` clears what it forgets in place and removes the dead
-    prefix only once it is as long as the rest, so forgetting does not move
+    prefix only once it is twice as long as the rest, so forgetting does not move
     every retained entry each time (list position ``dead + i`` is id
     ``base + 1 + i``)."""
 
@@ -727,14 +727,15 @@ cdef int _trim(Account acct) except -1:
         fx_list_clear(reqs, j)
         fx_list_clear(types, j)
     d += k
-    if d >= PyList_GET_SIZE(types) - d:
-        # the dead prefix is as long as what is retained: remove it (moving
-        # the retained entries once per ~history/TRIM_BATCH trims, not each)
-        del types[:d]
-        del times[:d]
-        del batches[:d]
-        del reqs[:d]
-        del ps[:d]
+    if d >= 2 * (PyList_GET_SIZE(types) - d):
+        # the dead prefix is twice as long as what is retained: remove it
+        # (moving the retained entries once per ~2 * history/TRIM_BATCH trims,
+        # not each)
+        fx_list_drop_dead(types, d)
+        fx_list_drop_dead(times, d)
+        fx_list_drop_dead(batches, d)
+        fx_list_drop_dead(reqs, d)
+        fx_list_drop_dead(ps, d)
         d = 0
     log.dead = d
     log.base = cutoff
@@ -809,6 +810,18 @@ cdef extern from *:
         PyList_SET_ITEM(l, j, Py_None);
         Py_DECREF(x);
     }
+    /* Remove the first d items of a list, each Py_None (fx_list_clear), keeping
+       its capacity: ``del l[:d]`` would also shrink the buffer when less than
+       half of it stays, and the list, growing back by ~1/8 at a time, would be
+       copied again and again until the next compaction. */
+    static inline void fx_list_drop_dead(PyObject *l, Py_ssize_t d) {
+        PyListObject *a = (PyListObject *)l;
+        Py_ssize_t n = Py_SIZE(a) - d, i;
+        for (i = 0; i < d; i++)
+            Py_DECREF(a->ob_item[i]);
+        memmove(a->ob_item, a->ob_item + d, (size_t)n * sizeof(PyObject *));
+        Py_SET_SIZE(a, n);
+    }
     static inline void fx_slot_init(PyObject *o, Py_ssize_t off, PyObject *v) {
         Py_INCREF(v);
         *(PyObject **)((char *)o + off) = v;
@@ -821,6 +834,7 @@ cdef extern from *:
     """
     PyObject *fx_slot(object o, Py_ssize_t off)
     void fx_list_clear(list l, Py_ssize_t j)
+    void fx_list_drop_dead(list l, Py_ssize_t d)
     void fx_slot_init(object o, Py_ssize_t off, object v)
     Py_ssize_t fx_member_offset(object d)
     object fx_alloc(object t)
