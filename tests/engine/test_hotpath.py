@@ -209,6 +209,18 @@ def test_fill_value_moves_between_int64_and_python_ints():
     assert o.fill_value == 5 and H.view(o).average_fill_price == 2  # 2.5 -> 2
 
 
+@pytest.mark.parametrize("ts", [0, 2**63 - 1, -(2**63), 2**63, None, True, 1.5, "t"])
+def test_timestamps_are_kept_exactly_whatever_the_clock_gives(ts):
+    """created_at / updated_at are held in C when they are int64 ints, else as the object itself."""
+    n = V.normalize(OrderSpec("a", "EUR_USD", "buy", 1000), EUR_USD, 0)
+    o = H.new_order("o-1", "c-1", "a", 0, EUR_USD, n, "buy", "r-1", ts)
+    v = H.view(o)
+    assert (o.created_at, o.updated_at, v.created_at, v.updated_at) == (ts, ts, ts, ts)
+    assert type(v.created_at) is type(ts) and type(H.submitted_record(o)["ts"]) is type(ts)
+    o.updated_at = 7
+    assert (o.created_at, o.updated_at, H.view(o).updated_at) == (ts, 7, 7)
+
+
 def test_plain_orders_share_their_normalized_unless_they_carry_a_client_id():
     buy, sell = OrderSpec("a", "EUR_USD", "buy", 7_001), OrderSpec("a", "EUR_USD", "sell", 7_001)
     n1, n2 = H.plain(buy, EUR_USD), H.plain(dataclasses.replace(buy, account_id="b"), EUR_USD)

@@ -613,7 +613,13 @@ cdef class Order:
     cdef public int inst_idx, precision
     cdef public object side, otype
     cdef public Normalized norm
-    cdef public object created_at, updated_at, request_id
+    # created_at / updated_at: in C while exact ints in int64 (the clock's
+    # ns), else the object (``_set_created`` / ``_set_updated``): a forgotten
+    # order does not touch the (by then cold) int objects it was given.
+    cdef int64_t _created, _updated
+    cdef bint _created_c, _updated_c
+    cdef object _created_obj, _updated_obj
+    cdef public object request_id
     # The core's state for this order (an OrderState), as returned by its
     # last transition (every transition goes through the core's table; this
     # saves asking).
@@ -634,6 +640,22 @@ cdef class Order:
     cdef public Py_ssize_t events  # broker events applied to this order
 
     @property
+    def created_at(self):
+        return _created(self)
+
+    @created_at.setter
+    def created_at(self, value):
+        _set_created(self, value)
+
+    @property
+    def updated_at(self):
+        return _updated(self)
+
+    @updated_at.setter
+    def updated_at(self, value):
+        _set_updated(self, value)
+
+    @property
     def fill_value(self):
         return self._fv if self._fv_big is None else self._fv_big
 
@@ -651,6 +673,39 @@ cdef class Order:
             self._fv_big = value
 
 
+cdef inline bint _as_int64(v, int64_t* out) except -1:
+    """``*out = v`` when ``v`` is an int in int64 (True), else False."""
+    cdef int overflow = 0
+    cdef long long x
+    if type(v) is not int:
+        return False
+    x = PyLong_AsLongLongAndOverflow(v, &overflow)
+    if overflow:
+        return False
+    out[0] = x
+    return True
+
+
+cdef inline int _set_created(Order o, v) except -1:
+    o._created_c = _as_int64(v, &o._created)
+    o._created_obj = None if o._created_c else v
+    return 0
+
+
+cdef inline int _set_updated(Order o, v) except -1:
+    o._updated_c = _as_int64(v, &o._updated)
+    o._updated_obj = None if o._updated_c else v
+    return 0
+
+
+cdef inline object _created(Order o):
+    return o._created if o._created_c else o._created_obj
+
+
+cdef inline object _updated(Order o):
+    return o._updated if o._updated_c else o._updated_obj
+
+
 cdef Order _new_order(order_id, client_order_id, account_id, acct, Instrument inst, Normalized norm, side,
                       request_id, now):
     cdef Order o = Order.__new__(Order)
@@ -664,8 +719,10 @@ cdef Order _new_order(order_id, client_order_id, account_id, acct, Instrument in
     o.side = side
     o.otype = norm.otype
     o.norm = norm
-    o.created_at = now
-    o.updated_at = now
+    _set_created(o, now)
+    o._updated_c = o._created_c
+    o._updated = o._created
+    o._updated_obj = o._created_obj
     o.request_id = request_id
     o.state = _EMULATED if norm.emulated else _PENDING_SUBMIT
     return o
@@ -721,6 +778,8 @@ cdef object order_view(Order o):
     filled = fu
     size = units if units > 0 else -units
     precision = o.precision
+    created = _created(o)
+    updated = _updated(o)
     v = fe_tuple_alloc(OrderView, 26)
     _put(v, 0, o.order_id)
     _put(v, 1, o.client_order_id)
@@ -742,8 +801,8 @@ cdef object order_view(Order o):
     _put(v, 17, sl)
     _put(v, 18, tp)
     _put(v, 19, tsl)
-    _put(v, 20, o.created_at)
-    _put(v, 21, o.updated_at)
+    _put(v, 20, created)
+    _put(v, 21, updated)
     _put(v, 22, o.reject_reason)
     _put(v, 23, o.request_id)
     _put(v, 24, timings)
@@ -906,7 +965,7 @@ cdef inline object _exit_rec(d):
     return None if d is None else {"price": d.price, "distance": d.distance, "guaranteed": d.guaranteed}
 
 
-cdef dict _submitted_record(Order o):
+cdef dict _submitted_record(Order o, ts):
     """``Engine._journal_submitted``'s record (engine.py keeps the Python original, the reference):
     the same keys in the same order."""
     cdef Normalized n = o.norm
@@ -919,7 +978,7 @@ cdef dict _submitted_record(Order o):
     tsd = tsl.distance if tsl is not None else None
     cdef dict r = df.new(_SUBMITTED_REC)
     cdef bint dr = _DIRECT and df.direct(r, 19)
-    df.put(r, dr, k, 1, o.created_at)
+    df.put(r, dr, k, 1, ts)  # o.created_at: submit passes the clock's object it was made from
     df.put(r, dr, k, 2, o.order_id)
     df.put(r, dr, k, 3, o.client_order_id)
     df.put(r, dr, k, 4, o.account_id)
@@ -942,7 +1001,7 @@ cdef dict _submitted_record(Order o):
 
 def submitted_record(Order o not None):
     """The compiled ``order.submitted`` record (for the differential tests)."""
-    return _submitted_record(o)
+    return _submitted_record(o, o.created_at)
 
 
 def filled_record(ev):
@@ -1076,7 +1135,7 @@ cdef class EngineCore:
             raise
         o = self._record(order, inst, a, n, request_id, now, _perf_ns() - t0)
         if self._journal_on:
-            self._journal_add(_submitted_record(o))  # Engine._journal_submitted, compiled
+            self._journal_add(_submitted_record(o, now))  # Engine._journal_submitted, compiled
         if self._subs:
             self._emit_order("order_submitted", o)
         if n.emulated:
@@ -1334,7 +1393,7 @@ cdef class EngineCore:
                 self._bind(o, ev.broker_order_id)
                 if o.state in (S.PENDING_SUBMIT, S.PENDING_CANCEL):
                     self._transition(o, E.ACCEPT)
-                    o.updated_at = ev.time_ns
+                    _set_updated(o, ev.time_ns)
                     self._emit_order("order_working", o)
         elif t is OrderCancelled:
             self._on_cancelled(ev)
@@ -1346,7 +1405,7 @@ cdef class EngineCore:
                     o.reject_reason = ev.reason  # a refused cancel/replace; the request handles the state
                 elif o.state in (S.PENDING_SUBMIT, S.PENDING_CANCEL):
                     o.reject_reason = ev.reason
-                    o.updated_at = ev.time_ns
+                    _set_updated(o, ev.time_ns)
                     self._transition(o, E.REJECT)
                     log.info("order %s rejected by the broker: %s", o.order_id, ev.reason, extra=self._log_extra(o))
                     self._emit_order("order_rejected", o)
@@ -1355,7 +1414,7 @@ cdef class EngineCore:
             if o is not None:
                 o.events += 1
                 self._bind(o, ev.new_broker_order_id)
-                o.updated_at = ev.time_ns
+                _set_updated(o, ev.time_ns)
                 self._emit_order("order_replaced", o)
         return 0
 
@@ -1420,7 +1479,7 @@ cdef class EngineCore:
                 o.fill_value = o.fill_value + au * price  # beyond int64: Python ints
             else:
                 o._fv = uv
-            o.updated_at = time_ns
+            _set_updated(o, time_ns)
             if C_TERMINAL[_st(st)]:
                 if o.norm.emulated:
                     self._retire(o)
