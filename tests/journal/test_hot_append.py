@@ -258,6 +258,59 @@ async def test_concurrent_none_mode_submits_ack_after_their_turns_write(tmp_path
     await je.stop()
 
 
+@pytest.mark.parametrize("py", [False, True])
+async def test_a_lone_none_mode_submit_acks_without_a_turn_and_a_busy_turn_shares_one_write(tmp_path, py):
+    """``none`` mode decides per loop turn: a submit alone in its turn (after a quiet turn)
+    writes its records at once and is acknowledged without giving the loop a turn (its
+    coroutine finishes on its first step); once a turn has acknowledged several, the next
+    turn's submits all share its one end-of-turn write, and a lone submit after such a turn
+    waits for it too, until a quiet turn again."""
+    venue = Venue(seed=2, accounts=1, balance="100000000")
+    je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="none")
+    await je.start()
+    submit = (lambda s: JournaledEngine.submit_py(je, s)) if py else je.submit
+    acct = je.account_ids[0]
+    w = je.journal.writer
+
+    def spec(cid):
+        return OrderSpec(account_id=acct, instrument="EUR_USD", side="buy", units=1000, client_order_id=cid)
+
+    def filled_on_disk():
+        return {r.payload.get("client_id") for r in read_records(str(tmp_path)) if r.payload["type"] == "broker.filled"}
+
+    await asyncio.sleep(0)  # start-up's own end-of-turn write
+    coro = submit(spec("alone-1"))
+    with pytest.raises(StopIteration) as done:
+        coro.send(None)  # no suspension at all
+    assert done.value.value.status == "filled"
+    assert w.durable_seq == w.last_seq and "alone-1" in filled_on_disk()
+
+    # a busy turn: the first ack of the turn still writes at once, the other nine share one write
+    batches = w.stats.batches
+    await asyncio.gather(*[submit(spec(f"busy-a{k}")) for k in range(10)])
+    assert w.stats.batches == batches + 2
+    # after a busy turn, every ack of the next turn shares its one write
+    batches = w.stats.batches
+    await asyncio.gather(*[submit(spec(f"busy-b{k}")) for k in range(10)])
+    assert w.stats.batches == batches + 1
+    assert {f"busy-a{k}" for k in range(10)} | {f"busy-b{k}" for k in range(10)} <= filled_on_disk()
+
+    # a lone submit right after a busy turn waits for the end of its turn ...
+    coro = submit(spec("after-busy"))
+    coro.send(None)  # suspended: its records are not written yet
+    assert "after-busy" not in filled_on_disk()
+    await asyncio.sleep(0)  # the end-of-turn write runs, then (FIFO) this
+    with pytest.raises(StopIteration) as done:
+        coro.send(None)
+    assert done.value.value.status == "filled" and "after-busy" in filled_on_disk()
+    # ... and that quiet turn makes the next lone submit write at once again
+    coro = submit(spec("alone-2"))
+    with pytest.raises(StopIteration):
+        coro.send(None)
+    assert w.durable_seq == w.last_seq and "alone-2" in filled_on_disk()
+    await je.stop()
+
+
 async def test_a_failed_none_mode_write_fails_the_submit(tmp_path):
     venue = Venue(seed=2, accounts=1, balance="100000")
     je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="none")

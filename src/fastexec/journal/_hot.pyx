@@ -1134,6 +1134,10 @@ cdef class WriterCore:
     cdef public long long segment_bytes
     cdef public long long preallocate
     cdef public WriterStats stats
+    # ``none`` mode: acknowledgements waiting in this loop turn, and whether the last turn
+    # had more than one (see ``journaled_submit``)
+    cdef public int _turn_acks
+    cdef public bint _busy
 
     def append(self, record):
         """Queue one record for the next group commit; returns its sequence number
@@ -1183,6 +1187,8 @@ cdef class WriterCore:
     def _kick(self):
         """End of a loop turn that appended: hand the batch to the disk (``_kick_py``)."""
         self._kick_pending = False
+        self._busy = self._turn_acks > 1
+        self._turn_acks = 0
         if self._failed is not None or not self._open:
             return
         if not self._sync:
@@ -1379,11 +1385,19 @@ async def journaled_submit(self, order, *, request_id=None):
         if wc._next_seq != before:
             last = wc._next_seq - 1  # this submit's records, not those others append meanwhile
             if not wc._sync and wc._kick_pending and wc.durable_seq < last:
-                # ``none`` mode: the end-of-turn write that covers these records is already
-                # queued on the loop ahead of this task's next step (call_soon is FIFO), so one
-                # turn makes them durable: no future, no waiter entry, no set_result. Whatever
-                # that write did not cover (it failed, the writer closed) is waited for below.
-                await _NextTurn()
+                # ``none`` mode. Alone (the first acknowledgement of this turn, after a turn
+                # with at most one): write now, the same one write the end of the turn would
+                # make, and answer without giving the loop a turn. Under load (the last turn
+                # acknowledged several): the end-of-turn write that covers these records is
+                # already queued on the loop ahead of this task's next step (call_soon is
+                # FIFO), so one turn makes them durable and every acknowledgement of the turn
+                # shares it: no future, no waiter entry, no set_result. Whatever neither
+                # write covered (it failed, the writer closed) is waited for below.
+                wc._turn_acks += 1
+                if wc._turn_acks == 1 and not wc._busy:
+                    wc._write_now_c()
+                else:
+                    await _NextTurn()
             fut = wc._durable_future(last)
             if fut is not None:
                 await fut

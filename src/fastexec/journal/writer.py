@@ -40,7 +40,11 @@ Mode ``none`` has no thread: the loop writes each turn's records to the page
 cache itself at the end of the turn, one ``write`` per turn. (Writing at once
 for every waiter instead saves a single client one loop turn but costs a
 system call per acknowledgement under load: measured over REST with 32
-connections, 118 us of CPU per request against 95 us in ``fsync`` mode.)
+connections, 118 us of CPU per request against 95 us in ``fsync`` mode.) So
+the choice is made per turn (``_hot.journaled_submit``): an acknowledgement
+that is alone - the first of its turn, after a turn with at most one - writes
+at once and answers without waiting a turn; once a turn has had several, they
+all wait for the end-of-turn write, until a quiet turn again.
 
 A failed write or flush poisons the writer: after a failed fsync the kernel may
 already have dropped the dirty pages, so retrying could report durable data
@@ -192,6 +196,8 @@ class JournalWriter(_WriterBase):
         self._disk_seq = 0  # last sequence number taken off the queue by the disk side
         self._waiters: deque = deque()  # (seq, future), seq non-decreasing
         self._kick_pending = False
+        self._turn_acks = 0  # ``none`` mode: acknowledgements waiting in this loop turn
+        self._busy = False  # ... and whether the last turn had more than one
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._efd: Optional[int] = None
@@ -339,6 +345,8 @@ class JournalWriter(_WriterBase):
         """End of a loop turn that appended: hand the batch to the disk.
         (The reference of ``_hot.WriterCore._kick``.)"""
         self._kick_pending = False
+        self._busy = self._turn_acks > 1
+        self._turn_acks = 0
         if self._failed is not None or not self._open:
             return
         if not self._sync:
