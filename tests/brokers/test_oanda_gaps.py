@@ -296,3 +296,49 @@ async def test_drops_over_thirty_submits_every_state_known_none_twice(sim, broke
     await caught_up(sim, broker, acct)
     assert_every_fill_once(sim, acct, events)
     assert not [e for e in events if getattr(e, "client_id", None) in set(not_placed)]
+
+
+async def test_a_gap_older_than_the_venue_keeps_is_reported_once_and_the_stream_goes_on():
+    """The stream left out more transactions than the venue keeps (bounded history):
+    ``sinceid`` answers 416 and cannot replay them. The adapter must not retry that for
+    ever (each reconnect would replay from the same id and fail the same way, and nothing
+    would be delivered again): it counts and logs the gap once, carries on from the
+    account's present, and later transactions are delivered as usual."""
+    from fastexec.sim import venue as venue_mod
+    from fastexec.sim.broker import SimulatedBroker
+    from fastexec.sim.testing import SimServer
+    from fastexec.sim.venue import Venue
+
+    async with SimServer(venue=Venue(seed=7, history=20)) as sim:
+        sim.faults.heartbeat = 3600.0  # only the next transaction's id reveals the gap
+        acct = sim.account_ids[0]
+        events = Recorder()
+        broker = OandaBroker(adapter_config(sim, timeouts=OandaTimeouts(connect=2.0, order=0.5, read=0.5, cancel=0.5,
+                                                                         stream_heartbeat=7200.0)))
+        broker.set_event_handler(events)
+        await broker.start()
+        try:
+            await eventually(lambda: broker.stats["txn_stream_connects"] == 1, what="stream open")
+            gap_from = broker.delivered_txn_id(acct)
+            # someone else trades, unseen by the stream, until the venue has forgotten the gap's start
+            sim.faults.stream_skip_next = 10**9
+            other = SimulatedBroker(sim.venue)
+            for i in range((20 + venue_mod.TRIM_BATCH) // 2 + 2):
+                await other.submit(order(acct, f"outside-{i}", 100 if i % 2 == 0 else -100))
+            assert sim.venue.accounts[acct].txns.base > gap_from
+            unseen = sim.venue.accounts[acct].last_id - gap_from
+            await eventually(lambda: len(sim.stats.stream_lines_skipped) == unseen, what="the stream left them out")
+            sim.faults.stream_skip_next = 0
+
+            (first,) = [e for e in await broker.submit(order(acct, "after-gap", 1000)) if isinstance(e, OrderFilled)]
+            await eventually(lambda: broker.stats["history_gaps"] == 1, what="the gap reported")
+            await caught_up(sim, broker, acct, "delivery goes on from the present")
+            later = [e for e in await broker.submit(order(acct, "later", 1000)) if isinstance(e, OrderFilled)]
+            await caught_up(sim, broker, acct, "a later fill streamed")
+            await eventually(lambda: later[0].txn_id in {e.txn_id for e in events.of(OrderFilled)},
+                             what="the later fill delivered by the stream")
+            assert broker.stats["history_gaps"] == 1
+            assert broker.stats["txn_stream_connects"] == 1 and broker.stats["txn_stream_errors"] == 0
+            assert first.txn_id <= broker.delivered_txn_id(acct)
+        finally:
+            await broker.stop()

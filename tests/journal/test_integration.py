@@ -151,3 +151,41 @@ async def test_a_working_order_is_taken_back_under_its_own_id_and_can_be_cancell
     assert not venue.account(acct).pending  # really cancelled at the venue
     assert je2.journal.state.orders[view.order_id]["status"] == "cancelled"
     await je2.stop()
+
+
+async def test_a_restart_after_the_venue_forgot_the_gap_reconciles_from_its_present(tmp_path):
+    """While fastexec was down the account traded more than the venue keeps: the
+    transactions after the journal's last one are gone (``sinceid`` answers 416). The
+    restart must not fail on that; it takes positions and balance from the venue's present
+    state, says so in its report, and trades on."""
+    from fastexec.brokers.base import OrderRequest
+    from fastexec.sim import venue as venue_mod
+
+    venue = Venue(seed=2, accounts=1, balance="100000000", history=20)
+    je = await start(venue, tmp_path)
+    acct = je.account_ids[0]
+    await je.submit(spec(acct, "before-1"))
+    last_txn = je.journal.state.last_txn[acct]
+    await je.stop()
+    # someone else trades meanwhile: enough for the venue to forget what followed last_txn
+    other = SimulatedBroker(venue)
+    await other.start()
+    n = (20 + venue_mod.TRIM_BATCH) // 2 + 2
+    for i in range(n + 1):  # alternating, one more buy: net +1000 from outside
+        await other.submit(OrderRequest(client_id=f"outside-{i}", account_id=acct, instrument="EUR_USD",
+                                        units=1000 if i % 2 == 0 else -1000))
+    await other.stop()
+    assert venue.accounts[acct].txns.base > last_txn  # the gap is really gone
+
+    je2 = await start(venue, tmp_path)
+    rep = je2.reconcile_report
+    assert rep.history_gaps == {acct: last_txn}
+    positions = {p.instrument: p.long_units + p.short_units for p in await je2.engine.broker.open_positions(acct)}
+    assert positions == {"EUR_USD": 2000}
+    assert je2.journal.state.positions[acct] == positions
+    assert je2.journal.state.balances[acct] == (await je2.engine.broker.account_summary(acct)).balance
+    st = je2.journal.state
+    assert st.orders[st.by_client["before-1"]]["status"] == "filled"  # journaled before the gap: kept
+    view = await je2.submit(spec(acct, "after-1"))
+    assert view.status == "filled"
+    await je2.stop()

@@ -11,7 +11,10 @@ Per account, in this order:
 
 1. Catch up on broker transactions after the last one journaled
    (``transactions_since``); each is journaled as the ``broker.*`` record the
-   live path would have written (``source: "reconcile"``).
+   live path would have written (``source: "reconcile"``). A broker that no
+   longer serves them (``sinceid`` answers 416: OANDA past what it serves, the
+   simulated venue past its bounded history) is not an error: the steps below
+   take its present state instead, and ``ReconcileReport.history_gaps`` says so.
 2. Resolve every open order by its client order id (``order_by_client_id``) —
    never by resending: never received (asked again after a short grace
    period if it was journaled just before the crash) -> ``rejected`` with
@@ -39,7 +42,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-from fastexec.brokers.base import Broker, BrokerOrder, OrderFilled, PriceTick
+from fastexec.brokers.base import Broker, BrokerError, BrokerOrder, OrderFilled, PriceTick
 
 from .records import event_record
 from .state import OPEN
@@ -68,6 +71,10 @@ class ReconcileReport:
     events_applied: int = 0
     corrections: list[Correction] = field(default_factory=list)
     consistent: dict[str, bool] = field(default_factory=dict)
+    #: account -> the journal's last transaction id, for accounts whose later transactions
+    #: the broker no longer serves (``sinceid`` answered 416): reconciled from the broker's
+    #: present state (open orders by client id, positions, balance) instead of its history
+    history_gaps: dict[str, int] = field(default_factory=dict)
 
     def by_kind(self, kind: str) -> list[Correction]:
         return [c for c in self.corrections if c.kind == kind]
@@ -126,8 +133,26 @@ class Reconciler:
 
     async def _catch_up(self, acct: str) -> None:
         since = self.journal.state.last_txn.get(acct, 0)
-        for ev in await self.broker.transactions_since(acct, since):
+        events = await self._since(acct, since)
+        if events is None:
+            if acct not in self.report.history_gaps:
+                self.report.history_gaps[acct] = since
+                log.warning("reconcile %s: the broker no longer serves the transactions after %d; reconciling "
+                            "from its present state (open orders, positions, balance) instead", acct, since)
+            return
+        for ev in events:
             self._apply_event(ev)
+
+    async def _since(self, acct: str, txn_id: int) -> Optional[list]:
+        """The broker's events after ``txn_id``, or None when it no longer keeps them
+        (v20 answers 416 to a ``sinceid`` older than what it serves; so does the
+        simulated venue past its bounded history). Any other failure propagates."""
+        try:
+            return await self.broker.transactions_since(acct, txn_id)
+        except BrokerError as exc:
+            if exc.status == 416:
+                return None
+            raise
 
     # ------------------------------------------------------------------ per account
 
@@ -192,7 +217,7 @@ class Reconciler:
             return
         if bo.state in ("FILLED", "TRIGGERED"):
             if bo.filling_txn_id is not None and not self.journal.state.seen_txn(acct, bo.filling_txn_id):
-                for ev in await self.broker.transactions_since(acct, bo.filling_txn_id - 1):
+                for ev in await self._since(acct, bo.filling_txn_id - 1) or ():  # gone: status alone, below
                     if isinstance(ev, OrderFilled) and ev.txn_id == bo.filling_txn_id:
                         if self._apply_event(ev):
                             self.report.corrections.append(Correction(acct, "event", event_record(ev)))

@@ -153,6 +153,7 @@ class OandaBroker(Broker):
             "price_stream_errors": 0,
             "recovered_txns": 0,
             "heartbeat_gaps": 0,
+            "history_gaps": 0,  # replays the venue could no longer serve (sinceid 416)
             "handler_errors": 0,
         }
 
@@ -641,9 +642,31 @@ class OandaBroker(Broker):
         return True
 
     async def _recover(self, acct: str) -> None:
-        """Replay transactions after the last delivered id (gap recovery)."""
+        """Replay transactions after the last delivered id (gap recovery).
+
+        A venue that no longer serves them (``sinceid`` answers 416) cannot be
+        replayed from: asking again would fail the same way on every reconnect,
+        and the stream would never deliver anything again. The gap is counted
+        (``stats["history_gaps"]``) and logged as an error, and delivery goes on
+        from the account's present ``lastTransactionID``; what happened inside
+        the gap reaches the engine's state through start-up reconciliation,
+        which takes the venue's present state when its history is gone."""
         async with self._recovering[acct]:
-            txns = await self._txns_since(acct, self._delivered.get(acct, 0))
+            since = self._delivered.get(acct, 0)
+            try:
+                txns = await self._txns_since(acct, since)
+            except BrokerError as exc:
+                if exc.status != 416:
+                    raise
+                last = (await self.account_summary(acct)).last_txn_id
+                self.stats["history_gaps"] += 1
+                log.error("account %s: the venue no longer serves transactions %d..%d; their events were not "
+                          "delivered (a restart reconciles from the venue's present state)", acct, since + 1, last)
+                if last > since:
+                    self._delivered[acct] = last
+                    if last > self._last_txn.get(acct, 0):
+                        self._last_txn[acct] = last
+                return
             txns.sort(key=lambda t: int(t["id"]))
             fresh = [t for t in txns if self._advance(acct, t)]
             self.stats["recovered_txns"] += len(fresh)
