@@ -127,6 +127,7 @@ cdef class _OrderMore:
     size (fewer cache lines to write when it is made and to read and free
     when it is forgotten). ``Order`` reads and writes them as properties."""
 
+    cdef object reason, trigger, position_fill, fill_reduced, trade_opened_id
     cdef object price, price_bound, gtd_ns, trade_client_ext, tp, sl, tsl, trade_id
     cdef object client_trade_id, distance, guaranteed, trade_reduced_id, cancel_txn, cancelled_ns, replaces_id, replaced_by_id
     cdef object on_fill_txn, initial_market_price, trailing_value, expire_ns, closeout, trade_close_units, cancelling_txn_for_replace
@@ -141,15 +142,19 @@ cdef class Order:
     transaction. The ``fill_*`` fields are set by its fill (an order fills at
     most once) and read only after it. The fields a plain market order
     leaves None live in ``_x`` (``_OrderMore``, made on the first non-None
-    write), read and written through properties of the same names.
+    write), read and written through properties of the same names; so do
+    ``reason``, ``trigger`` and ``position_fill`` while they hold their
+    defaults ("CLIENT_ORDER", "DEFAULT", "DEFAULT") and ``fill_reduced``;
+    ``trade_opened_id`` is the opened trade's id (``fill_trade``). At 208
+    bytes an order spans 4 cache lines instead of 5.
     """
 
     # the fields the fast path writes and ``_forget_order`` reads first
     cdef public object id, state, fill_txn
     cdef object _ce  # client_ext, or the bare client id str the broker's fast path stores (see client_ext)
-    cdef public object fill_closed, type, inst, units, tif, position_fill, trigger, reason, create_ns, filled_ns
-    cdef public object trade_opened_id, fill_units, fill_price, fill_reason, fill_pl, fill_balance, fill_trade
-    cdef public object fill_reduced, fill_hs, fill_bid, fill_ask, fill_ptime, fill_gain, fill_loss
+    cdef public object fill_closed, type, inst, units, tif, create_ns, filled_ns
+    cdef public object fill_units, fill_price, fill_reason, fill_pl, fill_balance, fill_trade
+    cdef public object fill_hs, fill_bid, fill_ask, fill_ptime, fill_gain, fill_loss
     cdef _OrderMore _x
 
     def __init__(self, type_, inst=None, units=0, *, price=None, price_bound=None, tif=None, gtd_ns=None,
@@ -177,9 +182,8 @@ cdef class Order:
         self.distance = distance
         self.guaranteed = guaranteed
         self.state = "PENDING"
-        self.reason = "CLIENT_ORDER"
         self.create_ns = 0
-        # every other field starts as None (extension-type object fields do)
+        # every other field starts as None (or its default, see the class docstring) (extension-type object fields do)
 
     @property
     def price(self):
@@ -190,7 +194,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.price = v
 
     @property
@@ -202,7 +206,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.price_bound = v
 
     @property
@@ -214,7 +218,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.gtd_ns = v
 
     @property
@@ -226,7 +230,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.trade_client_ext = v
 
     @property
@@ -238,7 +242,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.tp = v
 
     @property
@@ -250,7 +254,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.sl = v
 
     @property
@@ -262,7 +266,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.tsl = v
 
     @property
@@ -274,7 +278,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.trade_id = v
 
     @property
@@ -286,7 +290,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.client_trade_id = v
 
     @property
@@ -298,7 +302,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.distance = v
 
     @property
@@ -310,7 +314,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.guaranteed = v
 
     @property
@@ -322,7 +326,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.trade_reduced_id = v
 
     @property
@@ -334,7 +338,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.cancel_txn = v
 
     @property
@@ -346,7 +350,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.cancelled_ns = v
 
     @property
@@ -358,7 +362,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.replaces_id = v
 
     @property
@@ -370,7 +374,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.replaced_by_id = v
 
     @property
@@ -382,7 +386,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.on_fill_txn = v
 
     @property
@@ -394,7 +398,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.initial_market_price = v
 
     @property
@@ -406,7 +410,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.trailing_value = v
 
     @property
@@ -418,7 +422,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.expire_ns = v
 
     @property
@@ -430,7 +434,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.closeout = v
 
     @property
@@ -442,7 +446,7 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.trade_close_units = v
 
     @property
@@ -454,8 +458,64 @@ cdef class Order:
         if self._x is None:
             if v is None:
                 return
-            self._x = _OrderMore.__new__(_OrderMore)
+            _more(self)
         self._x.cancelling_txn_for_replace = v
+
+    @property
+    def reason(self):
+        return self._x.reason if self._x is not None else "CLIENT_ORDER"
+
+    @reason.setter
+    def reason(self, v):
+        if self._x is None and type(v) is str and v == "CLIENT_ORDER":
+            return
+        _more(self).reason = v
+
+    @property
+    def trigger(self):
+        return self._x.trigger if self._x is not None else "DEFAULT"
+
+    @trigger.setter
+    def trigger(self, v):
+        if self._x is None and type(v) is str and v == "DEFAULT":
+            return
+        _more(self).trigger = v
+
+    @property
+    def position_fill(self):
+        return self._x.position_fill if self._x is not None else "DEFAULT"
+
+    @position_fill.setter
+    def position_fill(self, v):
+        if self._x is None and type(v) is str and v == "DEFAULT":
+            return
+        _more(self).position_fill = v
+
+    @property
+    def fill_reduced(self):
+        return self._x.fill_reduced if self._x is not None else None
+
+    @fill_reduced.setter
+    def fill_reduced(self, v):
+        if self._x is None and v is None:
+            return
+        _more(self).fill_reduced = v
+
+    @property
+    def trade_opened_id(self):
+        """The id of the trade the fill opened: ``fill_trade``'s, unless set
+        to something else."""
+        if self._x is not None and self._x.trade_opened_id is not None:
+            return self._x.trade_opened_id
+        ft = self.fill_trade
+        return (<Trade>ft).id if ft is not None else None
+
+    @trade_opened_id.setter
+    def trade_opened_id(self, v):
+        ft = self.fill_trade
+        if self._x is None and (v is None if ft is None else v == (<Trade>ft).id):
+            return
+        _more(self).trade_opened_id = v
 
     @property
     def client_ext(self):
@@ -478,6 +538,18 @@ cdef class Order:
         if type(ce) is str:
             return ce
         return ce.get("id") if ce else None
+
+
+cdef _OrderMore _more(Order o):
+    """``o._x``, made (with the defaults) if it is not there yet."""
+    cdef _OrderMore x = o._x
+    if x is None:
+        x = _OrderMore.__new__(_OrderMore)
+        x.reason = "CLIENT_ORDER"
+        x.trigger = "DEFAULT"
+        x.position_fill = "DEFAULT"
+        o._x = x
+    return x
 
 
 cdef inline object _order_cid(Order o):
@@ -978,12 +1050,14 @@ cdef bint _book(VenueCore venue, Account acct, Order o, request_id) except -1:
             return False
         if x.closeout is not None or x.trade_close_units is not None or x.replaces_id is not None:
             return False
-    if o.reason != "CLIENT_ORDER" or o.trigger != "DEFAULT":
-        return False
+    pf = "DEFAULT"
+    if x is not None:
+        if x.reason != "CLIENT_ORDER" or x.trigger != "DEFAULT":
+            return False
+        pf = x.position_fill
     tif = o.tif
     if tif != "FOK" and tif != "IOC":
         return False
-    pf = o.position_fill
     if pf != "DEFAULT" and pf != "REDUCE_FIRST":
         return False
     inst = o.inst
@@ -1064,7 +1138,6 @@ cdef bint _book(VenueCore venue, Account acct, Order o, request_id) except -1:
     oid = batch  # the batch's first transaction: the same id, one int object for both
     o.id = oid
     o.create_ns = now
-    o.reason = "CLIENT_ORDER"
     acct.orders[oid] = o
     if cid is not None:
         by_client[cid] = o
@@ -1082,7 +1155,6 @@ cdef bint _book(VenueCore venue, Account acct, Order o, request_id) except -1:
     o.fill_loss = loss
     o.fill_trade = None
     o.fill_closed = None
-    o.fill_reduced = None
     o.state = "FILLED"  # before closing trades, so an exit does not cancel itself as a dependent
     if pos is None:
         pos = Position(inst)
@@ -1147,7 +1219,7 @@ cdef bint _book(VenueCore venue, Account acct, Order o, request_id) except -1:
                 if tr.tp is not None or tr.sl is not None or tr.tsl is not None:
                     (<object>venue)._close_dependents(acct, tr, now)
             else:
-                o.fill_reduced = entry
+                _more(o).fill_reduced = entry
                 o.trade_reduced_id = tr.id
             left -= k
         if closed is not None:
@@ -1184,7 +1256,6 @@ cdef bint _book(VenueCore venue, Account acct, Order o, request_id) except -1:
         pos.units = pos.units + ou
         pos.cost = pos.cost + ou * px
         o.fill_trade = tr
-        o.trade_opened_id = fid
         total_hs = total_hs + hs if total_hs else hs
     o.fill_pl = total_pl
     o.fill_hs = total_hs
@@ -1207,7 +1278,7 @@ cdef object _fill_event(Account acct, Order o, Py_ssize_t fid, time_ns):
     fc = o.fill_closed
     if fc:
         closed = (_id_str(fc[0][0]),) if len(fc) == 1 else tuple([_id_str(e[0]) for e in fc])
-    fr = o.fill_reduced
+    fr = o._x.fill_reduced if o._x is not None else None
     if fr is not None:
         closed += (_id_str(fr[0]),)
     tr = o.fill_trade
@@ -1365,11 +1436,8 @@ cdef object _broker_market(VenueCore venue, r, broker):
     gtd = _rslot(r, 8)
     if gtd is not None:
         o.gtd_ns = gtd
-    o.position_fill = "DEFAULT"
-    o.trigger = "DEFAULT"
     o._ce = ce
     o.state = "PENDING"
-    o.reason = "CLIENT_ORDER"
     o.create_ns = 0
     cdef Account a = <Account>acct
     if not _book(venue, a, o, None):
