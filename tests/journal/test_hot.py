@@ -185,7 +185,8 @@ _submitted = st.fixed_dictionaries(
     optional={"client_order_id": st.sampled_from(["", "c1", "c2", "c3", None]), "ts": st.integers(0, 10**6),
               "emulated": st.one_of(st.booleans(), st.none(), st.integers(0, 1)),
               "broker_order_id": st.sampled_from(["b1", "b2", None]), "source": st.just("reconcile"),
-              "stop_loss": st.none(), "request_id": st.text(max_size=3), "status": st.just("x")})
+              "stop_loss": st.none(), "request_id": st.text(max_size=3), "status": st.just("x"),
+              "created_at": st.just(-1), "filled_units": st.just(7)})
 _filled = st.fixed_dictionaries(
     {"type": st.just("broker.filled"), "account_id": st.sampled_from(["A", "B"]),
      "units": st.integers(-5000, 5000), "instrument": st.sampled_from(["EUR_USD", "USD_JPY"]),
@@ -221,6 +222,33 @@ def test_compiled_fold_equals_python_fold_on_generated_records(records, retain):
     assert c_err == py_err
     assert c == py
     _same_state(c_state, py_state)
+
+
+def test_submitted_orders_from_the_template_and_from_a_copy_match_python():
+    """The order dict is built from a template of the record's shape (its entries written in
+    place) when the record is a plain table, else from a copy of it: both are the reference's
+    dict, key order and garbage-collector tracking included, however the shapes alternate."""
+    import gc
+
+    def rec(i, **extra):
+        r = {"type": "order.submitted", "ts": i, "order_id": f"o{i}", "client_order_id": f"c{i}",
+             "account_id": "A", "units": 10, "stop_loss": None, "emulated": i % 2 == 0}
+        r.update(extra)
+        return r
+
+    holed = rec(5, gone=1)
+    del holed["gone"]  # a deleted entry: not a plain table
+    records = [rec(1), rec(2, stop_loss={"price": 5}), rec(3, source="x", broker_order_id="b3"), rec(4), holed,
+               rec(6, created_at=-1, status="x"), {"type": "order.submitted", "order_id": "o7"}, rec(8)]
+    for handlers in (state_mod.PY_HANDLERS, state_mod._HANDLERS):
+        st_ = JournalState()
+        for seq, r in enumerate(records, 1):
+            handlers["order.submitted"](st_, r)
+        got = [(list(o.items()), gc.is_tracked(o)) for o in dict.values(st_.orders)]
+        if handlers is state_mod.PY_HANDLERS:
+            expected = got
+    assert got == expected and (st_.by_client, st_.by_broker) == ({f"c{i}": f"o{i}" for i in (1, 2, 3, 4, 5, 6, 8)},
+                                                                  {"A/b3": "o3"})
 
 
 def _finished_state():

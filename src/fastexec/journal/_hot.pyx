@@ -27,6 +27,7 @@ from sys import intern as _intern
 import orjson
 
 cimport cython
+cimport fastexec.engine._dictfill as df
 
 cdef object _dumps = orjson.dumps
 cdef object _deque = deque
@@ -914,9 +915,165 @@ def on_submitted(StateCore state not None, dict rec):
     _on_submitted_c(state, rec)
 
 
+# The order dict of the last order.submitted shape folded, as a template (``_dictfill``): every
+# record of that shape (its keys, by identity, in order) gets a copy of the template's table
+# (sized for every key the fold adds, so it never grows) with its values written into the
+# entries, instead of a copy of the record plus seven insertions, one of which resizes it.
+DEF _SUB_MAX = 48
+DEF _SRC_TS = -1
+DEF _SRC_STATUS = -2
+DEF _SRC_ZERO = -3
+DEF _SRC_NONE = -4
+cdef bint _DIRECT = df.works()
+cdef PyObject* _sub_ptr[_SUB_MAX]  # the record's keys (borrowed: _sub_keys holds them)
+cdef Py_ssize_t _sub_n = -1
+cdef tuple _sub_keys = None
+cdef Py_ssize_t _sub_emulated = -1  # the record's entry of "emulated", or -1
+cdef tuple _ord_keys = None  # the order dict's keys, in its order
+cdef dict _ord_tmpl = None
+cdef object _ZERO = 0
+cdef Py_ssize_t _ord_src[_SUB_MAX]  # per order key: the record's entry it takes, or _SRC_*
+cdef Py_ssize_t _sub_ts = -1  # the record's entry of "ts", or -1
+cdef Py_ssize_t _ord_oid, _ord_cid, _ord_bid  # the order's entries of these (_ord_cid: -1 if none)
+
+
+cdef int _new_submitted_shape(PyObject** ks, Py_ssize_t n) except -1:
+    """Make ``ks[:n]`` the record shape the template serves; 0 if it has none (no "type":
+    the fold raises as the Python original does)."""
+    global _sub_n, _sub_keys, _sub_emulated, _sub_ts, _ord_keys, _ord_tmpl, _ord_oid, _ord_cid, _ord_bid
+    cdef Py_ssize_t j
+    rkeys = [<object>ks[j] for j in range(n)]
+    for k in rkeys:
+        if type(k) is not str:
+            return 0
+    if "type" not in rkeys or "order_id" not in rkeys:
+        return 0
+    # ``dict(rec, created_at=...)``, ``del ["type"]``, ``pop("source")``, ``broker_order_id``: the keys' order
+    added = ("created_at", "updated_at", "status", "filled_units", "fill_notional", "reject_reason")
+    okeys = [k for k in rkeys if k != "type" and k != "source"] + [k for k in added if k not in rkeys]
+    if "broker_order_id" not in okeys:
+        okeys.append("broker_order_id")
+    if len(okeys) > _SUB_MAX:
+        return 0
+    for j, k in enumerate(okeys):
+        if k == "created_at" or k == "updated_at":
+            _ord_src[j] = _SRC_TS
+        elif k == "status":
+            _ord_src[j] = _SRC_STATUS
+        elif k == "filled_units" or k == "fill_notional":
+            _ord_src[j] = _SRC_ZERO
+        elif k == "reject_reason" or k not in rkeys:
+            _ord_src[j] = _SRC_NONE
+        else:
+            _ord_src[j] = rkeys.index(k)
+    _sub_keys = tuple(rkeys)
+    for j in range(n):
+        _sub_ptr[j] = ks[j]
+    _sub_n = n
+    _sub_emulated = rkeys.index("emulated") if "emulated" in rkeys else -1
+    _sub_ts = rkeys.index("ts") if "ts" in rkeys else -1
+    _ord_oid, _ord_bid = okeys.index("order_id"), okeys.index("broker_order_id")
+    _ord_cid = okeys.index("client_order_id") if "client_order_id" in okeys else -1
+    _ord_keys = tuple(okeys)
+    _ord_tmpl = df.template(_ord_keys)
+    return 1
+
+
+cdef extern from *:
+    """
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    /* The entries of a table ``fe_df_direct`` accepted (``_dictfill``'s layout): key i at [2 i], value i at [2 i + 1]. */
+    static inline PyObject **fx_df_entries(PyObject *d) {
+        fe_df_keys *k = (fe_df_keys *)((PyDictObject *)d)->ma_keys;
+        return (PyObject **)(k->dk_indices + ((size_t)1 << k->dk_log2_index_bytes));
+    }
+    #else
+    static inline PyObject **fx_df_entries(PyObject *d) { (void)d; return NULL; }
+    #endif
+    """
+    PyObject** fx_df_entries(object d)
+    bint PyObject_GC_IsTracked(object o)
+    void PyObject_GC_Track(object o)
+    void Py_DECREF_ptr "Py_DECREF"(PyObject* o)
+    void Py_INCREF_ptr "Py_INCREF"(PyObject* o)
+
+
+cdef dict _submitted_order(dict rec):
+    """The order dict ``_on_submitted`` builds from ``rec``, from the
+    template of its shape, read and written entry by entry; None for a record that is not
+    a plain table (``_dictfill.direct``) or has no template."""
+    cdef Py_ssize_t n = len(rec), j, src
+    if not (_DIRECT and n <= _SUB_MAX and df.direct(rec, n)):
+        return None
+    cdef PyObject** re = fx_df_entries(rec)
+    cdef PyObject* ks[_SUB_MAX]
+    cdef bint same = n == _sub_n
+    if same:
+        for j in range(n):
+            if re[2 * j] != _sub_ptr[j]:
+                same = False
+                break
+    if not same:
+        for j in range(n):
+            ks[j] = re[2 * j]
+        if not _new_submitted_shape(ks, n):
+            return None
+    ts = None if _sub_ts < 0 else <object>re[2 * _sub_ts + 1]
+    status = "emulated" if _sub_emulated >= 0 and PyObject_IsTrue(<object>re[2 * _sub_emulated + 1]) else "accepted"
+    cdef Py_ssize_t m = len(_ord_keys)
+    cdef dict order = df.new(_ord_tmpl)
+    if not df.direct(order, m):  # pragma: no cover - a copy of a template is one
+        return None
+    cdef PyObject** oe = fx_df_entries(order)
+    cdef PyObject* v
+    cdef PyObject* old
+    for j in range(m):
+        src = _ord_src[j]
+        if src >= 0:
+            v = re[2 * src + 1]
+        elif src == _SRC_TS:
+            v = <PyObject*>ts
+        elif src == _SRC_STATUS:
+            v = <PyObject*>status
+        elif src == _SRC_ZERO:
+            v = <PyObject*>_ZERO
+        else:
+            continue  # _SRC_NONE: the template's value
+        Py_INCREF_ptr(v)
+        old = oe[2 * j + 1]
+        oe[2 * j + 1] = v
+        Py_DECREF_ptr(old)
+    if PyObject_GC_IsTracked(rec) and not PyObject_GC_IsTracked(order):  # as the record's copy was (the rest is atomic)
+        PyObject_GC_Track(order)
+    return order
+
+
 cdef int _on_submitted_c(StateCore state, dict rec) except -1:
-    oid = rec["order_id"]
-    ts = _get(rec, "ts")
+    cdef dict order = _submitted_order(rec)
+    cdef PyObject** oe
+    if order is not None:  # order_id, client_order_id, broker_order_id: read from its entries
+        oe = fx_df_entries(order)
+        oid = <object>oe[2 * _ord_oid + 1]
+        cid = None if _ord_cid < 0 else <object>oe[2 * _ord_cid + 1]
+        bid = <object>oe[2 * _ord_bid + 1]
+    else:
+        oid = rec["order_id"]
+        order = _submitted_order_copy(rec, _get(rec, "ts"))
+        bid = _get(order, "broker_order_id")
+        if bid is None:
+            order["broker_order_id"] = None
+        cid = _get(rec, "client_order_id")
+    cdef dict orders = <dict>state._orders
+    orders[oid] = order
+    if PyObject_IsTrue(cid):
+        state.by_client[cid] = oid
+    if bid is not None:
+        state.by_broker[f"{rec['account_id']}/{bid}"] = oid
+    return 0
+
+
+cdef dict _submitted_order_copy(dict rec, ts):
+    """``_submitted_order`` for a shape without a template: the record copied and changed key by key."""
     # ``dict(rec, created_at=..., ...)``: one C-level copy (it keeps the str-keys-only table
     # and its lookups; a presized dict built key by key has a general one and costs twice as much)
     cdef dict order = PyDict_Copy(rec)
@@ -928,17 +1085,7 @@ cdef int _on_submitted_c(StateCore state, dict rec) except -1:
     order["reject_reason"] = None
     del order["type"]
     _pop(order, "source")
-    bid = _get(order, "broker_order_id")
-    if bid is None:
-        order["broker_order_id"] = None
-    cdef dict orders = <dict>state._orders
-    orders[oid] = order
-    cid = _get(rec, "client_order_id")
-    if PyObject_IsTrue(cid):
-        state.by_client[cid] = oid
-    if bid is not None:
-        state.by_broker[f"{rec['account_id']}/{bid}"] = oid
-    return 0
+    return order
 
 
 def on_filled(StateCore state not None, dict rec):
