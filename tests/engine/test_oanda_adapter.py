@@ -105,3 +105,87 @@ async def test_broker_outages_never_place_an_order_twice_and_end_in_a_known_stat
             assert engine.account(a).working_orders == 0
         finally:
             await engine.stop()
+
+
+async def test_a_lost_submit_resolved_at_the_start_of_the_venues_history_still_finds_its_fill():
+    """The venue keeps a bounded history: just after it forgot its oldest transactions, a
+    submit whose connection dropped after the venue filled it is resolved by client id, and
+    the fill must be read from what the venue still serves (asking from further back is a
+    416, not an empty answer that leaves the order pending for ever)."""
+    from fastexec.brokers.base import OrderRequest
+    from fastexec.sim import venue as venue_mod
+    from fastexec.sim.broker import SimulatedBroker
+    from fastexec.sim.venue import Venue
+
+    async with SimServer(venue=Venue(seed=6, history=20)) as sim:
+        cfg = OandaConfig(token=sim.token, account_ids=tuple(sim.account_ids), rest_url=sim.base_url)
+        engine = Engine(Settings(max_orders_per_second=1000), OandaBroker(cfg))
+        await engine.start()
+        try:
+            a = engine.account_ids[0]
+            acct = sim.venue.accounts[a]
+            other = SimulatedBroker(sim.venue)  # someone else's orders fill the log to the trim point
+            i = 0
+            while len(acct.txns) - acct.txns.base < 20 + venue_mod.TRIM_BATCH:
+                await other.submit(OrderRequest(client_id=f"o-{i}", account_id=a, instrument="EUR_USD",
+                                                units=100 if i % 2 == 0 else -100))
+                i += 1
+            sim.faults.fault_path = "/orders"
+            sim.faults.fault_methods = ("POST",)
+            sim.faults.drop_next = 1  # the venue applies it, the answer is lost
+            dropped = await engine.submit(OrderSpec(a, "EUR_USD", "sell", 300, client_order_id="at-the-edge"))
+            (order,) = [o for o in acct.orders.values() if o.client_id == "at-the-edge"]
+            assert order.fill_txn - 64 < acct.txns.base < order.fill_txn  # the edge this test is about
+            assert dropped.status == "filled" and dropped.filled_units == 300
+        finally:
+            await engine.stop()
+
+
+async def test_an_order_resolved_later_at_the_start_of_the_venues_history_still_finds_its_fill():
+    """The same edge on the engine's own resolution: the submit timed out after the venue
+    filled it, and every lookup failed until the adapter gave up, so the order is left
+    pending; when the broker answers again the housekeeping finds it by client id and must
+    read its fill from what the venue still serves."""
+    from fastexec.brokers.base import OrderRequest
+    from fastexec.brokers.oanda import OandaTimeouts
+    from fastexec.errors import BrokerUnavailableError
+    from fastexec.sim import venue as venue_mod
+    from fastexec.sim.broker import SimulatedBroker
+    from fastexec.sim.venue import Venue
+    import pytest
+
+    async with SimServer(venue=Venue(seed=6, history=20)) as sim:
+        cfg = OandaConfig(token=sim.token, account_ids=tuple(sim.account_ids), rest_url=sim.base_url,
+                          timeouts=OandaTimeouts(connect=2.0, order=0.3, read=0.5, cancel=0.5),
+                          resolve_window_s=0.3, backoff_base_s=0.01, backoff_max_s=0.02)
+        engine = Engine(Settings(max_orders_per_second=1000), OandaBroker(cfg))
+        await engine.start()
+        try:
+            a = engine.account_ids[0]
+            acct = sim.venue.accounts[a]
+            other = SimulatedBroker(sim.venue)
+            i = 0
+            while len(acct.txns) - acct.txns.base < 20 + venue_mod.TRIM_BATCH:
+                await other.submit(OrderRequest(client_id=f"o-{i}", account_id=a, instrument="EUR_USD",
+                                                units=100 if i % 2 == 0 else -100))
+                i += 1
+            await _wait_for(lambda: engine.broker.delivered_txn_id(a) == acct.last_id, timeout=30)
+            sim.faults.heartbeat = 3600.0
+            sim.faults.stream_skip_next = 10**9  # nor does the stream tell
+            sim.faults.hold = 2.0
+            sim.faults.timeout_next = 1  # applied, the answer held past the adapter's timeout
+            task = asyncio.ensure_future(engine.submit(OrderSpec(a, "EUR_USD", "sell", 300, client_order_id="late")))
+            await _wait_for(lambda: any(o.client_id == "late" for o in acct.orders.values()))
+            sim.faults.fault_methods = ("GET",)
+            sim.faults.error_rate = 1.0  # every lookup fails until the adapter and the engine give up for now
+            with pytest.raises(BrokerUnavailableError):
+                await task
+            assert engine.get_order("late").status == "pending"
+            sim.faults.error_rate = 0.0
+            await _wait_for(lambda: engine.get_order("late").status != "pending", timeout=10)
+            (order,) = [o for o in acct.orders.values() if o.client_id == "late"]
+            assert order.fill_txn - 64 < acct.txns.base < order.fill_txn  # the edge this test is about
+            view = engine.get_order("late")
+            assert view.status == "filled" and view.filled_units == 300
+        finally:
+            await engine.stop()

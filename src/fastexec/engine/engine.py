@@ -465,10 +465,13 @@ class Engine(EngineCore):
             self._bind_broker(o, found.broker_order_id)
         txn = max(t for t in (found.filling_txn_id, found.cancelling_txn_id, 0) if t is not None)
         if txn:
-            try:
-                return await self.broker.transactions_since(o.account_id, txn - 64)
-            except BrokerError:
-                return []
+            for since in (txn - 64, txn - 1):  # with some context; failing that, from the deciding one
+                try:
+                    return await self.broker.transactions_since(o.account_id, since)
+                except BrokerError as exc:
+                    if exc.status != 416:  # 416: the venue no longer serves that far back
+                        return []
+            return []
         if found.state == "PENDING" and self._state(o) is S.PENDING_SUBMIT:
             self._transition(o, E.ACCEPT)
         return []

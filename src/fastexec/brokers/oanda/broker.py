@@ -347,13 +347,16 @@ class OandaBroker(Broker):
             self.stats["resolved_by_lookup"] += 1
         elif status not in (404, 400):
             self._check(status, data, "GET order by client id")
-        txns = await self._txns_since(acct, since)
         if order_id is not None:
             if int(order_id) <= since:
                 # An older order reusing the client id: not ours.
                 order_id = None
             else:
+                # its transactions start with its own id: ask from there, not from ``since``
+                # (which the venue may no longer serve after a long outage)
+                txns = await self._txns_since(acct, int(order_id) - 1)
                 return self._events_for(acct, txns, lambda t: t.get("id") == order_id or t.get("orderID") == order_id)
+        txns = await self._txns_since(acct, since)
         rejects = [t for t in txns if t.get("type", "").endswith("_REJECT") and wire.client_id_of(t) == cid]
         if rejects:
             self.stats["resolved_by_lookup"] += 1
