@@ -516,6 +516,26 @@ cdef extern from "Python.h":
     bint PyDict_Next(object d, Py_ssize_t* pos, PyObject** key, PyObject** value)
 
 
+cdef bint _DIRECT = df.works()  # ``_dictfill``'s layout holds: plain tables are read and written entry by entry
+cdef extern from *:
+    """
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    /* The entries of a table ``fe_df_direct`` accepted (``_dictfill``'s layout): key i at [2 i], value i at [2 i + 1]. */
+    static inline PyObject **fx_df_entries(PyObject *d) {
+        fe_df_keys *k = (fe_df_keys *)((PyDictObject *)d)->ma_keys;
+        return (PyObject **)(k->dk_indices + ((size_t)1 << k->dk_log2_index_bytes));
+    }
+    #else
+    static inline PyObject **fx_df_entries(PyObject *d) { (void)d; return NULL; }
+    #endif
+    """
+    PyObject** fx_df_entries(object d)
+    bint PyObject_GC_IsTracked(object o)
+    void PyObject_GC_Track(object o)
+    void Py_DECREF_ptr "Py_DECREF"(PyObject* o)
+    void Py_INCREF_ptr "Py_INCREF"(PyObject* o)
+
+
 cdef class StateCore:
     """Base class of ``state.JournalState``: the fields the per-order fold touches, as C
     struct members (a slot of a Python class costs a descriptor call per read and write;
@@ -762,10 +782,17 @@ cdef Finished _compact(dict order, bint drop_heavy, str broker_key):
     cdef PyObject* k
     cdef PyObject* v
     cdef Py_ssize_t pos = 0, i = 0, j, m, base
-    while PyDict_Next(order, &pos, &k, &v):
-        ks[i] = k
-        vs[i] = v
-        i += 1
+    cdef PyObject** oe
+    if _DIRECT and df.direct(order, n):  # a plain table (the fold's orders are): its entries as they are
+        oe = fx_df_entries(order)
+        for i in range(n):
+            ks[i] = oe[2 * i]
+            vs[i] = oe[2 * i + 1]
+    else:
+        while PyDict_Next(order, &pos, &k, &v):
+            ks[i] = k
+            vs[i] = v
+            i += 1
     cdef bint same = n == _shape_n and drop_heavy == _shape_drop
     if same:
         for j in range(n):
@@ -924,7 +951,6 @@ DEF _SRC_TS = -1
 DEF _SRC_STATUS = -2
 DEF _SRC_ZERO = -3
 DEF _SRC_NONE = -4
-cdef bint _DIRECT = df.works()
 cdef PyObject* _sub_ptr[_SUB_MAX]  # the record's keys (borrowed: _sub_keys holds them)
 cdef Py_ssize_t _sub_n = -1
 cdef tuple _sub_keys = None
@@ -977,25 +1003,6 @@ cdef int _new_submitted_shape(PyObject** ks, Py_ssize_t n) except -1:
     _ord_keys = tuple(okeys)
     _ord_tmpl = df.template(_ord_keys)
     return 1
-
-
-cdef extern from *:
-    """
-    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
-    /* The entries of a table ``fe_df_direct`` accepted (``_dictfill``'s layout): key i at [2 i], value i at [2 i + 1]. */
-    static inline PyObject **fx_df_entries(PyObject *d) {
-        fe_df_keys *k = (fe_df_keys *)((PyDictObject *)d)->ma_keys;
-        return (PyObject **)(k->dk_indices + ((size_t)1 << k->dk_log2_index_bytes));
-    }
-    #else
-    static inline PyObject **fx_df_entries(PyObject *d) { (void)d; return NULL; }
-    #endif
-    """
-    PyObject** fx_df_entries(object d)
-    bint PyObject_GC_IsTracked(object o)
-    void PyObject_GC_Track(object o)
-    void Py_DECREF_ptr "Py_DECREF"(PyObject* o)
-    void Py_INCREF_ptr "Py_INCREF"(PyObject* o)
 
 
 cdef dict _submitted_order(dict rec):
