@@ -421,7 +421,7 @@ cdef int _put_int(o) except -1:
 
 cdef int _put_value(o, int depth) except -1:
     global _len
-    cdef type t = type(o), vt
+    cdef type t = type(o)
     cdef PyObject* k
     cdef PyObject* v
     cdef Py_ssize_t pos = 0, i, n
@@ -447,15 +447,7 @@ cdef int _put_value(o, int depth) except -1:
             if r:
                 return r
             _put1(58)
-            vt = type(<object>v)  # the usual values without another call
-            if vt is str:
-                r = _put_str(<object>v)
-            elif vt is int:
-                r = _put_int(<object>v)
-            elif v == <PyObject*>None:
-                r = _put("null", 4)
-            else:
-                r = _put_value(<object>v, depth + 1)
+            r = _put_member(v, depth + 1)
             if r:
                 return r
             _put1(44)
@@ -476,6 +468,18 @@ cdef int _put_value(o, int depth) except -1:
         _put1(93)
         return 0
     return _FALLBACK
+
+
+cdef inline int _put_member(PyObject* v, int depth) except -1:
+    """A dict member's or a compact order's value: the usual types without another call."""
+    cdef type vt = type(<object>v)
+    if vt is str:
+        return _put_str(<object>v)
+    if vt is int:
+        return _put_int(<object>v)
+    if v == <PyObject*>None:
+        return _put("null", 4)
+    return _put_value(<object>v, depth)
 
 
 cdef bytes _encode(long long seq_in, payload):
@@ -810,22 +814,13 @@ cdef Finished _compact(dict order, bint drop_heavy, str broker_key):
     _room(base)
     _len = base
     cdef uint64_t skip = _shape_skip
-    cdef type vt
     cdef int r
     cdef Py_ssize_t out = 0, end
     for j in range(n):
         if skip and (skip >> j) & 1:
             continue
         v = vs[j]
-        vt = type(<object>v)
-        if vt is str:
-            r = _put_str(<object>v)
-        elif vt is int:
-            r = _put_int(<object>v)
-        elif v == <PyObject*>None:
-            r = _put("null", 4)
-        else:
-            r = _put_value(<object>v, 1)
+        r = _put_member(v, 1)
         if r:
             return None
         end = _len - base
