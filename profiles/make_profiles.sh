@@ -40,7 +40,7 @@ trap cleanup EXIT
 submit() {
   # In-process submit -> filled through the engine on the simulated venue.
   py-spy record "${SPY_OPTS[@]}" -o "$OUT/inprocess_submit.svg" -- \
-    "$PY" bench/compare/fx_submit.py --orders 150000 --warmup 1000
+    "$PY" bench/compare/fx_submit.py --orders 1000000 --warmup 1000
 }
 
 serve() {
