@@ -271,6 +271,8 @@ async def test_a_lone_none_mode_submit_acks_without_a_turn_and_a_busy_turn_share
     submit = (lambda s: JournaledEngine.submit_py(je, s)) if py else je.submit
     acct = je.account_ids[0]
     w = je.journal.writer
+    if py:  # the Python references all the way down: the submit and the writer's per-turn choice
+        w.ack_turn = lambda last: JournalWriter.ack_turn_py(w, last)
 
     def spec(cid):
         return OrderSpec(account_id=acct, instrument="EUR_USD", side="buy", units=1000, client_order_id=cid)

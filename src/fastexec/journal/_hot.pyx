@@ -1258,6 +1258,13 @@ cdef class WriterStats:
                 "max_sync_ns=%d, preallocated=%d)" % self._fields())
 
 
+# ``WriterCore.ack_turn``'s answers (``writer.ACK_*`` are the same numbers)
+cdef enum:
+    ACK_NOTHING = 0
+    ACK_WRITTEN = 1
+    ACK_AT_TURN_END = 2
+
+
 cdef class WriterCore:
     """Base class of ``writer.JournalWriter``: the loop side of an append (encode, queue,
     sequence number, one ``call_soon`` per loop turn) and the acknowledgement's future,
@@ -1330,6 +1337,25 @@ cdef class WriterCore:
         self._waiters.append((seq, fut))
         return fut
 
+
+    def ack_turn(self, long long last):
+        """``_ack_turn`` (``ack_turn_py``)."""
+        return self._ack_turn(last)
+
+    cdef int _ack_turn(self, long long last) except -1:
+        """An acknowledgement of the records up to ``last`` is about to wait for them. In
+        ``none`` mode the choice is made per loop turn: alone (the first of its turn, after
+        a turn with at most one) it writes them now, the same one write the end of the turn
+        would make, and answers without giving the loop a turn (``ACK_WRITTEN``); under load
+        (the last turn had several) every acknowledgement of the turn shares the end-of-turn
+        write (``ACK_AT_TURN_END``). ``ACK_NOTHING``: not ``none`` mode, or nothing to wait for."""
+        if self._sync or not self._kick_pending or self.durable_seq >= last:
+            return ACK_NOTHING
+        self._turn_acks += 1
+        if self._turn_acks == 1 and not self._busy:
+            self._write_now_c()
+            return ACK_WRITTEN
+        return ACK_AT_TURN_END
 
     # ---------------------------------------------------------------- end of a loop turn
 
@@ -1533,20 +1559,12 @@ async def journaled_submit(self, order, *, request_id=None):
     finally:
         if wc._next_seq != before:
             last = wc._next_seq - 1  # this submit's records, not those others append meanwhile
-            if not wc._sync and wc._kick_pending and wc.durable_seq < last:
-                # ``none`` mode. Alone (the first acknowledgement of this turn, after a turn
-                # with at most one): write now, the same one write the end of the turn would
-                # make, and answer without giving the loop a turn. Under load (the last turn
-                # acknowledged several): the end-of-turn write that covers these records is
-                # already queued on the loop ahead of this task's next step (call_soon is
-                # FIFO), so one turn makes them durable and every acknowledgement of the turn
-                # shares it: no future, no waiter entry, no set_result. Whatever neither
-                # write covered (it failed, the writer closed) is waited for below.
-                wc._turn_acks += 1
-                if wc._turn_acks == 1 and not wc._busy:
-                    wc._write_now_c()
-                else:
-                    await _NextTurn()
+            if wc._ack_turn(last) == ACK_AT_TURN_END:
+                # the end-of-turn write is queued on the loop ahead of this task's next step
+                # (call_soon is FIFO): one turn makes these records durable, with no future,
+                # no waiter entry, no set_result. Whatever it did not cover (it failed, the
+                # writer closed) is waited for below.
+                await _NextTurn()
             fut = wc._durable_future(last)
             if fut is not None:
                 await fut

@@ -243,10 +243,7 @@ class JournaledEngine:
             return await self.engine.submit(order, request_id=request_id)
         finally:
             if w._next_seq != before:
-                if not w._sync and w._kick_pending and w.durable_seq < w._next_seq - 1:
-                    w._turn_acks += 1  # ``none`` mode, alone in its turn: write now (see writer.py)
-                    if w._turn_acks == 1 and not w._busy:
-                        w._write_now()
+                w.ack_turn(w._next_seq - 1)  # ``none`` mode, alone in its turn: written now
                 fut = w.durable_future()
                 if fut is not None:
                     await fut

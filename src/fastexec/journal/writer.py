@@ -114,6 +114,9 @@ class JournalLockedError(JournalError):
 
 
 LOCK_NAME = ".lock"
+#: ``ack_turn``'s answers: nothing to do (not ``none`` mode, or already written), written
+#: now, left to the end-of-turn write
+ACK_NOTHING, ACK_WRITTEN, ACK_AT_TURN_END = 0, 1, 2
 
 
 @dataclass(slots=True)
@@ -357,6 +360,19 @@ class JournalWriter(_WriterBase):
             os.eventfd_write(self._efd, 1)
         # a busy thread takes the queue by itself when its batch is durable
 
+    def ack_turn_py(self, last: int) -> int:
+        """An acknowledgement of the records up to ``last`` is about to wait for them:
+        in ``none`` mode, write them now when it is alone in its loop turn (after a quiet
+        turn), else leave them to the end-of-turn write (see the module docstring).
+        (The reference of ``_hot.WriterCore.ack_turn``.)"""
+        if self._sync or not self._kick_pending or self.durable_seq >= last:
+            return ACK_NOTHING
+        self._turn_acks += 1
+        if self._turn_acks == 1 and not self._busy:
+            self._write_now()
+            return ACK_WRITTEN
+        return ACK_AT_TURN_END
+
     def durable_future_py(self, seq: Optional[int] = None) -> Optional[asyncio.Future]:
         """A future resolved once record ``seq`` (default: the last appended)
         and all before it are durable, or None when they already are. The
@@ -377,6 +393,7 @@ class JournalWriter(_WriterBase):
     if _WriterBase is object:  # pragma: no cover - no compiled base: the Python originals run
         append = append_py
         durable_future = durable_future_py
+        ack_turn = ack_turn_py
 
     async def wait_durable(self, seq: int) -> int:
         """Return once record ``seq`` (and every one before it) is durable.
