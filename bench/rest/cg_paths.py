@@ -19,6 +19,11 @@ not this process's work), measured at steady state, after 30,000 orders have
 filled every retention window (engine, journal state, venue history), so the
 cost of forgetting old orders is in the figure. Its warm-up makes it the slow
 one (about a minute under valgrind).
+
+The ``_32`` paths feed 32 connections in the same loop turn, as ``wrk -c32``
+does to a server that keeps up: a journaled order then shares its turn's
+page-cache write and waits one loop turn for it, which a lone request (the
+paths above) does not; the wrk throughput figure is this case.
 """
 from __future__ import annotations
 
@@ -59,12 +64,19 @@ def _runner(loop, conn, requests):
     return run
 
 
-def _make_echo():
+def _open(loop, app, clients):
+    """One connection (requests one at a time), or ``clients`` fed in the same loop turn."""
+    from inproc import Conn, Conns
+
+    return loop.run_until_complete(Conn().open(app) if clients == 1 else Conns().open(app, clients))
+
+
+def _make_echo(clients=1):
     from echo_server import make_app
-    from inproc import Conn, _request
+    from inproc import _request
 
     loop = _loop()
-    conn = loop.run_until_complete(Conn().open(make_app()))
+    conn = _open(loop, make_app(), clients)
     return _runner(loop, conn, [_request("/echo", b) for b in _bodies("001")])
 
 
@@ -95,8 +107,8 @@ def _engine(loop, journaled=False):
     return engine
 
 
-def _make_orders(journaled=False, warm=0):
-    from inproc import Conn, _request
+def _make_orders(journaled=False, warm=0, clients=1):
+    from inproc import _request
 
     from fastexec.api import create_app
     from fastexec.metrics import Metrics
@@ -105,7 +117,7 @@ def _make_orders(journaled=False, warm=0):
     engine = _engine(loop, journaled)
     metrics = Metrics()
     metrics.attach_engine(engine)
-    conn = loop.run_until_complete(Conn().open(create_app(engine, metrics=metrics)))
+    conn = _open(loop, create_app(engine, metrics=metrics), clients)
     run = _runner(loop, conn, [_request("/api/v1/orders", b) for b in _bodies(engine.account_ids[0])])
     if warm:
         run(warm)
@@ -167,5 +179,9 @@ PATHS = [
     HotPath("rest_orders_journal", lambda: _make_orders(journaled=True, warm=STEADY_WARM), n=2000, gated=False,
             why="what fastexec serve runs per order (journal, durability none), at steady state"),
     HotPath("rest_orders_stub", _make_orders_stub, n=300, gated=False, why="the REST layer alone: stub engine"),
+    HotPath("rest_echo_32", lambda: _make_echo(clients=32), n=320, gated=False,
+            why="echo, 32 connections fed per loop turn (as under wrk -c32): the reference under load"),
+    HotPath("rest_orders_journal_32", lambda: _make_orders(journaled=True, warm=STEADY_WARM, clients=32), n=2048,
+            gated=False, why="rest_orders_journal with 32 connections per loop turn: the acks share the end-of-turn write"),
     HotPath("order_view_to_dict", _make_to_dict, n=300, gated=False, why="OrderView.to_dict of a filled market order"),
 ]

@@ -128,6 +128,63 @@ class Conn:
         await self.runner.cleanup()
 
 
+class Conns:
+    """``k`` keep-alive connections into one app, all fed in the same loop turn:
+    what ``wrk -c k`` does to a server that keeps up (every connection has one
+    request in flight, and one epoll turn hands the server all that arrived), so
+    the turns are shared as under load: in ``none`` mode the journal's acks
+    share the end-of-turn write and every handler waits one loop turn for it."""
+
+    async def open(self, app: web.Application, k: int) -> "Conns":
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        self.loop = asyncio.get_running_loop()
+        self.conns = []
+        for _ in range(k):
+            proto = self.runner.server()  # type: ignore[misc]
+            tr = _Transport()
+            proto.connection_made(tr)
+            self.conns.append((proto, tr))
+        self.tr = _Transports([tr for _, tr in self.conns])
+        return self
+
+    async def run(self, requests: list[bytes], n: int) -> None:
+        """``n`` requests in rounds of ``k`` (one per connection, cycling through ``requests``)."""
+        loop, conns = self.loop, self.conns
+        k, m = len(conns), len(requests)
+        i = 0
+        while i < n:
+            batch = conns[: min(k, n - i)]
+            waiters = []
+            for proto, tr in batch:
+                tr.waiter = w = loop.create_future()
+                waiters.append(w)
+                proto.data_received(requests[i % m])
+                i += 1
+            for w in waiters:
+                await w
+
+    async def close(self) -> None:
+        for proto, _ in self.conns:
+            proto.connection_lost(None)
+        await self.runner.cleanup()
+
+
+class _Transports:
+    """The statuses of several connections' transports, summed (``Conns.tr``)."""
+
+    def __init__(self, trs: list[_Transport]) -> None:
+        self._trs = trs
+
+    @property
+    def statuses(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for tr in self._trs:
+            for k, v in tr.statuses.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+
 async def drive(app: web.Application, requests: list[bytes], n: int) -> tuple[tuple[float, float], dict]:
     """(wall, CPU) seconds for ``n`` requests through one keep-alive
     connection, one at a time. CPU time (the process's, so a journal writer
