@@ -47,6 +47,9 @@ def test_key_without_account_is_rejected():
         ("FASTEXEC_API_TOKENS", "short:*", "16 characters"),
         ("FASTEXEC_API_TOKENS", "abcdefghijklmnopqrstuvwxyz", "token:account"),
         ("FASTEXEC_SIM_CURRENCY", "DOLLAR", "currency"),
+        ("FASTEXEC_BUSY_POLL_US", "fast", "FASTEXEC_BUSY_POLL_US"),
+        ("FASTEXEC_BUSY_POLL_US", "-5", "below the minimum"),
+        ("FASTEXEC_BUSY_POLL_US", "1000001", "above the maximum"),
     ],
 )
 def test_malformed_value_names_the_variable(name, value, fragment):
@@ -97,3 +100,8 @@ def test_sim_history_bounds_the_embedded_venue_and_zero_keeps_everything():
             loop.close()
     with pytest.raises(ConfigError, match="FASTEXEC_SIM_HISTORY"):
         Settings.from_env({"FASTEXEC_SIM_HISTORY": "-1"})
+
+
+def test_busy_poll_is_off_unless_asked_for():
+    assert Settings.from_env({}).busy_poll_us == 0
+    assert Settings.from_env({"FASTEXEC_BUSY_POLL_US": "250"}).busy_poll_us == 250

@@ -137,12 +137,31 @@ async def test_gc_policy_freezes_and_runs_full_collections(tmp_path):
     assert full and all(l["pause_ms"] >= 0 for l in full)
 
 
+async def test_busy_poll_flag_reaches_the_running_service(tmp_path):
+    """--busy-poll-us overrides the environment and is reported at start; orders are served as usual."""
+    s = await start_serve(tmp_path, "--busy-poll-us", "500", FASTEXEC_BUSY_POLL_US="100")
+    try:
+        assert s.info["busy_poll_us"] == 500
+        async with aiohttp.ClientSession() as http:
+            async with http.get(s.api + "/api/v1/accounts") as r:
+                account = (await r.json())["accounts"][0]["account_id"]
+            body = {"account_id": account, "instrument": "EUR_USD", "units": 100, "side": "buy", "type": "market"}
+            for _ in range(5):
+                async with http.post(s.api + "/api/v1/orders", json=body) as r:
+                    assert r.status == 201 and (await r.json())["status"] == "filled"
+    finally:
+        assert await stop_serve(s) == 0
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
         (["--port", "70000"], b"is not a TCP port"),
         (["--log-level", "loud"], b"invalid choice"),
         (["--gc-freeze-interval", "-1"], b"must be >= 0"),
+        (["--busy-poll-us", "-1"], b"must be >= 0"),
+        (["--busy-poll-us", "2000000"], b"above the maximum"),
+        (["--busy-poll-us", "soon"], b"invalid int value"),
     ],
 )
 async def test_bad_flags(tmp_path, args, message):

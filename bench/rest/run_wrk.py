@@ -116,6 +116,8 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=int, default=5, help="per wrk run (single-client runs take half, at least 1)")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--busy-poll-us", type=int, default=0,
+                   help="fastexec serve --busy-poll-us (0 = off, the default): keep its loop polling after a request")
     p.add_argument("--durability", choices=("fsync", "fdatasync", "none"), default="fsync",
                    help="the journal's durability (fsync = what fastexec serve does by default)")
     args = p.parse_args(argv)
@@ -146,7 +148,8 @@ def main(argv=None) -> int:
     procs = []
     try:
         serve = subprocess.Popen(
-            _taskset(0) + [sys.executable, "-m", "fastexec.service", "--port", str(api_port), "--metrics-port", str(metrics_port)],
+            _taskset(0) + [sys.executable, "-m", "fastexec.service", "--port", str(api_port), "--metrics-port", str(metrics_port),
+                           "--busy-poll-us", str(args.busy_poll_us)],
             env=env, cwd=data_dir, stdout=subprocess.DEVNULL, stderr=open(os.path.join(data_dir, "serve.log"), "w"),
         )
         procs.append(serve)
@@ -186,6 +189,8 @@ def main(argv=None) -> int:
             "reps": args.reps,
             "seconds": args.seconds,
             "connections": args.connections,
+            "durability": args.durability,
+            "busy_poll_us": args.busy_poll_us,
             "orders_per_s": round(med(r["orders"]["rps"] for r in rows)),
             "echo_per_s": round(med(r["echo"]["rps"] for r in rows)),
             "ratio": round(med(r["orders"]["rps"] / r["echo"]["rps"] for r in rows), 3),

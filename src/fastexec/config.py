@@ -90,6 +90,15 @@ def _tokens(raw: Optional[str]) -> dict[str, frozenset[str]]:
     return out
 
 
+def busy_poll_window(value: int, name: str) -> int:
+    """``value`` (microseconds, already >= 0) if it is a valid busy-poll window for ``name``."""
+    from fastexec.busypoll import MAX_WINDOW_US
+
+    if value > MAX_WINDOW_US:
+        raise ConfigError(f"{name}={value} is above the maximum {MAX_WINDOW_US} (microseconds)")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the process reads from its environment, validated."""
@@ -130,6 +139,9 @@ class Settings:
     sim_seed: int = 1
     sim_tick_interval_ms: int = 250
     sim_history: int = 20_000  # transactions the simulated venue keeps per account; 0 keeps all (memory grows per order)
+    # keep the event loop polling this long after the last request instead of sleeping (0 = off);
+    # lower one-client latency for a core's worth of CPU (see fastexec.busypoll)
+    busy_poll_us: int = 0
 
     @property
     def uses_oanda(self) -> bool:
@@ -197,4 +209,5 @@ class Settings:
             sim_seed=_int(env, "FASTEXEC_SIM_SEED", 1),
             sim_tick_interval_ms=_int(env, "FASTEXEC_SIM_TICK_MS", 250, minimum=1),
             sim_history=_int(env, "FASTEXEC_SIM_HISTORY", 20_000),
+            busy_poll_us=busy_poll_window(_int(env, "FASTEXEC_BUSY_POLL_US", 0), "FASTEXEC_BUSY_POLL_US"),
         )

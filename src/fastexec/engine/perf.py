@@ -27,6 +27,11 @@ class Performance:
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
+    def completed(self) -> int:
+        """Samples recorded so far over every operation: a monotonic count of
+        completed operations (what ``BusyPoller`` watches for activity)."""
+        return sum(ring._count for ring in self.rings.values())
+
     def snapshot(self) -> dict:
         return {
             "latency": {name: ring.summary() for name, ring in sorted(self.rings.items())},
