@@ -77,3 +77,11 @@ class BrokerRejectedError(FastexecError):
 class BrokerUnavailableError(FastexecError):
     http_status = 503
     default_code = "BROKER_UNAVAILABLE"
+
+
+class ServiceUnavailableError(FastexecError):
+    """The engine cannot do its part right now (a failed or closed journal): a 503
+    with a stable code, so clients and probes can tell it from bad input."""
+
+    http_status = 503
+    default_code = "SERVICE_UNAVAILABLE"

@@ -189,3 +189,50 @@ async def test_a_restart_after_the_venue_forgot_the_gap_reconciles_from_its_pres
     view = await je2.submit(spec(acct, "after-1"))
     assert view.status == "filled"
     await je2.stop()
+
+
+async def test_full_disk_fails_the_journal_and_health_detailed_says_so(venue, tmp_path):
+    """The disk fills: the journal's descriptor is pointed at /dev/full, so the kernel
+    answers ENOSPC to the next write. The order that needed it is not acknowledged, and
+    /health/detailed turns 503 "degraded" with the journal's error, so a readiness
+    probe stops sending orders here; /health (liveness) stays 200."""
+    import os
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from fastexec.api import create_app
+
+    je = JournaledEngine(settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="fsync")
+    await je.start()
+    client = TestClient(TestServer(create_app(je), host="127.0.0.1"))
+    await client.start_server()
+    acct = je.account_ids[0]
+    body = {"account_id": acct, "instrument": "EUR_USD", "units": 1000, "side": "buy", "type": "market"}
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        r = await client.get("/health/detailed")
+        journal = (await r.json())["components"]["engine"]["journal"]
+        assert r.status == 200 and journal["ok"] and journal["durability"] == "fsync" and journal["failed"] is None
+        r = await client.post("/api/v1/orders", json=body)
+        assert r.status == 201
+        r = await client.get("/health/detailed")
+        journal = (await r.json())["components"]["engine"]["journal"]
+        assert journal["durable_seq"] == journal["last_seq"] > 0 and journal["batches"] >= 1
+
+        os.dup2(full, je.journal.writer._fd)  # the same descriptor number, now a full device
+        r = await client.post("/api/v1/orders", json=body)
+        err = await r.json()
+        assert r.status == 503 and err["error"]["code"] == "JOURNAL_FAILED", err
+
+        r = await client.get("/health/detailed")
+        detail = await r.json()
+        assert r.status == 503 and detail["status"] == "degraded"
+        engine = detail["components"]["engine"]
+        assert engine["ok"] is False and engine["journal"]["ok"] is False
+        assert "No space left on device" in engine["journal"]["failed"]
+        r = await client.get("/health")
+        assert r.status == 200
+    finally:
+        os.close(full)
+        await client.close()
+        await je.stop()

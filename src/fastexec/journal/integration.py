@@ -85,6 +85,15 @@ class JournaledEngine:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.engine, name)
 
+    def health(self) -> dict:
+        """The engine's health with the journal's beside it; a journal that cannot
+        acknowledge (failed, or not open) makes the whole engine not ok."""
+        h = self.engine.health()
+        h["journal"] = j = self.journal.health()
+        if not j["ok"]:
+            h["ok"] = False
+        return h
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:

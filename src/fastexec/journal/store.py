@@ -183,6 +183,39 @@ class Journal(_JournalBase):
         acknowledging a command whose records were appended synchronously."""
         return await self.writer.barrier()
 
+    # ------------------------------------------------------------------ health
+
+    def health(self) -> dict:
+        """The journal as ``/health/detailed`` shows it. Not ok when the writer is not
+        open or has failed: every acknowledgement waits for the journal, so a failed
+        one (a full disk, an I/O error) means no order can be acknowledged until the
+        process is restarted, and the health answer has to say so."""
+        w = self.writer
+        out: dict = {"ok": False, "durability": self.durability.value}
+        if w is None:
+            out["open"] = False
+            return out
+        st = w.stats
+        failed = w.failed
+        is_open = bool(getattr(w, "_open", True))
+        out.update(
+            ok=failed is None and is_open,
+            open=is_open,
+            last_seq=w.last_seq,
+            durable_seq=w.durable_seq,
+            records=st.records,
+            batches=st.batches,
+            bytes=st.bytes,
+            max_batch=st.max_batch,
+            rotations=st.rotations,
+            # the disk side's write (+ flush in fsync/fdatasync) per batch
+            mean_write_us=round(st.sync_ns / st.batches / 1000, 1) if st.batches else None,
+            max_write_us=round(st.max_sync_ns / 1000, 1),
+            snapshot_seq=self.last_snapshot.seq if self.last_snapshot is not None else None,
+            failed=None if failed is None else f"{type(failed).__name__}: {failed}",
+        )
+        return out
+
     # ------------------------------------------------------------------ snapshots
 
     async def snapshot(self, engine_state: Optional[dict] = None) -> str:

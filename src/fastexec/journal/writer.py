@@ -64,6 +64,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Optional
 
+from fastexec.errors import ServiceUnavailableError
+
 from .codec import JournalError, encode
 from .reader import list_segments, scan_segment, segment_name
 
@@ -100,12 +102,21 @@ class Durability(str, Enum):
     NONE = "none"
 
 
-class JournalFailedError(JournalError):
-    """The journal could not make a batch durable; nothing more is accepted."""
+class JournalFailedError(JournalError, ServiceUnavailableError):
+    """The journal could not make a batch durable; nothing more is accepted.
+
+    Over REST: 503 ``JOURNAL_FAILED``. An order whose acknowledgement failed this way
+    may already be at the broker (its records were written ahead of the answer, not
+    ahead of the send): a client should look it up by its client order id before
+    sending it again, and the engine refuses the same client order id anyway."""
+
+    default_code = "JOURNAL_FAILED"
 
 
-class JournalClosedError(JournalError):
-    pass
+class JournalClosedError(JournalError, ServiceUnavailableError):
+    """The journal is not open (not yet, or the service is stopping): 503 ``JOURNAL_CLOSED``."""
+
+    default_code = "JOURNAL_CLOSED"
 
 
 class JournalLockedError(JournalError):
