@@ -193,6 +193,9 @@ class EngineCollector:
         risk = GaugeMetricFamily("execution_risk_score", "Engine risk score 0-100 per account", labels=["account_id"])
         halted = GaugeMetricFamily("execution_kill_switch_active", "1 while an account's kill switch is on", labels=["account_id"])
         broker_up = GaugeMetricFamily("execution_broker_connected", "1 while the broker answers", labels=["broker"])
+        journal_ok = GaugeMetricFamily(
+            "execution_journal_ok", "1 while the journal can acknowledge (open, no failed write)", labels=["durability"]
+        )
         mem = GaugeMetricFamily("execution_memory_usage_bytes", "Resident memory", labels=["component"])
         cpu = GaugeMetricFamily("execution_cpu_usage_percent", "CPU use since the previous scrape (100 = one core)", labels=["component"])
         mem.add_metric(["process"], float(rss_bytes()))
@@ -211,9 +214,13 @@ class EngineCollector:
                             positions.add_metric([account_id, pos.instrument], float(pos.units))
                 name, ok = self.metrics.broker_status()
                 broker_up.add_metric([name], 1.0 if ok else 0.0)
+                journal = getattr(engine, "journal", None)
+                if journal is not None and callable(getattr(journal, "health", None)):
+                    jh = journal.health()
+                    journal_ok.add_metric([jh["durability"]], 1.0 if jh["ok"] else 0.0)
             except Exception:  # a scrape must never take the process down
                 log.exception("metrics collection from the engine failed")
-        return [active, positions, risk, halted, broker_up, mem, cpu]
+        return [active, positions, risk, halted, broker_up, journal_ok, mem, cpu]
 
 
 class Metrics:

@@ -202,9 +202,13 @@ async def test_full_disk_fails_the_journal_and_health_detailed_says_so(venue, tm
 
     from fastexec.api import create_app
 
+    from fastexec.metrics import Metrics
+
     je = JournaledEngine(settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="fsync")
     await je.start()
-    client = TestClient(TestServer(create_app(je), host="127.0.0.1"))
+    metrics = Metrics()
+    metrics.attach_engine(je)
+    client = TestClient(TestServer(create_app(je, metrics=metrics), host="127.0.0.1"))
     await client.start_server()
     acct = je.account_ids[0]
     body = {"account_id": acct, "instrument": "EUR_USD", "units": 1000, "side": "buy", "type": "market"}
@@ -218,6 +222,7 @@ async def test_full_disk_fails_the_journal_and_health_detailed_says_so(venue, tm
         r = await client.get("/health/detailed")
         journal = (await r.json())["components"]["engine"]["journal"]
         assert journal["durable_seq"] == journal["last_seq"] > 0 and journal["batches"] >= 1
+        assert b'execution_journal_ok{durability="fsync"} 1.0' in metrics.render()
 
         os.dup2(full, je.journal.writer._fd)  # the same descriptor number, now a full device
         r = await client.post("/api/v1/orders", json=body)
@@ -232,6 +237,7 @@ async def test_full_disk_fails_the_journal_and_health_detailed_says_so(venue, tm
         assert "No space left on device" in engine["journal"]["failed"]
         r = await client.get("/health")
         assert r.status == 200
+        assert b'execution_journal_ok{durability="fsync"} 0.0' in metrics.render()
     finally:
         os.close(full)
         await client.close()
