@@ -342,3 +342,10 @@ async def test_a_gap_older_than_the_venue_keeps_is_reported_once_and_the_stream_
             assert first.txn_id <= broker.delivered_txn_id(acct)
         finally:
             await broker.stop()
+
+
+@pytest.mark.parametrize("status,gap", [(416, True), (404, False), (500, False), (None, False)])
+def test_only_416_reads_as_a_history_gap(status, gap):
+    from fastexec.brokers.base import BrokerError
+
+    assert BrokerError("x", status=status).history_gap is gap

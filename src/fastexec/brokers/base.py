@@ -254,6 +254,14 @@ class BrokerError(Exception):
         self.status = status
         self.retryable = retryable
 
+    @property
+    def history_gap(self) -> bool:
+        """The venue no longer serves the transactions asked for: v20 answers 416 to a
+        ``sinceid`` (or ``from``) older than the history it keeps, and so does the
+        simulated venue past its bounded history. The caller has lost events it can
+        only recover from the account's present state, not by asking again."""
+        return self.status == 416
+
 
 class Broker(abc.ABC):
     """What the engine needs from a venue. All methods run on the engine's loop.

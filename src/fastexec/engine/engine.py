@@ -469,7 +469,7 @@ class Engine(EngineCore):
                 try:
                     return await self.broker.transactions_since(o.account_id, since)
                 except BrokerError as exc:
-                    if exc.status != 416:  # 416: the venue no longer serves that far back
+                    if not exc.history_gap:  # the venue no longer serves that far back
                         return []
             return []
         if found.state == "PENDING" and self._state(o) is S.PENDING_SUBMIT:

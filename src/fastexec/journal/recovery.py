@@ -150,7 +150,7 @@ class Reconciler:
         try:
             return await self.broker.transactions_since(acct, txn_id)
         except BrokerError as exc:
-            if exc.status == 416:
+            if exc.history_gap:
                 return None
             raise
 

@@ -659,7 +659,7 @@ class OandaBroker(Broker):
             try:
                 txns = await self._txns_since(acct, since)
             except BrokerError as exc:
-                if exc.status != 416:
+                if not exc.history_gap:
                     raise
                 last = (await self.account_summary(acct)).last_txn_id
                 self.stats["history_gaps"] += 1
