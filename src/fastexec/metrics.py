@@ -193,6 +193,12 @@ class EngineCollector:
         risk = GaugeMetricFamily("execution_risk_score", "Engine risk score 0-100 per account", labels=["account_id"])
         halted = GaugeMetricFamily("execution_kill_switch_active", "1 while an account's kill switch is on", labels=["account_id"])
         broker_up = GaugeMetricFamily("execution_broker_connected", "1 while the broker answers", labels=["broker"])
+        gaps = CounterMetricFamily(
+            "execution_broker_history_gaps",
+            "Transaction-stream gaps the broker could no longer replay (v20 sinceid 416): their events never "
+            "reached the engine, whose orders and positions may be stale until a restart reconciles them",
+            labels=["broker"],
+        )
         journal_ok = GaugeMetricFamily(
             "execution_journal_ok", "1 while the journal can acknowledge (open, no failed write)", labels=["durability"]
         )
@@ -214,13 +220,16 @@ class EngineCollector:
                             positions.add_metric([account_id, pos.instrument], float(pos.units))
                 name, ok = self.metrics.broker_status()
                 broker_up.add_metric([name], 1.0 if ok else 0.0)
+                stats = getattr(getattr(engine, "broker", None), "stats", None)
+                if isinstance(stats, dict) and "history_gaps" in stats:
+                    gaps.add_metric([name], float(stats["history_gaps"]))
                 journal = getattr(engine, "journal", None)
                 if journal is not None and callable(getattr(journal, "health", None)):
                     jh = journal.health()
                     journal_ok.add_metric([jh["durability"]], 1.0 if jh["ok"] else 0.0)
             except Exception:  # a scrape must never take the process down
                 log.exception("metrics collection from the engine failed")
-        return [active, positions, risk, halted, broker_up, journal_ok, mem, cpu]
+        return [active, positions, risk, halted, broker_up, gaps, journal_ok, mem, cpu]
 
 
 class Metrics:

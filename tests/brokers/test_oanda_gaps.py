@@ -349,3 +349,44 @@ def test_only_416_reads_as_a_history_gap(status, gap):
     from fastexec.brokers.base import BrokerError
 
     assert BrokerError("x", status=status).history_gap is gap
+
+
+async def test_a_history_gap_shows_in_engine_health_and_metrics():
+    """The same unreplayable gap, with the engine over the adapter: operators must see it
+    (its events never reached the engine), so /health/detailed's broker section carries the
+    adapter's counters and Prometheus gets execution_broker_history_gaps_total, which the
+    FastexecBrokerHistoryGap alert watches."""
+    from fastexec.config import Settings
+    from fastexec.engine import Engine, OrderSpec
+    from fastexec.metrics import Metrics
+    from fastexec.sim import venue as venue_mod
+    from fastexec.sim.broker import SimulatedBroker
+    from fastexec.sim.testing import SimServer
+    from fastexec.sim.venue import Venue
+
+    async with SimServer(venue=Venue(seed=7, history=20)) as sim:
+        sim.faults.heartbeat = 3600.0
+        acct = sim.account_ids[0]
+        broker = OandaBroker(adapter_config(sim, timeouts=OandaTimeouts(connect=2.0, order=0.5, read=0.5, cancel=0.5,
+                                                                         stream_heartbeat=7200.0)))
+        engine = Engine(Settings(max_orders_per_second=1000), broker)
+        await engine.start()
+        metrics = Metrics()
+        metrics.attach_engine(engine)
+        try:
+            await eventually(lambda: broker.stats["txn_stream_connects"] == 1, what="stream open")
+            assert engine.health()["broker"]["stats"]["history_gaps"] == 0
+            assert b'execution_broker_history_gaps_total{broker="oanda"} 0.0' in metrics.render()
+            sim.faults.stream_skip_next = 10**9
+            other = SimulatedBroker(sim.venue)
+            for i in range((20 + venue_mod.TRIM_BATCH) // 2 + 2):
+                await other.submit(order(acct, f"outside-{i}", 100 if i % 2 == 0 else -100))
+            sim.faults.stream_skip_next = 0
+            view = await engine.submit(OrderSpec(acct, "EUR_USD", "buy", 1000, client_order_id="after-gap"))
+            assert view.status == "filled"
+            await eventually(lambda: broker.stats["history_gaps"] == 1, what="the gap reported")
+            health = engine.health()
+            assert health["broker"]["stats"]["history_gaps"] == 1 and health["broker"]["ok"]
+            assert b'execution_broker_history_gaps_total{broker="oanda"} 1.0' in metrics.render()
+        finally:
+            await engine.stop()

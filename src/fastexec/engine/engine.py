@@ -1189,11 +1189,15 @@ class Engine(EngineCore):
         return snap
 
     def health(self) -> dict:
+        broker = {"name": getattr(self.broker, "name", "broker"), "ok": self._broker_ok,
+                  "last_error": self._last_broker_error}
+        stats = getattr(self.broker, "stats", None)
+        if isinstance(stats, dict):  # the OANDA adapter's counters (reconnects, lookups, history gaps, ...)
+            broker["stats"] = dict(stats)
         return {
             "ok": self._started and self._broker_ok,
             "started": self._started,
-            "broker": {"name": getattr(self.broker, "name", "broker"), "ok": self._broker_ok,
-                       "last_error": self._last_broker_error},
+            "broker": broker,
             "accounts": len(self._accounts),
             "orders": len(self._orders),
         }
