@@ -89,3 +89,19 @@ def test_journal_handoff_times_every_step_of_an_fsync_ack(tmp_path):
                      "durable write", "written -> loop told", "loop told -> loop runs _done", "_done -> ack returned",
                      "total"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_seed_targets_measures_modify_cancel_close_and_cpu_over_http():
+    """bench/rest/seed_targets.py against a real fastexec serve (short run): every scenario
+    produced answers (no unexpected status), and each target got a verdict."""
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "rest", "seed_targets.py"), "--orders", "6",
+                           "--seconds", "1", "--rate", "20", "--concurrency", "5", "--durability", "none", "--json"],
+                          capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    res = json.loads(proc.stdout)
+    assert res["error_count"] == 0, res["errors"]
+    for name in ("modify", "cancel", "close"):
+        assert res[name]["n"] == 6 and 0 < res[name]["p50_ms"] <= res[name]["max_ms"], res[name]
+    assert res["cpu"]["orders"]["n"] == 20 and res["cpu"]["cpu_percent"] >= 0
+    assert set(res["targets"]) == {"modify p95 < 50 ms", "cancel p95 < 50 ms", "close p95 < 100 ms",
+                                   "CPU < 10 % at 5 concurrent"}
