@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
 import shutil
 import statistics
@@ -339,6 +340,7 @@ def _cg_submit(journaled: bool, clients: int = 1, patch=None):
         broker = SimulatedBroker(Venue(seed=1, accounts=1, balance="100000000"))
         if journaled:
             d = tempfile.mkdtemp(prefix="journal-cg-")
+            atexit.register(shutil.rmtree, d, True)
             eng = JournaledEngine(_cg_settings(), broker, journal_dir=d, durability="none", snapshot_every=0)
         else:
             eng = Engine(_cg_settings(), broker)

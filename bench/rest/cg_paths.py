@@ -80,15 +80,24 @@ def _make_echo(clients=1):
     return _runner(loop, conn, [_request("/echo", b) for b in _bodies("001")])
 
 
-def _engine(loop, journaled=False):
+def _scratch(prefix: str) -> str:
+    """A temporary directory removed when the process exits (the engine's journal goes there)."""
+    import atexit
+    import shutil
     import tempfile
 
+    d = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, d, True)
+    return d
+
+
+def _engine(loop, journaled=False):
     from fastexec.config import Settings
     from fastexec.engine import Engine
 
     settings = Settings.from_env(
         {
-            "FASTEXEC_DATA_DIR": tempfile.mkdtemp(prefix="fastexec-cg-rest-"),
+            "FASTEXEC_DATA_DIR": _scratch("fastexec-cg-rest-"),
             "MAX_ORDERS_PER_SECOND": "1000000000",
             "FASTEXEC_JOURNAL_DURABILITY": "none",
             # no synthetic price ticks: under valgrind a wall-clock timer fires

@@ -221,8 +221,9 @@ async def main_async(args) -> dict:
     from fastexec.engine import Engine
     from fastexec.metrics import Metrics
 
+    scratch = tempfile.TemporaryDirectory(prefix="fastexec-inproc-")  # the engine's data dir, removed at the end
     settings = Settings.from_env(
-        {"FASTEXEC_DATA_DIR": tempfile.mkdtemp(prefix="fastexec-inproc-"), "MAX_ORDERS_PER_SECOND": "1000000000"}, dotenv=False
+        {"FASTEXEC_DATA_DIR": scratch.name, "MAX_ORDERS_PER_SECOND": "1000000000"}, dotenv=False
     )
     engine = Engine(settings)
     await engine.start()
