@@ -7,7 +7,9 @@ L1/L2 for all of its code and data: measured with ``wrk -c1`` against
 ``fastexec serve`` (journal ``none``), one-client p50 fell from ~170 us to
 ~130 us when the core was kept out of idle, and a bare aiohttp echo server's
 from ~110 us to ~85 us. The cost grows with the code and data a request touches,
-so an engine pays more of it than an echo server does.
+so an engine pays more of it than an echo server does. With this poller
+(``run_wrk.py --durability none --busy-poll-us 1000``) the one-client p50 of an
+order was 97-104 us in three runs, against 144-169 us without it.
 
 ``BusyPoller`` keeps a callback re-queued with ``call_soon`` for ``window_us``
 after the last completed request: while it is queued, the loop polls with a zero
