@@ -7,6 +7,7 @@ last test runs the whole service over HTTP on loopback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 
 import aiohttp
@@ -51,6 +52,19 @@ def poller(window_us: int = 100, parked_check_s: float = 0.001):
     return BusyPoller(window_us, activity, parked_check_s=parked_check_s, clock=clock), clock, activity
 
 
+@contextlib.asynccontextmanager
+async def woken(window_us: int = 100):
+    """A started poller that a completed request has set spinning; stopped on exit."""
+    p, clock, activity = poller(window_us)
+    p.start()
+    try:
+        activity.n += 1
+        await until(lambda: p.spinning)
+        yield p, clock, activity
+    finally:
+        p.stop()
+
+
 @pytest.mark.parametrize("window", [0, -1, MAX_WINDOW_US + 1, 1.5, "100", None])
 def test_window_outside_range_is_refused(window):
     with pytest.raises(ValueError, match="busy-poll window"):
@@ -73,24 +87,14 @@ async def test_starts_parked_and_stays_parked_without_activity():
 
 
 async def test_completed_request_wakes_it_and_it_spins_through_the_window():
-    p, clock, activity = poller(window_us=100)
-    p.start()
-    try:
-        activity.n += 1
-        await until(lambda: p.spinning)
+    async with woken(window_us=100) as (p, clock, activity):
         assert p.wakeups == 1
         await turns(20)  # the clock has not moved: still inside the window, still spinning
         assert p.spinning and p.parks == 0
-    finally:
-        p.stop()
 
 
 async def test_activity_during_the_window_buys_another_window():
-    p, clock, activity = poller(window_us=100)
-    p.start()
-    try:
-        activity.n += 1
-        await until(lambda: p.spinning)
+    async with woken(window_us=100) as (p, clock, activity):
         activity.n += 1
         clock.ns += 100_000  # the window is over, but a request completed in it
         await turns(5)
@@ -98,16 +102,10 @@ async def test_activity_during_the_window_buys_another_window():
         clock.ns += 100_000  # over again, and quiet this time
         await turns(5)
         assert not p.spinning and p.parks == 1
-    finally:
-        p.stop()
 
 
 async def test_parks_after_a_quiet_window_and_wakes_when_traffic_returns():
-    p, clock, activity = poller(window_us=50)
-    p.start()
-    try:
-        activity.n += 1
-        await until(lambda: p.spinning)
+    async with woken(window_us=50) as (p, clock, activity):
         clock.ns += 50_000
         await until(lambda: not p.spinning)
         assert p.parks == 1
@@ -115,16 +113,11 @@ async def test_parks_after_a_quiet_window_and_wakes_when_traffic_returns():
         await until(lambda: p.spinning)
         assert p.wakeups == 2
         assert p.stats() == {"window_us": 50, "spinning": True, "wakeups": 2, "parks": 1}
-    finally:
-        p.stop()
 
 
 async def test_stop_leaves_nothing_scheduled():
-    p, clock, activity = poller()
-    p.start()
-    activity.n += 1
-    await until(lambda: p.spinning)
-    p.stop()
+    async with woken() as (p, clock, activity):
+        pass
     assert not p.spinning
     before = (p.wakeups, p.parks)
     activity.n += 1
