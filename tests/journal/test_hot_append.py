@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 
 import pytest
@@ -310,6 +311,92 @@ async def test_a_lone_none_mode_submit_acks_without_a_turn_and_a_busy_turn_share
     with pytest.raises(StopIteration):
         coro.send(None)
     assert w.durable_seq == w.last_seq and "alone-2" in filled_on_disk()
+    await je.stop()
+
+
+async def _writer_idle(w, timeout: float = 5.0) -> None:
+    """Until the writer thread (if started) sits idle with no upkeep left to do: bounded."""
+    async def poll():
+        while w._upkeep_due or not (w._thread is None or w._thread_idle):
+            await asyncio.sleep(0.001)
+    await asyncio.wait_for(poll(), timeout)
+
+
+@pytest.mark.parametrize("py", [False, True])
+async def test_a_lone_fsync_submit_writes_on_the_loop_and_a_busy_turn_goes_to_the_thread(tmp_path, py):
+    """``fsync`` decides per loop turn as ``none`` does: a submit alone in its turn (after a
+    quiet turn), while the writer thread is idle, writes its records on the loop through the
+    O_SYNC descriptor, durable when the write returns, and is acknowledged without a hand-off
+    (its coroutine finishes on its first step, no future). A busy turn's other acks go to the
+    writer thread and share its batch."""
+    venue = Venue(seed=2, accounts=1, balance="100000000")
+    je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="fsync")
+    await je.start()
+    submit = (lambda s: JournaledEngine.submit_py(je, s)) if py else je.submit
+    acct = je.account_ids[0]
+    w = je.journal.writer
+    if py:  # the Python references: the submit, the writer's per-turn choice and its loop-side write
+        w.ack_turn = lambda last: JournalWriter.ack_turn_py(w, last)
+        w._write_now = lambda: JournalWriter._write_now_py(w)
+
+    def spec(cid):
+        return OrderSpec(account_id=acct, instrument="EUR_USD", side="buy", units=1000, client_order_id=cid)
+
+    def filled_on_disk():
+        return {r.payload.get("client_id") for r in read_records(str(tmp_path)) if r.payload["type"] == "broker.filled"}
+
+    await asyncio.sleep(0)  # start-up's own end-of-turn hand-off
+    await _writer_idle(w)
+    for i in range(3):
+        batches = w.stats.batches
+        coro = submit(spec(f"alone-{i}"))
+        with pytest.raises(StopIteration) as done:
+            coro.send(None)  # no suspension at all: written and durable on the loop
+        assert done.value.value.status == "filled"
+        assert w.durable_seq == w.last_seq and w.stats.batches == batches + 1 and not w._waiters
+        assert f"alone-{i}" in filled_on_disk()
+        await asyncio.sleep(0)  # a quiet turn: nothing was left for the thread
+
+    await asyncio.gather(*[submit(spec(f"busy-{k}")) for k in range(10)])
+    assert w.durable_seq == w.last_seq and {f"busy-{k}" for k in range(10)} <= filled_on_disk()
+    assert w._thread is not None  # the busy turn's acks went to the writer thread
+    await je.stop()
+
+
+@pytest.mark.parametrize("py", [False, True])
+async def test_segment_upkeep_after_loop_side_fsync_writes_is_the_threads(tmp_path, py):
+    """Lone acknowledgements write on the loop, but rotating a full segment and topping up
+    its preallocation (both flush too) stay off the loop: the write leaves them to the writer
+    thread, which does them at the end of the turn. Small segments make it rotate often;
+    every record still reads back, in order, from the rotated files."""
+    venue = Venue(seed=2, accounts=1, balance="100000000")
+    je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="fsync",
+                         segment_bytes=8192)
+    await je.start()
+    submit = (lambda s: JournaledEngine.submit_py(je, s)) if py else je.submit
+    acct = je.account_ids[0]
+    w = je.journal.writer
+    if py:
+        w.ack_turn = lambda last: JournalWriter.ack_turn_py(w, last)
+        w._write_now = lambda: JournalWriter._write_now_py(w)
+    after_batch = []  # the threads that did segment upkeep
+    real_after = w._after_batch
+    main = threading.get_ident()
+
+    def spy(last):
+        after_batch.append(threading.get_ident())
+        return real_after(last)
+
+    w._after_batch = spy
+    for i in range(40):
+        await submit(OrderSpec(account_id=acct, instrument="EUR_USD", side="buy" if i % 2 else "sell", units=1000,
+                               client_order_id=f"rot-{i}"))
+        await asyncio.sleep(0)  # the turn ends: upkeep, if due, goes to the thread
+        await _writer_idle(w)  # done before the next order (else segments just grow past the size a while)
+    assert w.stats.rotations >= 3 and after_batch and main not in after_batch
+    seqs = [r.seq for r in read_records(str(tmp_path))]
+    assert seqs == list(range(1, len(seqs) + 1)) and seqs[-1] == w.last_seq
+    assert {f"rot-{i}" for i in range(40)} <= {r.payload.get("client_id") for r in read_records(str(tmp_path))}
     await je.stop()
 
 

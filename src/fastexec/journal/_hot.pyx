@@ -1343,19 +1343,35 @@ cdef class WriterCore:
         return self._ack_turn(last)
 
     cdef int _ack_turn(self, long long last) except -1:
-        """An acknowledgement of the records up to ``last`` is about to wait for them. In
-        ``none`` mode the choice is made per loop turn: alone (the first of its turn, after
-        a turn with at most one) it writes them now, the same one write the end of the turn
-        would make, and answers without giving the loop a turn (``ACK_WRITTEN``); under load
-        (the last turn had several) every acknowledgement of the turn shares the end-of-turn
-        write (``ACK_AT_TURN_END``). ``ACK_NOTHING``: not ``none`` mode, or nothing to wait for."""
-        if self._sync or not self._kick_pending or self.durable_seq >= last:
+        """An acknowledgement of the records up to ``last`` is about to wait for them; the
+        choice is made per loop turn. Alone (the first of its turn, after a turn with at most
+        one) it writes them now, on the loop, and answers without a wait (``ACK_WRITTEN``):
+        in ``none`` mode the same one write the end of the turn would make, in ``fsync`` /
+        ``fdatasync`` one durable write through the O_SYNC / O_DSYNC descriptor, taken only
+        while the writer thread is idle and under the disk lock (see writer.py). Under load
+        (the last turn had several) ``none`` shares the end-of-turn write
+        (``ACK_AT_TURN_END``) and the synchronous modes wait for the writer thread's batch
+        (``ACK_NOTHING``, as when there is nothing to wait for)."""
+        if not self._kick_pending or self.durable_seq >= last:
             return ACK_NOTHING
         self._turn_acks += 1
-        if self._turn_acks == 1 and not self._busy:
+        if self._turn_acks != 1 or self._busy:
+            return ACK_NOTHING if self._sync else ACK_AT_TURN_END
+        if not self._sync:
             self._write_now_c()
             return ACK_WRITTEN
-        return ACK_AT_TURN_END
+        # fsync: only while the writer thread is idle (not mid-batch or mid-upkeep), and
+        # holding the disk so that it cannot start one meanwhile
+        if not (self._thread is None or self._thread_idle):
+            return ACK_NOTHING
+        disk = self._disk
+        if not disk.acquire(False):
+            return ACK_NOTHING
+        try:
+            self._write_now_c()
+        finally:
+            disk.release()
+        return ACK_WRITTEN
 
     # ---------------------------------------------------------------- end of a loop turn
 
@@ -1368,6 +1384,8 @@ cdef class WriterCore:
             return
         if not self._sync:
             self._write_now_c()
+        elif not self._q and not self._upkeep_due:
+            return  # a lone acknowledgement wrote the turn's records itself: nothing for the thread
         elif self._thread is None:
             self._start_thread()
         elif self._thread_idle:
@@ -1394,7 +1412,10 @@ cdef class WriterCore:
             self._write_batch_c(data)
             if self._pos >= self.segment_bytes or (
                     self.preallocate and self._alloc_end - self._pos < self.preallocate // 2):
-                self._after_batch(last)
+                if self._sync:  # rotation and preallocation flush too: the writer thread's, not the loop's
+                    self._upkeep_due = True
+                else:
+                    self._after_batch(last)
         except BaseException as exc:  # handed to every waiter
             self._fail(exc)
             return 0

@@ -252,7 +252,7 @@ class JournaledEngine:
             return await self.engine.submit(order, request_id=request_id)
         finally:
             if w._next_seq != before:
-                w.ack_turn(w._next_seq - 1)  # ``none`` mode, alone in its turn: written now
+                w.ack_turn(w._next_seq - 1)  # alone in its turn: written now, on the loop
                 fut = w.durable_future()
                 if fut is not None:
                     await fut
