@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
-"""Where a one-client ``fsync`` acknowledgement spends its time: the hand-offs
-between the event loop and the journal's writer thread, timed one by one.
+"""Where a one-client ``fsync`` acknowledgement spends its time, on each of its two
+paths: written on the loop (a lone acknowledgement, what one client gets) and handed
+to the journal's writer thread (what an acknowledgement in a busy turn gets), with the
+thread's hand-offs timed one by one.
 
     python bench/journal_handoff.py [--orders 2000] [--durability fsync|fdatasync]
 
 A closed loop of market orders through ``JournaledEngine`` over the simulated
 venue, one at a time, on the process's current CPUs (pin it with ``taskset -c 0``
-to see the one-core case). The writer's own methods are wrapped to stamp the
-time (nothing of its logic is replaced): the end of the loop turn that hands the
-batch over (``_kick``), the writer thread waking (``eventfd_read`` returns, GIL
-held), the batch taken, the durable write done, the loop told
-(``call_soon_threadsafe`` returned), the loop running ``_done``, and the
-acknowledgement reaching the caller. Prints p10/p50/p90 of each step, in
-microseconds. The write is this disk's; the rest is the price of the thread.
+to see the one-core case). The loop path is timed as a whole (submit to ack). For
+the thread path each order's turn is marked busy (as after a turn with several
+acknowledgements), and the writer's own methods are wrapped to stamp the time
+(nothing of its logic is replaced): the end of the loop turn that hands the batch
+over (``_kick``), the writer thread waking (``eventfd_read`` returns, GIL held),
+the batch taken, the durable write done, the loop told (``call_soon_threadsafe``
+returned), the loop running ``_done``, and the acknowledgement reaching the caller.
+Prints p10/p50/p90 in microseconds. The write is this disk's; the difference
+between the two totals is the price of the thread.
 """
 from __future__ import annotations
 
@@ -82,11 +86,18 @@ async def run(orders: int, durability: str) -> list[tuple]:
     await eng.start()
     acct = eng.account_ids[0]
     specs = (OrderSpec(acct, "EUR_USD", "buy", 1000), OrderSpec(acct, "EUR_USD", "sell", 1000))
-    rows = []
+    rows, loop_path = [], []
     ns = time.perf_counter_ns
+    w = eng.journal.writer
     try:
-        for j in range(orders):
+        for j in range(orders):  # lone acknowledgements: written on the loop
             await asyncio.sleep(0)
+            t0 = ns()
+            await eng.submit(specs[j & 1])
+            loop_path.append(ns() - t0)
+        for j in range(orders):  # the same, each turn marked busy: handed to the writer thread
+            await asyncio.sleep(0)
+            w._busy = True
             t0 = ns()
             await eng.submit(specs[j & 1])
             t1 = ns()
@@ -97,7 +108,7 @@ async def run(orders: int, durability: str) -> list[tuple]:
     finally:
         await eng.stop()
         tmp.cleanup()
-    return rows
+    return rows, loop_path
 
 
 def main(argv=None) -> int:
@@ -112,17 +123,24 @@ def main(argv=None) -> int:
     logging.getLogger("fastexec").setLevel(logging.ERROR)
     try:
         import uvloop
-        rows = uvloop.run(run(args.orders, args.durability))
+        rows, loop_path = uvloop.run(run(args.orders, args.durability))
     except ImportError:  # pragma: no cover
-        rows = asyncio.run(run(args.orders, args.durability))
+        rows, loop_path = asyncio.run(run(args.orders, args.durability))
     if not rows:
         print("no complete hand-off observed", file=sys.stderr)
         return 1
-    print(f"{len(rows)} acknowledgements, journal {args.durability}; microseconds")
+
+    def line(name, xs):
+        xs = sorted(xs)
+        return (f"  {name:32s} p10 {xs[len(xs) // 10] / 1e3:7.1f}   p50 {xs[len(xs) // 2] / 1e3:7.1f}   "
+                f"p90 {xs[len(xs) * 9 // 10] / 1e3:7.1f}")
+
+    print(f"journal {args.durability}; microseconds")
+    print(f"{len(loop_path)} lone acknowledgements, written on the loop")
+    print(line("total", loop_path))
+    print(f"{len(rows)} acknowledgements handed to the writer thread")
     for i, name in enumerate(STEPS):
-        xs = sorted(r[i] for r in rows)
-        print(f"  {name:32s} p10 {xs[len(xs) // 10] / 1e3:7.1f}   p50 {xs[len(xs) // 2] / 1e3:7.1f}   "
-              f"p90 {xs[len(xs) * 9 // 10] / 1e3:7.1f}")
+        print(line(name, (r[i] for r in rows)))
     return 0
 
 

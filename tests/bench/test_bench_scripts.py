@@ -77,14 +77,17 @@ def test_benchmark_scenario_order_passes_on_both_sides_after_the_loops():
 
 
 def test_journal_handoff_times_every_step_of_an_fsync_ack(tmp_path):
-    """bench/journal_handoff.py: each step of a one-client fsync acknowledgement is stamped
-    (the wrappers still match the writer's methods) and the journal it made is cleaned up."""
+    """bench/journal_handoff.py: both paths of a one-client fsync acknowledgement are timed,
+    each step of the thread's is stamped (the wrappers still match the writer's methods),
+    and the journal it made is cleaned up."""
     proc = subprocess.run([sys.executable, os.path.join(BENCH, "journal_handoff.py"), "--orders", "40"],
                           capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].endswith("journal fsync; microseconds") and int(lines[0].split()[0]) > 0
-    steps = [line.split("p10")[0].strip() for line in lines[1:]]
+    assert lines[0] == "journal fsync; microseconds"
+    assert lines[1] == "40 lone acknowledgements, written on the loop" and lines[2].split()[0] == "total"
+    assert lines[3].endswith("acknowledgements handed to the writer thread") and int(lines[3].split()[0]) > 0
+    steps = [line.split("p10")[0].strip() for line in lines[4:]]
     assert steps == ["submit -> end of turn (kick)", "kick -> writer thread awake", "awake -> batch taken",
                      "durable write", "written -> loop told", "loop told -> loop runs _done", "_done -> ack returned",
                      "total"]
