@@ -259,6 +259,30 @@ async def test_concurrent_none_mode_submits_ack_after_their_turns_write(tmp_path
     await je.stop()
 
 
+async def _journaled(tmp_path, durability: str, py: bool, **kw):
+    """A started JournaledEngine over a fresh venue, its submit (the compiled one, or with
+    ``py`` the Python references all the way down: the submit, the writer's per-turn choice
+    and its loop-side write), the writer, and two helpers: an order spec by client id, and
+    the client ids whose fills are on disk."""
+    venue = Venue(seed=2, accounts=1, balance="100000000")
+    je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability=durability, **kw)
+    await je.start()
+    submit = (lambda s: JournaledEngine.submit_py(je, s)) if py else je.submit
+    acct = je.account_ids[0]
+    w = je.journal.writer
+    if py:
+        w.ack_turn = lambda last: JournalWriter.ack_turn_py(w, last)
+        w._write_now = lambda: JournalWriter._write_now_py(w)
+
+    def spec(cid, side="buy"):
+        return OrderSpec(account_id=acct, instrument="EUR_USD", side=side, units=1000, client_order_id=cid)
+
+    def filled_on_disk():
+        return {r.payload.get("client_id") for r in read_records(str(tmp_path)) if r.payload["type"] == "broker.filled"}
+
+    return je, submit, w, spec, filled_on_disk
+
+
 @pytest.mark.parametrize("py", [False, True])
 async def test_a_lone_none_mode_submit_acks_without_a_turn_and_a_busy_turn_shares_one_write(tmp_path, py):
     """``none`` mode decides per loop turn: a submit alone in its turn (after a quiet turn)
@@ -266,21 +290,7 @@ async def test_a_lone_none_mode_submit_acks_without_a_turn_and_a_busy_turn_share
     coroutine finishes on its first step); once a turn has acknowledged several, the next
     turn's submits all share its one end-of-turn write, and a lone submit after such a turn
     waits for it too, until a quiet turn again."""
-    venue = Venue(seed=2, accounts=1, balance="100000000")
-    je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="none")
-    await je.start()
-    submit = (lambda s: JournaledEngine.submit_py(je, s)) if py else je.submit
-    acct = je.account_ids[0]
-    w = je.journal.writer
-    if py:  # the Python references all the way down: the submit and the writer's per-turn choice
-        w.ack_turn = lambda last: JournalWriter.ack_turn_py(w, last)
-
-    def spec(cid):
-        return OrderSpec(account_id=acct, instrument="EUR_USD", side="buy", units=1000, client_order_id=cid)
-
-    def filled_on_disk():
-        return {r.payload.get("client_id") for r in read_records(str(tmp_path)) if r.payload["type"] == "broker.filled"}
-
+    je, submit, w, spec, filled_on_disk = await _journaled(tmp_path, "none", py)
     await asyncio.sleep(0)  # start-up's own end-of-turn write
     coro = submit(spec("alone-1"))
     with pytest.raises(StopIteration) as done:
@@ -329,22 +339,7 @@ async def test_a_lone_fsync_submit_writes_on_the_loop_and_a_busy_turn_goes_to_th
     O_SYNC descriptor, durable when the write returns, and is acknowledged without a hand-off
     (its coroutine finishes on its first step, no future). A busy turn's other acks go to the
     writer thread and share its batch."""
-    venue = Venue(seed=2, accounts=1, balance="100000000")
-    je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="fsync")
-    await je.start()
-    submit = (lambda s: JournaledEngine.submit_py(je, s)) if py else je.submit
-    acct = je.account_ids[0]
-    w = je.journal.writer
-    if py:  # the Python references: the submit, the writer's per-turn choice and its loop-side write
-        w.ack_turn = lambda last: JournalWriter.ack_turn_py(w, last)
-        w._write_now = lambda: JournalWriter._write_now_py(w)
-
-    def spec(cid):
-        return OrderSpec(account_id=acct, instrument="EUR_USD", side="buy", units=1000, client_order_id=cid)
-
-    def filled_on_disk():
-        return {r.payload.get("client_id") for r in read_records(str(tmp_path)) if r.payload["type"] == "broker.filled"}
-
+    je, submit, w, spec, filled_on_disk = await _journaled(tmp_path, "fsync", py)
     await asyncio.sleep(0)  # start-up's own end-of-turn hand-off
     await _writer_idle(w)
     for i in range(3):
@@ -369,16 +364,7 @@ async def test_segment_upkeep_after_loop_side_fsync_writes_is_the_threads(tmp_pa
     its preallocation (both flush too) stay off the loop: the write leaves them to the writer
     thread, which does them at the end of the turn. Small segments make it rotate often;
     every record still reads back, in order, from the rotated files."""
-    venue = Venue(seed=2, accounts=1, balance="100000000")
-    je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="fsync",
-                         segment_bytes=8192)
-    await je.start()
-    submit = (lambda s: JournaledEngine.submit_py(je, s)) if py else je.submit
-    acct = je.account_ids[0]
-    w = je.journal.writer
-    if py:
-        w.ack_turn = lambda last: JournalWriter.ack_turn_py(w, last)
-        w._write_now = lambda: JournalWriter._write_now_py(w)
+    je, submit, w, spec, filled_on_disk = await _journaled(tmp_path, "fsync", py, segment_bytes=8192)
     after_batch = []  # the threads that did segment upkeep
     real_after = w._after_batch
     main = threading.get_ident()
@@ -389,14 +375,13 @@ async def test_segment_upkeep_after_loop_side_fsync_writes_is_the_threads(tmp_pa
 
     w._after_batch = spy
     for i in range(40):
-        await submit(OrderSpec(account_id=acct, instrument="EUR_USD", side="buy" if i % 2 else "sell", units=1000,
-                               client_order_id=f"rot-{i}"))
+        await submit(spec(f"rot-{i}", "buy" if i % 2 else "sell"))
         await asyncio.sleep(0)  # the turn ends: upkeep, if due, goes to the thread
         await _writer_idle(w)  # done before the next order (else segments just grow past the size a while)
     assert w.stats.rotations >= 3 and after_batch and main not in after_batch
     seqs = [r.seq for r in read_records(str(tmp_path))]
     assert seqs == list(range(1, len(seqs) + 1)) and seqs[-1] == w.last_seq
-    assert {f"rot-{i}" for i in range(40)} <= {r.payload.get("client_id") for r in read_records(str(tmp_path))}
+    assert {f"rot-{i}" for i in range(40)} <= filled_on_disk()
     await je.stop()
 
 
