@@ -385,6 +385,36 @@ async def test_segment_upkeep_after_loop_side_fsync_writes_is_the_threads(tmp_pa
     await je.stop()
 
 
+@pytest.mark.parametrize("durability", ["fsync", "none"])
+async def test_a_lone_cancel_is_acknowledged_from_its_own_write(tmp_path, durability):
+    """Commands other than submit (here a cancel) make the same per-turn choice: alone in its
+    turn, it writes its records on the loop and is acknowledged without waiting for a
+    future (no end-of-turn write, no writer thread)."""
+    from fastexec._core.fixedpoint import parse_price
+
+    je, submit, w, spec, filled_on_disk = await _journaled(tmp_path, durability, False)
+    acct = je.account_ids[0]
+    resting = await je.submit(OrderSpec(account_id=acct, instrument="EUR_USD", side="buy", units=1000, type="limit",
+                                        price=parse_price("1.00000", 5), client_order_id="rest-1"))
+    assert resting.status == "working"
+    await asyncio.sleep(0)
+    await _writer_idle(w)
+    futures = []
+    real = w.durable_future
+
+    def counting(seq=None):
+        futures.append(real(seq))
+        return futures[-1]
+
+    w.durable_future = counting
+    batches = w.stats.batches
+    cancelled = await je.cancel(resting.order_id)
+    assert cancelled.status == "cancelled"
+    assert futures == [None] and w.durable_seq == w.last_seq and w.stats.batches == batches + 1
+    assert any(r.payload["type"].endswith("cancelled") for r in read_records(str(tmp_path)))
+    await je.stop()
+
+
 async def test_a_failed_none_mode_write_fails_the_submit(tmp_path):
     venue = Venue(seed=2, accounts=1, balance="100000")
     je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="none")

@@ -225,14 +225,16 @@ class JournaledEngine:
     async def _durable(self, call) -> Any:
         """Run an engine command; before its result (or its error) reaches the
         caller, make every record it appended durable. A command that
-        appended nothing (refused by validation or risk) does not wait."""
+        appended nothing (refused by validation or risk) does not wait; one
+        alone in its loop turn writes its records itself, as a submit does."""
         w = self.journal.writer
         before = w._next_seq
         try:
             return await call
         finally:
             if w._next_seq != before:
-                fut = w.durable_future()  # no coroutine layers: one future, resolved with its batch
+                w.ack_turn(w._next_seq - 1)  # alone in its turn: written now, on the loop, as a submit
+                fut = w.durable_future()  # else one future, resolved with its batch
                 if fut is not None:
                     await fut
 
