@@ -91,9 +91,12 @@ def _tokens(raw: Optional[str]) -> dict[str, frozenset[str]]:
 
 
 def busy_poll_window(value: int, name: str) -> int:
-    """``value`` (microseconds, already >= 0) if it is a valid busy-poll window for ``name``."""
+    """``value`` (microseconds; 0 = off) if it is a valid busy-poll window for ``name``
+    (the environment variable or the flag), else a ``ConfigError`` naming it."""
     from fastexec.busypoll import MAX_WINDOW_US
 
+    if value < 0:
+        raise ConfigError(f"{name}={value} must be >= 0")
     if value > MAX_WINDOW_US:
         raise ConfigError(f"{name}={value} is above the maximum {MAX_WINDOW_US} (microseconds)")
     return value

@@ -247,9 +247,7 @@ def settings_from_args(args: argparse.Namespace, env=None) -> Settings:
         changes["prometheus_port"] = args.metrics_port
     if args.log_level is not None:
         changes["log_level"] = args.log_level
-    if getattr(args, "busy_poll_us", None) is not None:
-        if args.busy_poll_us < 0:
-            raise ConfigError(f"--busy-poll-us {args.busy_poll_us} must be >= 0")
+    if args.busy_poll_us is not None:
         changes["busy_poll_us"] = busy_poll_window(args.busy_poll_us, "--busy-poll-us")
     for name in ("port", "prometheus_port"):
         value = changes.get(name, getattr(settings, name))

@@ -197,7 +197,7 @@ class Journal(_JournalBase):
             return out
         st = w.stats
         failed = w.failed
-        is_open = bool(getattr(w, "_open", True))
+        is_open = bool(w._open)
         out.update(
             ok=failed is None and is_open,
             open=is_open,
