@@ -100,9 +100,7 @@ class BusyPoller:
             return
         seen = self._activity()
         if seen != self._seen:  # requests completed during the window: another window
-            self._seen = seen
-            self._deadline = now + self._window_ns
-            self._handle = loop.call_soon(self._spin)
+            self._window(loop, seen, now)
             return
         self.spinning = False
         self.parks += 1
@@ -116,8 +114,12 @@ class BusyPoller:
         if seen == self._seen:
             self._handle = loop.call_later(self._parked_check_s, self._check)
             return
-        self._seen = seen
-        self._deadline = self._clock() + self._window_ns
         self.spinning = True
         self.wakeups += 1
+        self._window(loop, seen, self._clock())
+
+    def _window(self, loop: asyncio.AbstractEventLoop, seen: int, now: int) -> None:
+        """Spin for another window from ``now``, having seen ``seen`` completed requests."""
+        self._seen = seen
+        self._deadline = now + self._window_ns
         self._handle = loop.call_soon(self._spin)
