@@ -121,8 +121,8 @@ def test_encode_errors_match():
         codec.encode_py(1, big)
 
 
-def _fold(records, handlers, retain):
-    st_ = JournalState(retain_terminal=retain)
+def _fold(records, handlers, retain, batch=2):
+    st_ = JournalState(retain_terminal=retain, forget_batch=batch)  # small: forgetting is exercised
     handlers = dict(handlers)
     saved = dict(state_mod._HANDLERS)
     state_mod._HANDLERS.clear()
@@ -142,13 +142,14 @@ def _fold(records, handlers, retain):
 
 
 def _same_state(c_state, py_state):
-    """Beyond to_dict(): the snapshot's bytes (key order included; the compiled fold's
-    finished orders go in as orjson fragments), the indexes, and every order as a reader
-    of ``orders`` sees it."""
+    """Beyond to_dict(): the snapshot's bytes (key order included), the indexes, the
+    finished client ids and every order, key order included."""
     assert orjson.dumps(c_state.to_dict(copy=False)) == orjson.dumps(py_state.to_dict(copy=False))
     assert (c_state.by_client, c_state.by_broker, c_state._recent) == (py_state.by_client, py_state.by_broker,
                                                                        py_state._recent)
+    assert list(c_state._terminal) == list(py_state._terminal)
     assert list(c_state.orders) == list(py_state.orders)
+    assert [list(o.items()) for o in c_state.orders.values()] == [list(o.items()) for o in py_state.orders.values()]
     assert c_state.orders == py_state.orders and c_state.order_dicts() == py_state.order_dicts()
     assert c_state.open_orders() == py_state.open_orders()
     accounts = []
@@ -158,12 +159,6 @@ def _same_state(c_state, py_state):
         except TypeError as exc:  # an unhashable account id: both alike
             accounts.append(str(exc))
     assert accounts[0] == accounts[1]
-    for oid in list(py_state.orders):  # and each one read (thawed) equals the reference's
-        assert c_state.orders[oid] == py_state.orders[oid] and type(dict.get(c_state.orders, oid)) is dict
-
-
-def _compact_count(state):
-    return sum(type(o) is _hot.Finished for o in dict.values(state.orders))
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
@@ -174,8 +169,8 @@ def test_compiled_fold_equals_python_fold_on_seeded_streams(seed, retain):
     c, c_err, c_state = _fold(records, state_mod._HANDLERS, retain)
     assert c != _fold([], state_mod._HANDLERS, retain)[0]  # the stream did fold into something
     assert c == py and c_err == py_err
-    assert _compact_count(c_state) > 0 and _compact_count(py_state) == 0  # the forms differ ...
-    _same_state(c_state, py_state)  # ... what they hold does not
+    assert len(c_state._terminal) >= min(retain, 10)  # orders did finish (and leave)
+    _same_state(c_state, py_state)
 
 
 _ids = st.sampled_from(["o1", "o2", "o3", "o4"])
@@ -203,8 +198,8 @@ _others = st.one_of(
 )
 
 
-# order fields the compact form must either write exactly or leave in the dict: floats, ints
-# past 64 bits, escapes, non-ASCII, tuples, nesting, str subclasses
+# order fields of every kind, carried through the fold as they came: floats, ints past
+# 64 bits, escapes, non-ASCII, tuples, nesting, str subclasses
 _odd_submitted = st.builds(lambda rec, extra: {**rec, **extra}, _submitted, st.dictionaries(
     st.sampled_from(["note", "tag", "stop_loss", "request_id", "client_order_id", "broker_order_id", "account_id"]),
     st.one_of(st.floats(allow_nan=False), st.integers(-(2**63), 2**64 - 1), st.text(alphabet='a"\\\n\x7f\x00é/ ', max_size=6),
@@ -261,27 +256,37 @@ def _finished_state():
     return st_
 
 
-def test_a_finished_order_is_held_compact_and_read_as_its_dict():
+def test_a_finished_order_leaves_the_state_and_its_client_id_stays():
     st_ = _finished_state()
-    raw = dict.get(st_.orders, "o0")
-    assert type(raw) is _hot.Finished and (raw.client_order_id, raw.broker_key) == ("c0", "A/b0")
-    expected = {"order_id": "o0", "client_order_id": "c0", "account_id": "A", "units": 10, "ts": 0,
-                "created_at": 0, "updated_at": 9, "status": "filled", "filled_units": 10, "fill_notional": 70,
-                "reject_reason": None, "broker_order_id": "b0"}
-    assert raw.order() == expected and list(raw.order()) == list(expected)
-    assert st_.order_dicts()[0] == expected and type(dict.get(st_.orders, "o0")) is _hot.Finished  # not thawed
-    assert copy.deepcopy(st_.orders) == st_.orders and st_.orders.copy()["o0"] == expected
-    assert st_.orders.pop("o2") == {**expected, "order_id": "o2", "client_order_id": "c2", "ts": 2, "created_at": 2,
-                                    "broker_order_id": "b2", "fill_notional": 70}
-    order = st_.orders["o0"]  # thawed: a change through it is a change of the state
-    assert order == expected and dict.get(st_.orders, "o0") is order
-    order["reject_reason"] = "x"
-    assert st_.to_dict()["orders"]["o0"]["reject_reason"] == "x"
-    assert st_.orders.get("o1") == st_.order_for("A", "c1", None) and type(dict.get(st_.orders, "o1")) is dict
-    assert st_.orders.get("nope", 5) == 5
+    assert st_.orders == {} and st_.by_broker == {} and st_.open_orders() == []
+    assert st_.by_client == {"c0": "o0", "c1": "o1", "c2": "o2"} and list(st_._terminal) == ["c0", "c1", "c2"]
+    assert st_.order_for("A", "c1", "b1") is None  # a late event for it changes no order
+    assert st_.positions == {"A": {"EUR_USD": 30}} and st_.last_txn == {"A": 3}
 
 
-def test_a_late_fill_on_a_compact_order_and_forgetting_it_match_python():
+def test_finished_client_ids_are_forgotten_in_batches_oldest_first():
+    st_ = JournalState(retain_terminal=3, forget_batch=2)
+    for i in range(6):
+        st_.apply({"type": "order.submitted", "order_id": f"o{i}", "client_order_id": f"c{i}", "account_id": "A",
+                   "units": 1}, 2 * i + 1)
+        st_.apply({"type": "order.status", "order_id": f"o{i}", "status": "cancelled"}, 2 * i + 2)
+        if i == 4:  # 5 = 3 + 2 kept until the sixth finishes
+            assert list(st_._terminal) == ["c0", "c1", "c2", "c3", "c4"]
+    assert list(st_._terminal) == ["c3", "c4", "c5"] and set(st_.by_client) == {"c3", "c4", "c5"}
+
+
+def test_a_client_id_reused_by_an_open_order_is_not_forgotten_under_it():
+    st_ = JournalState(retain_terminal=1, forget_batch=0)
+    st_.apply({"type": "order.submitted", "order_id": "o1", "client_order_id": "c", "account_id": "A", "units": 1}, 1)
+    st_.apply({"type": "order.status", "order_id": "o1", "status": "rejected"}, 2)
+    st_.apply({"type": "reconcile.adopted", "order_id": "o2", "client_order_id": "c", "account_id": "A",
+               "units": 1, "broker_order_id": "b2"}, 3)
+    st_.apply({"type": "order.submitted", "order_id": "o3", "client_order_id": "d", "account_id": "A", "units": 1}, 4)
+    st_.apply({"type": "order.status", "order_id": "o3", "status": "cancelled"}, 5)  # forgets "c": o2 is open
+    assert st_.by_client == {"c": "o2", "d": "o3"} and list(st_.orders) == ["o2"] and list(st_._terminal) == ["d"]
+
+
+def test_late_events_for_finished_orders_and_forgetting_them_match_python():
     records = [*_records_of(_finished_state),
                {"type": "broker.filled", "account_id": "A", "client_id": "c1", "units": 3, "price": 7,
                 "instrument": "EUR_USD", "txn_id": 50, "ts": 11},
@@ -291,9 +296,10 @@ def test_a_late_fill_on_a_compact_order_and_forgetting_it_match_python():
     records += [{"type": "broker.filled", "account_id": "A", "client_id": f"d{i}", "broker_order_id": f"x{i}",
                  "units": 1, "price": 1, "instrument": "EUR_USD", "txn_id": 60 + i} for i in range(12)]
     for retain in (1, 3, 10):
-        _, _, py_state = _fold(records, state_mod.PY_HANDLERS, retain)
-        _, _, c_state = _fold(records, state_mod._HANDLERS, retain)
-        _same_state(c_state, py_state)
+        for batch in (0, 1, 4):
+            _, _, py_state = _fold(records, state_mod.PY_HANDLERS, retain, batch)
+            _, _, c_state = _fold(records, state_mod._HANDLERS, retain, batch)
+            _same_state(c_state, py_state)
 
 
 def _records_of(make):
@@ -303,9 +309,29 @@ def _records_of(make):
          "price": 7, "instrument": "EUR_USD", "txn_id": i + 1, "ts": 9} for i in range(3)]
 
 
-def test_from_dict_holds_finished_orders_compact_and_snapshots_the_same_bytes():
+def test_from_dict_restores_finished_client_ids_and_snapshots_the_same_bytes():
     st_ = _finished_state()
+    st_.apply({"type": "order.submitted", "order_id": "o9", "client_order_id": "c9", "account_id": "A", "units": 1,
+               "broker_order_id": "b9"}, 7)
     body = orjson.dumps(st_.to_dict(copy=False))
     again = JournalState.from_dict(orjson.loads(body), retain_terminal=10)
-    assert _compact_count(again) == 3 and orjson.dumps(again.to_dict(copy=False)) == body
-    assert again == st_ and again.by_client == st_.by_client and again.by_broker == st_.by_broker
+    assert orjson.dumps(again.to_dict(copy=False)) == body and again == st_
+    assert (again.by_client, again.by_broker, list(again._terminal)) == (st_.by_client, st_.by_broker,
+                                                                         list(st_._terminal))
+
+
+def test_from_dict_reads_a_snapshot_that_held_finished_orders_whole():
+    """Snapshots written before 2026-11-22 hold finished orders in "orders" and their
+    order ids in "terminal": read as the fold would have left them now."""
+    old = {"seq": 4, "positions": {"A": {"EUR_USD": 10}}, "balances": {}, "last_txn": {"A": 1}, "watermark": {},
+           "kill_switches": {}, "risk_limits": {}, "trading_states": {}, "recent_txns": {"A": [1]},
+           "orders": {"o0": {"order_id": "o0", "client_order_id": "c0", "account_id": "A", "status": "filled",
+                             "broker_order_id": "b0"},
+                      "o1": {"order_id": "o1", "client_order_id": "c1", "account_id": "A", "status": "working",
+                             "broker_order_id": "b1"},
+                      "o2": {"order_id": "o2", "client_order_id": None, "account_id": "A", "status": "cancelled",
+                             "broker_order_id": None}},
+           "terminal": ["o0", "o2"]}
+    st_ = JournalState.from_dict(old)
+    assert list(st_.orders) == ["o1"] and st_.by_client == {"c0": "o0", "c1": "o1"} and st_.by_broker == {"A/b1": "o1"}
+    assert list(st_._terminal) == ["c0"] and st_.to_dict()["finished_client_ids"] == [["c0", "o0"]]

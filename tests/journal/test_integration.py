@@ -16,6 +16,8 @@ from fastexec.journal.integration import JournaledEngine
 from fastexec.sim.broker import SimulatedBroker
 from fastexec.sim.venue import Venue
 
+from .history import journal_orders
+
 
 def settings() -> Settings:
     return Settings.from_env({"MAX_ORDERS_PER_SECOND": "10000"}, dotenv=False)
@@ -74,8 +76,9 @@ async def test_state_survives_an_abandoned_engine(venue, tmp_path):
     assert je2.risk_limits(acct).max_position_size == 60_000
     assert {p.instrument: p.units for p in je2.positions(acct)} == positions_before
     assert je2.account(acct).balance == venue.account(acct).balance
-    for i in range(20):
-        assert je2.journal.state.orders[je2.journal.state.by_client[f"o-{i}"]]["status"] == "filled"
+    orders, st = journal_orders(je2.journal_dir), je2.journal.state
+    for i in range(20):  # finished: gone from the state, their client ids kept
+        assert orders[st.by_client[f"o-{i}"]]["status"] == "filled" and st.by_client[f"o-{i}"] not in st.orders
     await je2.stop()
 
 
@@ -103,7 +106,8 @@ async def test_clean_stop_snapshots_and_the_next_start_replays_nothing(venue, tm
     await je.stop()
     je2 = await start(venue, tmp_path)
     assert je2.open_report.snapshot_seq is not None and je2.open_report.replayed == 0
-    assert len(je2.journal.state.orders) == 5
+    st = je2.journal.state  # from the snapshot: no open order, the five client ids
+    assert st.orders == {} and list(st._terminal) == [f"s-{i}" for i in range(5)]
     await je2.stop()
 
 
@@ -121,7 +125,7 @@ async def test_emulated_orders_survive_a_restart_and_still_trigger(venue, tmp_pa
     assert je2.restored["emulated_rearmed"] == 1
     rearmed = je2.get_order("stoplimit-1")
     assert rearmed.status == "waiting" and rearmed.order_id != view.order_id
-    old = je2.journal.state.orders[view.order_id]
+    old = journal_orders(je2.journal_dir)[view.order_id]
     assert old["status"] == "cancelled" and old["reject_reason"] == f"RESTORED_AS {rearmed.order_id}"
     assert len(venue.account(acct).txns) == for_broker_before  # nothing was sent to re-arm it
     # the market reaches the stop: the re-armed order fires once, as a limit order at the broker
@@ -149,7 +153,8 @@ async def test_a_working_order_is_taken_back_under_its_own_id_and_can_be_cancell
     cancelled = await je2.cancel(view.order_id)
     assert cancelled.status == "cancelled"
     assert not venue.account(acct).pending  # really cancelled at the venue
-    assert je2.journal.state.orders[view.order_id]["status"] == "cancelled"
+    assert journal_orders(je2.journal_dir)[view.order_id]["status"] == "cancelled"
+    assert je2.journal.state.orders == {}
     await je2.stop()
 
 
@@ -185,7 +190,7 @@ async def test_a_restart_after_the_venue_forgot_the_gap_reconciles_from_its_pres
     assert je2.journal.state.positions[acct] == positions
     assert je2.journal.state.balances[acct] == (await je2.engine.broker.account_summary(acct)).balance
     st = je2.journal.state
-    assert st.orders[st.by_client["before-1"]]["status"] == "filled"  # journaled before the gap: kept
+    assert journal_orders(je2.journal_dir)[st.by_client["before-1"]]["status"] == "filled"  # journaled before the gap
     view = await je2.submit(spec(acct, "after-1"))
     assert view.status == "filled"
     await je2.stop()

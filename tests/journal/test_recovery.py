@@ -16,6 +16,8 @@ from fastexec.journal import Journal, event_record
 from fastexec.journal.recovery import NOT_RECEIVED, recover
 from fastexec.sim.testing import SimServer
 
+from .history import journal_orders
+
 
 def submitted(acct: str, cid: str, units: int, order_type: str = "market", price=None) -> dict:
     return {"type": "order.submitted", "order_id": cid, "client_order_id": cid, "account_id": acct,
@@ -97,8 +99,9 @@ async def test_an_order_the_broker_never_received_is_closed_not_resent(tmp_path,
 
     j = await open_journal(tmp_path)
     rep = await recover(j, broker)
-    order = j.state.orders["lost-1"]
+    order = journal_orders(tmp_path)["lost-1"]
     assert order["status"] == "rejected" and order["reject_reason"] == NOT_RECEIVED
+    assert "lost-1" not in j.state.orders and j.state.by_client["lost-1"] == "lost-1"  # finished: its id stays
     assert [c.detail["order_id"] for c in rep.by_kind("order")] == ["lost-1"]
     assert await broker.order_by_client_id(acct, "lost-1") is None  # nothing was sent on its behalf
     assert (await broker.account_summary(acct)).last_txn_id == before_txn
@@ -119,8 +122,10 @@ async def test_fills_and_cancels_the_journal_missed_are_caught_up(tmp_path, venu
 
     j = await open_journal(tmp_path)
     rep = await recover(j, broker)
-    assert j.state.orders["m-1"]["status"] == "filled" and j.state.orders["m-1"]["filled_units"] == 2000
-    assert j.state.orders["l-1"]["status"] == "cancelled"
+    orders = journal_orders(tmp_path)
+    assert orders["m-1"]["status"] == "filled" and orders["m-1"]["filled_units"] == 2000
+    assert orders["l-1"]["status"] == "cancelled"
+    assert j.state.orders == {}
     # m-1's fill (txn below l-1's journaled ones: found by client id) and l-1's cancel (caught up)
     assert rep.events_applied == 2
     await assert_agrees_with_broker(j, broker, acct)
@@ -136,7 +141,7 @@ async def test_a_fill_missed_out_of_order_is_found_by_client_id(tmp_path, venue)
     await j.close()
 
     j = await open_recovered(tmp_path, broker)
-    assert j.state.orders["a"]["status"] == "filled"
+    assert journal_orders(tmp_path)["a"]["status"] == "filled" and "a" not in j.state.orders
     balance, positions = await broker_view(broker, acct)
     assert j.state.positions[acct] == positions == {"EUR_USD": 1500}
     await j.close()
@@ -203,6 +208,6 @@ async def test_an_order_the_broker_processes_late_is_not_declared_lost(tmp_path,
     await asyncio.sleep(0.3)
     await broker.submit(request(acct, "late-1", 1000))  # the request the dead process had sent
     rep = await task
-    assert j.state.orders["late-1"]["status"] == "filled"
+    assert journal_orders(tmp_path)["late-1"]["status"] == "filled" and "late-1" not in j.state.orders
     assert not rep.by_kind("position")  # its fill was applied as an event, not patched over
     await j.close()

@@ -174,19 +174,25 @@ async def test_automatic_snapshots(tmp_path):
 
 async def test_finished_orders_are_retired_identically_live_and_after_restart(tmp_path):
     recs = stream(1500, 12)
-    live = JournalState(retain_terminal=50)
+    live = JournalState(retain_terminal=50, forget_batch=20)
     for i, r in enumerate(recs, 1):
         live.apply(r, i)
         if i == 700:
             cut = live.to_dict()
-    assert sum(o["status"] in ("filled", "cancelled", "rejected") for o in live.orders.values()) == 50
-    resumed = JournalState.from_dict(cut, retain_terminal=50)
+    assert 50 <= len(live._terminal) <= 70  # finished orders' client ids: the newest 50, plus a batch
+    assert not any(o["status"] in ("filled", "cancelled", "rejected") for o in live.orders.values())
+    resumed = JournalState.from_dict(cut, retain_terminal=50, forget_batch=20)
     for i, r in enumerate(recs[700:], 701):
         resumed.apply(r, i)
     assert resumed.to_dict() == live.to_dict()
-    # open orders are never retired, and retired client ids are no longer indexed
-    assert all(o["order_id"] in live.orders for o in live.open_orders())
-    assert set(live.by_client.values()) == set(live.orders) - {o for o in live.orders if not live.orders[o].get("client_order_id")}
+    assert (resumed.by_client, list(resumed._terminal)) == (live.by_client, list(live._terminal))
+    # the snapshot indexes open orders by their current broker id; live, an order replaced at the
+    # broker is also still found by its old one
+    assert resumed.by_broker.items() <= live.by_broker.items()
+    # every open order is indexed by its client id; of the finished, only the retained ones are
+    open_ids = {o["client_order_id"]: o["order_id"] for o in live.orders.values() if o.get("client_order_id")}
+    assert set(live.by_client) == set(open_ids) | set(live._terminal)
+    assert all(live.by_client[c] == oid for c, oid in open_ids.items())
 
 
 def test_a_snapshot_larger_than_a_record_limit_round_trips(tmp_path):

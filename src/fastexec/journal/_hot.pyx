@@ -4,7 +4,7 @@ the two records every market order appends (``order.submitted``, ``broker.filled
 
 Each function here is a line-for-line port of its Python original and must stay
 one: ``codec.encode`` (frame layout: see ``codec``), ``JournalState._on_submitted``,
-``_on_filled``, ``_set_status`` and ``_forget``. The Python originals remain the
+``_on_filled``, ``_set_status``, ``_finish`` and ``_forget_oldest``. The Python originals remain the
 reference (and the fallback when this module is not built); the differential
 tests (``tests/journal/test_hot.py``) feed both the same records, including
 hypothesis-generated ones, and compare frames byte for byte and states key for
@@ -22,7 +22,6 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
 from collections import deque
-from sys import intern as _intern
 
 import orjson
 
@@ -506,17 +505,7 @@ cdef bytes _encode(long long seq_in, payload):
 # ---------------------------------------------------------------------------- the fold
 
 cdef frozenset TERMINAL = frozenset({"filled", "cancelled", "rejected"})
-cdef tuple _HEAVY = tuple(_intern(k) for k in (
-    "stop_loss", "take_profit", "emulation", "trailing_distance", "trailing_stop_distance", "stop_price",
-    "time_in_force", "gtd_time_ns", "request_id", "cancel_requested"))
-cdef frozenset _HEAVY_SET = frozenset(_HEAVY)
-DEF _N_HEAVY = 10
-cdef PyObject* _heavy_p[_N_HEAVY]
-for _i in range(_N_HEAVY):
-    _heavy_p[_i] = <PyObject*>_HEAVY[_i]  # held by the tuple
-
 cdef extern from "Python.h":
-    object _PyDict_Pop(object d, object key, object deflt)  # one lookup (``dict.pop(key, deflt)``)
     bint PyDict_Next(object d, Py_ssize_t* pos, PyObject** key, PyObject** value)
 
 
@@ -545,7 +534,7 @@ cdef class StateCore:
     struct members (a slot of a Python class costs a descriptor call per read and write;
     the fold of one market order makes about twenty). Same names, same values."""
 
-    cdef object _orders  # any dict (checked on assignment); an ``OrderTable`` lets the fold keep finished orders compact
+    cdef object _orders  # a dict (checked on assignment): the open orders
     cdef public long long seq
     cdef public dict by_client
     cdef public dict by_broker
@@ -556,6 +545,7 @@ cdef class StateCore:
     cdef public dict _recent_order
     cdef public object _terminal
     cdef public Py_ssize_t retain_terminal
+    cdef public Py_ssize_t forget_batch
 
     @property
     def orders(self):
@@ -566,302 +556,6 @@ cdef class StateCore:
         if not isinstance(value, dict):
             raise TypeError(f"orders must be a dict, not {type(value).__name__}")
         self._orders = value
-
-
-# ---------------------------------------------------------------------------- finished orders, compact
-
-@cython.final
-@cython.no_gc
-cdef class Finished:
-    """A finished order as the state retains it, read back as its dict only when something
-    reads it: the encoded values of its fields (orjson's bytes for each, written by the
-    frame encoder below) in one blob, the field names as a tuple shared by every order of
-    the same shape, and the two index keys ``_forget`` needs to drop it. One small object
-    and one contiguous ~200-byte blob instead of a dict, its key table and a dozen value
-    objects: up to 20,000 of them are retained and each is touched once more, cold, when
-    it is forgotten. Only ``str``, 64-bit ``int``, ``None``, ``bool``, exact ``dict`` and
-    ``list`` values and names the encoder writes itself are ever held so, so the dict's
-    JSON (``json()``: what orjson writes for the dict, byte for byte) decodes to an equal
-    dict (anything else keeps its dict). No references that could form a cycle.
-
-    blob: one little-endian uint16 per field, the end of its value in the value bytes
-    (counted from after those offsets), then the value bytes."""
-
-    cdef readonly bytes blob
-    cdef readonly tuple shape  # the field names, in the dict's order
-    cdef readonly object client_order_id  # the order's, as the by_client key (str or None)
-    cdef readonly str broker_key  # f"{account_id}/{broker_order_id}", the by_broker key
-
-    def json(self):
-        """orjson's bytes for the order dict."""
-        return _finished_json(self)
-
-    def order(self):
-        """The order dict (a new one per call)."""
-        return _loads(_finished_json(self))
-
-    def __reduce__(self):
-        return (_finished, (self.blob, self.shape, self.client_order_id, self.broker_key))
-
-    def __eq__(self, other):
-        if type(other) is not Finished:
-            return NotImplemented
-        return (self.blob, self.shape, self.client_order_id, self.broker_key) == (
-            (<Finished>other).blob, (<Finished>other).shape, (<Finished>other).client_order_id,
-            (<Finished>other).broker_key)
-
-    __hash__ = None
-
-    def __repr__(self):
-        return f"Finished({self.order()!r})"
-
-
-def _finished(bytes blob, tuple shape, client_order_id, str broker_key):
-    cdef Finished f = Finished.__new__(Finished)
-    f.blob, f.shape, f.client_order_id, f.broker_key = blob, shape, client_order_id, broker_key
-    return f
-
-
-cdef bytes _finished_json(Finished f):
-    """``{"name":value,...}`` from the shape's names and the blob's values."""
-    global _len
-    cdef tuple shape = f.shape
-    cdef Py_ssize_t m = len(shape), j, prev = 0, end
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(f.blob)
-    cdef const unsigned char* vals = p + 2 * m
-    _len = 0
-    _put1(123)
-    for j in range(m):
-        if j:
-            _put1(44)
-        if _put_str(shape[j]):  # pragma: no cover - checked when the shape was made
-            raise ValueError("a compact order's field name is not encodable")
-        _put1(58)
-        end = p[2 * j] | (p[2 * j + 1] << 8)
-        _put(<const char*>vals + prev, end - prev)
-        prev = end
-    _put1(125)
-    return PyBytes_FromStringAndSize(<char*>_buf, _len)
-
-
-cdef inline object _plain(v):
-    return (<Finished>v).order() if type(v) is Finished else v
-
-
-class OrderTable(dict):
-    """``JournalState.orders``: order id -> order dict, where a finished order may be held
-    as a ``Finished``. Every read through the mapping's methods sees the dict: ``[]``,
-    ``get``, ``pop``, ``setdefault``, ``values`` and ``items`` decode a compact order and
-    put the dict back in its place (thawed: a caller that changes it changes the state,
-    as before), ``copy``, ``==`` and ``repr`` decode without storing. The fold reads the
-    table at C level (raw values) and handles both forms itself."""
-
-    def __getitem__(self, key):
-        v = dict.__getitem__(self, key)
-        if type(v) is Finished:
-            v = (<Finished>v).order()
-            PyDict_SetItem(self, key, v)
-        return v
-
-    def get(self, key, default=None):
-        cdef PyObject* p = PyDict_GetItemWithError(self, key)
-        if p is NULL:
-            return default
-        v = <object>p
-        if type(v) is Finished:
-            v = (<Finished>v).order()
-            PyDict_SetItem(self, key, v)
-        return v
-
-    def setdefault(self, key, default=None):
-        if PyDict_Contains(self, key):
-            return self[key]
-        PyDict_SetItem(self, key, default)
-        return default
-
-    def pop(self, key, *default):
-        return _plain(dict.pop(self, key, *default))
-
-    def popitem(self):
-        k, v = dict.popitem(self)
-        return k, _plain(v)
-
-    def values(self):
-        return [self[k] for k in list(dict.keys(self))]
-
-    def items(self):
-        return [(k, self[k]) for k in list(dict.keys(self))]
-
-    def plain_values(self):
-        """The order dicts, decoded but not stored back: for a read-only pass over every
-        order (startup, reconciliation) that should not inflate the finished ones."""
-        return [_plain(v) for v in dict.values(self)]
-
-    def copy(self):
-        return {k: _plain(v) for k, v in dict.items(self)}
-
-    def __eq__(self, other):
-        if isinstance(other, OrderTable):
-            other = other.copy()
-        return self.copy() == other if isinstance(other, dict) else NotImplemented
-
-    def __ne__(self, other):
-        eq = self.__eq__(other)
-        return eq if eq is NotImplemented else not eq
-
-    __hash__ = None
-
-    def __repr__(self):
-        return f"OrderTable({self.copy()!r})"
-
-    def __reduce__(self):
-        return (OrderTable, (self.copy(),))
-
-    def for_snapshot(self):
-        """order id -> dict or ``orjson.Fragment`` of the compact form's JSON: what
-        ``orjson.dumps`` writes the same bytes for as for the dicts themselves."""
-        return {k: _Fragment(_finished_json(<Finished>v)) if type(v) is Finished else v for k, v in dict.items(self)}
-
-
-cdef object _loads = orjson.loads
-cdef object _Fragment = orjson.Fragment
-cdef object _OrderTable = OrderTable
-
-
-DEF _SHAPE_MAX = 64
-# The shape of the last order compacted: its field names (borrowed, held by _shape_all),
-# whether _HEAVY ones were left out, and the names kept (the tuple every Finished of it shares).
-cdef PyObject* _shape_ptr[_SHAPE_MAX]
-cdef Py_ssize_t _shape_n = -1
-cdef bint _shape_drop = False
-cdef uint64_t _shape_skip = 0
-cdef tuple _shape_all = None
-cdef tuple _shape_kept = None
-
-
-cdef int _new_shape(PyObject** ks, Py_ssize_t n, bint drop_heavy) except -1:
-    """Make ``ks[:n]`` the current shape; 0 if a name is not one the encoder writes itself."""
-    global _shape_n, _shape_drop, _shape_skip, _shape_all, _shape_kept, _len
-    cdef Py_ssize_t j
-    cdef uint64_t skip = 0
-    kept = []
-    for j in range(n):
-        key = <object>ks[j]
-        if type(key) is not str:
-            return 0
-        if drop_heavy and _heavy(key):
-            skip |= (<uint64_t>1) << j
-            continue
-        _len = 0
-        if _put_str(key):
-            return 0
-        kept.append(key)
-    _shape_all = tuple([<object>ks[j] for j in range(n)])
-    for j in range(n):
-        _shape_ptr[j] = ks[j]
-    _shape_n, _shape_drop, _shape_skip, _shape_kept = n, drop_heavy, skip, tuple(kept)
-    return 1
-
-
-cdef Finished _compact(dict order, bint drop_heavy, str broker_key):
-    """The compact form of a finished order (without the ``_HEAVY`` fields when
-    ``drop_heavy``), or None where its dict has to stay: a value or name the encoder does
-    not write exactly, or index keys ``_forget`` could not rebuild from it the same way
-    (``broker_key``: the by_broker key already built for it, or None)."""
-    global _len, _buf, _cap
-    cid = _get(order, "client_order_id")
-    if cid is not None and type(cid) is not str:
-        return None
-    if broker_key is None:
-        acct = _get(order, "account_id")
-        bid = _get(order, "broker_order_id")
-        if type(acct) is not str or (bid is not None and type(bid) is not str):
-            return None
-        broker_key = f"{acct}/{bid}"
-    cdef Py_ssize_t n = len(order)
-    if n > _SHAPE_MAX:
-        return None
-    cdef PyObject* ks[_SHAPE_MAX]
-    cdef PyObject* vs[_SHAPE_MAX]
-    cdef PyObject* k
-    cdef PyObject* v
-    cdef Py_ssize_t pos = 0, i = 0, j, m, base
-    cdef PyObject** oe
-    if _DIRECT and df.direct(order, n):  # a plain table (the fold's orders are): its entries as they are
-        oe = fx_df_entries(order)
-        for i in range(n):
-            ks[i] = oe[2 * i]
-            vs[i] = oe[2 * i + 1]
-    else:
-        while PyDict_Next(order, &pos, &k, &v):
-            ks[i] = k
-            vs[i] = v
-            i += 1
-    cdef bint same = n == _shape_n and drop_heavy == _shape_drop
-    if same:
-        for j in range(n):
-            if ks[j] != _shape_ptr[j]:
-                same = False
-                break
-    if not same and not _new_shape(ks, n, drop_heavy):
-        return None
-    if _cap > 1024 * 1024:
-        free(_buf)
-        _buf, _cap = NULL, 0
-    m = len(_shape_kept)
-    base = 2 * m
-    _len = 0  # the frame buffer: free between records (the record's frame is already out)
-    _room(base)
-    _len = base
-    cdef uint64_t skip = _shape_skip
-    cdef int r
-    cdef Py_ssize_t out = 0, end
-    for j in range(n):
-        if skip and (skip >> j) & 1:
-            continue
-        v = vs[j]
-        r = _put_member(v, 1)
-        if r:
-            return None
-        end = _len - base
-        if end > 0xFFFF:
-            return None
-        _buf[2 * out] = end & 0xFF
-        _buf[2 * out + 1] = end >> 8
-        out += 1
-    cdef Finished f = Finished.__new__(Finished)
-    f.blob = PyBytes_FromStringAndSize(<char*>_buf, _len)
-    f.shape = _shape_kept
-    f.client_order_id = cid
-    f.broker_key = broker_key
-    return f
-
-
-cdef inline bint _heavy(str key) except -1:
-    cdef PyObject* p = <PyObject*>key
-    cdef Py_ssize_t i
-    for i in range(_N_HEAVY):
-        if p == _heavy_p[i]:
-            return True
-    if PyUnicode_CHECK_INTERNED(key):
-        return False  # interned and none of them (they are interned too)
-    return key in _HEAVY_SET
-
-
-def compact(StateCore state not None, order_id):
-    """Hold the finished order ``order_id`` compact, if it is a finished dict the encoder
-    writes exactly (``from_dict`` does it for a snapshot's finished orders). True if it now is."""
-    orders = state._orders
-    if type(orders) is not OrderTable:
-        return False
-    order = _get(<dict>orders, order_id)
-    if type(order) is not dict or _get(<dict>order, "status") not in TERMINAL:
-        return False
-    f = _compact(<dict>order, False, None)
-    if f is None:
-        return False
-    PyDict_SetItem(orders, order_id, f)
-    return True
 
 
 cdef inline object _get(dict d, key, default=None):
@@ -876,59 +570,44 @@ cdef inline void _pop(dict d, key) except *:
         PyDict_DelItem(d, key)
 
 
-cdef int _forget(StateCore state, order_id) except -1:
-    cdef dict orders = <dict>state._orders
-    cdef object order_o = _get(orders, order_id)
-    if order_o is None:
-        return 0
+cdef int _forget_oldest(StateCore state) except -1:
+    """``JournalState._forget_oldest``."""
+    terminal = state._terminal
     cdef dict by_client = state.by_client
-    cdef dict by_broker = state.by_broker
-    cdef Finished f
-    if type(order_o) is Finished:  # the usual case; finished by construction
-        f = <Finished>order_o
-        del orders[order_id]
-        if _get(by_client, f.client_order_id) == order_id:
-            del by_client[f.client_order_id]
-        if _get(by_broker, f.broker_key) == order_id:
-            del by_broker[f.broker_key]
-        return 0
-    cdef dict order = order_o
-    if order["status"] not in TERMINAL:
-        return 0  # re-opened by a later correction: keep it
-    del orders[order_id]
-    cid = _get(order, "client_order_id")
-    if _get(by_client, cid) == order_id:
-        del by_client[order["client_order_id"]]
-    key = f"{order['account_id']}/{_get(order, 'broker_order_id')}"
-    if _get(by_broker, key) == order_id:
-        del by_broker[key]
+    cdef dict orders = <dict>state._orders
+    while len(terminal) > state.retain_terminal:
+        cid = _deque_popleft(terminal) if type(terminal) is _deque else terminal.popleft()
+        oid = _get(by_client, cid)
+        if oid is not None and not PyDict_Contains(orders, oid):
+            del by_client[cid]
     return 0
 
 
-cdef int _set_status(StateCore state, dict order, str status, bint drop_heavy=True) except -1:
-    """1 if the order turned finished (its ``_HEAVY`` keys are left to the caller when
-    not ``drop_heavy``: ``_on_filled_c`` leaves them out of the compact form instead)."""
+cdef inline bint _set_status(dict order, str status) except -1:
+    """``JournalState._set_status``: 1 if the order finished now."""
     was_terminal = order["status"] in TERMINAL
     order["status"] = status
-    if status in TERMINAL and not was_terminal:
-        if drop_heavy:
-            _drop_heavy(order)
+    return status in TERMINAL and not was_terminal
+
+
+cdef int _finish(StateCore state, dict order) except -1:
+    """``JournalState._finish``."""
+    cdef dict orders = <dict>state._orders
+    oid = order["order_id"]
+    if _get(orders, oid) is order:
+        del orders[oid]
+    key = f"{order['account_id']}/{_get(order, 'broker_order_id')}"
+    if _get(state.by_broker, key) == oid:
+        del state.by_broker[key]
+    cid = _get(order, "client_order_id")
+    if PyObject_IsTrue(cid):
         terminal = state._terminal
         if type(terminal) is _deque:
-            _deque_append(terminal, order["order_id"])
-            while len(terminal) > state.retain_terminal:
-                _forget(state, _deque_popleft(terminal))
+            _deque_append(terminal, cid)
         else:
-            terminal.append(order["order_id"])
-            while len(terminal) > state.retain_terminal:
-                _forget(state, terminal.popleft())
-        return 1
-    return 0
-
-
-cdef inline int _drop_heavy(dict order) except -1:
-    for key in _HEAVY:  # a finished order is kept for lookups, not for re-arming
-        _PyDict_Pop(order, key, None)
+            terminal.append(cid)
+        if len(terminal) > state.retain_terminal + state.forget_batch:
+            _forget_oldest(state)
     return 0
 
 
@@ -1156,43 +835,23 @@ cdef int _on_filled_c(StateCore state, dict rec) except -1:
         oid = _get(state.by_broker, f"{acct}/{bid}")
     if oid is None:
         return 0
-    cdef dict orders = <dict>state._orders
-    order_o = _get(orders, oid)
+    order_o = _get(<dict>state._orders, oid)
     if order_o is None:
-        return 0  # an exit (stop loss, take profit, close) with no engine order behind it
-    if type(order_o) is Finished:  # a late event for a finished order: its dict again
-        order_o = (<Finished>order_o).order()
-        PyDict_SetItem(orders, oid, order_o)
+        return 0  # an exit (stop loss, take profit, close), or a late event for a finished order
     cdef dict order = order_o
-    key = None
-    if _get(order, "broker_order_id") is None:
-        order["broker_order_id"] = bid
-        if bid is not None:
-            key = f"{acct}/{bid}"
-            state.by_broker[key] = order["order_id"]
     if units < 0:
         units = -units
     filled = order["filled_units"] + units
     order["filled_units"] = filled
     order["fill_notional"] += units * rec["price"]
-    if not _set_status(state, order, "filled" if filled >= order["units"] else "partially_filled", False):
-        order["updated_at"] = _get(rec, "ts")
-        return 0
+    cdef bint finished = _set_status(order, "filled" if filled >= order["units"] else "partially_filled")
+    if _get(order, "broker_order_id") is None:
+        order["broker_order_id"] = bid
+        if bid is not None and not finished:  # a finished order leaves the index at once
+            state.by_broker[f"{acct}/{bid}"] = order["order_id"]
     order["updated_at"] = _get(rec, "ts")
-    # finished: from here on it is only read (compact), unless it was forgotten at once
-    cdef Finished f = None
-    if type(orders) is _OrderTable and _get(orders, oid) is order:
-        if key is not None and type(bid) is str and type(acct) is str:
-            oacct = _get(order, "account_id")
-            if not (type(oacct) is str and oacct == acct):
-                key = None  # _forget's key comes from the order's own account
-        else:
-            key = None
-        f = _compact(order, True, key)
-    if f is None:
-        _drop_heavy(order)
-    else:
-        PyDict_SetItem(orders, oid, f)
+    if finished:
+        _finish(state, order)
     return 0
 
 

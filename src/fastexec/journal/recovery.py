@@ -222,8 +222,8 @@ class Reconciler:
                         if self._apply_event(ev):
                             self.report.corrections.append(Correction(acct, "event", event_record(ev)))
                         break
-            current = self.journal.state.orders[order["order_id"]]
-            if current["status"] in OPEN:
+            current = self.journal.state.orders.get(order["order_id"])  # gone: the fill finished it
+            if current is not None and current["status"] in OPEN:
                 self._journal({**base, "status": "filled", "broker_order_id": bo.broker_order_id}, "order")
             return
         if bo.state == "CANCELLED":

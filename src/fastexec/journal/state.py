@@ -2,10 +2,16 @@
 
 Recovery must not depend on the engine's internals (they change; old
 journals must still replay), so the journal keeps its own small model of what
-matters after a crash: every order and where it stands, net positions,
-balances, the last broker transaction seen per account, kill switches, risk
-limits in force and trading states. The engine restores itself from this
-model (``to_dict()``), and reconciliation compares it with the broker.
+matters after a crash: every order still open and where it stands, net
+positions, balances, the last broker transaction seen per account, kill
+switches, risk limits in force and trading states. The engine restores itself
+from this model (``to_dict()``), and reconciliation compares it with the broker.
+
+A finished order (filled, cancelled, rejected) leaves the model when it
+finishes: a restart adopts open orders only, and the records keep the whole
+history (``fastexec audit`` exports it). Its client order id stays, for the
+newest ``RETAIN_TERMINAL`` finished orders, so that a retried submit is still
+refused after a restart (``JournaledEngine`` checks ``by_client``).
 
 ``apply`` is deterministic and total: the same records in the same order give
 the same state, whether they come from a snapshot plus a tail or from the
@@ -18,46 +24,46 @@ from typing import Any, Optional
 
 import orjson
 
-try:  # the fields the per-order fold touches, as C struct members (``_hot.StateCore``), and
-    # finished orders held compact (``_hot.Finished`` in an ``OrderTable``: see there)
-    from ._hot import Finished, OrderTable, StateCore as _StateBase
-except ImportError:  # pragma: no cover - a build without the extension keeps them in slots, as dicts
+try:  # the fields the per-order fold touches, as C struct members (``_hot.StateCore``)
+    from ._hot import StateCore as _StateBase
+except ImportError:  # pragma: no cover - a build without the extension keeps them in slots
     _StateBase = object
-    Finished = None
-    OrderTable = dict
 
 TERMINAL = frozenset({"filled", "cancelled", "rejected"})
 OPEN = frozenset({"accepted", "emulated", "working", "partially_filled"})
 #: Broker transaction ids remembered per account to drop an event applied twice
 #: (the same transaction arrives in an HTTP response and on the stream).
 RECENT_TXNS = 4096
-#: Finished orders kept (for lookups and duplicate client-id checks after a
-#: restart); older ones are dropped so the state does not grow forever. The
-#: engine keeps at most 10,000 + 4,096 readable (``engine.RETAIN_TERMINAL`` +
-#: ``RETIRE_BATCH``), so 20,000 restores every order a client could still read
-#: before the crash. It was 100,000: those dicts (about 2 KB each) were 200 MB of
-#: live heap that every snapshot copied and every request's caches competed
-#: with; over REST at steady state they cost about 8 % of the CPU per order
-#: (A/B under wrk, same run).
+#: Client order ids of finished orders kept, for refusing a retried submit
+#: after a restart (the engine refuses it while it still holds the order:
+#: 10,000 + 4,096 finished ones, ``engine.RETAIN_TERMINAL`` + ``RETIRE_BATCH``).
+#: The orders themselves leave the state when they finish. Until 2026-11-22
+#: the state kept the newest 20,000 finished orders whole (held compact), and
+#: nothing read them: under wrk that cost ~6 % of the CPU per order (A/B in
+#: the same run), from the cache misses of forgetting each one, cold, 20,000
+#: orders later.
 RETAIN_TERMINAL = 20_000
-_HEAVY = ("stop_loss", "take_profit", "emulation", "trailing_distance", "trailing_stop_distance", "stop_price",
-          "time_in_force", "gtd_time_ns", "request_id", "cancel_requested")
+#: Ids are forgotten in batches of this many, oldest first: one pass over
+#: them, rather than one cold lookup in every order's fold.
+FORGET_BATCH = 4096
 
 
 _CORE_FIELDS = ("seq", "orders", "by_client", "by_broker", "positions", "balances", "last_txn", "_recent",
-                "_recent_order", "_terminal", "retain_terminal")
+                "_recent_order", "_terminal", "retain_terminal", "forget_batch")
 
 
 class JournalState(_StateBase):
     __slots__ = ("watermark", "kill_switches", "risk_limits", "trading_states") + (
         _CORE_FIELDS if _StateBase is object else ())
 
-    def __init__(self, retain_terminal: int = RETAIN_TERMINAL) -> None:
+    def __init__(self, retain_terminal: int = RETAIN_TERMINAL, forget_batch: int = FORGET_BATCH) -> None:
         self.retain_terminal = retain_terminal
+        self.forget_batch = forget_batch
         self.seq = 0
-        self.orders: dict[str, dict] = OrderTable()
+        self.orders: dict[str, dict] = {}  # open orders only (see the module docstring)
+        # client order id -> order id, of open orders and of the newest finished ones
         self.by_client: dict[str, str] = {}
-        self.by_broker: dict[str, str] = {}  # "account/broker id" -> order id
+        self.by_broker: dict[str, str] = {}  # "account/broker id" -> order id, of open orders
         self.positions: dict[str, dict[str, int]] = {}  # account -> instrument -> net units
         self.balances: dict[str, int] = {}
         self.last_txn: dict[str, int] = {}  # highest broker txn id applied per account
@@ -67,20 +73,17 @@ class JournalState(_StateBase):
         self.trading_states: dict[str, str] = {}
         self._recent: dict[str, set[int]] = {}
         self._recent_order: dict[str, deque] = {}
-        self._terminal: deque = deque()
+        self._terminal: deque = deque()  # client ids of finished orders, oldest first
 
     # ------------------------------------------------------------------ queries
 
     def open_orders(self, account_id: Optional[str] = None) -> list[dict]:
-        return [o for o in dict.values(self.orders)  # a compact (``Finished``) order is never open
-                if type(o) is not Finished and o["status"] in OPEN
+        return [o for o in self.orders.values() if o["status"] in OPEN
                 and (account_id is None or o["account_id"] == account_id)]
 
     def order_dicts(self) -> list[dict]:
-        """Every order's dict, for a pass that only reads them: finished ones decoded
-        but left compact in the state."""
-        orders = self.orders
-        return orders.plain_values() if type(orders) is not dict else list(orders.values())
+        """Every order the state holds (the open ones)."""
+        return list(self.orders.values())
 
     def order_for(self, account_id: str, client_id: Optional[str], broker_order_id: Optional[str]) -> Optional[dict]:
         oid = None
@@ -127,33 +130,37 @@ class JournalState(_StateBase):
             self.last_txn[account] = txn_id
         return True
 
-    def _set_status(self, order: dict, status: str) -> None:
+    def _set_status(self, order: dict, status: str) -> bool:
+        """True if ``order`` finished now: the caller, done changing it, calls
+        ``_finish``."""
         was_terminal = order["status"] in TERMINAL
         order["status"] = status
-        if status in TERMINAL and not was_terminal:
-            for key in _HEAVY:  # a finished order is kept for lookups, not for re-arming
-                order.pop(key, None)
-            self._terminal.append(order["order_id"])
-            while len(self._terminal) > self.retain_terminal:
-                self._forget(self._terminal.popleft())
+        return status in TERMINAL and not was_terminal
 
-    def _forget(self, order_id: str) -> None:
-        order = dict.get(self.orders, order_id)
-        if type(order) is Finished:  # held compact by the compiled fold: finished, keys at hand
-            del self.orders[order_id]
-            if self.by_client.get(order.client_order_id) == order_id:
-                del self.by_client[order.client_order_id]
-            if self.by_broker.get(order.broker_key) == order_id:
-                del self.by_broker[order.broker_key]
-            return
-        if order is None or order["status"] not in TERMINAL:
-            return  # re-opened by a later correction: keep it
-        del self.orders[order_id]
-        if self.by_client.get(order.get("client_order_id")) == order_id:
-            del self.by_client[order["client_order_id"]]
+    def _finish(self, order: dict) -> None:
+        """A finished order leaves the state; its client id stays (``RETAIN_TERMINAL``)."""
+        oid = order["order_id"]
+        if self.orders.get(oid) is order:
+            del self.orders[oid]
         key = f"{order['account_id']}/{order.get('broker_order_id')}"
-        if self.by_broker.get(key) == order_id:
+        if self.by_broker.get(key) == oid:
             del self.by_broker[key]
+        cid = order.get("client_order_id")
+        if cid:
+            terminal = self._terminal
+            terminal.append(cid)
+            if len(terminal) > self.retain_terminal + self.forget_batch:
+                self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        """Down to ``retain_terminal`` finished orders' client ids. An id whose order
+        is open again (a client id reused after it was last forgotten) stays."""
+        terminal, by_client, orders = self._terminal, self.by_client, self.orders
+        while len(terminal) > self.retain_terminal:
+            cid = terminal.popleft()
+            oid = by_client.get(cid)
+            if oid is not None and oid not in orders:
+                del by_client[cid]
 
     def _index_broker(self, account: str, broker_id: Optional[str], order_id: str) -> None:
         if broker_id is not None:
@@ -199,20 +206,23 @@ class JournalState(_StateBase):
         order = self.orders.get(rec["order_id"])
         if order is not None:
             order.setdefault("emulation", {}).update(rec.get("emulation") or {})
-            if rec.get("status"):
-                self._set_status(order, rec["status"])
+            finished = bool(rec.get("status")) and self._set_status(order, rec["status"])
             order["updated_at"] = rec.get("ts")
+            if finished:
+                self._finish(order)
 
     def _on_status(self, rec: dict) -> None:
         order = self.orders.get(rec["order_id"])
         if order is not None:
-            self._set_status(order, rec["status"])
+            finished = self._set_status(order, rec["status"])
             if rec.get("reason") is not None:
                 order["reject_reason"] = rec["reason"]
             if rec.get("broker_order_id") is not None:
                 order["broker_order_id"] = rec["broker_order_id"]
                 self._index_broker(order["account_id"], rec["broker_order_id"], order["order_id"])
             order["updated_at"] = rec.get("ts")
+            if finished:
+                self._finish(order)
 
     def _on_kill_switch(self, rec: dict) -> None:
         key = rec.get("account_id") or "*"
@@ -283,17 +293,20 @@ class JournalState(_StateBase):
             oid = self.by_broker.get(f"{acct}/{bid}")
         order = self.orders.get(oid) if oid is not None else None
         if order is None:
-            return  # an exit (stop loss, take profit, close) with no engine order behind it
-        if order.get("broker_order_id") is None:
-            order["broker_order_id"] = bid
-            self._index_broker(acct, bid, order["order_id"])
+            return  # an exit (stop loss, take profit, close), or a late event for a finished order
         if units < 0:
             units = -units
         filled = order["filled_units"] + units
         order["filled_units"] = filled
         order["fill_notional"] += units * rec["price"]
-        self._set_status(order, "filled" if filled >= order["units"] else "partially_filled")
+        finished = self._set_status(order, "filled" if filled >= order["units"] else "partially_filled")
+        if order.get("broker_order_id") is None:
+            order["broker_order_id"] = bid
+            if not finished:  # a finished order leaves the index at once
+                self._index_broker(acct, bid, order["order_id"])
         order["updated_at"] = rec.get("ts")
+        if finished:
+            self._finish(order)
 
     def _on_cancelled(self, rec: dict) -> None:
         acct = rec["account_id"]
@@ -302,10 +315,11 @@ class JournalState(_StateBase):
         order = self.order_for(acct, rec.get("client_id"), rec.get("broker_order_id"))
         if order is None or rec.get("replaced_by_order_id"):
             return  # a replace keeps the engine order alive under a new broker id
-        if order["status"] not in TERMINAL:
-            self._set_status(order, "cancelled")
-            order["reject_reason"] = rec.get("reason")
+        finished = self._set_status(order, "cancelled")
+        order["reject_reason"] = rec.get("reason")
         order["updated_at"] = rec.get("ts")
+        if finished:
+            self._finish(order)
 
     def _on_rejected(self, rec: dict) -> None:
         acct = rec["account_id"]
@@ -314,10 +328,12 @@ class JournalState(_StateBase):
         order = self.order_for(acct, rec.get("client_id"), None)
         if order is None:
             return
-        if order["status"] in ("accepted", "emulated"):
-            self._set_status(order, "rejected")
+        finished = order["status"] in ("accepted", "emulated") and self._set_status(order, "rejected")
+        if finished:
             order["reject_reason"] = rec.get("reason")
         order["updated_at"] = rec.get("ts")
+        if finished:
+            self._finish(order)
 
     def _on_replaced(self, rec: dict) -> None:
         acct = rec["account_id"]
@@ -361,10 +377,9 @@ class JournalState(_StateBase):
         """The snapshot body: ints and strings only. ``copy=False`` returns
         live references, for a caller that encodes them at once (a snapshot
         cut on the loop); otherwise a deep copy, made by orjson (fast, in C)."""
-        orders = self.orders
         body = {
             "seq": self.seq,
-            "orders": orders if type(orders) is dict else orders.for_snapshot(),
+            "orders": self.orders,
             "positions": self.positions,
             "balances": self.balances,
             "last_txn": self.last_txn,
@@ -373,16 +388,19 @@ class JournalState(_StateBase):
             "risk_limits": self.risk_limits,
             "trading_states": self.trading_states,
             "recent_txns": {a: list(d) for a, d in self._recent_order.items()},
-            "terminal": list(self._terminal),
+            # finished orders' client ids, oldest first, with their order ids
+            "finished_client_ids": [[cid, self.by_client.get(cid)] for cid in self._terminal],
         }
         return orjson.loads(orjson.dumps(body)) if copy else body
 
     @classmethod
-    def from_dict(cls, data: dict, retain_terminal: int = RETAIN_TERMINAL) -> "JournalState":
+    def from_dict(cls, data: dict, retain_terminal: int = RETAIN_TERMINAL,
+                  forget_batch: int = FORGET_BATCH) -> "JournalState":
         data = orjson.loads(orjson.dumps(data))
-        st = cls(retain_terminal)
+        st = cls(retain_terminal, forget_batch)
         st.seq = data["seq"]
-        st.orders = OrderTable(data["orders"])
+        orders = data["orders"]
+        st.orders = {oid: o for oid, o in orders.items() if o.get("status") not in TERMINAL}
         st.positions = data["positions"]
         st.balances = data["balances"]
         st.last_txn = data["last_txn"]
@@ -393,13 +411,18 @@ class JournalState(_StateBase):
         for acct, txns in data.get("recent_txns", {}).items():
             st._recent_order[acct] = deque(txns)
             st._recent[acct] = set(txns)
-        st._terminal = deque(data.get("terminal", ()))
-        for oid, order in data["orders"].items():
+        if "finished_client_ids" in data:
+            finished = [(cid, oid) for cid, oid in data["finished_client_ids"]]
+        else:  # a snapshot from before 2026-11-22: finished orders whole, their ids in "terminal"
+            finished = [(orders[oid]["client_order_id"], oid) for oid in data.get("terminal", ())
+                        if oid in orders and orders[oid].get("client_order_id")]
+        for cid, oid in finished:
+            st._terminal.append(cid)
+            st.by_client[cid] = oid
+        for oid, order in st.orders.items():
             if order.get("client_order_id"):
                 st.by_client[order["client_order_id"]] = oid
             st._index_broker(order["account_id"], order.get("broker_order_id"), oid)
-            if _hot is not None and order.get("status") in TERMINAL:
-                _hot.compact(st, oid)  # as the fold would have left it
         return st
 
     def __eq__(self, other: object) -> bool:
