@@ -74,13 +74,19 @@ def _duration(text: str) -> float:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """user+system CPU of a process: contention on a shared box stretches wall
-    time but not (much) the CPU one request costs, so CPU per request gives a
-    steadier "orders/s on one core" than the wall-clock rate alone."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process: contention on a shared box
+    stretches wall time but not (much) the CPU one request costs, so CPU per
+    request gives a steadier "orders/s on one core" than the wall-clock rate
+    alone. The split shows what the kernel's side costs (sockets, the journal's
+    writes) against the interpreter's."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
 
 
 def run_wrk(url: str, account: str, seconds: float, connections: int, latency: bool, token: str | None = None,
@@ -92,9 +98,10 @@ def run_wrk(url: str, account: str, seconds: float, connections: int, latency: b
     if latency:
         cmd.append("--latency")
     cmd += [url, "--", account] + ([token] if token else [])
-    cpu0 = cpu_seconds(pid) if pid else 0.0
+    u0, s0 = cpu_split(pid) if pid else (0.0, 0.0)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
-    cpu = cpu_seconds(pid) - cpu0 if pid else 0.0
+    u1, s1 = cpu_split(pid) if pid else (0.0, 0.0)
+    cpu = (u1 - u0) + (s1 - s0)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -102,6 +109,7 @@ def run_wrk(url: str, account: str, seconds: float, connections: int, latency: b
     result = {"rps": rps, "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(0) if errors else None}
     if pid and total:
         result["cpu_us_per_req"] = cpu / total * 1e6
+        result["sys_us_per_req"] = (s1 - s0) / total * 1e6
     if latency:
         m = re.search(r"^\s+50%\s+(\S+)", out, re.M)
         result["p50_s"] = _duration(m.group(1))
@@ -180,7 +188,8 @@ def main(argv=None) -> int:
                 f"rep {rep + 1}: orders {row['orders']['rps']:.0f}/s echo {row['echo']['rps']:.0f}/s "
                 f"ratio {row['orders']['rps'] / row['echo']['rps']:.2f}  single-client p50 orders "
                 f"{row['orders_1']['p50_s'] * 1e6:.0f}us echo {row['echo_1']['p50_s'] * 1e6:.0f}us  "
-                f"CPU/req orders {row['orders']['cpu_us_per_req']:.0f}us echo {row['echo']['cpu_us_per_req']:.0f}us  "
+                f"CPU/req orders {row['orders']['cpu_us_per_req']:.0f}us (sys {row['orders']['sys_us_per_req']:.0f}) "
+                f"echo {row['echo']['cpu_us_per_req']:.0f}us (sys {row['echo']['sys_us_per_req']:.0f})  "
                 f"non-2xx orders={row['orders']['non_2xx'] + row['orders_1']['non_2xx']}",
                 file=sys.stderr,
             )
@@ -200,6 +209,8 @@ def main(argv=None) -> int:
             "orders_non_2xx": sum(r["orders"]["non_2xx"] + r["orders_1"]["non_2xx"] for r in rows),
             "orders_cpu_us_per_req": round(med(r["orders"]["cpu_us_per_req"] for r in rows), 1),
             "echo_cpu_us_per_req": round(med(r["echo"]["cpu_us_per_req"] for r in rows), 1),
+            "orders_sys_us_per_req": round(med(r["orders"]["sys_us_per_req"] for r in rows), 1),
+            "echo_sys_us_per_req": round(med(r["echo"]["sys_us_per_req"] for r in rows), 1),
         }
         summary["orders_per_s_per_core_by_cpu"] = round(1e6 / summary["orders_cpu_us_per_req"])
         summary["echo_per_s_per_core_by_cpu"] = round(1e6 / summary["echo_cpu_us_per_req"])
@@ -215,7 +226,8 @@ def main(argv=None) -> int:
                 f"(orders p99 {summary['orders_p99_us_1client']} us)\n"
                 f"non-2xx order responses: {summary['orders_non_2xx']}\n"
                 f"CPU per request (server process, under wrk): orders {summary['orders_cpu_us_per_req']} us, "
-                f"echo {summary['echo_cpu_us_per_req']} us -> one-core capacity {summary['orders_per_s_per_core_by_cpu']} orders/s "
+                f"echo {summary['echo_cpu_us_per_req']} us (of which kernel: orders {summary['orders_sys_us_per_req']} us, "
+                f"echo {summary['echo_sys_us_per_req']} us) -> one-core capacity {summary['orders_per_s_per_core_by_cpu']} orders/s "
                 f"vs echo {summary['echo_per_s_per_core_by_cpu']}/s, ratio {summary['ratio_by_cpu']}"
             )
         if summary["orders_non_2xx"]:
