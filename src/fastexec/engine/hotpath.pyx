@@ -1469,12 +1469,18 @@ cdef class EngineCore:
             o = self._broker_order(account_id, broker_id)
         if o is not None and o.inst_idx == i and o.account_id == account_id:
             o.events += 1
-            if o.broker_order_id is None:
-                o.broker_order_id = broker_id
-                self._bind_broker_c(o, broker_id)
             try:
                 st = o.state = self._store._fill_at(o.slot, o.order_id, units)
             except OrderError:
+                st = None
+            if o.broker_order_id is None:
+                o.broker_order_id = broker_id
+                # an order this fill finishes is not indexed by broker id: its later events
+                # (none for a filled market order) carry its client id, and the index
+                # would only be one more big table to insert into and forget from
+                if st is None or not C_TERMINAL[_st(st)]:
+                    self._bind_broker_c(o, broker_id)
+            if st is None:
                 log.error("fill %s does not fit order %s (%s); position updated, order state kept",
                           txn_id, o.order_id, STATUS[o.state], extra=self._log_extra(o))
                 return 0
