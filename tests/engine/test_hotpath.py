@@ -246,6 +246,9 @@ def test_latency_ring_wraps_and_summarises():
         H.LatencyRing(0)
     with pytest.raises(AttributeError):
         ring._pos = 99  # only add() moves it (it indexes without a bounds check)
+    with pytest.raises(OverflowError):  # samples are int64 in a C array: refused, not wrapped
+        ring.add(2**63)
+    assert ring.summary()["count"] == 6 and H.LatencyRing(3).summary() == {"count": 0}
 
 
 def _trade_ids_reference(opened_id, closed_ids):
