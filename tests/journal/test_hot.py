@@ -150,7 +150,7 @@ def _same_state(c_state, py_state):
     assert list(c_state._terminal) == list(py_state._terminal)
     assert list(c_state.orders) == list(py_state.orders)
     assert [list(o.items()) for o in c_state.orders.values()] == [list(o.items()) for o in py_state.orders.values()]
-    assert c_state.orders == py_state.orders and c_state.order_dicts() == py_state.order_dicts()
+    assert c_state.orders == py_state.orders
     assert c_state.open_orders() == py_state.open_orders()
     accounts = []
     for state in (c_state, py_state):

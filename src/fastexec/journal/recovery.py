@@ -160,7 +160,7 @@ class Reconciler:
         st = self.journal.state
         # An account this journal has never seen: its history at the broker is
         # not ours to replay (it may be years long); start from its present.
-        fresh = acct not in st.last_txn and not any(o["account_id"] == acct for o in st.order_dicts())
+        fresh = acct not in st.last_txn and not any(o["account_id"] == acct for o in st.orders.values())
         if not fresh:
             await self._catch_up(acct)
             await self._resolve_open_orders(acct)
