@@ -264,6 +264,23 @@ def test_a_finished_order_leaves_the_state_and_its_client_id_stays():
     assert st_.positions == {"A": {"EUR_USD": 30}} and st_.last_txn == {"A": 3}
 
 
+def test_only_string_client_ids_are_indexed_and_remembered():
+    """Hypothesis found it (CI, 2026-11-22): a record whose client_order_id was a list put the
+    list among the finished ids, and the snapshot could not be built. The engine only writes
+    non-empty strings; anything else is neither indexed nor remembered, by both folds."""
+    records = []
+    for i, cid in enumerate([["x"], 5, "", "c", type("S", (str,), {})("s")]):
+        records += [{"type": "order.submitted", "order_id": f"o{i}", "client_order_id": cid, "account_id": "A",
+                     "units": 1},
+                    {"type": "order.status", "order_id": f"o{i}", "status": "cancelled"}]
+    for retain in (0, 3):
+        py, py_err, py_state = _fold(records, state_mod.PY_HANDLERS, retain)
+        c, c_err, c_state = _fold(records, state_mod._HANDLERS, retain)
+        assert py_err == c_err == [None] * len(records) and c == py
+        _same_state(c_state, py_state)
+        assert list(py_state._terminal) == ["c"] and list(py_state.by_client) == ["c"]
+
+
 def test_finished_client_ids_are_forgotten_in_batches_oldest_first():
     st_ = JournalState(retain_terminal=3, forget_batch=2)
     for i in range(6):

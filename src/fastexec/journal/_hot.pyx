@@ -600,7 +600,7 @@ cdef int _finish(StateCore state, dict order) except -1:
     if _get(state.by_broker, key) == oid:
         del state.by_broker[key]
     cid = _get(order, "client_order_id")
-    if PyObject_IsTrue(cid):
+    if type(cid) is str and PyObject_IsTrue(cid):  # state._is_client_id
         terminal = state._terminal
         if type(terminal) is _deque:
             _deque_append(terminal, cid)
@@ -746,7 +746,7 @@ cdef int _on_submitted_c(StateCore state, dict rec) except -1:
         cid = _get(rec, "client_order_id")
     cdef dict orders = <dict>state._orders
     orders[oid] = order
-    if PyObject_IsTrue(cid):
+    if type(cid) is str and PyObject_IsTrue(cid):  # state._is_client_id
         state.by_client[cid] = oid
     if bid is not None:
         state.by_broker[f"{rec['account_id']}/{bid}"] = oid

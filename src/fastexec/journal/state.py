@@ -48,6 +48,11 @@ RETAIN_TERMINAL = 20_000
 FORGET_BATCH = 4096
 
 
+def _is_client_id(cid: Any) -> bool:
+    """What the state indexes by client id: a non-empty string (the engine only writes those)."""
+    return type(cid) is str and cid != ""
+
+
 _CORE_FIELDS = ("seq", "orders", "by_client", "by_broker", "positions", "balances", "last_txn", "_recent",
                 "_recent_order", "_terminal", "retain_terminal", "forget_batch")
 
@@ -142,7 +147,7 @@ class JournalState(_StateBase):
         if self.by_broker.get(key) == oid:
             del self.by_broker[key]
         cid = order.get("client_order_id")
-        if cid:
+        if _is_client_id(cid):
             terminal = self._terminal
             terminal.append(cid)
             if len(terminal) > self.retain_terminal + self.forget_batch:
@@ -178,7 +183,7 @@ class JournalState(_StateBase):
             order["broker_order_id"] = None
         self.orders[oid] = order
         cid = rec.get("client_order_id")
-        if cid:
+        if _is_client_id(cid):
             self.by_client[cid] = oid
         if bid is not None:
             self.by_broker[f"{rec['account_id']}/{bid}"] = oid
@@ -411,12 +416,12 @@ class JournalState(_StateBase):
             finished = [(cid, oid) for cid, oid in data["finished_client_ids"]]
         else:  # a snapshot from before 2026-11-22: finished orders whole, their ids in "terminal"
             finished = [(orders[oid]["client_order_id"], oid) for oid in data.get("terminal", ())
-                        if oid in orders and orders[oid].get("client_order_id")]
+                        if oid in orders and _is_client_id(orders[oid].get("client_order_id"))]
         for cid, oid in finished:
             st._terminal.append(cid)
             st.by_client[cid] = oid
         for oid, order in st.orders.items():
-            if order.get("client_order_id"):
+            if _is_client_id(order.get("client_order_id")):
                 st.by_client[order["client_order_id"]] = oid
             st._index_broker(order["account_id"], order.get("broker_order_id"), oid)
         return st
