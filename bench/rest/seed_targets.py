@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-from run_wrk import _taskset, free_port, wait_http  # noqa: E402
+from run_wrk import _taskset, cpu_seconds, free_port, wait_http  # noqa: E402
 
 
 def _load_test_module():
@@ -56,13 +56,6 @@ percentile = _load_test_module().percentile
 
 #: the seed README's targets (p95, ms; CPU percent)
 TARGETS = {"modify": 50.0, "cancel": 50.0, "close": 100.0, "cpu_percent": 10.0}
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def summary(ms: list[float]) -> dict:
