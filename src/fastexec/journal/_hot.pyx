@@ -470,7 +470,7 @@ cdef int _put_value(o, int depth) except -1:
 
 
 cdef inline int _put_member(PyObject* v, int depth) except -1:
-    """A dict member's or a compact order's value: the usual types without another call."""
+    """A dict member's value: the usual types without another call."""
     cdef type vt = type(<object>v)
     if vt is str:
         return _put_str(<object>v)
