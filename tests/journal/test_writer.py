@@ -107,6 +107,29 @@ async def test_rotation_by_size_and_reading_across_segments(tmp_path):
     assert verify(str(tmp_path)).last_seq == 201
 
 
+@pytest.mark.parametrize("mode", ["none", "fsync"])
+async def test_rotation_in_none_mode_leaves_the_sealed_segment_to_the_kernel(tmp_path, monkeypatch, mode):
+    """``none`` rotates on the loop: flushing a sealed 64 MiB segment there stalled every
+    request for ~45 ms. The synchronous modes still flush it before moving on."""
+    flushed = []
+    real_fsync = os.fsync
+
+    def spy(fd):
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    w = JournalWriter(str(tmp_path), durability=mode, segment_bytes=2048)
+    w.open()
+    for i in range(1, 61):
+        await w.write(rec(i))
+    sealed = [path for _, path in list_segments(str(tmp_path))][:-1]
+    assert len(sealed) >= 2 and w.stats.rotations == len(sealed)
+    assert [path for path in sealed if path in flushed] == (sealed if mode == "fsync" else [])
+    await w.close()
+    assert [r.seq for r in read_records(str(tmp_path))] == list(range(1, 61))
+
+
 async def test_open_truncates_a_torn_tail_before_appending(tmp_path):
     path = tmp_path / segment_name(1)
     good = b"".join(encode(i, rec(i)) for i in range(1, 4))

@@ -3,7 +3,8 @@
 A journal directory holds segment files ``seg-<first seq>.fxj`` (20-digit,
 zero-padded, so names sort in sequence order) and snapshot files
 ``snap-<seq>.fxs``. Only the newest segment may end in a torn record: older
-ones were fsynced before the writer moved on. Continuity is checked across
+ones were fsynced before the writer moved on (in the synchronous modes; ``none``
+mode promises nothing past a power cut). Continuity is checked across
 segment boundaries too, because a missing segment means missing records.
 """
 from __future__ import annotations
