@@ -7,6 +7,7 @@ import asyncio
 
 from fastexec.config import Settings
 from fastexec.engine import Engine, OrderSpec
+from fastexec.engine.hotpath import SEEN_WINDOW
 from fastexec.sim.broker import SimulatedBroker
 from fastexec.sim.testing import run_inline
 from fastexec.sim.venue import TRIM_BATCH, Venue
@@ -46,7 +47,7 @@ def test_fifty_thousand_orders_leave_every_container_bounded():
             assert len(getattr(eng, name)) <= bound, name
         assert sum(len(d) for d in eng._by_broker.values()) <= bound
         assert len(eng._store) <= bound
-        assert sum(len(s) for s in eng._seen.values()) <= 200_000  # trimmed past 200k txn ids per account
+        assert all(len(w) <= SEEN_WINDOW for w in eng._seen.values())  # a fixed window per account
         # the oldest order is forgotten by both; the newest answers from both
         assert eng._orders.get(first.order_id) is None
         assert venue.find_order(acct, "@" + first.client_order_id) is None
@@ -60,7 +61,6 @@ def test_fifty_thousand_orders_leave_every_container_bounded():
 
 def test_redelivered_fill_older_than_the_trimmed_dedupe_window_is_not_booked_twice():
     from fastexec.brokers.base import OrderFilled, OrderRequest
-    from fastexec.engine.hotpath import SEEN_KEEP
 
     settings = Settings(max_orders_per_second=10**9, max_position_size=10**9, max_units_per_order=10**9,
                         max_daily_loss=10**15, max_concurrent_orders=10**6)
@@ -76,12 +76,10 @@ def test_redelivered_fill_older_than_the_trimmed_dedupe_window_is_not_booked_twi
         assert eng.position(aid, "EUR_USD").units == 1000
         eng._dispatch(fill)  # redelivered while its id is still in the set
         assert eng.position(aid, "EUR_USD").units == 1000
-        # many newer transactions later the set is trimmed past the fill's id
-        seen = eng._seen[aid]
-        seen.update(range(fill.txn_id + 1, fill.txn_id + SEEN_KEEP + 11))
-        eng._trim_seen(aid, seen)
-        assert fill.txn_id not in eng._seen[aid] and len(eng._seen[aid]) == SEEN_KEEP
-        assert eng._seen_floor[aid] == fill.txn_id + 10
+        # many newer transactions later the window has slid past the fill's id
+        window = eng._seen[aid]
+        assert window.record(fill.txn_id + SEEN_WINDOW + 10) is False
+        assert window.floor == fill.txn_id + 10 and len(window) == 1
         eng._dispatch(fill)  # redelivered again: below the floor, still counts as applied
         assert eng.position(aid, "EUR_USD").units == 1000
     finally:

@@ -67,6 +67,7 @@ from .hotpath import (
     TERMINAL,
     EngineCore,
     Normalized,
+    TxnWindow,
     broker_request,
     with_units,
 )
@@ -160,8 +161,7 @@ class Engine(EngineCore):
         self._subs: list[Callable[[EngineEvent], None]] = []
         self._perf = Performance()
         self._submit_ring = self._perf.ring("submit")
-        self._seen: dict[str, set] = {}  # account -> transaction ids applied (the newest SEEN_KEEP..SEEN_TRIM_AT)
-        self._seen_floor: dict[str, int] = {}  # account -> every id at or below this counts as applied
+        self._seen: dict[str, TxnWindow] = {}  # account -> the transaction ids applied (a window of the newest)
         self._tasks: set = set()
         # order id -> loop time of the failed submit, for orders whose outcome is unknown
         self._unresolved: dict[str, float] = {}
@@ -242,8 +242,7 @@ class Engine(EngineCore):
         self._accounts[account_id] = a
         self._account_names.append(account_id)
         self._currency[account_id] = snap.currency
-        self._seen[account_id] = set()
-        self._seen_floor[account_id] = 0
+        self._seen[account_id] = TxnWindow()
         self._risk.add_account(a)
         # Positions opened before this engine started (e.g. on OANDA, or before
         # a restart). The ledger closes lots FIFO like the broker, so it takes
