@@ -18,6 +18,7 @@ Every run is bounded (``--seconds`` per wrk call, ``--reps`` calls) and loopback
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -118,6 +119,61 @@ def run_wrk(url: str, account: str, seconds: float, connections: int, latency: b
     return result
 
 
+@contextlib.contextmanager
+def serve_and_echo(durability: str = "fsync", busy_poll_us: int = 0):
+    """``fastexec serve`` (simulated venue, logs at warning, risk limits raised so a
+    long run measures orders, not denials) and the bare echo server, both pinned to
+    CPU 0 on loopback; yields ``(serve, echo, orders_url, echo_url, account)`` and
+    stops both (and removes the data directory) however the block ends."""
+    api_port, metrics_port, echo_port = free_port(), free_port(), free_port()
+    data_dir = tempfile.mkdtemp(prefix="fastexec-wrk-")
+    env = dict(os.environ)
+    env.update(
+        {
+            "LOG_LEVEL": "warning",
+            "FASTEXEC_DATA_DIR": data_dir,
+            "MAX_ORDERS_PER_SECOND": "1000000",
+            # every buy/sell round trip pays the spread; a long run would hit
+            # the default daily loss limit and measure denials instead of orders
+            "MAX_DAILY_LOSS": "1000000000",
+            "MAX_CONCURRENT_ORDERS": "100000",
+            "FASTEXEC_API_TOKENS": "",
+            "FASTEXEC_JOURNAL_DURABILITY": durability,
+        }
+    )
+    env.pop("OANDA_API_KEY", None)
+    env.pop("OANDA_ACCOUNT_ID", None)
+    procs = []
+    try:
+        serve = subprocess.Popen(
+            _taskset(0) + [sys.executable, "-m", "fastexec.service", "--port", str(api_port), "--metrics-port", str(metrics_port),
+                           "--busy-poll-us", str(busy_poll_us)],
+            env=env, cwd=data_dir, stdout=subprocess.DEVNULL, stderr=open(os.path.join(data_dir, "serve.log"), "w"),
+        )
+        procs.append(serve)
+        echo = subprocess.Popen(
+            _taskset(0) + [sys.executable, str(HERE / "echo_server.py"), "--port", str(echo_port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        procs.append(echo)
+        base = f"http://127.0.0.1:{api_port}"
+        wait_http(base + "/health")
+        wait_http(f"http://127.0.0.1:{echo_port}/echo", "POST", b"{}")
+        with urllib.request.urlopen(base + "/api/v1/accounts") as resp:
+            account = json.load(resp)["accounts"][0]["account_id"]
+        yield serve, echo, base + "/api/v1/orders", f"http://127.0.0.1:{echo_port}/echo", account
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reps", type=int, default=5)
@@ -135,43 +191,7 @@ def main(argv=None) -> int:
     if not (0 < args.reps <= 20 and 0 < args.seconds <= 30):
         p.error("--reps must be 1..20 and --seconds 0..30")
 
-    api_port, metrics_port, echo_port = free_port(), free_port(), free_port()
-    data_dir = tempfile.mkdtemp(prefix="fastexec-wrk-")
-    env = dict(os.environ)
-    env.update(
-        {
-            "LOG_LEVEL": "warning",
-            "FASTEXEC_DATA_DIR": data_dir,
-            "MAX_ORDERS_PER_SECOND": "1000000",
-            # every buy/sell round trip pays the spread; a long run would hit
-            # the default daily loss limit and measure denials instead of orders
-            "MAX_DAILY_LOSS": "1000000000",
-            "MAX_CONCURRENT_ORDERS": "100000",
-            "FASTEXEC_API_TOKENS": "",
-            "FASTEXEC_JOURNAL_DURABILITY": args.durability,
-        }
-    )
-    env.pop("OANDA_API_KEY", None)
-    env.pop("OANDA_ACCOUNT_ID", None)
-    procs = []
-    try:
-        serve = subprocess.Popen(
-            _taskset(0) + [sys.executable, "-m", "fastexec.service", "--port", str(api_port), "--metrics-port", str(metrics_port),
-                           "--busy-poll-us", str(args.busy_poll_us)],
-            env=env, cwd=data_dir, stdout=subprocess.DEVNULL, stderr=open(os.path.join(data_dir, "serve.log"), "w"),
-        )
-        procs.append(serve)
-        echo = subprocess.Popen(
-            _taskset(0) + [sys.executable, str(HERE / "echo_server.py"), "--port", str(echo_port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        procs.append(echo)
-        base = f"http://127.0.0.1:{api_port}"
-        wait_http(base + "/health")
-        wait_http(f"http://127.0.0.1:{echo_port}/echo", "POST", b"{}")
-        with urllib.request.urlopen(base + "/api/v1/accounts") as resp:
-            account = json.load(resp)["accounts"][0]["account_id"]
-        orders_url, echo_url = base + "/api/v1/orders", f"http://127.0.0.1:{echo_port}/echo"
+    with serve_and_echo(args.durability, args.busy_poll_us) as (serve, echo, orders_url, echo_url, account):
         # warm-up: imports, caches, first allocations
         run_wrk(orders_url, account, 1, args.connections, False)
         run_wrk(echo_url, account, 1, args.connections, False)
@@ -234,16 +254,6 @@ def main(argv=None) -> int:
             print("some orders were not accepted: the figures above are not order throughput", file=sys.stderr)
             return 1
         return 0
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
