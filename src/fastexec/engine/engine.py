@@ -108,7 +108,7 @@ _PENDING_SUBMIT = S.PENDING_SUBMIT
 # engine retaining 100,000 orders spent 23-28 us per submit against 11-13 us
 # at 10,000. ``Engine(retain_terminal=...)`` changes the bound.
 RETAIN_TERMINAL = 10_000
-RETIRE_BATCH = 4096
+RETIRE_BATCH = 512
 UNRESOLVED_GRACE_S = 30.0  # after this, "no record at a reachable broker" means never placed
 
 

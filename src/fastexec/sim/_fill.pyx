@@ -752,7 +752,7 @@ cdef class VenueCore:
 
 # --------------------------------------------------------------------------- bounded history
 
-TRIM_BATCH = 4096  # transactions forgotten at once past ``history`` (venue.TRIM_BATCH is this)
+TRIM_BATCH = 512  # transactions forgotten at once past ``history`` (venue.TRIM_BATCH is this)
 
 
 def trim(Account acct):
@@ -792,7 +792,7 @@ cdef int _trim(Account acct) except -1:
             x = None
         # drop the transaction's references now, while what they point at is
         # in cache from the look above (a forgotten order is freed here, not
-        # in a second pass over 4096 cold entries)
+        # in a second pass over TRIM_BATCH cold entries)
         fx_list_clear(ps, j)
         fx_list_clear(times, j)
         fx_list_clear(batches, j)

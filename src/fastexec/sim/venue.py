@@ -493,7 +493,7 @@ class Account:
 
 # Bounded history (see ``Venue``): how many transactions past ``history`` are
 # forgotten at once. The kernel's ``_fill.TRIM_BATCH`` is the same number.
-TRIM_BATCH = 4096
+TRIM_BATCH = 512
 DEFAULT_HISTORY = 20_000
 
 
@@ -582,7 +582,7 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
     ``DEFAULT_HISTORY`` = 20,000, about 10,000 market orders; ``None`` keeps
     everything) and, with them, every order and trade any of those concerns.
     Once the log holds ``history + TRIM_BATCH`` transactions, the oldest
-    ``TRIM_BATCH`` (4096) are forgotten at the start of the next batch (never
+    ``TRIM_BATCH`` (512) are forgotten at the start of the next batch (never
     inside one), in O(1) amortised per transaction, and so are
 
     * finished orders (FILLED/CANCELLED) whose create, fill and cancel
