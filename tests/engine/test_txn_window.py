@@ -61,6 +61,11 @@ def test_a_jump_past_a_whole_window_clears_it():
     assert w.record(9 * SEEN_WINDOW + 1000) is False  # its bit was cleared by the jump
 
 
+def test_a_negative_floor_is_refused():
+    with pytest.raises(ValueError):
+        TxnWindow(floor=-1)
+
+
 def test_ids_beyond_int64_are_refused():
     w = TxnWindow()
     with pytest.raises(OverflowError):

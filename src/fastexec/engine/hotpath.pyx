@@ -220,6 +220,8 @@ cdef class TxnWindow:
     cdef readonly long long floor
 
     def __init__(self, long long floor=0):
+        if floor < 0:  # ids are positive; a negative floor could overflow ``txn - floor``
+            raise ValueError(f"floor must be >= 0, not {floor}")
         self.floor = floor
 
     cdef inline void _slide(self, long long new_floor) noexcept:
