@@ -28,12 +28,11 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from urllib.parse import urlsplit
 
-from run_wrk import HERE, serve_and_echo
+from run_wrk import run_wrk, serve_and_echo
 
 PERCENTILES = (50, 90, 99, 99.9, 99.99)
 
@@ -125,9 +124,7 @@ def main(argv=None) -> int:
         p.error("--preload-seconds needs wrk (apt-get install wrk), or pass 0")
     with serve_and_echo(args.durability) as (serve, echo, orders_url, echo_url, account):
         if args.preload_seconds:
-            subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{args.preload_seconds}s",
-                            "-s", str(HERE / "post.lua"), orders_url, "--", account],
-                           check=True, capture_output=True, timeout=args.preload_seconds + 30)
+            run_wrk(orders_url, account, args.preload_seconds, 32, False)
         with _pinned(1):
             one_client(orders_url, account, 2000)  # warm the connection path
             one_client(echo_url, account, 2000)
