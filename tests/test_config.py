@@ -82,6 +82,31 @@ def test_oanda_adapter_settings_pass_through():
         Settings.from_env({"FASTEXEC_JOURNAL_DURABILITY": "sometimes"})
 
 
+def test_journal_direct_defaults_on_and_reaches_the_writer(tmp_path):
+    """FASTEXEC_JOURNAL_DIRECT=false keeps the synchronous modes on the writer thread; the
+    default writes batches directly (and /health/detailed says which)."""
+    import asyncio
+
+    from fastexec.journal.integration import JournaledEngine
+
+    assert Settings.from_env({}).journal_direct is True
+    with pytest.raises(ConfigError, match="FASTEXEC_JOURNAL_DIRECT"):
+        Settings.from_env({"FASTEXEC_JOURNAL_DIRECT": "maybe"})
+
+    async def path(env):
+        s = Settings.from_env(env)  # as the service builds it
+        je = JournaledEngine(s, durability=s.journal_durability, journal_dir=str(tmp_path / str(len(env))))
+        await je.start()
+        try:
+            return je.health()["journal"]["writes"]
+        finally:
+            await je.stop()
+
+    assert asyncio.run(path({})) == "direct"
+    assert asyncio.run(path({"FASTEXEC_JOURNAL_DIRECT": "false"})) == "thread"
+    assert asyncio.run(path({"FASTEXEC_JOURNAL_DIRECT": "0", "FASTEXEC_JOURNAL_DURABILITY": "none"})) == "loop"
+
+
 def test_sim_history_bounds_the_embedded_venue_and_zero_keeps_everything():
     import asyncio
 

@@ -132,6 +132,9 @@ class Settings:
     # preallocated, so a batch changes no metadata reading it back needs; fdatasync skips the mtime
     # update and is slightly cheaper); none stops at the page cache: tests and benchmarks only
     journal_durability: str = "fsync"
+    # fsync / fdatasync: batches as O_DIRECT writes through Linux AIO from the event loop (no writer
+    # thread); false, or a file system without direct I/O, keeps the writer thread
+    journal_direct: bool = True
     oanda_max_requests_per_s: int = 100
     oanda_pool_size: int = 10
     oanda_gslo_style: str = "legacy"  # legacy: stopLossOnFill.guaranteed (v20 3.0.25); modern: guaranteedStopLossOnFill
@@ -203,6 +206,7 @@ class Settings:
             api_tokens=_tokens(_get(env, "FASTEXEC_API_TOKENS", None)),
             data_dir=_get(env, "FASTEXEC_DATA_DIR", "var"),
             journal_durability=durability,
+            journal_direct=_bool(env, "FASTEXEC_JOURNAL_DIRECT", True),
             oanda_max_requests_per_s=_int(env, "OANDA_MAX_REQUESTS_PER_S", 100, minimum=1),
             oanda_pool_size=_int(env, "OANDA_POOL_SIZE", 10, minimum=1),
             oanda_gslo_style=gslo_style,

@@ -77,20 +77,29 @@ def test_benchmark_scenario_order_passes_on_both_sides_after_the_loops():
 
 
 def test_journal_handoff_times_every_step_of_an_fsync_ack(tmp_path):
-    """bench/journal_handoff.py: both paths of a one-client fsync acknowledgement are timed,
-    each step of the thread's is stamped (the wrappers still match the writer's methods),
-    and the journal it made is cleaned up."""
+    """bench/journal_handoff.py: the three paths of a one-client fsync acknowledgement are
+    timed, each step of the direct write's and the thread's is stamped (the wrappers still
+    match the writer's methods), and the journals it made are cleaned up."""
     proc = subprocess.run([sys.executable, os.path.join(BENCH, "journal_handoff.py"), "--orders", "40"],
                           capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "journal fsync; microseconds"
     assert lines[1] == "40 lone acknowledgements, written on the loop" and lines[2].split()[0] == "total"
-    assert lines[3].endswith("acknowledgements handed to the writer thread") and int(lines[3].split()[0]) > 0
-    steps = [line.split("p10")[0].strip() for line in lines[4:]]
+    assert lines[3].endswith("acknowledgements in a direct write submitted at the end of a busy turn")
+    assert int(lines[3].split()[0]) > 0
+    steps = [line.split("p10")[0].strip() for line in lines[4:10]]
+    assert steps == ["submit -> end of turn (kick)", "kick -> write submitted", "submitted -> completion reaped",
+                     "reaped -> loop runs _done", "_done -> ack returned", "total"]
+    assert lines[10].endswith("acknowledgements handed to the writer thread (direct I/O off)")
+    assert int(lines[10].split()[0]) > 0
+    steps = [line.split("p10")[0].strip() for line in lines[11:]]
     assert steps == ["submit -> end of turn (kick)", "kick -> writer thread awake", "awake -> batch taken",
                      "durable write", "written -> loop told", "loop told -> loop runs _done", "_done -> ack returned",
                      "total"]
+    for line in lines[2:]:  # every step took time: no stamp out of order
+        if "p10" in line:
+            assert float(line.split("p10")[1].split()[0]) > 0, line
     assert list(tmp_path.iterdir()) == []
 
 

@@ -325,21 +325,26 @@ async def test_a_lone_none_mode_submit_acks_without_a_turn_and_a_busy_turn_share
 
 
 async def _writer_idle(w, timeout: float = 5.0) -> None:
-    """Until the writer thread (if started) sits idle with no upkeep left to do: bounded."""
+    """Until nothing is in flight: the writer thread (if started) idle with no upkeep left to
+    do, no direct write submitted, no upkeep running. Bounded."""
     async def poll():
-        while w._upkeep_due or not (w._thread is None or w._thread_idle):
+        while (w._upkeep_due or not (w._thread is None or w._thread_idle) or w._upkeep_running
+               or (w._direct is not None and w._direct.inflight)):
             await asyncio.sleep(0.001)
     await asyncio.wait_for(poll(), timeout)
 
 
+@pytest.mark.parametrize("direct", [True, False])
 @pytest.mark.parametrize("py", [False, True])
-async def test_a_lone_fsync_submit_writes_on_the_loop_and_a_busy_turn_goes_to_the_thread(tmp_path, py):
+async def test_a_lone_fsync_submit_writes_on_the_loop_and_a_busy_turn_shares_a_batch(tmp_path, py, direct):
     """``fsync`` decides per loop turn as ``none`` does: a submit alone in its turn (after a
-    quiet turn), while the writer thread is idle, writes its records on the loop through the
-    O_SYNC descriptor, durable when the write returns, and is acknowledged without a hand-off
-    (its coroutine finishes on its first step, no future). A busy turn's other acks go to the
-    writer thread and share its batch."""
-    je, submit, w, spec, filled_on_disk = await _journaled(tmp_path, "fsync", py)
+    quiet turn), with nothing in flight, writes its records on the loop through the O_SYNC
+    descriptor, durable when the write returns, and is acknowledged without a hand-off
+    (its coroutine finishes on its first step, no future). A busy turn's other acks share
+    one batch: a direct write submitted at the end of the turn (or, without direct I/O, the
+    writer thread's)."""
+    je, submit, w, spec, filled_on_disk = await _journaled(tmp_path, "fsync", py, direct=direct)
+    assert w.write_path == ("direct" if direct else "thread")
     await asyncio.sleep(0)  # start-up's own end-of-turn hand-off
     await _writer_idle(w)
     for i in range(3):
@@ -352,28 +357,33 @@ async def test_a_lone_fsync_submit_writes_on_the_loop_and_a_busy_turn_goes_to_th
         assert f"alone-{i}" in filled_on_disk()
         await asyncio.sleep(0)  # a quiet turn: nothing was left for the thread
 
+    batches = w.stats.batches
     await asyncio.gather(*[submit(spec(f"busy-{k}")) for k in range(10)])
     assert w.durable_seq == w.last_seq and {f"busy-{k}" for k in range(10)} <= filled_on_disk()
-    assert w._thread is not None  # the busy turn's acks went to the writer thread
+    # the first ack wrote on the loop; the other nine shared the batch(es) after it
+    assert 2 <= w.stats.batches - batches <= 3
+    assert (w._thread is None) == direct  # a writer thread exists only without direct I/O
     await je.stop()
 
 
+@pytest.mark.parametrize("direct", [True, False])
 @pytest.mark.parametrize("py", [False, True])
-async def test_segment_upkeep_after_loop_side_fsync_writes_is_the_threads(tmp_path, py):
+async def test_segment_upkeep_after_loop_side_fsync_writes_is_off_the_loop(tmp_path, py, direct):
     """Lone acknowledgements write on the loop, but rotating a full segment and topping up
-    its preallocation (both flush too) stay off the loop: the write leaves them to the writer
-    thread, which does them at the end of the turn. Small segments make it rotate often;
-    every record still reads back, in order, from the rotated files."""
-    je, submit, w, spec, filled_on_disk = await _journaled(tmp_path, "fsync", py, segment_bytes=8192)
-    after_batch = []  # the threads that did segment upkeep
-    real_after = w._after_batch
+    its preallocation (both flush too) stay off the loop: the write leaves them to a thread
+    (the upkeep thread with direct I/O, else the writer thread), which does them at the end
+    of the turn. Small segments make it rotate often; every record still reads back, in
+    order, from the rotated files."""
+    je, submit, w, spec, filled_on_disk = await _journaled(tmp_path, "fsync", py, segment_bytes=8192, direct=direct)
+    after_batch = []  # the threads that rotated a segment
+    real_rotate = w._rotate
     main = threading.get_ident()
 
-    def spy(last):
+    def spy(next_seq):
         after_batch.append(threading.get_ident())
-        return real_after(last)
+        return real_rotate(next_seq)
 
-    w._after_batch = spy
+    w._rotate = spy
     for i in range(40):
         await submit(spec(f"rot-{i}", "buy" if i % 2 else "sell"))
         await asyncio.sleep(0)  # the turn ends: upkeep, if due, goes to the thread

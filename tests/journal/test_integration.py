@@ -229,7 +229,8 @@ async def test_full_disk_fails_the_journal_and_health_detailed_says_so(venue, tm
         assert journal["durable_seq"] == journal["last_seq"] > 0 and journal["batches"] >= 1
         assert b'execution_journal_ok{durability="fsync"} 1.0' in metrics.render()
 
-        os.dup2(full, je.journal.writer._fd)  # the same descriptor number, now a full device
+        w = je.journal.writer  # the descriptor batches go through, its number now a full device
+        os.dup2(full, w._dfd if w.write_path == "direct" else w._fd)
         r = await client.post("/api/v1/orders", json=body)
         err = await r.json()
         assert r.status == 503 and err["error"]["code"] == "JOURNAL_FAILED", err

@@ -13,6 +13,17 @@ from fastexec.journal import JournalWriter, read_records, verify
 from fastexec.journal.reader import list_segments, segment_name
 from fastexec.journal.codec import encode, scan_bytes
 from fastexec.journal.reader import scan_segment
+from fastexec.journal import writer as writer_module
+
+
+@pytest.fixture(autouse=True, params=["direct", "thread"])
+def batch_path(request, monkeypatch):
+    """Every test here runs on both ways the synchronous modes write a batch: direct
+    writes through Linux AIO from the loop (the default) and the writer thread (what a
+    file system without direct I/O, or ``direct=False``, gets)."""
+    if request.param == "thread":
+        monkeypatch.setattr(writer_module, "DirectAppender", None)
+    return request.param
 
 
 def rec(i: int) -> dict:
@@ -20,8 +31,9 @@ def rec(i: int) -> dict:
 
 
 @pytest.mark.parametrize("mode", ["fsync", "fdatasync", "none"])
-async def test_records_are_durable_in_order_in_every_mode(tmp_path, mode):
+async def test_records_are_durable_in_order_in_every_mode(tmp_path, mode, batch_path):
     w = JournalWriter(str(tmp_path), durability=mode)
+    assert w.write_path == ("loop" if mode == "none" else batch_path)
     assert w.open().last_seq == 0
     seqs = [await w.write(rec(i)) for i in range(1, 6)]
     assert seqs == [1, 2, 3, 4, 5]
@@ -372,3 +384,53 @@ async def test_sealed_segments_end_at_their_data(tmp_path):
             assert res.zero_tail == 0 and res.good_end == os.path.getsize(path)
     w.abandon()
     assert [r.seq for r in read_records(str(tmp_path))] == list(range(1, 101))
+
+
+async def test_a_batch_bigger_than_the_room_left_grows_the_preallocation_first(tmp_path):
+    """One loop turn appends more than the preallocated space holds (here ~230 KB against
+    64 KiB): the batch waits for the space to grow, then goes out whole, in order."""
+    w = JournalWriter(str(tmp_path), preallocate=4096, segment_bytes=16 << 20)
+    w.open()
+    room = w._alloc_end
+    seqs = [w.append({**rec(i), "pad": "p" * 200}) for i in range(1, 1001)]
+    await w.wait_durable(seqs[-1])
+    assert w._alloc_end > room and w.durable_seq == 1000 and w.stats.records == 1000
+    await w.close()
+    assert [r.seq for r in read_records(str(tmp_path))] == seqs and verify(str(tmp_path)).ok
+
+
+async def test_reopening_mid_block_again_and_again_keeps_every_record(tmp_path):
+    """Each clean close trims the segment to its data, which ends mid-block; the next open
+    carries that partial block (direct writes rewrite it whole) and appends after it."""
+    expect = []
+    for round_ in range(4):
+        w = JournalWriter(str(tmp_path))
+        assert w.open().last_seq == len(expect)
+        for i in range(3 + round_):
+            expect.append(await w.write(rec(100 * round_ + i)))
+        await w.close()
+    assert [r.seq for r in read_records(str(tmp_path))] == expect == list(range(1, len(expect) + 1))
+    assert verify(str(tmp_path)).ok
+
+
+async def test_a_batch_the_disk_refuses_fails_every_waiter_and_poisons_the_writer(tmp_path, batch_path):
+    """The batch's descriptor now points at /dev/full: the waiters of the batch (a busy turn,
+    so not a lone loop-side write) get JournalFailedError, and nothing more is accepted."""
+    from fastexec.journal import JournalFailedError
+
+    w = JournalWriter(str(tmp_path))
+    w.open()
+    await w.write(rec(1))
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        os.dup2(full, w._dfd if batch_path == "direct" else w._fd)
+        seqs = [w.append(rec(i)) for i in range(2, 6)]
+        results = await asyncio.gather(*(w.wait_durable(s) for s in seqs), return_exceptions=True)
+        assert all(isinstance(r, JournalFailedError) for r in results), results
+        assert w.failed is not None and w.durable_seq == 1
+        with pytest.raises(JournalFailedError):
+            w.append(rec(6))
+    finally:
+        os.close(full)
+        w.abandon()
+    assert [r.seq for r in read_records(str(tmp_path))] == [1]

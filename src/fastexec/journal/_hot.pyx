@@ -1019,6 +1019,11 @@ cdef class WriterCore:
         if not self._sync:
             self._write_now_c()
             return ACK_WRITTEN
+        direct = self._direct
+        if direct is not None:  # only with no write in flight and no upkeep running
+            if direct.inflight or self._rotating:
+                return ACK_NOTHING
+            return ACK_WRITTEN if self._write_direct_now() else ACK_NOTHING
         # fsync: only while the writer thread is idle (not mid-batch or mid-upkeep), and
         # holding the disk so that it cannot start one meanwhile
         if not (self._thread is None or self._thread_idle):
@@ -1043,6 +1048,8 @@ cdef class WriterCore:
             return
         if not self._sync:
             self._write_now_c()
+        elif self._direct is not None:
+            self._submit_direct()
         elif not self._q and not self._upkeep_due:
             return  # a lone acknowledgement wrote the turn's records itself: nothing for the thread
         elif self._thread is None:

@@ -68,6 +68,7 @@ class JournaledEngine:
         keep_snapshots: int = 3,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         unknown_orders: str = "adopt",
+        direct: Optional[bool] = None,
         **engine_kwargs: Any,
     ) -> None:
         from fastexec.engine import Engine
@@ -75,7 +76,8 @@ class JournaledEngine:
         settings = settings if settings is not None else Settings.from_env()
         self.journal_dir = journal_dir or os.path.join(settings.data_dir, "journal")
         self.journal = Journal(self.journal_dir, durability=durability, segment_bytes=segment_bytes,
-                               keep_snapshots=keep_snapshots, snapshot_every=snapshot_every)
+                               keep_snapshots=keep_snapshots, snapshot_every=snapshot_every,
+                               direct=settings.journal_direct if direct is None else direct)
         self.engine = Engine(settings, broker, journal=self.journal, **engine_kwargs)
         self.unknown_orders = unknown_orders
         self.open_report: Optional[OpenReport] = None

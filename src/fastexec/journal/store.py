@@ -83,8 +83,10 @@ class Journal(_JournalBase):
         state_provider: Optional[Callable[[], dict]] = None,
         keep_tail: bool = False,
         snapshot_in_child: Optional[bool] = None,
+        direct: bool = True,
     ):
         self.directory = directory
+        self.direct = direct
         self.durability = Durability(durability)
         self.segment_bytes = segment_bytes
         self.keep_snapshots = keep_snapshots
@@ -125,7 +127,7 @@ class Journal(_JournalBase):
             count += 1
             if self.keep_tail:
                 tail.append(rec)
-        self.writer = JournalWriter(self.directory, durability=self.durability,
+        self.writer = JournalWriter(self.directory, durability=self.durability, direct=self.direct,
                                     segment_bytes=self.segment_bytes, min_next_seq=after + 1)
         info: OpenInfo = self.writer.open()
         self.state.seq = info.last_seq
@@ -208,6 +210,7 @@ class Journal(_JournalBase):
             bytes=st.bytes,
             max_batch=st.max_batch,
             rotations=st.rotations,
+            writes=w.write_path,
             # the disk side's write (+ flush in fsync/fdatasync) per batch
             mean_write_us=round(st.sync_ns / st.batches / 1000, 1) if st.batches else None,
             max_write_us=round(st.max_sync_ns / 1000, 1),

@@ -9,20 +9,34 @@ released together once the batch is durable. Under light load a batch is one
 loop turn's records (latency = one disk flush); under heavy load batches grow
 and throughput rises with them, which is the behaviour an order flow needs.
 
-The disk side is one dedicated writer thread, so the loop keeps serving prices
-and requests while the disk works; the loop thread only encodes each record
-(so a record that cannot be encoded fails its own caller, at once) and queues
-the frame. The hand-off is kept short because it sits on every acknowledgement:
+In the synchronous modes (``fsync``, ``fdatasync``) the disk side is asynchronous
+I/O driven by the loop itself (``_direct.DirectAppender``): at the end of a loop turn
+that appended, everything queued goes out as one ``O_DIRECT`` write through Linux AIO
+(``io_submit``) on a descriptor also opened ``O_SYNC`` / ``O_DSYNC``, so that its
+completion means durable. The completion arrives on an eventfd the loop polls with its
+sockets (``_reap_direct``): the batch's waiters are released in one pass and whatever
+was appended meanwhile goes out as the next write. One write is in flight at a time, so
+batches reach the file whole and in sequence order. The loop thread only encodes each
+record (so a record that cannot be encoded fails its own caller, at once), queues the
+frame and, once per batch, submits and reaps.
 
-* loop -> thread: frames go on a deque; at the end of a loop turn that
-  appended anything, one ``eventfd`` write wakes the thread if it sleeps (a
-  busy thread takes the next batch off the deque by itself as soon as the
-  previous one is durable, without waiting for the loop);
-* the write is one ``pwrite`` on a descriptor opened ``O_SYNC`` (``fsync``
-  mode) or ``O_DSYNC`` (``fdatasync`` mode): write and flush in one system
-  call, one trip through the GIL;
-* thread -> loop: one ``call_soon_threadsafe`` per batch, whose callback
-  resolves every waiter of the batch in one pass.
+Why not a writer thread blocking in a durable ``pwrite`` (what this module did before,
+and still does where direct I/O is off or unsupported: ``direct=False``,
+``FASTEXEC_JOURNAL_DIRECT=false``, or a file system answering EINVAL): the thread's
+wake-ups, the GIL passed back and forth and the preemptions of the loop cost ~90 us of
+CPU on the loop's core per batch here, against ~25 us for a submit and a reap; over REST
+under load that was ~60 against ~52 us of CPU per order (``bench/journal_handoff.py``
+times each step of both). Direct I/O moves whole blocks, so the last, partly filled block
+is written again by the next batch (see ``_direct`` for why that cannot lose an
+acknowledged record). The thread path: frames go on a deque; at the end of a loop turn
+one ``eventfd`` write wakes the thread if it sleeps (a busy thread takes the next batch
+by itself); the write is one ``pwrite`` through the O_SYNC / O_DSYNC descriptor; one
+``call_soon_threadsafe`` per batch tells the loop.
+
+Segment upkeep (growing the preallocation, rotating a full segment: both flush, a few
+ms) never runs on the loop: with direct I/O it runs on a one-thread executor while no
+write is in flight, and nothing is submitted until it is done; on the thread path the
+writer thread does it between batches.
 
 Preallocation: in the synchronous modes each segment is extended ahead of the
 write position with zeros that are really written (not ``fallocate``d holes
@@ -47,19 +61,19 @@ that is alone - the first of its turn, after a turn with at most one - writes
 at once and answers without waiting a turn; once a turn has had several, they
 all wait for the end-of-turn write, until a quiet turn again.
 
-The synchronous modes make the same per-turn choice: a lone acknowledgement, while
-the writer thread is idle, writes its turn's records itself, on the loop, through the
-same ``O_SYNC`` / ``O_DSYNC`` descriptor, and answers when that one system call
-returns. One client waits for its flush either way; on the loop it skips the two
-hand-offs (~30 us) and the thread's wake-ups (four voluntary context switches per
-order fewer), which is also most of the CPU an order costs at low rates
-(``bench/journal_handoff.py``, ``bench/rest/seed_targets.py``). The loop is blocked
-for that one flush, and only when nothing else asked for an acknowledgement in its
-turn; a busy turn, or an ack while the thread has a batch in hand, goes to the thread
-as before. Whoever writes holds ``_disk`` from taking the queue until the write
-returns, so batches reach the file whole and in sequence order, and the segment's
-upkeep after a loop-side write (rotation, topping up the preallocation: both flush
-too) is left to the thread (``_upkeep_due``).
+The synchronous modes make the same per-turn choice: a lone acknowledgement, with
+nothing in flight (no direct write submitted, no upkeep running; on the thread path:
+the writer thread idle), writes its turn's records itself, on the loop, with one
+synchronous write through the same descriptor, and answers when that system call
+returns. One client waits for its flush either way; on the loop it skips the submit
+and the reap (or the thread's two hand-offs and wake-ups), which is also most of the
+CPU an order costs at low rates (``bench/journal_handoff.py``,
+``bench/rest/seed_targets.py``). The loop is blocked for that one flush, and only when
+nothing else asked for an acknowledgement in its turn; a busy turn goes to a batch as
+before. On the thread path whoever writes holds ``_disk`` from taking the queue until
+the write returns, and the segment's upkeep after a loop-side write is left to the
+thread (``_upkeep_due``); with direct I/O a loop-side write that leaves upkeep due
+starts it on the upkeep executor.
 
 A failed write or flush poisons the writer: after a failed fsync the kernel may
 already have dropped the dirty pages, so retrying could report durable data
@@ -69,12 +83,14 @@ must stop acknowledging.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import logging
 import os
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 from typing import Optional
@@ -88,6 +104,10 @@ try:  # the loop side of an append and the ack's future, compiled (``_hot.Writer
     from ._hot import WriterCore as _WriterBase
 except ImportError:  # pragma: no cover - a build without the extension appends in Python
     _WriterBase = object
+try:  # the synchronous modes' batches as whole-block direct writes through Linux AIO
+    from ._direct import BLOCK as DIRECT_BLOCK, DirectAppender
+except ImportError:  # pragma: no cover - a build without it writes batches on the writer thread
+    DirectAppender, DIRECT_BLOCK = None, 4096
 
 log = logging.getLogger("fastexec.journal")
 
@@ -202,6 +222,7 @@ class JournalWriter(_WriterBase):
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         min_next_seq: int = 1,
         preallocate: int = DEFAULT_PREALLOCATE,
+        direct: bool = True,
     ):
         self.directory = directory
         self.durability = Durability(durability)
@@ -237,6 +258,19 @@ class JournalWriter(_WriterBase):
         # fsync: held by whoever takes the queue and writes it (the writer thread, or the loop
         # for a lone acknowledgement), so batches reach the file whole and in sequence order
         self._disk = threading.Lock()
+        # sync modes, direct: batches go out as O_DIRECT writes through Linux AIO from the loop
+        # (``_direct``; None: on the writer thread). Only segment upkeep runs on a thread
+        # (``_upkeep_pool``, ``_upkeep_running``): growing the preallocation runs beside the
+        # writes (they stay below the old end); nothing is submitted while it rotates (``_rotating``).
+        self._want_direct = direct and self._sync and self.preallocate > 0 and DirectAppender is not None
+        self._direct = None
+        self._dfd: Optional[int] = None
+        self._inflight = (0, 0, 0, 0)  # the write in flight: last seq, count, bytes, submitted at (ns)
+        self._reaping = False
+        self._upkeep_running = False
+        self._rotating = False
+        self._upkeep_pool: Optional[ThreadPoolExecutor] = None
+        self._room_needed = 0
         self._stopping = False
         self._abandoned = False
         self._failed: Optional[BaseException] = None
@@ -319,6 +353,35 @@ class JournalWriter(_WriterBase):
             fsync_dir(self.directory)
         if self.preallocate:
             self._reserve(self.preallocate)
+        if self._want_direct:
+            self._attach_direct(path, data_end, flags)
+
+    def _attach_direct(self, path: str, data_end: int, flags: int) -> None:
+        """Open the segment again with O_DIRECT for the batches, and point the appender at
+        it, with the bytes of the partial block before ``data_end`` (rewritten by the next
+        write). A file system without direct I/O (EINVAL) keeps the writer thread."""
+        try:
+            dfd = os.open(path, (flags & ~os.O_CREAT) | os.O_DIRECT)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or self._direct is not None:  # no switching mid-journal
+                raise
+            log.info("journal: %s has no direct I/O; batches go through the writer thread", self.directory)
+            self._want_direct = False
+            return
+        try:
+            keep = data_end % DIRECT_BLOCK
+            head = b""
+            if keep:
+                with open(path, "rb") as fh:
+                    fh.seek(data_end - keep)
+                    head = fh.read(keep)
+            if self._direct is None:
+                self._direct = DirectAppender()
+            self._direct.attach(dfd, data_end, head)
+        except BaseException:
+            os.close(dfd)
+            raise
+        self._dfd = dfd
 
     def _reserve(self, nbytes: int) -> None:
         """Make sure ``nbytes`` after the write position are allocated: written
@@ -349,6 +412,14 @@ class JournalWriter(_WriterBase):
     @property
     def failed(self) -> Optional[BaseException]:
         return self._failed
+
+    @property
+    def write_path(self) -> str:
+        """Who writes the batches: ``direct`` (Linux AIO from the loop), ``thread`` (the writer
+        thread: direct I/O turned off or not supported here) or ``loop`` (``none`` mode)."""
+        if not self._sync:
+            return "loop"
+        return "direct" if self._want_direct else "thread"
 
     # ------------------------------------------------------------------ append (loop)
 
@@ -386,6 +457,8 @@ class JournalWriter(_WriterBase):
             return
         if not self._sync:
             self._write_now_py()
+        elif self._direct is not None:
+            self._submit_direct()
         elif not self._q and not self._upkeep_due:
             return  # a lone acknowledgement wrote the turn's records itself: nothing for the thread
         elif self._thread is None:
@@ -397,9 +470,8 @@ class JournalWriter(_WriterBase):
     def ack_turn_py(self, last: int) -> int:
         """An acknowledgement of the records up to ``last`` is about to wait for them:
         write them now, on the loop, when it is alone in its loop turn (after a quiet turn;
-        in the synchronous modes also only while the writer thread is idle), else leave
-        them to the end-of-turn write (``none``) or the writer thread (see the module
-        docstring). (The reference of ``_hot.WriterCore.ack_turn``.)"""
+        in the synchronous modes also only with nothing in flight), else leave them to the
+        end-of-turn write (``none``) or the next batch (see the module docstring). (The reference of ``_hot.WriterCore.ack_turn``.)"""
         if not self._kick_pending or self.durable_seq >= last:
             return ACK_NOTHING
         self._turn_acks += 1
@@ -408,6 +480,11 @@ class JournalWriter(_WriterBase):
         if not self._sync:
             self._write_now()
             return ACK_WRITTEN
+        direct = self._direct
+        if direct is not None:  # only with no write in flight and no upkeep running
+            if direct.inflight or self._rotating:
+                return ACK_NOTHING
+            return ACK_WRITTEN if self._write_direct_now() else ACK_NOTHING
         # fsync: only while the writer thread is idle (not mid-batch or mid-upkeep), and
         # holding the disk so that it cannot start one meanwhile
         if not (self._thread is None or self._thread_idle) or not self._disk.acquire(False):
@@ -610,6 +687,133 @@ class JournalWriter(_WriterBase):
         os.close(self._efd)
         self._efd = None
 
+    # ------------------------------------------------------------------ disk side: direct
+
+    def _submit_direct(self) -> None:
+        """On the loop: if nothing is in flight and the segment is not being rotated, submit
+        everything queued as one direct write (its completion arrives through ``_reap_direct``)."""
+        direct = self._direct
+        if direct.inflight or self._rotating or not self._q or self._failed is not None:
+            return
+        try:
+            taken = direct.submit(self._q, self._alloc_end)
+            if taken is None:  # past the preallocated end: the growth's end submits it
+                if not self._upkeep_running:
+                    self._room_needed = sum(map(len, self._q))
+                    self._start_upkeep(rotate=False)
+                return
+            if not self._reaping:
+                self._loop.add_reader(direct.eventfd, self._reap_direct)
+                self._reaping = True
+        except BaseException as exc:  # noqa: BLE001 - handed to every waiter
+            self._fail(exc)
+            return
+        n, nbytes = taken
+        self._disk_seq += n
+        self._inflight = (self._disk_seq, n, nbytes, time.perf_counter_ns())
+
+    def _reap_direct(self) -> None:
+        """On the loop, when the appender's eventfd is readable: the write in flight is
+        durable (or failed): release its waiters, then upkeep or the next batch."""
+        done = self._direct.reap()
+        if done is None:
+            return
+        nbytes, err = done
+        last, n, _, t0 = self._inflight
+        if self._failed is not None:
+            return
+        if err:
+            self._fail(OSError(err, f"journal direct write: {os.strerror(err)}"))
+            return
+        self._account_write(nbytes, time.perf_counter_ns() - t0)
+        self._done(last, n, nbytes)
+        if not self._upkeep_if_due():
+            self._submit_direct()
+
+    def _write_direct_now(self) -> bool:
+        """A lone acknowledgement's records, written synchronously on the loop through the
+        same appender (see ``ack_turn_py``); False when they need more room first."""
+        t0 = time.perf_counter_ns()
+        try:
+            taken = self._direct.write_now(self._q, self._alloc_end)
+        except BaseException as exc:  # noqa: BLE001 - handed to every waiter
+            self._fail(exc)
+            return True
+        if taken is None:
+            return False
+        n, nbytes = taken
+        self._disk_seq += n
+        self._account_write(nbytes, time.perf_counter_ns() - t0)
+        self._done(self._disk_seq, n, nbytes)
+        self._upkeep_if_due()
+        return True
+
+    def _account_write(self, nbytes: int, took: int) -> None:
+        self._pos += nbytes
+        st = self.stats
+        st.sync_ns += took
+        if took > st.max_sync_ns:
+            st.max_sync_ns = took
+
+    def _upkeep_if_due(self) -> bool:
+        """Start rotating or growing the segment when due; True while the loop must not
+        submit (a rotation: the descriptor changes under it)."""
+        if self._upkeep_running:
+            return self._rotating
+        if self._pos >= self.segment_bytes:
+            if not self._direct.inflight:  # else the reap of the write in flight starts it
+                self._start_upkeep(rotate=True)
+            return True
+        if self._alloc_end - self._pos < self.preallocate // 2:
+            self._start_upkeep(rotate=False)
+        return False
+
+    def _start_upkeep(self, rotate: bool) -> None:
+        """Rotate, or grow the preallocation, on the upkeep thread (both flush: a few ms).
+        Growing writes zeros past the preallocated end through the buffered descriptor
+        while direct writes go on below it (``_alloc_end`` moves once the zeros are
+        durable); a rotation waits for nothing in flight (the caller's) and stops submits."""
+        self._upkeep_running = True
+        self._rotating = rotate
+        if self._upkeep_pool is None:
+            self._upkeep_pool = ThreadPoolExecutor(1, thread_name_prefix="fastexec-journal")
+        fut = self._loop.run_in_executor(self._upkeep_pool, self._upkeep)
+        fut.add_done_callback(self._upkeep_done)
+
+    def _upkeep(self) -> None:
+        """On the upkeep thread. Rotating: nothing is in flight and the loop leaves the
+        appender alone. Growing: only ``_fd`` and the file past ``_alloc_end`` are touched."""
+        with self._disk:
+            if self._rotating:
+                self._rotate(self._disk_seq + 1)
+            else:
+                self._reserve(max(self.preallocate, self._room_needed + self.preallocate // 2))
+            self._room_needed = 0
+
+    def _upkeep_done(self, fut: asyncio.Future) -> None:
+        self._upkeep_running = False
+        self._rotating = False
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None:
+            self._fail(exc)
+        elif not self._closed and not self._upkeep_if_due():
+            self._submit_direct()
+
+    def _stop_direct(self) -> None:
+        """Wait for upkeep and for a write in flight; let go of the appender."""
+        if self._upkeep_pool is not None:
+            self._upkeep_pool.shutdown(wait=True)
+            self._upkeep_pool = None
+        if self._direct is not None:
+            if self._reaping:
+                try:
+                    self._loop.remove_reader(self._direct.eventfd)
+                except RuntimeError:  # the loop is closed: nothing left to unregister
+                    pass
+                self._reaping = False
+            self._direct.close()
+            self._direct = None
+
     def _rotate(self, next_seq: int) -> None:
         """Seal the current segment (trimmed to its data) and start the next one at ``next_seq``.
 
@@ -623,6 +827,9 @@ class JournalWriter(_WriterBase):
         self.stats.rotations += 1
 
     def _seal(self, flush: bool = True) -> None:
+        if self._dfd is not None:
+            os.close(self._dfd)
+            self._dfd = None
         fd = self._fd
         if self._alloc_end > self._pos:
             os.ftruncate(fd, self._pos)
@@ -664,11 +871,15 @@ class JournalWriter(_WriterBase):
         self._closed = True
         self._open = False
         self._stop_thread()
+        self._stop_direct()
         if self._fd is not None:
             try:
                 if self._failed is None:
                     self._seal()  # trim the preallocated zeros: a cleanly closed segment ends at its data
             finally:
+                if self._dfd is not None:
+                    os.close(self._dfd)
+                    self._dfd = None
                 if self._fd is not None:
                     os.close(self._fd)
                     self._fd = None
@@ -683,7 +894,11 @@ class JournalWriter(_WriterBase):
         self._open = False
         self._abandoned = True
         self._stop_thread()
+        self._stop_direct()
         self._q.clear()
+        if self._dfd is not None:
+            os.close(self._dfd)
+            self._dfd = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

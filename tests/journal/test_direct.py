@@ -1,0 +1,241 @@
+"""The direct appender: whole-block O_DIRECT writes, the partial last block carried from
+one write to the next, one write in flight, nothing taken that does not fit."""
+from __future__ import annotations
+
+import os
+import select
+from collections import deque
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from fastexec.journal._direct import BLOCK, DirectAppender
+
+FILE = 256 * 1024
+
+
+def _file(path, size=FILE) -> int:
+    with open(path, "wb") as fh:
+        fh.write(bytes(size))
+    return os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
+
+
+def _reap(a: DirectAppender, timeout: float = 5.0):
+    """Wait (bounded) for the write in flight and reap it."""
+    ready, _, _ = select.select([a.eventfd], [], [], timeout)
+    assert ready, "the direct write did not complete"
+    return a.reap()
+
+
+@pytest.fixture
+def appender():
+    a = DirectAppender()
+    yield a
+    a.close()
+
+
+def test_submitted_frames_land_after_the_head_and_the_block_is_padded_with_zeros(tmp_path, appender):
+    path = tmp_path / "seg"
+    fd = _file(path)
+    try:
+        appender.attach(fd, 0, b"")
+        q = deque([b"a" * 100, b"b" * 5000])
+        assert appender.submit(q, FILE) == (2, 5100) and not q and appender.inflight
+        assert _reap(appender) == (5100, 0) and not appender.inflight
+        assert appender.position == 5100
+        q.append(b"c" * 10)
+        assert appender.write_now(q, FILE) == (1, 10)  # rewrites the block holding 4096..5100
+    finally:
+        os.close(fd)
+    raw = path.read_bytes()
+    assert raw[:5110] == b"a" * 100 + b"b" * 5000 + b"c" * 10 and raw[5110:] == bytes(FILE - 5110)
+
+
+def test_a_write_past_the_limit_takes_nothing(tmp_path, appender):
+    fd = _file(tmp_path / "seg", 2 * BLOCK)
+    try:
+        appender.attach(fd, 0, b"")
+        q = deque([b"x" * BLOCK, b"y"])
+        assert appender.submit(q, 2 * BLOCK) == (2, BLOCK + 1)  # ends in the second block: fits
+        assert _reap(appender) == (BLOCK + 1, 0)
+        q.extend([b"z" * BLOCK])  # would end in a third block
+        assert appender.submit(q, 2 * BLOCK) is None and appender.write_now(q, 2 * BLOCK) is None
+        assert list(q) == [b"z" * BLOCK] and not appender.inflight and appender.position == BLOCK + 1
+    finally:
+        os.close(fd)
+
+
+def test_attach_carries_the_partial_block_of_a_reopened_file(tmp_path, appender):
+    path = tmp_path / "seg"
+    fd = _file(path)
+    try:
+        appender.attach(fd, 0, b"")
+        appender.write_now(deque([b"k" * 6000]))
+    finally:
+        os.close(fd)
+    fd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
+    try:
+        again = DirectAppender()
+        with pytest.raises(ValueError, match="head must be"):
+            again.attach(fd, 6000, b"k")  # not the bytes from the block boundary
+        again.attach(fd, 6000, path.read_bytes()[BLOCK:6000])
+        again.write_now(deque([b"m" * 3]))
+        again.close()
+    finally:
+        os.close(fd)
+    assert path.read_bytes()[:6003] == b"k" * 6000 + b"mmm"
+
+
+def test_one_write_in_flight_at_a_time(tmp_path, appender):
+    fd = _file(tmp_path / "seg")
+    try:
+        appender.attach(fd, 0, b"")
+        assert appender.reap() is None  # nothing in flight: nothing to reap
+        appender.submit(deque([b"1"]))
+        with pytest.raises(RuntimeError):
+            appender.submit(deque([b"2"]))
+        with pytest.raises(RuntimeError):
+            appender.attach(fd, 0, b"")
+        assert _reap(appender) == (1, 0)
+    finally:
+        os.close(fd)
+
+
+def test_a_descriptor_that_cannot_write_fails_the_submit(tmp_path, appender):
+    path = tmp_path / "seg"
+    _file(path)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        appender.attach(fd, 0, b"")
+        with pytest.raises(OSError):
+            appender.submit(deque([b"data"]))
+        assert not appender.inflight
+    finally:
+        os.close(fd)
+
+
+def test_a_device_that_refuses_the_write_fails_it_loudly(tmp_path, appender):
+    """/dev/full: refused at submit (EINVAL: no asynchronous writes there) or, where the
+    kernel takes it, answered ENOSPC in the completion; never reported as written."""
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        appender.attach(fd, 0, b"")
+        try:
+            appender.submit(deque([b"data"]))
+        except OSError as exc:
+            assert exc.errno in (22, 28) and not appender.inflight
+        else:
+            assert _reap(appender) == (4, 28)
+        with pytest.raises(OSError) as sync:
+            appender.write_now(deque([b"data"]))
+        assert sync.value.errno == 28
+    finally:
+        os.close(fd)
+
+
+def test_no_descriptor_no_write(appender):
+    with pytest.raises(ValueError):
+        appender.submit(deque([b"x"]))
+    with pytest.raises(ValueError):
+        appender.write_now(deque([b"x"]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.tuples(st.lists(st.integers(1, 9000), min_size=1, max_size=5), st.booleans()),
+                        min_size=1, max_size=12))
+def test_any_sequence_of_batches_reads_back_as_their_concatenation(tmp_path_factory, batches):
+    """Batches of random frame sizes, each written asynchronously or synchronously: the
+    file holds exactly the frames, in order, then zeros, whatever the block boundaries."""
+    path = tmp_path_factory.mktemp("direct") / "seg"
+    size = 1 << 20
+    fd = _file(path, size)
+    a = DirectAppender()
+    expect = bytearray()
+    try:
+        a.attach(fd, 0, b"")
+        for n, (sizes, sync) in enumerate(batches):
+            frames = [bytes([(n * 7 + i) % 251 + 1]) * s for i, s in enumerate(sizes)]
+            q = deque(frames)
+            if sync:
+                assert a.write_now(q, size) == (len(frames), sum(sizes))
+            else:
+                assert a.submit(q, size) == (len(frames), sum(sizes))
+                assert _reap(a) == (sum(sizes), 0)
+            expect += b"".join(frames)
+            assert a.position == len(expect)
+    finally:
+        a.close()
+        os.close(fd)
+    raw = path.read_bytes()
+    assert raw[:len(expect)] == expect and raw[len(expect):] == bytes(size - len(expect))
+
+
+# ---------------------------------------------------------------- in the writer
+
+
+async def test_writes_go_on_while_the_preallocation_grows(tmp_path):
+    """Continuous appends with a small preallocation: the zeros ahead are topped up on the
+    upkeep thread while direct writes go on below the old end, and every record reads
+    back in order."""
+    import asyncio
+
+    from fastexec.journal import JournalWriter, read_records, verify
+
+    w = JournalWriter(str(tmp_path), preallocate=4096, segment_bytes=64 << 20)
+    w.open()
+    assert w.write_path == "direct"
+    during_growth = []
+    real_submit = w._submit_direct
+
+    def spy():
+        was = w._direct.inflight
+        real_submit()
+        if w._upkeep_running and not w._rotating and w._direct.inflight and not was:
+            during_growth.append(w._alloc_end)
+    w._submit_direct = spy
+
+    async def producer(k):
+        for i in range(300):
+            await w.write({"type": "x", "k": k, "i": i, "pad": "q" * 150})
+    await asyncio.wait_for(asyncio.gather(*(producer(k) for k in range(8))), 60)
+    assert w.stats.preallocated > 64 * 1024 and during_growth
+    await w.close()
+    recs = list(read_records(str(tmp_path)))
+    assert [r.seq for r in recs] == list(range(1, 2401)) and verify(str(tmp_path)).ok
+    for k in range(8):
+        assert [r.payload["i"] for r in recs if r.payload["k"] == k] == list(range(300))
+
+
+async def test_rotation_waits_for_the_write_in_flight_and_stops_submits(tmp_path):
+    """Small segments under continuous appends: each rotation starts with nothing in
+    flight, no write is submitted while it runs, and the records read back in order
+    across the sealed segments."""
+    import asyncio
+
+    from fastexec.journal import JournalWriter, read_records, verify
+    from fastexec.journal.reader import list_segments
+
+    w = JournalWriter(str(tmp_path), segment_bytes=16 * 1024)
+    w.open()
+    bad = []
+    real_rotate, real_submit = w._rotate, w._submit_direct
+
+    def rotate(next_seq):
+        if w._direct.inflight:
+            bad.append(("rotated with a write in flight", next_seq))
+        return real_rotate(next_seq)
+
+    def submit():
+        was = w._direct.inflight
+        real_submit()
+        if w._rotating and w._direct.inflight and not was:
+            bad.append(("submitted during a rotation", w._disk_seq))
+    w._rotate, w._submit_direct = rotate, submit
+
+    async def producer(k):
+        for i in range(150):
+            await w.write({"type": "x", "k": k, "i": i, "pad": "r" * 200})
+    await asyncio.wait_for(asyncio.gather(*(producer(k) for k in range(6))), 60)
+    await w.close()
+    assert not bad and w.stats.rotations >= 5 and len(list_segments(str(tmp_path))) >= 6
+    assert [r.seq for r in read_records(str(tmp_path))] == list(range(1, 901)) and verify(str(tmp_path)).ok
