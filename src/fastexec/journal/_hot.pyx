@@ -1006,10 +1006,11 @@ cdef class WriterCore:
         choice is made per loop turn. Alone (the first of its turn, after a turn with at most
         one) it writes them now, on the loop, and answers without a wait (``ACK_WRITTEN``):
         in ``none`` mode the same one write the end of the turn would make, in ``fsync`` /
-        ``fdatasync`` one durable write through the O_SYNC / O_DSYNC descriptor, taken only
-        while the writer thread is idle and under the disk lock (see writer.py). Under load
-        (the last turn had several) ``none`` shares the end-of-turn write
-        (``ACK_AT_TURN_END``) and the synchronous modes wait for the writer thread's batch
+        ``fdatasync`` one durable write through the same descriptor as the batches, taken
+        only with nothing in flight (no direct write submitted and no rotation running; on
+        the thread path: the writer thread idle, under the disk lock; see writer.py). Under
+        load (the last turn had several) ``none`` shares the end-of-turn write
+        (``ACK_AT_TURN_END``) and the synchronous modes wait for the next batch
         (``ACK_NOTHING``, as when there is nothing to wait for)."""
         if not self._kick_pending or self.durable_seq >= last:
             return ACK_NOTHING
