@@ -239,3 +239,56 @@ async def test_rotation_waits_for_the_write_in_flight_and_stops_submits(tmp_path
     await w.close()
     assert not bad and w.stats.rotations >= 5 and len(list_segments(str(tmp_path))) >= 6
     assert [r.seq for r in read_records(str(tmp_path))] == list(range(1, 901)) and verify(str(tmp_path)).ok
+
+
+@pytest.mark.parametrize("err", [22, 38, 1, 11])  # EINVAL, ENOSYS, EPERM, EAGAIN
+async def test_a_kernel_or_device_that_refuses_direct_writes_keeps_the_writer_thread(tmp_path, monkeypatch, err):
+    """Decided at open, by writing the data end's block back as it is: a refusal there
+    (simulated: this machine's kernel and disk take direct writes; the refusals are the
+    errnos of a device with larger blocks, a kernel without AIO, a sandbox, no AIO
+    contexts left) makes the writer fall back to the thread, and the journal works."""
+    import asyncio
+
+    from fastexec.journal import JournalWriter, read_records
+    from fastexec.journal import writer as writer_module
+
+    class Refusing(DirectAppender):
+        def rewrite_head(self):
+            raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(writer_module, "DirectAppender", Refusing)
+    w = JournalWriter(str(tmp_path))
+    w.open()
+    assert w.write_path == "thread" and w._direct is None and w._dfd is None
+    await asyncio.gather(*(w.write({"type": "x", "i": i}) for i in range(20)))
+    await w.close()
+    assert [r.seq for r in read_records(str(tmp_path))] == list(range(1, 21))
+
+
+async def test_another_error_from_the_proof_write_fails_the_open(tmp_path, monkeypatch):
+    """EIO from the proof write is the disk failing, not a missing feature: open raises."""
+    from fastexec.journal import JournalWriter
+    from fastexec.journal import writer as writer_module
+
+    class Failing(DirectAppender):
+        def rewrite_head(self):
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(writer_module, "DirectAppender", Failing)
+    with pytest.raises(OSError, match="Input/output"):
+        JournalWriter(str(tmp_path)).open()
+
+
+def test_the_proof_write_leaves_the_file_as_it_was(tmp_path, appender):
+    path = tmp_path / "seg"
+    fd = _file(path)
+    try:
+        appender.attach(fd, 0, b"")
+        appender.write_now(deque([b"h" * 5000]))
+        before = path.read_bytes()
+        appender.rewrite_head()
+        assert path.read_bytes() == before and appender.position == 5000
+        appender.write_now(deque([b"i"]))
+    finally:
+        os.close(fd)
+    assert path.read_bytes()[:5001] == b"h" * 5000 + b"i"

@@ -194,6 +194,26 @@ cdef class DirectAppender:
         self._staged = 0
         return None
 
+    def rewrite_head(self):
+        """Write the block holding the data end back as it is (the head, then zeros: what
+        the file holds there), synchronously: proof at open that direct writes of this
+        size and alignment work on this file, before any acknowledgement depends on one."""
+        if self._fd < 0:
+            raise ValueError("no descriptor attached")
+        if self._inflight or self._staged:
+            raise RuntimeError("a write is staged")
+        memset(self._buf + self._head, 0, _BLOCK - self._head)
+        cdef ssize_t k
+        while True:
+            k = pwrite(self._fd, self._buf, _BLOCK, self._base)
+            if k >= 0 or errno != EINTR:
+                break
+        if k < 0:
+            PyErr_SetFromErrno(OSError)
+        if k != _BLOCK:
+            raise OSError(5, "direct write came back short")
+        return None
+
     cdef Py_ssize_t _stage(self, q, long long limit) except -2:
         """Move every frame of the deque ``q`` into the buffer after the head; returns how
         many, or -1 (nothing moved) when the write would reach past ``limit`` (if >= 0)."""

@@ -359,14 +359,18 @@ class JournalWriter(_WriterBase):
     def _attach_direct(self, path: str, data_end: int, flags: int) -> None:
         """Open the segment again with O_DIRECT for the batches, and point the appender at
         it, with the bytes of the partial block before ``data_end`` (rewritten by the next
-        write). A file system without direct I/O (EINVAL) keeps the writer thread."""
+        write). The first time, prove that it works here by writing that block back as it
+        is: a file system without direct I/O, a device whose blocks are larger than ours
+        (both EINVAL) or a kernel without Linux AIO (ENOSYS, or EPERM/EAGAIN: sandboxed, or
+        out of AIO contexts) keeps the writer thread, decided at open rather than by a
+        failed acknowledgement. Later segments (rotation) must take direct I/O as well."""
+        first = self._direct is None
         try:
             dfd = os.open(path, (flags & ~os.O_CREAT) | os.O_DIRECT)
         except OSError as exc:
-            if exc.errno != errno.EINVAL or self._direct is not None:  # no switching mid-journal
+            if exc.errno != errno.EINVAL or not first:
                 raise
-            log.info("journal: %s has no direct I/O; batches go through the writer thread", self.directory)
-            self._want_direct = False
+            self._no_direct(exc)
             return
         try:
             keep = data_end % DIRECT_BLOCK
@@ -375,13 +379,29 @@ class JournalWriter(_WriterBase):
                 with open(path, "rb") as fh:
                     fh.seek(data_end - keep)
                     head = fh.read(keep)
-            if self._direct is None:
-                self._direct = DirectAppender()
-            self._direct.attach(dfd, data_end, head)
+            if first:
+                try:
+                    appender = DirectAppender()
+                    appender.attach(dfd, data_end, head)
+                    appender.rewrite_head()
+                except OSError as exc:
+                    if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.EAGAIN):
+                        raise
+                    os.close(dfd)
+                    self._no_direct(exc)
+                    return
+                self._direct = appender
+            else:
+                self._direct.attach(dfd, data_end, head)
         except BaseException:
             os.close(dfd)
             raise
         self._dfd = dfd
+
+    def _no_direct(self, exc: OSError) -> None:
+        log.info("journal: no direct I/O for %s (%s); batches go through the writer thread",
+                 self.directory, exc.strerror or exc)
+        self._want_direct = False
 
     def _reserve(self, nbytes: int) -> None:
         """Make sure ``nbytes`` after the write position are allocated: written
