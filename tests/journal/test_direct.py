@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import select
 from collections import deque
+from contextlib import contextmanager
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -25,6 +26,19 @@ def _reap(a: DirectAppender, timeout: float = 5.0):
     ready, _, _ = select.select([a.eventfd], [], [], timeout)
     assert ready, "the direct write did not complete"
     return a.reap()
+
+
+@contextmanager
+def _segment(path, appender: DirectAppender, first: bytes):
+    """A fresh zero-filled segment at ``path``, the appender attached at 0 with ``first``
+    written; the descriptor is closed on the way out."""
+    fd = _file(path)
+    try:
+        appender.attach(fd, 0, b"")
+        appender.write_now(deque([first]))
+        yield fd
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture
@@ -67,12 +81,8 @@ def test_a_write_past_the_limit_takes_nothing(tmp_path, appender):
 
 def test_attach_carries_the_partial_block_of_a_reopened_file(tmp_path, appender):
     path = tmp_path / "seg"
-    fd = _file(path)
-    try:
-        appender.attach(fd, 0, b"")
-        appender.write_now(deque([b"k" * 6000]))
-    finally:
-        os.close(fd)
+    with _segment(path, appender, b"k" * 6000):
+        pass
     fd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
     try:
         again = DirectAppender()
@@ -281,14 +291,9 @@ async def test_another_error_from_the_proof_write_fails_the_open(tmp_path, monke
 
 def test_the_proof_write_leaves_the_file_as_it_was(tmp_path, appender):
     path = tmp_path / "seg"
-    fd = _file(path)
-    try:
-        appender.attach(fd, 0, b"")
-        appender.write_now(deque([b"h" * 5000]))
+    with _segment(path, appender, b"h" * 5000):
         before = path.read_bytes()
         appender.rewrite_head()
         assert path.read_bytes() == before and appender.position == 5000
         appender.write_now(deque([b"i"]))
-    finally:
-        os.close(fd)
     assert path.read_bytes()[:5001] == b"h" * 5000 + b"i"
