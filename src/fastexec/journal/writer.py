@@ -491,7 +491,8 @@ class JournalWriter(_WriterBase):
         """An acknowledgement of the records up to ``last`` is about to wait for them:
         write them now, on the loop, when it is alone in its loop turn (after a quiet turn;
         in the synchronous modes also only with nothing in flight), else leave them to the
-        end-of-turn write (``none``) or the next batch (see the module docstring). (The reference of ``_hot.WriterCore.ack_turn``.)"""
+        end-of-turn write (``none``) or the next batch (see the module docstring).
+        (The reference of ``_hot.WriterCore.ack_turn``.)"""
         if not self._kick_pending or self.durable_seq >= last:
             return ACK_NOTHING
         self._turn_acks += 1
