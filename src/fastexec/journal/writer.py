@@ -123,12 +123,12 @@ class Durability(str, Enum):
     """How far a batch goes before its appenders are released.
 
     ``fsync`` (default) survives power loss: each batch is written through an
-    ``O_SYNC`` descriptor (write + fsync in one call). ``fdatasync`` writes
-    through ``O_DSYNC`` (write + fdatasync): it skips flushing metadata that
-    reading the data back does not need (timestamps); because segments are
-    preallocated (file size and block map do not change when a batch is
-    written) it survives power loss exactly as ``fsync`` does, and is a little
-    cheaper. ``none`` stops at the kernel's page cache, which survives a
+    ``O_SYNC`` descriptor (write + fsync in one call; also ``O_DIRECT`` on the
+    direct path). ``fdatasync`` writes through ``O_DSYNC`` (write + fdatasync):
+    it skips flushing metadata that reading the data back does not need
+    (timestamps); because segments are preallocated (file size and block map do
+    not change when a batch is written) it survives power loss exactly as
+    ``fsync`` does, and is a little cheaper. ``none`` stops at the kernel's page cache, which survives a
     killed process but not a power cut — for tests and benchmarks only.
     """
 
