@@ -28,8 +28,10 @@ CHILD = textwrap.dedent(
     directory, run, mode, snap_every = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 
     async def main():
-        j = Journal(directory, durability=mode, segment_bytes=4096, snapshot_every=snap_every, keep_snapshots=2)
-        j.open()
+        durability, _, path = mode.partition("/")  # "fsync/thread": the writer thread, not direct writes
+        j = Journal(directory, durability=durability, segment_bytes=4096, snapshot_every=snap_every, keep_snapshots=2,
+                    direct=path != "thread")
+        assert j.open() is not None and j.writer.write_path == (path or ("loop" if durability == "none" else "direct"))
         out = sys.stdout
         print("READY", flush=True)
 
@@ -50,7 +52,7 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("mode,snap_every", [("fsync", 0), ("fdatasync", 0), ("none", 50)])
+@pytest.mark.parametrize("mode,snap_every", [("fsync", 0), ("fdatasync", 0), ("fsync/thread", 0), ("none", 50)])
 def test_kill9_never_loses_an_acknowledged_record(tmp_path, mode, snap_every):
     rng = random.Random(7)
     directory = str(tmp_path / "journal")
