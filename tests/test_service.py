@@ -67,6 +67,7 @@ async def test_serve_end_to_end_and_clean_shutdown(tmp_path):
     s = await start_serve(tmp_path)
     try:
         assert s.api.startswith("http://127.0.0.1:") and s.info["auth"] == "none"
+        assert s.info["journal"] == "fsync, direct"  # the default: durable, batches as direct writes
         async with aiohttp.ClientSession() as http:
             async with http.get(s.api + "/health") as r:
                 assert r.status == 200 and (await r.json())["status"] == "ok"
@@ -138,10 +139,12 @@ async def test_gc_policy_freezes_and_runs_full_collections(tmp_path):
 
 
 async def test_busy_poll_flag_reaches_the_running_service(tmp_path):
-    """--busy-poll-us overrides the environment and is reported at start; orders are served as usual."""
-    s = await start_serve(tmp_path, "--busy-poll-us", "500", FASTEXEC_BUSY_POLL_US="100")
+    """--busy-poll-us overrides the environment and is reported at start; orders are served as
+    usual (here with the journal's writer thread instead of direct writes, also reported)."""
+    s = await start_serve(tmp_path, "--busy-poll-us", "500", FASTEXEC_BUSY_POLL_US="100",
+                          FASTEXEC_JOURNAL_DIRECT="false")
     try:
-        assert s.info["busy_poll_us"] == 500
+        assert s.info["busy_poll_us"] == 500 and s.info["journal"] == "fsync, thread"
         async with aiohttp.ClientSession() as http:
             async with http.get(s.api + "/api/v1/accounts") as r:
                 account = (await r.json())["accounts"][0]["account_id"]

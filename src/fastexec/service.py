@@ -165,8 +165,16 @@ class Service:
                 "auth": "bearer" if s.api_tokens else "none",
                 "accounts": list(self.engine.account_ids),
                 "busy_poll_us": s.busy_poll_us,
+                "journal": self._journal_summary(),
             },
         )
+
+    def _journal_summary(self) -> str:
+        """``fsync, direct`` (durability, who writes the batches) or ``off``: what an operator
+        checks first when acknowledgements are slower than expected."""
+        writer = getattr(getattr(self.engine, "journal", None), "writer", None)
+        path = getattr(writer, "write_path", None)
+        return f"{self.settings.journal_durability}, {path}" if path else "off"
 
     @staticmethod
     def _bound_port(runner: web.AppRunner) -> int:
