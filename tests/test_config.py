@@ -92,17 +92,24 @@ def test_journal_direct_defaults_on_and_reaches_the_writer(tmp_path):
     assert Settings.from_env({}).journal_direct is True
     with pytest.raises(ConfigError, match="FASTEXEC_JOURNAL_DIRECT"):
         Settings.from_env({"FASTEXEC_JOURNAL_DIRECT": "maybe"})
+    assert Settings.from_env({}).journal_commit_delay_us == 100
+    assert Settings.from_env({"FASTEXEC_JOURNAL_COMMIT_DELAY_US": "0"}).journal_commit_delay_us == 0
+    for bad in ("-5", "10001", "0.5"):
+        with pytest.raises(ConfigError, match="FASTEXEC_JOURNAL_COMMIT_DELAY_US"):
+            Settings.from_env({"FASTEXEC_JOURNAL_COMMIT_DELAY_US": bad})
 
     async def path(env):
         s = Settings.from_env(env)  # as the service builds it
         je = JournaledEngine(s, durability=s.journal_durability, journal_dir=str(tmp_path / str(len(env))))
         await je.start()
         try:
-            return je.health()["journal"]["writes"]
+            j = je.health()["journal"]
+            return j["writes"] if j["writes"] != "direct" else f"direct {j['commit_delay_us']}"
         finally:
             await je.stop()
 
-    assert asyncio.run(path({})) == "direct"
+    assert asyncio.run(path({})) == "direct 100"
+    assert asyncio.run(path({"FASTEXEC_JOURNAL_COMMIT_DELAY_US": "250"})) == "direct 250"
     assert asyncio.run(path({"FASTEXEC_JOURNAL_DIRECT": "false"})) == "thread"
     assert asyncio.run(path({"FASTEXEC_JOURNAL_DIRECT": "0", "FASTEXEC_JOURNAL_DURABILITY": "none"})) == "loop"
 

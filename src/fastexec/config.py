@@ -67,6 +67,14 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean (true/false)")
 
 
+def _commit_delay(value: int) -> int:
+    from fastexec.journal.writer import MAX_COMMIT_DELAY_US
+
+    if value > MAX_COMMIT_DELAY_US:
+        raise ConfigError(f"FASTEXEC_JOURNAL_COMMIT_DELAY_US={value} is above the maximum {MAX_COMMIT_DELAY_US}")
+    return value
+
+
 def _tokens(raw: Optional[str]) -> dict[str, frozenset[str]]:
     """``FASTEXEC_API_TOKENS="tokA:acct1,acct2;tokB:*"`` -> {token: accounts}.
 
@@ -135,6 +143,9 @@ class Settings:
     # fsync / fdatasync: batches as O_DIRECT writes through Linux AIO from the event loop (no writer
     # thread); false, or a file system without direct I/O, keeps the writer thread
     journal_direct: bool = True
+    # direct writes under concurrent load: how long the next batch may wait for more records after
+    # one completes (PostgreSQL's commit_delay); 0 = submit at once
+    journal_commit_delay_us: int = 100
     oanda_max_requests_per_s: int = 100
     oanda_pool_size: int = 10
     oanda_gslo_style: str = "legacy"  # legacy: stopLossOnFill.guaranteed (v20 3.0.25); modern: guaranteedStopLossOnFill
@@ -207,6 +218,7 @@ class Settings:
             data_dir=_get(env, "FASTEXEC_DATA_DIR", "var"),
             journal_durability=durability,
             journal_direct=_bool(env, "FASTEXEC_JOURNAL_DIRECT", True),
+            journal_commit_delay_us=_commit_delay(_int(env, "FASTEXEC_JOURNAL_COMMIT_DELAY_US", 100)),
             oanda_max_requests_per_s=_int(env, "OANDA_MAX_REQUESTS_PER_S", 100, minimum=1),
             oanda_pool_size=_int(env, "OANDA_POOL_SIZE", 10, minimum=1),
             oanda_gslo_style=gslo_style,

@@ -297,3 +297,67 @@ def test_the_proof_write_leaves_the_file_as_it_was(tmp_path, appender):
         assert path.read_bytes() == before and appender.position == 5000
         appender.write_now(deque([b"i"]))
     assert path.read_bytes()[:5001] == b"h" * 5000 + b"i"
+
+
+async def _durable_after(w, seq: int) -> None:
+    import asyncio
+
+    await asyncio.wait_for(w.wait_durable(seq), 10)
+
+
+def _rec(i: int) -> dict:
+    return {"type": "x", "i": i}
+
+
+async def test_after_a_shared_batch_the_next_waits_for_more_records_or_a_full_batch(tmp_path):
+    """The commit delay: a completed batch that carried several records (waiters at once)
+    holds the next submit; a full batch (COMMIT_BATCH_RECORDS queued) goes at the end of its
+    turn without waiting the delay out, and a partial one goes when the delay ends."""
+    import asyncio
+
+    from fastexec.journal import JournalWriter
+    from fastexec.journal.writer import COMMIT_BATCH_RECORDS, COMMIT_SIBLINGS, MAX_COMMIT_DELAY_US
+
+    w = JournalWriter(str(tmp_path), commit_delay_us=MAX_COMMIT_DELAY_US)
+    w.open()
+    first = [w.append(_rec(i)) for i in range(COMMIT_SIBLINGS)]  # one turn: one batch
+    await asyncio.sleep(0)
+    assert w._direct.inflight
+    late = [w.append(_rec(100 + i)) for i in range(2)]  # arrive during the flight
+    await _durable_after(w, first[-1])
+    assert w._hold is not None and not w._direct.inflight and w.durable_seq == first[-1]  # held
+    more = [w.append(_rec(200 + i)) for i in range(COMMIT_BATCH_RECORDS - len(late))]
+    await asyncio.sleep(0)  # the turn ends with a full batch queued: it goes now
+    assert w._hold is None and w._direct.inflight
+    await _durable_after(w, more[-1])
+    # a held partial batch goes when the delay ends
+    assert w._hold is not None  # the full batch released many waiters: hold again
+    tail = w.append(_rec(300))
+    await _durable_after(w, tail)
+    assert w._hold is None and w.stats.batches == 3 and w.stats.records == COMMIT_SIBLINGS + COMMIT_BATCH_RECORDS + 1
+    await w.close()
+
+
+async def test_no_commit_delay_submits_at_once(tmp_path):
+    import asyncio
+
+    from fastexec.journal import JournalWriter
+    from fastexec.journal.writer import COMMIT_SIBLINGS
+
+    w = JournalWriter(str(tmp_path), commit_delay_us=0)
+    w.open()
+    first = [w.append(_rec(i)) for i in range(COMMIT_SIBLINGS)]
+    await asyncio.sleep(0)
+    late = w.append(_rec(99))
+    await _durable_after(w, first[-1])
+    assert w._hold is None and (w._direct.inflight or w.durable_seq == late)
+    await _durable_after(w, late)
+    await w.close()
+
+
+def test_the_commit_delay_is_bounded(tmp_path):
+    from fastexec.journal import JournalWriter
+
+    for bad in (-1, 10_001, 1.5):
+        with pytest.raises(ValueError, match="commit_delay_us"):
+            JournalWriter(str(tmp_path), commit_delay_us=bad)

@@ -69,6 +69,7 @@ class JournaledEngine:
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         unknown_orders: str = "adopt",
         direct: Optional[bool] = None,
+        commit_delay_us: Optional[int] = None,
         **engine_kwargs: Any,
     ) -> None:
         from fastexec.engine import Engine
@@ -77,7 +78,9 @@ class JournaledEngine:
         self.journal_dir = journal_dir or os.path.join(settings.data_dir, "journal")
         self.journal = Journal(self.journal_dir, durability=durability, segment_bytes=segment_bytes,
                                keep_snapshots=keep_snapshots, snapshot_every=snapshot_every,
-                               direct=settings.journal_direct if direct is None else direct)
+                               direct=settings.journal_direct if direct is None else direct,
+                               commit_delay_us=(settings.journal_commit_delay_us if commit_delay_us is None
+                                                else commit_delay_us))
         self.engine = Engine(settings, broker, journal=self.journal, **engine_kwargs)
         self.unknown_orders = unknown_orders
         self.open_report: Optional[OpenReport] = None

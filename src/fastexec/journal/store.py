@@ -22,7 +22,7 @@ from .reader import read_records
 from .snapshot import (Snapshot, apply_retention, load_latest_snapshot, publish_snapshot, remove_tmp,
                        run_snapshot_child, snapshot_body, snapshot_tmp_path, write_snapshot)
 from .state import _HANDLERS, JournalState
-from .writer import DEFAULT_SEGMENT_BYTES, Durability, JournalError, JournalWriter, OpenInfo
+from .writer import DEFAULT_COMMIT_DELAY_US, DEFAULT_SEGMENT_BYTES, Durability, JournalError, JournalWriter, OpenInfo
 
 try:  # append (ts, writer, seq, fold, snapshot counter) compiled: ``_hot.JournalCore``
     from ._hot import JournalCore as _JournalBase
@@ -84,9 +84,11 @@ class Journal(_JournalBase):
         keep_tail: bool = False,
         snapshot_in_child: Optional[bool] = None,
         direct: bool = True,
+        commit_delay_us: int = DEFAULT_COMMIT_DELAY_US,
     ):
         self.directory = directory
         self.direct = direct
+        self.commit_delay_us = commit_delay_us
         self.durability = Durability(durability)
         self.segment_bytes = segment_bytes
         self.keep_snapshots = keep_snapshots
@@ -128,6 +130,7 @@ class Journal(_JournalBase):
             if self.keep_tail:
                 tail.append(rec)
         self.writer = JournalWriter(self.directory, durability=self.durability, direct=self.direct,
+                                    commit_delay_us=self.commit_delay_us,
                                     segment_bytes=self.segment_bytes, min_next_seq=after + 1)
         info: OpenInfo = self.writer.open()
         self.state.seq = info.last_seq
@@ -211,6 +214,7 @@ class Journal(_JournalBase):
             max_batch=st.max_batch,
             rotations=st.rotations,
             writes=w.write_path,
+            commit_delay_us=self.commit_delay_us if w.write_path == "direct" else 0,
             # the disk side's write (+ flush in fsync/fdatasync) per batch
             mean_write_us=round(st.sync_ns / st.batches / 1000, 1) if st.batches else None,
             max_write_us=round(st.max_sync_ns / 1000, 1),

@@ -112,6 +112,15 @@ except ImportError:  # pragma: no cover - a build without it writes batches on t
 log = logging.getLogger("fastexec.journal")
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+#: Direct writes under concurrent load: after a batch completes, the next one waits up to
+#: this long for more records (see ``_reap_direct``); 0 submits at once.
+DEFAULT_COMMIT_DELAY_US = 100
+#: ... unless this many records are already queued
+COMMIT_BATCH_RECORDS = 16
+#: ... and only when the completed batch carried at least this many records (others waiting
+#: at once: a sign that more are about to come)
+COMMIT_SIBLINGS = 4
+MAX_COMMIT_DELAY_US = 10_000
 #: Zero-filled space kept ahead of the write position in the synchronous
 #: modes; extended by this much (one write + fsync, a few ms, between batches)
 #: whenever less than half of it is left.
@@ -223,6 +232,7 @@ class JournalWriter(_WriterBase):
         min_next_seq: int = 1,
         preallocate: int = DEFAULT_PREALLOCATE,
         direct: bool = True,
+        commit_delay_us: int = DEFAULT_COMMIT_DELAY_US,
     ):
         self.directory = directory
         self.durability = Durability(durability)
@@ -230,6 +240,8 @@ class JournalWriter(_WriterBase):
             raise ValueError("segment_bytes must be at least 1024")
         if preallocate < 0:
             raise ValueError("preallocate must be >= 0")
+        if type(commit_delay_us) is not int or not 0 <= commit_delay_us <= MAX_COMMIT_DELAY_US:
+            raise ValueError(f"commit_delay_us must be 0..{MAX_COMMIT_DELAY_US}, got {commit_delay_us!r}")
         self.segment_bytes = segment_bytes
         #: zero-filled bytes kept ahead of the data (sync modes only; 0 = grow by appending)
         self.preallocate = 0 if self.durability is Durability.NONE else min(preallocate, len(_ZEROS), segment_bytes)
@@ -271,6 +283,8 @@ class JournalWriter(_WriterBase):
         self._rotating = False
         self._upkeep_pool: Optional[ThreadPoolExecutor] = None
         self._room_needed = 0
+        self._commit_delay = commit_delay_us / 1e6
+        self._hold: Optional[asyncio.TimerHandle] = None  # a commit delay running
         self._stopping = False
         self._abandoned = False
         self._failed: Optional[BaseException] = None
@@ -716,6 +730,11 @@ class JournalWriter(_WriterBase):
         direct = self._direct
         if direct.inflight or self._rotating or not self._q or self._failed is not None:
             return
+        if self._hold is not None:  # a commit delay runs: go early only with a full batch
+            if len(self._q) < COMMIT_BATCH_RECORDS:
+                return
+            self._hold.cancel()
+            self._hold = None
         try:
             taken = direct.submit(self._q, self._alloc_end)
             if taken is None:  # past the preallocated end: the growth's end submits it
@@ -748,7 +767,22 @@ class JournalWriter(_WriterBase):
             return
         self._account_write(nbytes, time.perf_counter_ns() - t0)
         self._done(last, n, nbytes)
-        if not self._upkeep_if_due():
+        if self._upkeep_if_due():
+            return
+        if self._commit_delay and n >= COMMIT_SIBLINGS and len(self._q) < COMMIT_BATCH_RECORDS:
+            # Commit delay (PostgreSQL's commit_delay / commit_siblings): this batch released
+            # several waiters at once, so their clients' next records are about to arrive;
+            # submitting now would send the few that came in during the flight and leave the
+            # rest for a write after it. Wait a little for them, or for a full batch. Under
+            # wrk's 32 connections this cut CPU per order ~9 %: batches per order are most of
+            # what fsync costs over none. One client never gets here (it writes on the loop).
+            self._hold = self._loop.call_later(self._commit_delay, self._end_hold)
+            return
+        self._submit_direct()
+
+    def _end_hold(self) -> None:
+        self._hold = None
+        if self._direct is not None:
             self._submit_direct()
 
     def _write_direct_now(self) -> bool:
@@ -822,6 +856,9 @@ class JournalWriter(_WriterBase):
 
     def _stop_direct(self) -> None:
         """Wait for upkeep and for a write in flight; let go of the appender."""
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
         if self._upkeep_pool is not None:
             self._upkeep_pool.shutdown(wait=True)
             self._upkeep_pool = None
