@@ -277,7 +277,7 @@ class JournalWriter(_WriterBase):
         self._want_direct = direct and self._sync and self.preallocate > 0 and DirectAppender is not None
         self._direct = None
         self._dfd: Optional[int] = None
-        self._inflight = (0, 0, 0, 0)  # the write in flight: last seq, count, bytes, submitted at (ns)
+        self._inflight = (0, 0, 0)  # the write in flight: last seq, count, submitted at (ns)
         self._reaping = False
         self._upkeep_running = False
         self._rotating = False
@@ -748,9 +748,8 @@ class JournalWriter(_WriterBase):
         except BaseException as exc:  # noqa: BLE001 - handed to every waiter
             self._fail(exc)
             return
-        n, nbytes = taken
-        self._disk_seq += n
-        self._inflight = (self._disk_seq, n, nbytes, time.perf_counter_ns())
+        self._disk_seq += taken[0]
+        self._inflight = (self._disk_seq, taken[0], time.perf_counter_ns())
 
     def _reap_direct(self) -> None:
         """On the loop, when the appender's eventfd is readable: the write in flight is
@@ -759,7 +758,7 @@ class JournalWriter(_WriterBase):
         if done is None:
             return
         nbytes, err = done
-        last, n, _, t0 = self._inflight
+        last, n, t0 = self._inflight
         if self._failed is not None:
             return
         if err:
@@ -837,13 +836,13 @@ class JournalWriter(_WriterBase):
 
     def _upkeep(self) -> None:
         """On the upkeep thread. Rotating: nothing is in flight and the loop leaves the
-        appender alone. Growing: only ``_fd`` and the file past ``_alloc_end`` are touched."""
-        with self._disk:
-            if self._rotating:
-                self._rotate(self._disk_seq + 1)
-            else:
-                self._reserve(max(self.preallocate, self._room_needed + self.preallocate // 2))
-            self._room_needed = 0
+        appender alone. Growing: only ``_fd`` and the file past ``_alloc_end`` are touched.
+        (No ``_disk`` lock: that is the thread path's; here the loop never writes meanwhile.)"""
+        if self._rotating:
+            self._rotate(self._disk_seq + 1)
+        else:
+            self._reserve(max(self.preallocate, self._room_needed + self.preallocate // 2))
+        self._room_needed = 0
 
     def _upkeep_done(self, fut: asyncio.Future) -> None:
         self._upkeep_running = False
