@@ -18,7 +18,9 @@ sockets (``_reap_direct``): the batch's waiters are released in one pass and wha
 was appended meanwhile goes out as the next write. One write is in flight at a time, so
 batches reach the file whole and in sequence order. The loop thread only encodes each
 record (so a record that cannot be encoded fails its own caller, at once), queues the
-frame and, once per batch, submits and reaps.
+frame and, once per batch, submits and reaps. Under concurrent load a completed write
+that released several waiters holds the next one back briefly (the commit delay, see
+``_reap_direct``), so that the released clients' next records share it.
 
 Why not a writer thread blocking in a durable ``pwrite`` (what this module did before,
 and still does where direct I/O is off or unsupported: ``direct=False``,
