@@ -139,8 +139,9 @@ class Durability(str, Enum):
     it skips flushing metadata that reading the data back does not need
     (timestamps); because segments are preallocated (file size and block map do
     not change when a batch is written) it survives power loss exactly as
-    ``fsync`` does, and is a little cheaper. ``none`` stops at the kernel's page cache, which survives a
-    killed process but not a power cut — for tests and benchmarks only.
+    ``fsync`` does, and is a little cheaper. ``none`` stops at the kernel's page
+    cache, which survives a killed process but not a power cut — for tests and
+    benchmarks only.
     """
 
     FSYNC = "fsync"
@@ -637,18 +638,29 @@ class JournalWriter(_WriterBase):
             n = os.pwrite(fd, view, off)
             off += n
             view = view[n:]
-        self._pos = off
-        took = time.perf_counter_ns() - t0
+        self._account_write(len(data), time.perf_counter_ns() - t0)
+
+    def _account_write(self, nbytes: int, took: int) -> None:
+        """A write of ``nbytes`` at the data end returned (durable, in the sync modes)."""
+        self._pos += nbytes
         st = self.stats
         st.sync_ns += took
         if took > st.max_sync_ns:
             st.max_sync_ns = took
 
+    def _full(self) -> bool:
+        """The segment is due for rotation."""
+        return self._pos >= self.segment_bytes
+
+    def _short_of_room(self) -> bool:
+        """Less than half the preallocation is left ahead of the data."""
+        return bool(self.preallocate) and self._alloc_end - self._pos < self.preallocate // 2
+
     def _after_batch(self, last: int) -> None:
         """Between batches, off the acknowledgement path: rotate, or top up the preallocation."""
-        if self._pos >= self.segment_bytes:
+        if self._full():
             self._rotate(last + 1)
-        elif self.preallocate and self._alloc_end - self._pos < self.preallocate // 2:
+        elif self._short_of_room():
             self._reserve(self.preallocate)
 
     def _write_now_py(self) -> None:
@@ -661,8 +673,7 @@ class JournalWriter(_WriterBase):
             self._write_batch(data)
             if not self._sync:
                 self._after_batch(last)
-            elif self._pos >= self.segment_bytes or (
-                    self.preallocate and self._alloc_end - self._pos < self.preallocate // 2):
+            elif self._full() or self._short_of_room():
                 self._upkeep_due = True  # rotation and preallocation flush too: the writer thread's
         except BaseException as exc:  # noqa: BLE001 - handed to every waiter
             self._fail(exc)
@@ -804,23 +815,16 @@ class JournalWriter(_WriterBase):
         self._upkeep_if_due()
         return True
 
-    def _account_write(self, nbytes: int, took: int) -> None:
-        self._pos += nbytes
-        st = self.stats
-        st.sync_ns += took
-        if took > st.max_sync_ns:
-            st.max_sync_ns = took
-
     def _upkeep_if_due(self) -> bool:
         """Start rotating or growing the segment when due; True while the loop must not
         submit (a rotation: the descriptor changes under it)."""
         if self._upkeep_running:
             return self._rotating
-        if self._pos >= self.segment_bytes:
+        if self._full():
             if not self._direct.inflight:  # else the reap of the write in flight starts it
                 self._start_upkeep(rotate=True)
             return True
-        if self._alloc_end - self._pos < self.preallocate // 2:
+        if self._short_of_room():
             self._start_upkeep(rotate=False)
         return False
 
