@@ -35,7 +35,7 @@ Invariants: ``base`` is a multiple of ``BLOCK`` and ``base + head`` is the data 
 while a write is in flight.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.errno cimport errno, EINTR, EAGAIN
+from libc.errno cimport errno, EINTR
 from libc.stdint cimport uint64_t, int64_t, uint32_t, uint16_t, int16_t
 from libc.stdlib cimport free
 from libc.string cimport memcpy, memmove, memset
@@ -172,10 +172,6 @@ cdef class DirectAppender:
     def position(self):
         """The data end: where the next frame goes."""
         return self._base + self._head
-
-    @property
-    def staged_bytes(self):
-        return self._staged
 
     def attach(self, int fd, long long position, bytes head not None):
         """Write to ``fd`` from ``position`` on; ``head`` is the file's bytes from the block
