@@ -21,9 +21,9 @@ class _Recorder(JournalState):
         super().__init__()
         self.finished: dict[str, dict] = {}
 
-    def _finish(self, order: dict) -> None:
+    def _finish(self, order: dict, indexed: bool = True) -> None:
         self.finished[order["order_id"]] = dict(order)
-        super()._finish(order)
+        super()._finish(order, indexed)
 
 
 def journal_orders(directory) -> dict[str, dict]:

@@ -590,15 +590,16 @@ cdef inline bint _set_status(dict order, str status) except -1:
     return status in TERMINAL and not was_terminal
 
 
-cdef int _finish(StateCore state, dict order) except -1:
+cdef int _finish(StateCore state, dict order, bint indexed=True) except -1:
     """``JournalState._finish``."""
     cdef dict orders = <dict>state._orders
     oid = order["order_id"]
     if _get(orders, oid) is order:
         del orders[oid]
-    key = f"{order['account_id']}/{_get(order, 'broker_order_id')}"
-    if _get(state.by_broker, key) == oid:
-        del state.by_broker[key]
+    if indexed:
+        key = f"{order['account_id']}/{_get(order, 'broker_order_id')}"
+        if _get(state.by_broker, key) == oid:
+            del state.by_broker[key]
     cid = _get(order, "client_order_id")
     if type(cid) is str and PyObject_IsTrue(cid):  # state._is_client_id
         terminal = state._terminal
@@ -845,13 +846,15 @@ cdef int _on_filled_c(StateCore state, dict rec) except -1:
     order["filled_units"] = filled
     order["fill_notional"] += units * rec["price"]
     cdef bint finished = _set_status(order, "filled" if filled >= order["units"] else "partially_filled")
+    cdef bint indexed = True
     if _get(order, "broker_order_id") is None:
+        indexed = False  # every index entry comes with the order's broker id: none yet, none to drop
         order["broker_order_id"] = bid
         if bid is not None and not finished:  # a finished order leaves the index at once
             state.by_broker[f"{acct}/{bid}"] = order["order_id"]
     order["updated_at"] = _get(rec, "ts")
     if finished:
-        _finish(state, order)
+        _finish(state, order, indexed)
     return 0
 
 

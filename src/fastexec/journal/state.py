@@ -142,14 +142,17 @@ class JournalState(_StateBase):
         order["status"] = status
         return status in TERMINAL and not was_terminal
 
-    def _finish(self, order: dict) -> None:
-        """A finished order leaves the state; its client id stays (``RETAIN_TERMINAL``)."""
+    def _finish(self, order: dict, indexed: bool = True) -> None:
+        """A finished order leaves the state; its client id stays (``RETAIN_TERMINAL``).
+        ``indexed=False``: the caller knows ``by_broker`` never had it (it had no broker
+        id until now), so no key is built and probed for it."""
         oid = order["order_id"]
         if self.orders.get(oid) is order:
             del self.orders[oid]
-        key = f"{order['account_id']}/{order.get('broker_order_id')}"
-        if self.by_broker.get(key) == oid:
-            del self.by_broker[key]
+        if indexed:
+            key = f"{order['account_id']}/{order.get('broker_order_id')}"
+            if self.by_broker.get(key) == oid:
+                del self.by_broker[key]
         cid = order.get("client_order_id")
         if _is_client_id(cid):
             terminal = self._terminal
@@ -305,13 +308,15 @@ class JournalState(_StateBase):
         order["filled_units"] = filled
         order["fill_notional"] += units * rec["price"]
         finished = self._set_status(order, "filled" if filled >= order["units"] else "partially_filled")
+        indexed = True
         if order.get("broker_order_id") is None:
+            indexed = False  # every index entry comes with the order's broker id: none yet, none to drop
             order["broker_order_id"] = bid
             if not finished:  # a finished order leaves the index at once
                 self._index_broker(acct, bid, order["order_id"])
         order["updated_at"] = rec.get("ts")
         if finished:
-            self._finish(order)
+            self._finish(order, indexed)
 
     def _on_cancelled(self, rec: dict) -> None:
         acct = rec["account_id"]
