@@ -725,12 +725,22 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
         acct.last_id += 1
         return acct.last_id
 
-    def _end(self, acct: Account) -> None:
-        """Close a batch: listeners (streams, the in-process broker) see it whole."""
-        if self._txn_listeners and acct.last_id > acct.batch_start:
-            new = TxnBatch(acct.txns, acct.batch_start, acct.last_id)
+    def _end(self, acct: Account) -> tuple[int, int]:
+        """Close a batch: listeners (streams, the in-process broker) see it whole. Returns
+        its bounds (ids after ``lo`` up to ``hi``) as they were before the listeners ran:
+        a listener that books a batch of its own in reaction moves ``acct``'s."""
+        lo, hi = acct.batch_start, acct.last_id
+        if self._txn_listeners and hi > lo:
+            new = TxnBatch(acct.txns, lo, hi)
             for fn in tuple(self._txn_listeners):
                 fn(acct, new)
+        return lo, hi
+
+    def _close(self, acct: Account, res: Result) -> Result:
+        """``_end``, answering with ``res``: built before the listeners run, so its bounds
+        are this request's batch, not one a listener booked in reaction."""
+        self._end(acct)
+        return res
 
 
     # ------------------------------------------------------------------ prices & conversion
@@ -946,8 +956,8 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
         self._begin(acct, request_id)
         echo = dict(echo)
         t = self._txn(acct, txn_type, (echo, reason))
-        self._end(acct)
-        return Result(status, acct, {key: t}, acct.batch_start, reason, REJECT_MESSAGES.get(reason, reason))
+        return self._close(acct, Result(status, acct, {key: t}, acct.batch_start, reason,
+                                        REJECT_MESSAGES.get(reason, reason)))
 
     # ------------------------------------------------------------------ order entry
 
@@ -962,8 +972,7 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
         if self.fast_path:
             keys = _place_market(self, acct, order, request_id)
             if keys is not None:
-                self._end(acct)
-                return Result(201, acct, keys, acct.batch_start, order=order)
+                return self._close(acct, Result(201, acct, keys, acct.batch_start, order=order))
         self._now = now = self.clock()
         try:
             self._validate(acct, order, now)
@@ -971,8 +980,7 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
             return self._reject_order(acct, order, e, request_id, raw=raw)
         self._begin(acct, request_id)
         keys = self._accept(acct, order, now)
-        self._end(acct)
-        return Result(201, acct, keys, acct.batch_start, order=order)
+        return self._close(acct, Result(201, acct, keys, acct.batch_start, order=order))
 
     def _reject_order(self, acct: Account, order: Order, e: SimReject, request_id, key="orderRejectTransaction",
                       extra: Optional[dict] = None, raw: Optional[dict] = None) -> Result:
@@ -989,8 +997,7 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
         if extra:
             echo.update(extra)
         t = self._txn(acct, order.type + "_ORDER_REJECT", (echo, e.reason))
-        self._end(acct)
-        return Result(e.status, acct, {key: t}, acct.batch_start, e.reason, e.message)
+        return self._close(acct, Result(e.status, acct, {key: t}, acct.batch_start, e.reason, e.message))
 
     def _validate(self, acct: Account, o: Order, now: int) -> None:
         t = o.type
@@ -1295,8 +1302,8 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
                 if self._triggered(o, bid, ask):
                     self._begin(acct, None)
                     self._run_triggered(acct, o, now)
-                    self._end(acct)
-                    out += acct.txns[acct.batch_start:acct.last_id]
+                    lo, hi = self._end(acct)
+                    out += acct.txns[lo:hi]
         for acct in self.accounts.values():
             pos = acct.positions.get(i)
             if pos is not None and pos.units:
@@ -1334,8 +1341,8 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
                 continue
             self._begin(acct, None)
             self._cancel(acct, o, "TIME_IN_FORCE_EXPIRED", now)
-            self._end(acct)
-            out += acct.txns[acct.batch_start:acct.last_id]
+            lo, hi = self._end(acct)
+            out += acct.txns[lo:hi]
         return out
 
     def _check_margin_closeout(self, acct: Account, now: int) -> list:
@@ -1350,8 +1357,8 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
             o.closeout = ("margin", "ALL")
             keys = {"orderCreateTransaction": self._register(acct, o, now, "MARGIN_CLOSEOUT")}
             self._execute(acct, o, keys, now)
-        self._end(acct)
-        return acct.txns[acct.batch_start:acct.last_id]
+        lo, hi = self._end(acct)
+        return acct.txns[lo:hi]
 
     # ------------------------------------------------------------------ execution
 
@@ -1604,12 +1611,10 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
             p = {"orderID": str(o.id) if o is not None else (spec if not spec.startswith("@") else None),
                  "clientOrderID": spec[1:] if spec.startswith("@") else None}
             t = self._txn(acct, "ORDER_CANCEL_REJECT", ({k: v for k, v in p.items() if v}, "ORDER_DOESNT_EXIST"))
-            self._end(acct)
-            return Result(404, acct, {"orderCancelRejectTransaction": t}, acct.batch_start, "ORDER_DOESNT_EXIST",
-                          REJECT_MESSAGES["ORDER_DOESNT_EXIST"])
+            return self._close(acct, Result(404, acct, {"orderCancelRejectTransaction": t}, acct.batch_start,
+                                            "ORDER_DOESNT_EXIST", REJECT_MESSAGES["ORDER_DOESNT_EXIST"]))
         t = self._cancel(acct, o, "CLIENT_REQUEST", now)
-        self._end(acct)
-        return Result(200, acct, {"orderCancelTransaction": t}, acct.batch_start, order=o)
+        return self._close(acct, Result(200, acct, {"orderCancelTransaction": t}, acct.batch_start, order=o))
 
     def replace_order(self, account_id: str, spec: str, new: Order, request_id: Optional[str] = None,
                       raw: Optional[dict] = None) -> Result:
@@ -1623,9 +1628,8 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
             p = {"orderID": str(old.id) if old is not None else (spec if not spec.startswith("@") else None),
                  "clientOrderID": spec[1:] if spec.startswith("@") else None}
             t = self._txn(acct, "ORDER_CANCEL_REJECT", ({k: v for k, v in p.items() if v}, "ORDER_DOESNT_EXIST"))
-            self._end(acct)
-            return Result(404, acct, {"orderCancelRejectTransaction": t}, acct.batch_start, "ORDER_DOESNT_EXIST",
-                          REJECT_MESSAGES["ORDER_DOESNT_EXIST"])
+            return self._close(acct, Result(404, acct, {"orderCancelRejectTransaction": t}, acct.batch_start,
+                                            "ORDER_DOESNT_EXIST", REJECT_MESSAGES["ORDER_DOESNT_EXIST"]))
         new.replaces_id = old.id
         try:
             if new.type != old.type:
@@ -1658,8 +1662,7 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
         if "orderCancelTransaction" in keys2:  # the replacement itself was cancelled at once
             keys["replacingOrderCancelTransaction"] = keys2["orderCancelTransaction"]
             keys["orderCancelTransaction"] = ct
-        self._end(acct)
-        return Result(201, acct, keys, acct.batch_start, order=new)
+        return self._close(acct, Result(201, acct, keys, acct.batch_start, order=new))
 
     # ------------------------------------------------------------------ trade / position close
 
@@ -1687,8 +1690,7 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
         self._begin(acct, request_id)
         keys = {"orderCreateTransaction": self._register(acct, o, now, "TRADE_CLOSE")}
         self._execute(acct, o, keys, now)
-        self._end(acct)
-        return Result(200, acct, keys, acct.batch_start, order=o)
+        return self._close(acct, Result(200, acct, keys, acct.batch_start, order=o))
 
     def close_position(self, account_id: str, instrument: str, long_units: Union[str, int, None] = None,
                        short_units: Union[str, int, None] = None, request_id: Optional[str] = None) -> Result:
@@ -1740,8 +1742,8 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
                 if not o.units:
                     echo.pop("units", None)
                 keys[side + "OrderRejectTransaction"] = self._txn(acct, "MARKET_ORDER_REJECT", (echo, r))
-            self._end(acct)
-            return Result(400, acct, keys, acct.batch_start, first, REJECT_MESSAGES.get(first, first))
+            return self._close(acct, Result(400, acct, keys, acct.batch_start, first,
+                                            REJECT_MESSAGES.get(first, first)))
         self._begin(acct, request_id)
         keys = {}
         for side, o in orders:
@@ -1749,8 +1751,7 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
             self._execute(acct, o, k2, now)
             for kk, v in k2.items():
                 keys[side + kk[0].upper() + kk[1:]] = v
-        self._end(acct)
-        return Result(200, acct, keys, acct.batch_start)
+        return self._close(acct, Result(200, acct, keys, acct.batch_start))
 
     def set_trade_orders(self, account_id: str, spec: str, changes: dict, request_id: Optional[str] = None) -> Result:
         """v20 PUT /trades/{spec}/orders. ``changes`` maps ``takeProfit`` /
@@ -1782,8 +1783,8 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
             except SimReject as e:
                 self._begin(acct, request_id)
                 t = self._txn(acct, typ + "_ORDER_REJECT", (self._echo(new), e.reason))
-                self._end(acct)
-                return Result(400, acct, {key + "OrderRejectTransaction": t}, acct.batch_start, e.reason, e.message)
+                return self._close(acct, Result(400, acct, {key + "OrderRejectTransaction": t}, acct.batch_start,
+                                                e.reason, e.message))
             plan.append((key, old, new))
         self._begin(acct, request_id)
         keys = {}
@@ -1799,8 +1800,7 @@ class Venue(_VenueBase):  # _fill.VenueCore with the kernel: the fields its fast
                 if old is not None:
                     old.replaced_by_id = new.id
                 keys[key + "OrderTransaction"] = k2["orderCreateTransaction"]
-        self._end(acct)
-        return Result(200, acct, keys, acct.batch_start)
+        return self._close(acct, Result(200, acct, keys, acct.batch_start))
 
     @staticmethod
     def _echo(o: Order) -> dict:
