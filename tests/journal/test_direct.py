@@ -361,3 +361,140 @@ def test_the_commit_delay_is_bounded(tmp_path):
     for bad in (-1, 10_001, 1.5):
         with pytest.raises(ValueError, match="commit_delay_us"):
             JournalWriter(str(tmp_path), commit_delay_us=bad)
+
+
+# ---------------------------------------------------------------- the spare segment
+
+
+def test_zero_fill_writes_zeros_around_the_page_cache_up_to_the_end(tmp_path):
+    from fastexec.journal._direct import zero_fill
+
+    path = tmp_path / "spare"
+    path.write_bytes(b"x" * BLOCK)
+    fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
+    try:
+        assert zero_fill(fd, BLOCK, BLOCK + 3 * 1024 * 1024) == BLOCK + 3 * 1024 * 1024  # more than one chunk
+        assert zero_fill(fd, 0, 0) == 0
+    finally:
+        os.close(fd)
+    raw = path.read_bytes()
+    assert len(raw) == BLOCK + 3 * 1024 * 1024 and raw[:BLOCK] == b"x" * BLOCK and not any(raw[BLOCK:])
+
+
+@pytest.mark.parametrize("off, end", [(1, BLOCK), (0, BLOCK + 1), (2 * BLOCK, BLOCK), (-BLOCK, 0)])
+def test_zero_fill_refuses_what_is_not_whole_blocks(tmp_path, off, end):
+    from fastexec.journal._direct import zero_fill
+
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT | os.O_DIRECT)
+    try:
+        with pytest.raises(ValueError, match="block-aligned"):
+            zero_fill(fd, off, end)
+    finally:
+        os.close(fd)
+    assert os.path.getsize(tmp_path / "f") == 0
+
+
+def test_zero_fill_on_a_descriptor_that_cannot_write_raises(tmp_path):
+    from fastexec.journal._direct import zero_fill
+
+    (tmp_path / "f").write_bytes(b"")
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        with pytest.raises(OSError):
+            zero_fill(fd, 0, BLOCK)
+    finally:
+        os.close(fd)
+
+
+async def _write_until(w, cond, k=0, limit=5000):
+    """Append records one at a time until ``cond()`` holds (bounded)."""
+    for i in range(limit):
+        if cond():
+            return i
+        await w.write({"type": "x", "k": k, "i": i, "pad": "s" * 200})
+    raise AssertionError("condition not reached")
+
+
+async def _wait_for(cond, timeout=10.0):
+    import asyncio
+
+    for _ in range(int(timeout / 0.005)):
+        if cond():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("timed out")
+
+
+async def test_rotation_renames_the_spare_made_ahead_into_place(tmp_path):
+    """Half way through a segment the next one is made ahead (zeros, durable, under a
+    name readers never list); the rotation renames that very file into place, so the
+    segment the loop writes is never grown. Records read back in order across it."""
+    from fastexec.journal import JournalWriter, read_records, verify
+    from fastexec.journal import writer as wmod
+    from fastexec.journal.reader import list_segments
+
+    w = JournalWriter(str(tmp_path), segment_bytes=64 * 1024)
+    w.open()
+    assert w.write_path == "direct"
+    spare = tmp_path / wmod.SPARE_NAME
+    n = await _write_until(w, lambda: w._spare_state != wmod.SPARE_NONE)
+    assert w._pos >= 32 * 1024  # not before half a segment
+    await _wait_for(lambda: w._spare_state == wmod.SPARE_READY)
+    inode, size = spare.stat().st_ino, spare.stat().st_size
+    assert size >= 64 * 1024 and not any(spare.read_bytes()) and w.stats.rotations == 0
+    n += await _write_until(w, lambda: w.stats.rotations == 1)
+    await w.flush()
+    newest = list_segments(str(tmp_path))[-1][1]
+    assert os.stat(newest).st_ino == inode and not spare.exists()
+    grown = w.stats.preallocated
+    n += await _write_until(w, lambda: w._pos >= 16 * 1024)
+    assert w.stats.preallocated == grown  # written into the spare's zeros: nothing grown
+    await w.close()
+    assert not spare.exists()
+    assert [r.seq for r in read_records(str(tmp_path))] == list(range(1, n + 1)) and verify(str(tmp_path)).ok
+
+
+async def test_a_spare_a_killed_writer_left_is_removed_at_open(tmp_path):
+    from fastexec.journal import JournalWriter
+    from fastexec.journal import writer as wmod
+
+    (tmp_path / wmod.SPARE_NAME).write_bytes(bytes(BLOCK))
+    w = JournalWriter(str(tmp_path))
+    w.open()
+    assert not (tmp_path / wmod.SPARE_NAME).exists()
+    await w.write({"type": "x"})
+    await w.close()
+
+
+async def test_without_a_spare_rotation_creates_the_segment_as_before(tmp_path, monkeypatch):
+    """Making the spare fails (a file system without fallocate, say): no spare is left
+    behind, it is not tried again, and rotation creates and grows the next segment."""
+    import errno
+
+    from fastexec.journal import JournalWriter, read_records, verify
+    from fastexec.journal import writer as wmod
+
+    calls = []
+
+    def refuse(fd, off, end):
+        calls.append(end)
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+    monkeypatch.setattr(wmod, "zero_fill", refuse)
+    w = JournalWriter(str(tmp_path), segment_bytes=64 * 1024)
+    w.open()
+    n = await _write_until(w, lambda: w.stats.rotations == 3)
+    await w.close()
+    assert len(calls) == 1 and not (tmp_path / wmod.SPARE_NAME).exists() and w._spare_state == wmod.SPARE_MAKING
+    assert [r.seq for r in read_records(str(tmp_path))] == list(range(1, n + 1)) and verify(str(tmp_path)).ok
+
+
+async def test_a_journal_that_stays_small_never_makes_a_spare(tmp_path):
+    from fastexec.journal import JournalWriter
+    from fastexec.journal import writer as wmod
+
+    w = JournalWriter(str(tmp_path))
+    w.open()
+    for i in range(200):
+        await w.write({"type": "x", "i": i})
+    assert w._spare_state == wmod.SPARE_NONE and not (tmp_path / wmod.SPARE_NAME).exists()
+    await w.close()

@@ -335,3 +335,55 @@ cdef class DirectAppender:
             done += k
         self._advance()
         return n, staged
+
+
+# ---------------------------------------------------------------------------- zero fill
+
+cdef extern from "<fcntl.h>":
+    int fallocate(int fd, int mode, long long offset, long long length) nogil
+
+DEF _ZERO_CHUNK = 1024 * 1024
+cdef void* _zeros = NULL  # _ZERO_CHUNK aligned zero bytes, allocated on first use, never freed
+
+
+def zero_fill(int fd, long long off, long long end):
+    """Make ``[off, end)`` of the file behind ``fd`` (opened ``O_DIRECT``) allocated and
+    written with zeros, around the page cache; returns ``end``. Both offsets are
+    multiples of ``BLOCK``. Not durable until the caller's fsync. Raises OSError
+    (EOPNOTSUPP: no fallocate; EINVAL: no direct I/O) with an unknown part done.
+
+    For the writer's spare segment: its blocks must be written ones (a direct ``O_DSYNC``
+    write into unwritten extents converts them, a metadata change each flush would then
+    have to commit). ``fallocate`` first grows the file, so the zero writes stay inside
+    its size (ext4 then takes the inode lock shared); direct, a segment's worth of zeros
+    is not copied into the page cache, written back by a kworker and dropped again."""
+    global _zeros
+    if off < 0 or end < off or off % _BLOCK or end % _BLOCK:
+        raise ValueError(f"zero_fill needs block-aligned 0 <= off <= end, got {off}, {end}")
+    if end == off:
+        return end
+    cdef void* p = NULL
+    if _zeros is NULL:
+        if posix_memalign(&p, _BLOCK, _ZERO_CHUNK) != 0:
+            raise MemoryError()
+        memset(p, 0, _ZERO_CHUNK)
+        _zeros = p
+    cdef int rc
+    with nogil:
+        rc = fallocate(fd, 0, off, end - off)
+    if rc != 0:
+        PyErr_SetFromErrno(OSError)
+    cdef ssize_t k
+    cdef long long n
+    while off < end:
+        n = end - off if end - off < _ZERO_CHUNK else _ZERO_CHUNK
+        with nogil:
+            k = pwrite(fd, _zeros, n, off)
+        if k < 0:
+            if errno == EINTR:
+                continue
+            PyErr_SetFromErrno(OSError)
+        if k == 0 or k % _BLOCK:
+            raise OSError(5, "direct zero write came back short")
+        off += k
+    return end
