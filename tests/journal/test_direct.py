@@ -437,9 +437,9 @@ async def test_rotation_renames_the_spare_made_ahead_into_place(tmp_path):
     w.open()
     assert w.write_path == "direct"
     spare = tmp_path / wmod.SPARE_NAME
-    n = await _write_until(w, lambda: w._spare_state != wmod.SPARE_NONE)
+    n = await _write_until(w, lambda: w.spare != "none")
     assert w._pos >= 32 * 1024  # not before half a segment
-    await _wait_for(lambda: w._spare_state == wmod.SPARE_READY)
+    await _wait_for(lambda: w.spare == "ready")
     inode, size = spare.stat().st_ino, spare.stat().st_size
     assert size >= 64 * 1024 and not any(spare.read_bytes()) and w.stats.rotations == 0
     n += await _write_until(w, lambda: w.stats.rotations == 1)
@@ -484,7 +484,7 @@ async def test_without_a_spare_rotation_creates_the_segment_as_before(tmp_path, 
     w.open()
     n = await _write_until(w, lambda: w.stats.rotations == 3)
     await w.close()
-    assert len(calls) == 1 and not (tmp_path / wmod.SPARE_NAME).exists() and w._spare_state == wmod.SPARE_MAKING
+    assert len(calls) == 1 and not (tmp_path / wmod.SPARE_NAME).exists() and w.spare == "failed"
     assert [r.seq for r in read_records(str(tmp_path))] == list(range(1, n + 1)) and verify(str(tmp_path)).ok
 
 
@@ -496,5 +496,5 @@ async def test_a_journal_that_stays_small_never_makes_a_spare(tmp_path):
     w.open()
     for i in range(200):
         await w.write({"type": "x", "i": i})
-    assert w._spare_state == wmod.SPARE_NONE and not (tmp_path / wmod.SPARE_NAME).exists()
+    assert w.spare == "none" and not (tmp_path / wmod.SPARE_NAME).exists()
     await w.close()

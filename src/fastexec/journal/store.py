@@ -215,6 +215,7 @@ class Journal(_JournalBase):
             rotations=st.rotations,
             writes=w.write_path,
             commit_delay_us=self.commit_delay_us if w.write_path == "direct" else 0,
+            spare_segment=w.spare,  # the next segment made ahead (direct path): none, making, ready, failed
             # the disk side's write (+ flush in fsync/fdatasync) per batch
             mean_write_us=round(st.sync_ns / st.batches / 1000, 1) if st.batches else None,
             max_write_us=round(st.max_sync_ns / 1000, 1),

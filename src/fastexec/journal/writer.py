@@ -183,7 +183,8 @@ LOCK_NAME = ".lock"
 #: The direct path's next segment, zero-filled ahead of need (``_make_spare``); not a
 #: segment name, so readers never see it.
 SPARE_NAME = "spare.fxj.tmp"
-SPARE_NONE, SPARE_MAKING, SPARE_READY = 0, 1, 2
+SPARE_NONE, SPARE_MAKING, SPARE_READY, SPARE_FAILED = 0, 1, 2, 3
+_SPARE_STATES = ("none", "making", "ready", "failed")
 #: ``ack_turn``'s answers: nothing to do (not ``none`` mode, or already written), written
 #: now, left to the end-of-turn write
 ACK_NOTHING, ACK_WRITTEN, ACK_AT_TURN_END = 0, 1, 2
@@ -453,6 +454,11 @@ class JournalWriter(_WriterBase):
         self._alloc_end = off
 
     # ------------------------------------------------------------------ state
+
+    @property
+    def spare(self) -> str:
+        """The next segment made ahead (direct path): none, making, ready or failed."""
+        return _SPARE_STATES[self._spare_state]
 
     @property
     def last_seq(self) -> int:
@@ -900,7 +906,8 @@ class JournalWriter(_WriterBase):
             log.info("journal: no spare segment in %s (%s); rotation creates the next one", self.directory,
                      exc.strerror or exc)
             self._remove_spare()
-            return  # SPARE_MAKING stays: not tried again
+            self._spare_state = SPARE_FAILED  # not tried again
+            return
         self._spare_state = SPARE_READY
 
     def _remove_spare(self) -> None:
