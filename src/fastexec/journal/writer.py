@@ -902,9 +902,10 @@ class JournalWriter(_WriterBase):
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        except OSError as exc:
-            log.info("journal: no spare segment in %s (%s); rotation creates the next one", self.directory,
-                     exc.strerror or exc)
+        except Exception as exc:  # noqa: BLE001 - on a pool thread: nobody else would see it
+            log.log(logging.INFO if isinstance(exc, OSError) else logging.WARNING,
+                    "journal: no spare segment in %s (%s); rotation creates the next one", self.directory,
+                    getattr(exc, "strerror", None) or exc)
             self._remove_spare()
             self._spare_state = SPARE_FAILED  # not tried again
             return
