@@ -44,19 +44,26 @@ submit() {
 }
 
 serve() {
-  # `fastexec serve` (simulated venue) under 32 wrk connections posting market orders.
-  local port mport data account
+  # `fastexec serve` (simulated venue) under 32 wrk connections posting market orders,
+  # profiled at steady state: WARM seconds of load first (default 8: every retention
+  # window full, and past the journal's first 64 MiB segment, so its segments come from
+  # the spare made ahead, as in a long-running service), then py-spy attaches.
+  local port mport data account pid
   port=$(free_port); mport=$(free_port); data=$(mktemp -d)
   LOG_LEVEL=warning FASTEXEC_DATA_DIR="$data" MAX_ORDERS_PER_SECOND=1000000 MAX_CONCURRENT_ORDERS=100000 \
-    FASTEXEC_API_TOKENS="" \
-    py-spy record "${SPY_OPTS[@]}" -d 14 -o "$OUT/serve_under_load.svg" -- \
-    "$PY" -m fastexec.service --port "$port" --metrics-port "$mport" &
-  PIDS+=($!)
+    MAX_DAILY_LOSS=1000000000 FASTEXEC_API_TOKENS="" "$PY" -m fastexec.service --port "$port" --metrics-port "$mport" >/dev/null 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
   wait_http "http://127.0.0.1:$port/health" 30
   account=$("$PY" -c "import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1]))['accounts'][0]['account_id'])" \
     "http://127.0.0.1:$port/api/v1/accounts")
-  wrk -t1 -c32 -d10s --timeout 5s -s bench/rest/post.lua "http://127.0.0.1:$port/api/v1/orders" -- "$account"
-  wait "${PIDS[-1]}" || true   # py-spy stops after -d seconds and ends the service
+  wrk -t1 -c32 -d"${WARM:-8}s" --timeout 5s -s bench/rest/post.lua "http://127.0.0.1:$port/api/v1/orders" -- "$account" >/dev/null
+  wrk -t1 -c32 -d16s --timeout 5s -s bench/rest/post.lua "http://127.0.0.1:$port/api/v1/orders" -- "$account" &
+  local load=$!
+  py-spy record "${SPY_OPTS[@]}" -d 14 -o "$OUT/serve_under_load.svg" -p "$pid"
+  wait "$load" || true
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
   rm -rf "$data"
 }
 
