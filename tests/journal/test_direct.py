@@ -498,3 +498,26 @@ async def test_a_journal_that_stays_small_never_makes_a_spare(tmp_path):
         await w.write({"type": "x", "i": i})
     assert w.spare == "none" and not (tmp_path / wmod.SPARE_NAME).exists()
     await w.close()
+
+
+async def test_a_writer_killed_after_rotating_into_the_spare_reopens_where_it_was(tmp_path):
+    """Abandoned (as by kill -9) with the spare renamed into place and written to: a new
+    writer finds every acknowledged record, drops the zeros after them, and appends on."""
+    from fastexec.journal import JournalWriter, read_records, verify
+    from fastexec.journal import writer as wmod
+
+    w = JournalWriter(str(tmp_path), segment_bytes=64 * 1024)
+    w.open()
+    n = await _write_until(w, lambda: w.spare != "none")
+    await _wait_for(lambda: w.spare == "ready")
+    n += await _write_until(w, lambda: w.stats.rotations == 1)
+    n += await _write_until(w, lambda: w._pos >= 8 * 1024)
+    await w.flush()
+    w.abandon()
+    w2 = JournalWriter(str(tmp_path), segment_bytes=64 * 1024)
+    info = w2.open()
+    assert info.last_seq == n and info.truncated_bytes == 0 and not (tmp_path / wmod.SPARE_NAME).exists()
+    for i in range(5):
+        await w2.write({"type": "after", "i": i})
+    await w2.close()
+    assert [r.seq for r in read_records(str(tmp_path))] == list(range(1, n + 6)) and verify(str(tmp_path)).ok
