@@ -354,9 +354,10 @@ def zero_fill(int fd, long long off, long long end):
 
     For the writer's spare segment: its blocks must be written ones (a direct ``O_DSYNC``
     write into unwritten extents converts them, a metadata change each flush would then
-    have to commit). ``fallocate`` first grows the file, so the zero writes stay inside
-    its size (ext4 then takes the inode lock shared); direct, a segment's worth of zeros
-    is not copied into the page cache, written back by a kworker and dropped again."""
+    have to commit). ``fallocate`` first allocates the whole range in one go, so the zero
+    writes that follow stay inside the file's size (no extending direct writes, which
+    ext4 serialises); written direct, a segment's worth of zeros is not copied into the
+    page cache, written back by a kworker and dropped again."""
     global _zeros
     if off < 0 or end < off or off % _BLOCK or end % _BLOCK:
         raise ValueError(f"zero_fill needs block-aligned 0 <= off <= end, got {off}, {end}")
