@@ -190,6 +190,11 @@ _SPARE_STATES = ("none", "making", "ready", "failed")
 ACK_NOTHING, ACK_WRITTEN, ACK_AT_TURN_END = 0, 1, 2
 
 
+def _alloc_steps(nbytes: int) -> int:
+    """``nbytes`` rounded up to whole 64 KiB steps: how far segments are allocated."""
+    return -(-nbytes // 65536) * 65536
+
+
 @dataclass(slots=True)
 class WriterStats:  # the fallback of ``_hot.WriterStats`` (same fields, as C integers)
     records: int = 0
@@ -444,7 +449,7 @@ class JournalWriter(_WriterBase):
         target = self._pos + nbytes
         if target <= self._alloc_end:
             return
-        target = -(-target // 65536) * 65536  # whole 64 KiB steps
+        target = _alloc_steps(target)
         fd, off = self._fd, self._alloc_end
         zeros = memoryview(_ZEROS)
         while off < target:
@@ -884,17 +889,13 @@ class JournalWriter(_WriterBase):
         self._spare_pool.submit(self._make_spare)
 
     def _make_spare(self) -> None:
-        """On the spare thread: a file of a whole segment's size, written with zeros
-        (direct, around the page cache: ``_direct.zero_fill``) and fsynced, under a name
-        no reader lists. A rotation renames it into place, so the segment the loop
-        writes never grows: growing it (fallocate or zeros past its end, then fsync)
-        changed the inode the loop's ``O_DSYNC`` writes go to, and each of them that
-        came before the growth's commit waited on the journal commit. That, and the
-        rotation's own growth, cost 2-3.5 % of CPU per order under load (``ab_wrk.py
-        --durability fsync``, without and with the spare: paired 0.965 and 0.980 in two
-        runs, orders/s +4.0 % and +3.0 %). A failure leaves no spare: rotation then
-        creates the segment as before."""
-        size = -(-(self.segment_bytes + self.preallocate) // 65536) * 65536
+        """On the spare thread: a file of a whole segment's size, zeros written direct
+        (``_direct.zero_fill``) and fsynced (why: the module docstring, "Spare segment").
+        Growing the live segment instead, and the rotation's own growth, cost 2-3.5 % of
+        CPU per order under load (``ab_wrk.py --durability fsync``, without and with the
+        spare: paired 0.965 and 0.980 in two runs, orders/s +4.0 % and +3.0 %). A failure
+        leaves no spare: rotation then creates the segment as before."""
+        size = _alloc_steps(self.segment_bytes + self.preallocate)
         try:
             fd = os.open(self._spare_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT | os.O_CLOEXEC, 0o644)
             try:
