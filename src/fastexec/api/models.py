@@ -266,6 +266,12 @@ KILL_SWITCH = {
         "released_at": _TSN,
         "cancelled_orders": {"type": "array", "items": _S},
         "flattened": {"type": "array", "items": _S},
+        "cancel_failed": {
+            "type": "array", "items": _S,
+            "description": "Orders whose cancel did not get through (broker unreachable or refusing). They are "
+                           "still working; the engine retries their cancel in the background, with backoff, "
+                           "while the switch stays active.",
+        },
     },
 }
 

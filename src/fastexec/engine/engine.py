@@ -110,6 +110,11 @@ _PENDING_SUBMIT = S.PENDING_SUBMIT
 RETAIN_TERMINAL = 10_000
 RETIRE_BATCH = 512
 UNRESOLVED_GRACE_S = 30.0  # after this, "no record at a reachable broker" means never placed
+# A cancel the kill switch could not get through is tried again after these
+# delays (doubling, capped): a broker outage must not leave an order working
+# under an active switch, and a dead broker must not be hammered either.
+KILL_RETRY_BASE_S = 0.5
+KILL_RETRY_MAX_S = 30.0
 
 
 class Engine(EngineCore):
@@ -167,6 +172,11 @@ class Engine(EngineCore):
         self._unresolved: dict[str, float] = {}
         self._resolving: Optional[asyncio.Task] = None
         self.unresolved_grace_s = UNRESOLVED_GRACE_S
+        # order id -> the task retrying its cancel while a kill switch blocks its account
+        self._kill_retries: dict[str, asyncio.Task] = {}
+        self._kill_cancel_failures = 0  # cancels under a kill switch that failed, retries included
+        self.kill_retry_base_s = KILL_RETRY_BASE_S
+        self.kill_retry_max_s = KILL_RETRY_MAX_S
         self.retain_terminal = retain_terminal  # finished orders kept readable (get_order, list_orders)
         self.retire_batch = RETIRE_BATCH
         self._seq = 0
@@ -285,6 +295,11 @@ class Engine(EngineCore):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        retries = list(self._kill_retries.values())
+        for task in retries:
+            task.cancel()
+        if retries:
+            await asyncio.gather(*retries, return_exceptions=True)
         await self.settle()
         if self.broker is not None and self._started:
             await self.broker.stop()
@@ -448,6 +463,7 @@ class Engine(EngineCore):
             if found is not None:
                 for ev in await self._events_for_found(o, found):
                     self._on_event(ev)
+                await self._cancel_if_killed(o)
             elif now - since > self.unresolved_grace_s:
                 o.reject_reason = "NOT_PLACED"
                 o.updated_at = self._clock()
@@ -815,6 +831,7 @@ class Engine(EngineCore):
                 events = await self.broker.cancel(o.account_id, o.broker_order_id)
             except BrokerError as exc:
                 self._transition(o, E.CANCEL_REJECT)
+                self._kill_cancel_failed(o, str(exc))
                 raise BrokerUnavailableError(f"cancel failed: {exc}", code="BROKER_UNAVAILABLE") from None
             for ev in events:
                 self._on_event(ev)
@@ -826,6 +843,8 @@ class Engine(EngineCore):
             # returns to its working state.
             self._transition(o, E.CANCEL_REJECT)
             await self._reconcile_order(o)
+            if self._state(o) not in TERMINAL:
+                self._kill_cancel_failed(o, f"refused: {o.reject_reason}")
 
     # ------------------------------------------------------------------ positions
 
@@ -899,8 +918,11 @@ class Engine(EngineCore):
         again. Its state is then checked with the broker by client id; a fill
         or cancel that happened while the engine was down ends the order
         (positions are not touched: they were loaded from the broker at start).
-        Nothing is sent. Emulated orders are not adopted here (they never
-        reached the broker; submit them again).
+        No order is sent. Only a cancel can be: under an active kill switch
+        an adopted working order is cancelled at once (and retried until it
+        ends), since nothing may stay working while the switch is on.
+        Emulated orders are not adopted here (they never reached the broker;
+        submit them again).
         """
         status = record.get("status")
         if status not in ("accepted", "working", "partially_filled"):
@@ -971,7 +993,23 @@ class Engine(EngineCore):
         elif broker_id is None and oid not in self._unresolved:
             self._unresolved[oid] = asyncio.get_running_loop().time()
         log.info("adopted order %s (%s)", oid, STATUS[o.state], extra=self._log_extra(o))
+        await self._cancel_if_killed(o)
         return self._view(o)
+
+    async def _cancel_if_killed(self, o: _Order) -> None:
+        """An order found working at the broker while a kill switch blocks its
+        account (adopted after a restart, or resolved late) is cancelled like
+        the activation would have; a cancel that fails is retried."""
+        if self._kill.blocking(o.account_id) is None or o.broker_order_id is None:
+            return
+        if self._state(o) not in (S.SUBMITTED, S.PARTIALLY_FILLED):
+            return
+        try:
+            await self._cancel_at_broker(o)
+        except FastexecError:
+            return  # retried (_kill_cancel_failed)
+        if self._state(o) is S.CANCELLED:
+            o.reject_reason = "KILL_SWITCH"
 
     def get_order(self, order_id: str) -> OrderView:
         return self._view(self._find(order_id))
@@ -1109,14 +1147,20 @@ class Engine(EngineCore):
             elif st in (S.SUBMITTED, S.PARTIALLY_FILLED, S.PENDING_REPLACE):
                 at_broker.append(o)
         # Then the broker-held ones (the simulated venue answers without yielding).
+        # A cancel that does not get through is reported and retried in the
+        # background (``_kill_cancel_failed``) while the switch stays active.
+        failed: list[str] = []
         for o in at_broker:
             try:
                 await self._cancel_at_broker(o)
             except FastexecError:
-                continue
-            if self._state(o) is S.CANCELLED:
+                pass
+            st = self._state(o)
+            if st is S.CANCELLED:
                 o.reject_reason = "KILL_SWITCH"
                 cancelled.append(o.order_id)
+            elif st not in TERMINAL:
+                failed.append(o.order_id)
         flattened: list[str] = []
         if flatten:
             for acc in accounts:
@@ -1126,9 +1170,10 @@ class Engine(EngineCore):
                         flattened.append(f"{acc}:{pos.instrument}" if account_id is None else pos.instrument)
                     except FastexecError:
                         continue
-        view = ks.view(tuple(cancelled), tuple(flattened))
-        log.warning("kill switch activated for %s by %s: %s (cancelled %d orders, flattened %d positions)",
-                    account_id or "all accounts", actor, reason, len(cancelled), len(flattened),
+        view = ks.view(tuple(cancelled), tuple(flattened), tuple(failed))
+        log.warning("kill switch activated for %s by %s: %s (cancelled %d orders, %d cancels failed and are "
+                    "being retried, flattened %d positions)",
+                    account_id or "all accounts", actor, reason, len(cancelled), len(failed), len(flattened),
                     extra={"account_id": account_id, "actor": actor, "reason": reason})
         if self._subs:
             self._emit("kill_switch_activated", account_id, None, None, view)
@@ -1158,9 +1203,61 @@ class Engine(EngineCore):
         return view
 
     def kill_switch(self, account_id: Optional[str]) -> KillSwitchView:
+        """The switch; ``cancel_failed`` lists the orders of its accounts whose
+        cancel has not got through yet and is being retried."""
         if account_id is not None:
             self._acct_index(account_id)
-        return self._kill.get(account_id).view()
+        ks = self._kill.get(account_id)
+        retrying = ()
+        if ks.active:
+            retrying = tuple(oid for oid, t in self._kill_retries.items()
+                             if not t.done() and (account_id is None or getattr(self._orders.get(oid), "account_id", None) == account_id))
+        return ks.view(cancel_failed=retrying)
+
+    def _kill_cancel_failed(self, o: _Order, why: str) -> None:
+        """A cancel of ``o`` did not end it. Under an active kill switch nothing
+        may stay working, and a failed cancel changes nothing at the broker, so
+        the cancel is tried again in the background (one task per order) until
+        the order ends, the switch is released or the engine stops."""
+        if self._kill.blocking(o.account_id) is None:
+            return
+        self._kill_cancel_failures += 1
+        log.error("kill switch: cancel of order %s failed (%s); retrying in the background", o.order_id, why,
+                  extra=self._log_extra(o))
+        task = self._kill_retries.get(o.order_id)
+        if task is not None and not task.done():
+            return
+        task = asyncio.get_running_loop().create_task(self._retry_kill_cancel(o))
+        self._kill_retries[o.order_id] = task
+
+    async def _retry_kill_cancel(self, o: _Order) -> None:
+        delay = self.kill_retry_base_s
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.kill_retry_max_s)
+                if self._state(o) in TERMINAL:
+                    return
+                if self._kill.blocking(o.account_id) is None:
+                    log.info("kill switch released: cancel of order %s no longer retried", o.order_id,
+                             extra=self._log_extra(o))
+                    return
+                if o.pending_op is not None or (o.broker_order_id is None and self._state(o) is _PENDING_SUBMIT):
+                    continue  # another request on it is in flight, or it is still being resolved
+                try:
+                    await self._cancel_at_broker(o)
+                except FastexecError:
+                    continue  # logged by _kill_cancel_failed
+                st = self._state(o)
+                if st in TERMINAL:
+                    if st is S.CANCELLED:
+                        o.reject_reason = "KILL_SWITCH"
+                    log.warning("kill switch: order %s is %s after a retried cancel", o.order_id, STATUS[st],
+                                extra=self._log_extra(o))
+                    return
+        finally:
+            if self._kill_retries.get(o.order_id) is asyncio.current_task():
+                del self._kill_retries[o.order_id]
 
     # ------------------------------------------------------------------ events, health, perf
 
@@ -1193,12 +1290,16 @@ class Engine(EngineCore):
         stats = getattr(self.broker, "stats", None)
         if isinstance(stats, dict):  # the OANDA adapter's counters (reconnects, lookups, history gaps, ...)
             broker["stats"] = dict(stats)
+        retrying = [oid for oid, t in self._kill_retries.items() if not t.done()]
         return {
             "ok": self._started and self._broker_ok,
             "started": self._started,
             "broker": broker,
             "accounts": len(self._accounts),
             "orders": len(self._orders),
+            # orders still working under an active kill switch because their cancel failed (retried)
+            "kill_switch": {"cancels_retrying": len(retrying), "retrying_orders": retrying[:20],
+                            "cancel_failures": self._kill_cancel_failures},
         }
 
 

@@ -44,7 +44,8 @@ class KillSwitch:
         self.released_by = actor
         self.released_at = now_ns
 
-    def view(self, cancelled: tuple[str, ...] = (), flattened: tuple[str, ...] = ()) -> KillSwitchView:
+    def view(self, cancelled: tuple[str, ...] = (), flattened: tuple[str, ...] = (),
+             cancel_failed: tuple[str, ...] = ()) -> KillSwitchView:
         return KillSwitchView(
             account_id=self.account_id,
             active=self.active,
@@ -55,6 +56,7 @@ class KillSwitch:
             released_at=self.released_at,
             cancelled_orders=cancelled,
             flattened=flattened,
+            cancel_failed=cancel_failed,
         )
 
 

@@ -353,6 +353,9 @@ class KillSwitchView:
     released_at: Optional[int]
     cancelled_orders: tuple[str, ...] = ()
     flattened: tuple[str, ...] = ()
+    #: orders whose cancel did not get through (broker unreachable or refusing); they are still
+    #: working, and the engine retries their cancel in the background while the switch is active
+    cancel_failed: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {
@@ -365,6 +368,7 @@ class KillSwitchView:
             "released_at": _ts(self.released_at),
             "cancelled_orders": list(self.cancelled_orders),
             "flattened": list(self.flattened),
+            "cancel_failed": list(self.cancel_failed),
         }
 
 
