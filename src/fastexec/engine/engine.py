@@ -921,8 +921,10 @@ class Engine(EngineCore):
         No order is sent. Only a cancel can be: under an active kill switch
         an adopted working order is cancelled at once (and retried until it
         ends), since nothing may stay working while the switch is on.
-        Emulated orders are not adopted here (they never reached the broker;
-        submit them again).
+        An emulated order is adopted only once it has triggered (its child
+        went to the broker under the order's client id, so it is a broker
+        order now); one still waiting never reached the broker and is
+        re-armed by submitting it again.
         """
         status = record.get("status")
         if status not in ("accepted", "working", "partially_filled"):
@@ -947,7 +949,8 @@ class Engine(EngineCore):
         )
         now = self._clock()
         n = normalize(spec, inst, min(now, gtd - 1) if gtd is not None else now)
-        if n.emulated:
+        emulation = record.get("emulation") or {}
+        if n.emulated and not emulation.get("triggered"):
             raise ValidationError("emulated orders are re-armed by submitting them again", code="NOT_ADOPTABLE",
                                   field="order_type")
         filled = record.get("filled_units") or 0
@@ -960,6 +963,10 @@ class Engine(EngineCore):
                    record.get("created_at") or now)
         o.slot = k
         o.updated_at = record.get("updated_at") or now
+        if n.emulated:
+            # triggered before the restart: its child is (or may be) the broker order
+            # under this order's client id, watched like any routed order
+            o.trigger_price = emulation.get("trigger_price")
         self._orders[oid] = o
         if coid != oid:
             self._by_client[coid] = o  # else it is found in _orders (EngineCore._client_order)

@@ -22,8 +22,10 @@ Restoring engine state: when the engine offers ``restore_state(dict)`` it gets
 with their trigger state, kill switches, risk limits, trading states). Until it
 does, everything goes through the engine's public methods: risk limits,
 trading states and kill switches are re-applied, orders working at the broker
-are taken back under their own engine id (``Engine.adopt_order``), and
-emulated orders are submitted again under their client order id.
+are taken back under their own engine id (``Engine.adopt_order``) — a
+triggered emulated order whose child rests at the broker among them — and
+emulated orders still waiting for their trigger are submitted again under
+their client order id.
 
 ``fastexec serve`` (``fastexec.service``) runs the engine through this
 wrapper (journal in ``$FASTEXEC_DATA_DIR/journal``, durability from
@@ -40,7 +42,7 @@ from typing import Any, Optional
 from fastexec.config import Settings
 from fastexec.errors import ConflictError, FastexecError
 
-from .recovery import ReconcileReport, recover
+from .recovery import ReconcileReport, recover, triggered_unconfirmed
 from .store import Journal, OpenReport
 from .writer import DEFAULT_SEGMENT_BYTES, Durability
 
@@ -202,6 +204,11 @@ class JournaledEngine:
         count = 0
         for o in list(self.journal.state.open_orders()):
             if o["status"] != "emulated" or o["account_id"] not in accounts:
+                continue
+            if triggered_unconfirmed(o):
+                # reconciliation resolves these by client id; re-arming one could send its child twice
+                log.error("journal: triggered order %s was not resolved with the broker; not re-armed",
+                          o["order_id"])
                 continue
             gtd = o.get("gtd_time_ns")
             spec = OrderSpec(

@@ -19,7 +19,10 @@ Per account, in this order:
    never by resending: never received (asked again after a short grace
    period if it was journaled just before the crash) -> ``rejected`` with
    reason ``NOT_RECEIVED_BY_BROKER``; working -> ``working``; filled -> its fill is
-   fetched and applied; cancelled -> ``cancelled``.
+   fetched and applied; cancelled -> ``cancelled``. An emulated order that
+   triggered without its child being confirmed is resolved the same way (the
+   child carries the order's client id); one still waiting for its trigger
+   was never sent and is left to the engine.
 3. Orders working at the broker that the journal lacks are adopted (journaled
    as ``reconcile.adopted``, so they are watched) or cancelled, by policy.
 4. Net positions and the balance are set to the broker's where they differ
@@ -188,16 +191,21 @@ class Reconciler:
     async def _resolve_open_orders(self, acct: str) -> None:
         st = self.journal.state
         for order in list(st.open_orders(acct)):
+            sent_at = order.get("ts")
             if order["status"] == "emulated":
-                continue  # held by the engine, never sent: it survives as is
+                if not triggered_unconfirmed(order):
+                    continue  # held by the engine, never sent: it survives as is
+                # Triggered, and its child may have gone out before the crash
+                # under the order's client id: the broker says whether it did.
+                sent_at = order.get("updated_at") or sent_at
             cid = order.get("client_order_id")
             if not cid:
                 continue
             bo = await self.broker.order_by_client_id(acct, cid)
-            if bo is None and order["status"] == "accepted":
+            if bo is None and order["status"] in ("accepted", "emulated"):
                 # Sent just before the crash? The venue may still be processing
                 # it: ask again once the grace period since its submission is over.
-                wait_s = ((order.get("ts") or 0) + int(self.in_flight_grace_s * 1e9) - time.time_ns()) / 1e9
+                wait_s = ((sent_at or 0) + int(self.in_flight_grace_s * 1e9) - time.time_ns()) / 1e9
                 if wait_s > 0:
                     await asyncio.sleep(min(wait_s, self.in_flight_grace_s))
                     bo = await self.broker.order_by_client_id(acct, cid)
@@ -208,7 +216,7 @@ class Reconciler:
         base = {"type": "reconcile.order", "account_id": acct, "order_id": order["order_id"],
                 "client_order_id": order.get("client_order_id"), "before": order["status"]}
         if bo is None:
-            reason = NOT_RECEIVED if order["status"] == "accepted" else NOT_FOUND
+            reason = NOT_RECEIVED if order["status"] in ("accepted", "emulated") else NOT_FOUND
             self._journal({**base, "status": "rejected", "reason": reason}, "order")
             return
         if bo.state == "PENDING":
@@ -260,6 +268,12 @@ class Reconciler:
             if b != o:
                 self._journal({"type": "reconcile.position", "account_id": acct, "instrument": inst,
                                "units": b, "before": o}, "baseline" if fresh else "position")
+
+
+def triggered_unconfirmed(order: dict) -> bool:
+    """An emulated order whose trigger is journaled but whose child order the
+    broker never confirmed (no ``broker.accepted``): it may be at the broker."""
+    return order["status"] == "emulated" and bool((order.get("emulation") or {}).get("triggered"))
 
 
 async def recover(journal: Journal, broker: Broker, *, accounts: Optional[Iterable[str]] = None,
