@@ -151,3 +151,30 @@ async def test_trigger_denied_by_risk_rejects_the_order(h):
     assert done.status == "rejected"
     assert done.reject_reason == "REDUCE_ONLY_VIOLATION"
     assert _broker_orders(h, h.a1) == []
+
+
+@pytest.mark.parametrize("side", ["buy", "sell"])
+async def test_units_only_modify_keeps_the_trail(h, side):
+    dist = px("0.00100")
+    view = await h.engine.submit(OrderSpec(h.a1, "EUR_USD", side, 1000, type="trailing_stop", trailing_distance=dist))
+    if side == "sell":
+        h.quote("EUR_USD", "1.10500", "1.10510")  # highest bid: trigger 1.10400
+        h.quote("EUR_USD", "1.10420", "1.10430")  # back 8 pips: not through
+        kept = px("1.10400")
+    else:
+        h.quote("EUR_USD", "1.09500", "1.09510")  # lowest ask: trigger 1.09610
+        h.quote("EUR_USD", "1.09580", "1.09590")
+        kept = px("1.09610")
+    assert h.engine.get_order(view.order_id).trigger_price == kept
+    moved = await h.engine.modify(view.order_id, units=2000)
+    assert moved.units == 2000 and moved.status == "waiting"
+    assert moved.trigger_price == kept  # not re-armed from the current price, 8 pips looser
+    # and it fires where the trail says, not where a restarted trail would
+    if side == "sell":
+        h.quote("EUR_USD", "1.10400", "1.10410")
+    else:
+        h.quote("EUR_USD", "1.09600", "1.09610")
+    assert h.engine.get_order(view.order_id).status == "triggered"
+    await h.settle()
+    done = h.engine.get_order(view.order_id)
+    assert done.status == "filled" and done.filled_units == 2000

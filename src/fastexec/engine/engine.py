@@ -503,11 +503,19 @@ class Engine(EngineCore):
 
     # ------------------------------------------------------------------ emulated orders
 
-    def _arm(self, o: _Order, now: int) -> None:
+    def _arm(self, o: _Order, now: int, prev: Optional[Emulated] = None) -> None:
+        """Put ``o`` in the emulation book. ``prev``: its trigger state before a
+        modify. A trailing stop keeps the best price it has seen: re-arming it
+        from the current market would loosen the stop by however far the price
+        has come back from its extreme, though nothing about the trail changed."""
         n = o.norm
         kind = STOP_LIMIT if n.otype is OrderType.STOP_LIMIT else TRAILING
         expires = n.gtd_ns if n.tif == "GTD" else (self._day_end if n.tif == "GFD" else None)
         em = Emulated(o.order_id, o.inst.name, n.units > 0, kind, n.stop_price, n.trailing_distance, expires)
+        if prev is not None and kind == TRAILING and prev.best is not None:
+            em.best = prev.best  # a new distance, if any, applies from the best price seen
+            em.trigger = prev.best + em.distance if em.buy else prev.best - em.distance
+            self._store.set_stop_price_at(o.slot, o.order_id, em.trigger)
         o.trigger_price = em.trigger
         self._emu.add(em)
         px = self._ledger.price(o.inst_idx)
@@ -741,7 +749,7 @@ class Engine(EngineCore):
             o.norm = n
             em = self._emu.remove(o.order_id)
             if em is not None:
-                self._arm(o, now)
+                self._arm(o, now, em)
         else:
             await self._replace_at_broker(o, n)
         o.updated_at = self._clock()
