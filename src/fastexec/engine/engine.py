@@ -174,6 +174,7 @@ class Engine(EngineCore):
         self.unresolved_grace_s = UNRESOLVED_GRACE_S
         # order id -> the task retrying its cancel while a kill switch blocks its account
         self._kill_retries: dict[str, asyncio.Task] = {}
+        self._trails: dict[str, Emulated] = {}  # trailing stops whose level moved this loop turn (_trail_moved)
         self._kill_cancel_failures = 0  # cancels under a kill switch that failed, retries included
         self.kill_retry_base_s = KILL_RETRY_BASE_S
         self.kill_retry_max_s = KILL_RETRY_MAX_S
@@ -503,18 +504,19 @@ class Engine(EngineCore):
 
     # ------------------------------------------------------------------ emulated orders
 
-    def _arm(self, o: _Order, now: int, prev: Optional[Emulated] = None) -> None:
-        """Put ``o`` in the emulation book. ``prev``: its trigger state before a
-        modify. A trailing stop keeps the best price it has seen: re-arming it
-        from the current market would loosen the stop by however far the price
-        has come back from its extreme, though nothing about the trail changed."""
+    def _arm(self, o: _Order, now: int, best: Optional[int] = None) -> None:
+        """Put ``o`` in the emulation book. ``best``: the best price a trailing
+        stop had already seen (before a modify, or a restart). It is kept:
+        re-arming from the current market would loosen the stop by however far
+        the price has come back from its extreme, though nothing about the
+        trail changed."""
         n = o.norm
         kind = STOP_LIMIT if n.otype is OrderType.STOP_LIMIT else TRAILING
         expires = n.gtd_ns if n.tif == "GTD" else (self._day_end if n.tif == "GFD" else None)
         em = Emulated(o.order_id, o.inst.name, n.units > 0, kind, n.stop_price, n.trailing_distance, expires)
-        if prev is not None and kind == TRAILING and prev.best is not None:
-            em.best = prev.best  # a new distance, if any, applies from the best price seen
-            em.trigger = prev.best + em.distance if em.buy else prev.best - em.distance
+        if best is not None and kind == TRAILING:
+            em.best = best  # a new distance, if any, applies from the best price seen
+            em.trigger = best + em.distance if em.buy else best - em.distance
             self._store.set_stop_price_at(o.slot, o.order_id, em.trigger)
         o.trigger_price = em.trigger
         self._emu.add(em)
@@ -532,9 +534,34 @@ class Engine(EngineCore):
             o.trigger_price = em.trigger
             if em.kind == TRAILING:
                 self._store.set_stop_price_at(o.slot, o.order_id, em.trigger)
+                if self._journal_on and not fired:
+                    self._trail_moved(em)
         if fired:
             self._emu.remove(em.order_id)
             self._fire(o)
+
+    def _trail_moved(self, em: Emulated) -> None:
+        """Journal a trailing stop's new level so a restart resumes the trail
+        (``_adopt_waiting``). At most one record per order per loop turn: a
+        burst of ticks in one turn is written once, at its last level."""
+        first = not self._trails
+        self._trails[em.order_id] = em
+        if first:
+            try:
+                asyncio.get_running_loop().call_soon(self._journal_trails)
+            except RuntimeError:  # no loop running (driven by hand): write it now
+                self._journal_trails()
+
+    def _journal_trails(self) -> None:
+        trails, self._trails = self._trails, {}
+        now = self._clock()
+        for oid in trails:
+            o = self._orders.get(oid)
+            em = self._emu.get(oid)  # the book's entry: a modify in this turn re-armed it with the same trail
+            if o is None or em is None or o.state is not S.EMULATED:
+                continue  # fired, cancelled or expired since: its own record says where it stands
+            self._journal.append({"type": "order.emulation", "ts": now, "account_id": o.account_id,
+                                  "order_id": oid, "emulation": {"best": em.best, "trigger": em.trigger}})
 
     def _fire(self, o: _Order) -> None:
         """Trigger exactly once: the order leaves the book and becomes
@@ -749,7 +776,7 @@ class Engine(EngineCore):
             o.norm = n
             em = self._emu.remove(o.order_id)
             if em is not None:
-                self._arm(o, now, em)
+                self._arm(o, now, em.best)
         else:
             await self._replace_at_broker(o, n)
         o.updated_at = self._clock()
@@ -935,8 +962,8 @@ class Engine(EngineCore):
         re-armed by submitting it again.
         """
         status = record.get("status")
-        if status not in ("accepted", "working", "partially_filled"):
-            raise ValidationError(f"only open broker orders can be adopted, not {status!r}", code="NOT_ADOPTABLE",
+        if status not in ("accepted", "working", "partially_filled", "emulated"):
+            raise ValidationError(f"only open orders can be adopted, not {status!r}", code="NOT_ADOPTABLE",
                                   field="status")
         oid = record.get("order_id")
         coid = record.get("client_order_id") or oid
@@ -958,9 +985,15 @@ class Engine(EngineCore):
         now = self._clock()
         n = normalize(spec, inst, min(now, gtd - 1) if gtd is not None else now)
         emulation = record.get("emulation") or {}
+        if status == "emulated":
+            if not n.emulated or emulation.get("triggered"):
+                # a triggered one may be at the broker: reconciliation resolves it by client id first
+                raise ValidationError("only an emulated order still waiting for its trigger is re-armed",
+                                      code="NOT_ADOPTABLE", field="status")
+            return self._adopt_waiting(record, oid, coid, a, inst, n, spec.side, emulation, now)
         if n.emulated and not emulation.get("triggered"):
-            raise ValidationError("emulated orders are re-armed by submitting them again", code="NOT_ADOPTABLE",
-                                  field="order_type")
+            raise ValidationError("an emulated order that never triggered cannot be at the broker",
+                                  code="NOT_ADOPTABLE", field="order_type")
         filled = record.get("filled_units") or 0
         if type(filled) is not int or not 0 <= filled < abs(n.units):
             raise ValidationError(f"filled_units={filled!r} must be below units", code="NOT_ADOPTABLE",
@@ -974,6 +1007,7 @@ class Engine(EngineCore):
         if n.emulated:
             # triggered before the restart: its child is (or may be) the broker order
             # under this order's client id, watched like any routed order
+            o.state = _PENDING_SUBMIT  # as the store has it
             o.trigger_price = emulation.get("trigger_price")
         self._orders[oid] = o
         if coid != oid:
@@ -1009,6 +1043,29 @@ class Engine(EngineCore):
             self._unresolved[oid] = asyncio.get_running_loop().time()
         log.info("adopted order %s (%s)", oid, STATUS[o.state], extra=self._log_extra(o))
         await self._cancel_if_killed(o)
+        return self._view(o)
+
+    def _adopt_waiting(self, record: dict, oid: str, coid: str, a: int, inst, n: Normalized, side, emulation: dict,
+                       now: int) -> OrderView:
+        """An emulated order still waiting for its trigger, back in the book under
+        its own id. A trailing stop keeps the best price it had seen (journaled
+        as it moved): restarting the trail from the current market would loosen
+        the stop, and a market that went through the stop while the engine was
+        down would never fire it. Checked against the current price at once."""
+        k = self._store.add(oid, a, inst.index, n.units, n.price or 0, n.stop_price or 0, True)
+        o = _new_order(oid, coid, record["account_id"], a, inst, n, side, record.get("request_id"),
+                       record.get("created_at") or now)
+        o.slot = k
+        o.updated_at = record.get("updated_at") or now
+        self._orders[oid] = o
+        if coid != oid:
+            self._by_client[coid] = o
+        log.info("re-armed emulated order %s", oid, extra=self._log_extra(o))
+        if self._kill.blocking(o.account_id) is not None:
+            self._cancel_local(o, "KILL_SWITCH")  # what the activation did to every waiting order
+            return self._view(o)
+        best = emulation.get("best")
+        self._arm(o, now, best if type(best) is int else None)
         return self._view(o)
 
     async def _cancel_if_killed(self, o: _Order) -> None:

@@ -21,11 +21,11 @@ Restoring engine state: when the engine offers ``restore_state(dict)`` it gets
 ``JournalState.to_dict()`` (orders with status and broker ids, emulated orders
 with their trigger state, kill switches, risk limits, trading states). Until it
 does, everything goes through the engine's public methods: risk limits,
-trading states and kill switches are re-applied, orders working at the broker
-are taken back under their own engine id (``Engine.adopt_order``) — a
-triggered emulated order whose child rests at the broker among them — and
-emulated orders still waiting for their trigger are submitted again under
-their client order id.
+trading states and kill switches are re-applied, and open orders are taken
+back under their own engine id (``Engine.adopt_order``): orders working at
+the broker (a triggered emulated order whose child rests there among them),
+and emulated orders still waiting for their trigger, with a trailing stop's
+journaled best price.
 
 ``fastexec serve`` (``fastexec.service``) runs the engine through this
 wrapper (journal in ``$FASTEXEC_DATA_DIR/journal``, durability from
@@ -189,18 +189,11 @@ class JournaledEngine:
         return adopted, failed
 
     async def _rearm_emulated(self, accounts: set) -> int:
-        """Emulated orders never reached the broker, so submitting them again
-        (same client order id, fresh engine id) cannot duplicate anything; the
-        old engine id is closed in the journal, pointing at the new one.
-        A trailing stop's best price so far restarts from the current market."""
-        from datetime import datetime, timezone
-
-        from fastexec.engine.types import ExitSpec, OrderSpec
-
-        def exit_spec(d):
-            return None if d is None else ExitSpec(price=d.get("price"), distance=d.get("distance"),
-                                                   guaranteed=bool(d.get("guaranteed")))
-
+        """Emulated orders still waiting for their trigger go back into the
+        engine's book under their own engine id (``Engine.adopt_order``): they
+        never reached the broker, so nothing is sent, and a trailing stop
+        resumes from the best price it had journaled. One the market went
+        through while the engine was down fires at once."""
         count = 0
         for o in list(self.journal.state.open_orders()):
             if o["status"] != "emulated" or o["account_id"] not in accounts:
@@ -210,25 +203,13 @@ class JournaledEngine:
                 log.error("journal: triggered order %s was not resolved with the broker; not re-armed",
                           o["order_id"])
                 continue
-            gtd = o.get("gtd_time_ns")
-            spec = OrderSpec(
-                account_id=o["account_id"], instrument=o["instrument"], side=o["side"], units=o["units"],
-                type=o["order_type"], price=o.get("price"), stop_price=o.get("stop_price"),
-                trailing_distance=o.get("trailing_distance"), time_in_force=o.get("time_in_force"),
-                gtd_time=None if gtd is None else datetime.fromtimestamp(gtd // 1_000_000_000, tz=timezone.utc)
-                .replace(microsecond=(gtd // 1000) % 1_000_000),
-                stop_loss=exit_spec(o.get("stop_loss")), take_profit=exit_spec(o.get("take_profit")),
-                trailing_stop_distance=o.get("trailing_stop_distance"), client_order_id=o.get("client_order_id"),
-            )
             try:
-                view = await self.engine.submit(spec, request_id=o.get("request_id"))
+                await self.engine.adopt_order(dict(o))
             except FastexecError as exc:
                 self.journal.append({"type": "order.status", "account_id": o["account_id"], "order_id": o["order_id"],
                                      "status": "rejected", "reason": f"RESTORE_FAILED: {exc.code}"})
                 log.error("journal: emulated order %s could not be re-armed: %s", o["order_id"], exc)
                 continue
-            self.journal.append({"type": "order.status", "account_id": o["account_id"], "order_id": o["order_id"],
-                                 "status": "cancelled", "reason": f"RESTORED_AS {view.order_id}"})
             count += 1
         return count
 
