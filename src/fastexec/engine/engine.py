@@ -296,6 +296,8 @@ class Engine(EngineCore):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._trails:  # this turn's trail moves, while the journal is still open
+            self._journal_trails()
         retries = list(self._kill_retries.values())
         for task in retries:
             task.cancel()
