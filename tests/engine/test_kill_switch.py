@@ -116,6 +116,26 @@ async def test_activation_is_journaled_and_published(h):
     assert events[0].data.actor == "ops"
 
 
+async def test_pulling_an_active_switch_again_keeps_the_first_activation(h):
+    first = await h.engine.activate_kill_switch(h.a1, reason="runaway strategy", actor="alice")
+    h.clock.advance(5 * 10**9)
+    oid = (await h.engine.submit(OrderSpec(h.a2, "EUR_USD", "buy", 1000, type="limit", price=px("1.09000")))).order_id
+    again = await h.engine.activate_kill_switch(None, reason="global", actor="risk-desk")  # a different switch
+    assert again.activated_at == T0 + 5 * 10**9 and h.engine.get_order(oid).status == "cancelled"
+    await h.engine.release_kill_switch(None, actor="risk-desk")
+    repeat = await h.engine.activate_kill_switch(h.a1, reason="second thoughts", actor="bob", flatten=True)
+    assert (repeat.reason, repeat.actor, repeat.activated_at) == (first.reason, first.actor, first.activated_at)
+    assert h.engine.positions(h.a1) == []  # the repeat still sweeps (flatten)
+    assert [r["reason"] for r in h.journal.records if r["type"] == "kill_switch" and r["account_id"] == h.a1] == [
+        "runaway strategy"]  # the repeat changes nothing the journal keeps
+    with pytest.raises(KillSwitchActiveError) as err:
+        await h.engine.submit(OrderSpec(h.a1, "EUR_USD", "buy", 1))
+    assert "actor=alice" in err.value.detail and "runaway strategy" in err.value.detail
+    released = await h.engine.release_kill_switch(h.a1, actor="carol")
+    assert (released.reason, released.actor, released.activated_at, released.released_by) == (
+        "runaway strategy", "alice", T0, "carol")
+
+
 async def test_bad_kill_switch_input(h):
     with pytest.raises(NotFoundError):
         await h.engine.activate_kill_switch("nope", reason="x", actor="ops")

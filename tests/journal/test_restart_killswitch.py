@@ -64,6 +64,8 @@ async def test_restart_with_active_kill_switch_cancels_adopted_orders(tmp_path):
         try:
             assert je2.restored["kill_switches"] == 1 and je2.restored["orders_adopted"] == 1
             assert je2.kill_switch(acct).active
+            assert (je2.kill_switch(acct).reason, je2.kill_switch(acct).actor) == ("outage", "ops")
+            assert je2.kill_switch(acct).activated_at == ks.activated_at  # when it was pulled, not the restart
             await _wait_for(lambda: je2.get_order(order.order_id).status == "cancelled")
             back = je2.get_order("w1")
             assert back.order_id == order.order_id and back.reject_reason == "KILL_SWITCH"

@@ -1186,10 +1186,13 @@ class Engine(EngineCore):
     # ------------------------------------------------------------------ kill switch
 
     async def activate_kill_switch(self, account_id: Optional[str], *, reason: str, actor: str,
-                                   flatten: bool = False) -> KillSwitchView:
+                                   flatten: bool = False, activated_at: Optional[int] = None) -> KillSwitchView:
         """Halt one account (or all, with ``account_id`` None): block new orders,
         cancel every working and emulated order, optionally close positions.
-        Stays active until ``release_kill_switch``."""
+        Stays active until ``release_kill_switch``. Pulling an active switch
+        again sweeps again (cancels, ``flatten``) but keeps the first
+        activation's reason, actor and time. ``activated_at``: the original
+        time, when a restart restores the switch from the journal."""
         if account_id is not None:
             self._acct_index(account_id)
         if not isinstance(actor, str) or not actor.strip():
@@ -1201,10 +1204,14 @@ class Engine(EngineCore):
         now = self._clock()
         accounts = [account_id] if account_id is not None else list(self._account_names)
         ks = self._kill.get(account_id)
-        ks.activate(reason, actor, now)
+        first = ks.activate(reason, actor, now if activated_at is None else activated_at)
+        if not first:
+            log.warning("kill switch for %s pulled again by %s: %s (active since %s, by %s: %s)",
+                        account_id or "all accounts", actor, reason, ks.activated_at, ks.actor, ks.reason,
+                        extra={"account_id": account_id, "actor": actor, "reason": reason})
         for acc in accounts:
             self._risk.set_halted(self._accounts[acc], True)
-        if self._journal_on:
+        if self._journal_on and first:
             self._journal.append({"type": "kill_switch", "ts": now, "account_id": account_id, "active": True,
                                   "reason": reason, "actor": actor, "flatten": flatten})
         # First, synchronously: every order the engine holds itself.

@@ -27,8 +27,13 @@ class KillSwitch:
         self.released_by: Optional[str] = None
         self.released_at: Optional[int] = None
 
-    def activate(self, reason: str, actor: str, now_ns: int) -> None:
-        if not self.active and self._owner is not None:
+    def activate(self, reason: str, actor: str, now_ns: int) -> bool:
+        """True if this pulled the switch; False if it was already active. A
+        second pull keeps the first one's who, why and when: the post-mortem
+        needs the activation that stopped trading, not the latest echo of it."""
+        if self.active:
+            return False
+        if self._owner is not None:
             self._owner.n_active += 1
         self.active = True
         self.reason = reason
@@ -36,6 +41,7 @@ class KillSwitch:
         self.activated_at = now_ns
         self.released_by = None
         self.released_at = None
+        return True
 
     def release(self, actor: str, now_ns: int) -> None:
         if self.active and self._owner is not None:

@@ -158,8 +158,10 @@ class JournaledEngine:
         for key, ks in st.kill_switches.items():
             acct = None if key == "*" else key
             if ks.get("active") and (acct is None or acct in accounts):
+                ts = ks.get("ts")
                 await self.engine.activate_kill_switch(acct, reason=ks.get("reason") or "restored from journal",
-                                                       actor=ks.get("actor") or "journal", flatten=False)
+                                                       actor=ks.get("actor") or "journal", flatten=False,
+                                                       activated_at=ts if type(ts) is int else None)
                 switches += 1
         adopted, unrestorable = await self._adopt_working(accounts)
         rearmed = await self._rearm_emulated(accounts)
