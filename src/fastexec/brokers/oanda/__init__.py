@@ -20,6 +20,8 @@ What the engine can rely on, beyond ``Broker``'s docstring:
   (state unknown; the transaction stream reports the order if it exists);
 * v20 rejects come back as ``OrderRejected`` with OANDA's reason code, never
   retried; reads and cancels are retried (429/5xx/transport, jittered backoff);
+  a ``Retry-After`` (seconds or HTTP-date) is waited out up to
+  ``retry_after_max_s``, and one asking for longer ends the retries;
 * every transaction reaches the event handler once, in id order, across
   stream reconnects (replay by ``sinceid``); ``OrderAccepted`` means the order
   is working (an order filled or cancelled in its own batch is reported by

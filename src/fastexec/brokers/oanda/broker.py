@@ -321,8 +321,11 @@ class OandaBroker(Broker):
                 if found is not None:
                     return found
                 if attempt + 1 < self.config.max_attempts:
+                    delay = http.retry_delay(attempt, headers)
+                    if delay is None:  # the venue asks for a longer wait than retry_after_max_s
+                        break
                     self.stats["resent_after_refusal"] += 1
-                    await asyncio.sleep(http.backoff(attempt, headers))
+                    await asyncio.sleep(delay)
                 continue
             if status >= 500:
                 return await self._resolve(acct, lookup, cid, f"HTTP {status}")
@@ -478,7 +481,11 @@ class OandaBroker(Broker):
                             return done
                     return self._rejected(acct, None, status, data, wire.CANCEL_KEYS)
             if attempt + 1 < self.config.max_attempts:
-                await asyncio.sleep(http.backoff(attempt, headers))
+                delay = http.retry_delay(attempt, headers)
+                if delay is None:
+                    last += f", Retry-After beyond {self.config.retry_after_max_s:g} s"
+                    break
+                await asyncio.sleep(delay)
         done = await self._cancelled_already(acct, broker_order_id)
         if done is not None:
             return done
