@@ -13,11 +13,15 @@ loss on fill is sent), then::
 
 What the engine can rely on, beyond ``Broker``'s docstring:
 
-* an order request is never sent twice. When its answer is lost the result
-  comes from looking the order up by client id; if the venue has no record
-  within ``resolve_window_s`` the result is ``OrderRejected(reason=NOT_PLACED)``,
-  and if even the lookups keep failing ``submit`` raises ``BrokerError``
-  (state unknown; the transaction stream reports the order if it exists);
+* an order request (submit, replace, trade or position close) is never sent
+  twice. When its answer is lost or is a 5xx the result comes from looking
+  it up (a submit by client id, a replace by the order it replaces, a close
+  by the venue's transactions since it was sent); if the venue has
+  no record within ``resolve_window_s`` the result is
+  ``OrderRejected(reason=NOT_PLACED)``, and if even the lookups keep failing
+  ``submit`` raises ``BrokerError`` (state unknown; the transaction stream
+  reports the order if it exists). Only a 429 (refused unprocessed) is sent
+  again;
 * v20 rejects come back as ``OrderRejected`` with OANDA's reason code, never
   retried; reads and cancels are retried (429/5xx/transport, jittered backoff);
   a ``Retry-After`` (seconds or HTTP-date) is waited out up to
