@@ -27,9 +27,12 @@ What the engine can rely on, beyond ``Broker``'s docstring:
   a ``Retry-After`` (seconds or HTTP-date) is waited out up to
   ``retry_after_max_s``, and one asking for longer ends the retries;
 * every transaction reaches the event handler once, in id order, across
-  stream reconnects (replay by ``sinceid``); ``OrderAccepted`` means the order
-  is working (an order filled or cancelled in its own batch is reported by
-  that fill/cancel alone, as ``SimulatedBroker`` does);
+  stream reconnects (replay by ``sinceid``); one the adapter cannot turn into
+  an event (say, a fill in fractional units of an instrument the engine does
+  not trade) is logged as an error by id, counted (``stats["skipped_txns"]``)
+  and skipped, never taking its neighbours with it; ``OrderAccepted`` means
+  the order is working (an order filled or cancelled in its own batch is
+  reported by that fill/cancel alone, as ``SimulatedBroker`` does);
 * ``stop()`` returns once every stream task has ended, without waiting on a
   stream's timeout; a cancellation of the task calling it propagates;
 * ≤ ``max_requests_per_s`` requests and ≤ ``max_new_connections_per_s`` new

@@ -15,7 +15,9 @@ attempt, after the wait the venue asks for (``Retry-After``).
 Streams keep the engine whole between requests: every transaction reaches
 the event handler once (deduped by id), a reconnect first replays
 ``sinceid`` from the last delivered id, and a heartbeat that reports a newer
-``lastTransactionID`` than we have seen triggers the same replay.
+``lastTransactionID`` than we have seen triggers the same replay. A
+transaction counts as delivered only once it was handled; one that cannot be
+turned into an event is logged by id and skipped on its own.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import asyncio
 import logging
 import random
 import time
+from functools import partial
 from importlib import resources
 from urllib.parse import quote
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
@@ -159,6 +162,7 @@ class OandaBroker(Broker):
             "heartbeat_gaps": 0,
             "history_gaps": 0,  # replays the venue could no longer serve (sinceid 416)
             "handler_errors": 0,
+            "skipped_txns": 0,  # transactions the adapter could not turn into events (logged one by one)
         }
 
     def __repr__(self) -> str:
@@ -647,6 +651,16 @@ class OandaBroker(Broker):
             self.stats["handler_errors"] += 1
             log.exception("event handler raised")
 
+    def _skip_txn(self, acct: str, t: dict, exc: Exception) -> None:
+        """A transaction that cannot become an event: said once, by id, and
+        passed over, so neither its neighbours nor the stream wait on it (a
+        replay would meet it again on every reconnect)."""
+        self.stats["skipped_txns"] += 1
+        log.error(
+            "account %s: transaction %s (%s %s) cannot be turned into an event and is skipped: %s: %s",
+            acct, t.get("id"), t.get("type"), t.get("instrument", ""), type(exc).__name__, exc,
+        )
+
     def _advance(self, acct: str, t: dict) -> bool:
         """Mark a transaction delivered; False when it already was (dedupe)."""
         tid = int(t["id"])
@@ -684,10 +698,20 @@ class OandaBroker(Broker):
                         self._last_txn[acct] = last
                 return
             txns.sort(key=lambda t: int(t["id"]))
-            fresh = [t for t in txns if self._advance(acct, t)]
-            self.stats["recovered_txns"] += len(fresh)
-            for ev in wire.txns_events(acct, fresh, "", self._cid_map(acct)):
+            fresh = []
+            floor = self._delivered.get(acct, 0)
+            for t in txns:
+                tid = int(t["id"])
+                if tid > floor:
+                    fresh.append(t)
+                    floor = tid
+            # Handled first (emitted, or logged and skipped), marked delivered
+            # after: a replay that fails part-way is replayed again whole.
+            for ev in wire.txns_events(acct, fresh, "", self._cid_map(acct), partial(self._skip_txn, acct)):
                 self._emit(ev)
+            for t in fresh:
+                self._advance(acct, t)
+            self.stats["recovered_txns"] += len(fresh)
 
     def delivered_txn_id(self, account_id: str) -> int:
         """Highest transaction id handed to the event handler."""
@@ -775,8 +799,13 @@ class OandaBroker(Broker):
             if int(tid) > delivered.get(acct, 0) + 1:
                 flush()
                 return gap(t)
-            if not self._advance(acct, t):
-                return None
+            if int(tid) <= delivered.get(acct, 0):
+                return None  # already delivered (a replay overlapping the stream)
+            try:
+                ev = wire.txn_event(acct, t, "", cids)
+            except wire.TXN_PARSE_ERRORS as exc:
+                self._skip_txn(acct, t, exc)
+                ev = None
             typ = t.get("type")
             if held:
                 if (typ == "ORDER_FILL" or typ == "ORDER_CANCEL") and t.get("orderID") == held[2] and t.get(
@@ -786,13 +815,13 @@ class OandaBroker(Broker):
                     held.clear()
                 else:
                     flush()
-            ev = wire.txn_event(acct, t, "", cids)
-            if ev is None:
-                return None
-            if typ in wire.ORDER_CREATE_TYPES and t.get("reason") == "CLIENT_ORDER":
-                held.extend((ev, t.get("batchID"), tid, loop.call_later(0.05, flush)))
-                return None
-            self._emit(ev)
+            if ev is not None:
+                if typ in wire.ORDER_CREATE_TYPES and t.get("reason") == "CLIENT_ORDER":
+                    held.extend((ev, t.get("batchID"), tid, loop.call_later(0.05, flush)))
+                else:
+                    self._emit(ev)
+            # marked delivered once handled (emitted, held for its batch, or skipped)
+            self._advance(acct, t)
             return None
 
         try:
