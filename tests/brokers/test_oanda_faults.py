@@ -29,6 +29,19 @@ def posts(sim) -> list:
     return [r for r in sim.stats.requests if r.method == "POST" and r.path.endswith("/orders")]
 
 
+# How long after its 5xx answer the venue applies a request in the "late"
+# scenarios: longer than the adapter's first lookups, well inside its window.
+LATE = 0.3
+
+
+def requests_between_posts(sim) -> list:
+    """What reached the venue between the first and the second order POST
+    (the transaction stream's own requests included)."""
+    reqs = sim.stats.requests
+    at = [i for i, r in enumerate(reqs) if r.method == "POST" and r.path.endswith("/orders")]
+    return reqs[at[0] + 1 : at[1]]
+
+
 def only(sim, methods=("POST",), path=None, **kw) -> FaultConfig:
     """Point the simulator's faults at one kind of request."""
     f = sim.faults
@@ -49,36 +62,75 @@ async def test_latency_below_the_timeout_is_only_slow(sim, broker, acct):
     assert len(posts(sim)) == 1 and len(venue_creates(sim, acct, "lat-1")) == 1
 
 
-@pytest.mark.parametrize("status", [429, 500, 503])
-async def test_refused_post_is_sent_again_only_after_the_lookup_finds_nothing(sim, broker, acct, status):
-    only(sim, error_next=1, error_status=status)
-    (fill,) = await broker.submit(order(acct, f"ref-{status}"))
-    assert isinstance(fill, OrderFilled) and fill.client_id == f"ref-{status}"
-    assert [r.status for r in posts(sim)] == [status, 201]
-    assert sim.stats.count(path=f"/orders/@ref-{status}") >= 1  # looked up before the second POST
-    assert len(venue_creates(sim, acct, f"ref-{status}")) == 1
+async def test_rate_limited_post_is_sent_again_after_the_wait_without_lookups(sim, broker, acct):
+    # a 429 is the rate limiter refusing the POST before the order engine saw it:
+    # the one answer that proves nothing was placed, so the POST may go again
+    only(sim, error_next=1, error_status=429)
+    (fill,) = await broker.submit(order(acct, "rl-1"))
+    assert isinstance(fill, OrderFilled) and fill.client_id == "rl-1"
+    assert [r.status for r in posts(sim)] == [429, 201]
+    # no lookup: nothing to find, and reads would only add to the excess
+    assert [r.path for r in requests_between_posts(sim) if "/orders" in r.path] == []
+    assert len(venue_creates(sim, acct, "rl-1")) == 1
     assert broker.stats["resent_after_refusal"] == 1
 
 
-async def test_post_refused_every_time_ends_not_placed(sim, broker, acct):
-    only(sim, error_rate=1.0, error_status=503)
-    (rej,) = await broker.submit(order(acct, "ref-all"))
-    assert rej.reason == NOT_PLACED and rej.client_id == "ref-all"
+async def test_post_rate_limited_every_time_ends_not_placed(sim, broker, acct):
+    only(sim, error_rate=1.0, error_status=429)
+    (rej,) = await broker.submit(order(acct, "rl-all"))
+    assert rej.reason == NOT_PLACED and rej.client_id == "rl-all"
     assert len(posts(sim)) == broker.config.max_attempts
-    assert venue_creates(sim, acct, "ref-all") == []
+    assert venue_creates(sim, acct, "rl-all") == []
 
 
-async def test_gateway_error_is_resolved_by_lookup_and_never_resent(sim, acct, events):
+@pytest.mark.parametrize("late", [False, True], ids=["applied-before-answer", "applied-after-answer"])
+@pytest.mark.parametrize("status", [500, 503])
+async def test_submit_answered_5xx_after_apply_is_not_sent_again(sim, broker, events, acct, status, late):
+    # OANDA's order engine took the market order, the answer is a 5xx: the only
+    # way to learn it filled is to look, and a second POST would fill it twice
+    # (a client id blocks a duplicate only while the first order is pending)
+    cid = f"m5-{status}-{int(late)}"
+    only(sim, error_next=1, error_status=status, error_applies=True, error_apply_delay=LATE if late else 0.0)
+    (fill,) = await broker.submit(order(acct, cid))
+    assert len(posts(sim)) == 1
+    (create,) = venue_creates(sim, acct, cid)
+    assert create.p.state == "FILLED"
+    assert isinstance(fill, OrderFilled) and fill.client_id == cid and fill.units == 1000
+    assert fill.broker_order_id == str(create.id) and fill.txn_id == create.p.fill_txn
+    assert broker.stats["resolved_by_lookup"] >= 1 and broker.stats["resent_after_refusal"] == 0
+    await eventually(lambda: events.of(OrderFilled, client_id=cid), what="streamed fill")
+    assert events.of(OrderFilled, client_id=cid) == [fill]
+    pos = sim.venue.accounts[acct].positions
+    assert sum(p.units for p in pos.values() if p.inst.name == "EUR_USD") == 1000
+
+
+@pytest.mark.parametrize("status", [500, 503])
+async def test_limit_order_answered_5xx_after_apply_ends_working_not_rejected(sim, broker, acct, status):
+    bid, _, _ = sim.venue.price("EUR_USD")
+    cid = f"l5-{status}"
+    only(sim, error_next=1, error_status=status, error_applies=True, error_apply_delay=LATE)
+    (acc,) = await broker.submit(order(acct, cid, type=V20OrderType.LIMIT, price=bid - 20 * PIP))
+    assert isinstance(acc, OrderAccepted) and acc.client_id == cid
+    (create,) = venue_creates(sim, acct, cid)
+    assert create.p.state == "PENDING" and acc.broker_order_id == str(create.id)
+    assert len(posts(sim)) == 1
+    v = sim.venue.accounts[acct]
+    assert not [t for t in v.txns if t.type.endswith("_REJECT")]  # no resend refused as a duplicate
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+async def test_submit_answered_5xx_before_apply_is_resolved_by_lookup_and_never_resent(sim, acct, status):
     b = OandaBroker(adapter_config(sim, resolve_window_s=0.6))
     await b.start(streams=False)
+    cid = f"gw-{status}"
     try:
-        only(sim, error_next=1, error_status=502)
-        (rej,) = await b.submit(order(acct, "gw-1"))
+        only(sim, error_next=1, error_status=status)
+        (rej,) = await b.submit(order(acct, cid))
     finally:
         await b.stop()
-    assert rej.reason == NOT_PLACED
-    assert len(posts(sim)) == 1 and venue_creates(sim, acct, "gw-1") == []
-    assert sim.stats.count(path="/orders/@gw-1") >= 2  # kept looking through the window
+    assert isinstance(rej, OrderRejected) and rej.reason == NOT_PLACED and rej.client_id == cid
+    assert len(posts(sim)) == 1 and venue_creates(sim, acct, cid) == []
+    assert sim.stats.count(path=f"/orders/@{cid}") >= 2  # kept looking through the window
 
 
 async def test_timeout_after_the_venue_applied_resolves_to_the_fill(sim, broker, events, acct):
@@ -174,34 +226,78 @@ async def test_replace_timing_out_unapplied_leaves_the_old_order(sim, broker, ac
     assert sim.venue.accounts[acct].orders[int(acc.broker_order_id)].state == "PENDING"
 
 
-@pytest.mark.parametrize("fault", ["drop", "timeout", "502"])
+@pytest.mark.parametrize("status", [500, 503])
+async def test_replace_answered_5xx_after_apply_is_not_sent_again(sim, broker, acct, status):
+    bid, _, _ = sim.venue.price("EUR_USD")
+    (acc,) = await broker.submit(order(acct, f"r5-{status}", type=V20OrderType.LIMIT, price=bid - 20 * PIP))
+    only(sim, methods=("PUT",), error_next=1, error_status=status, error_applies=True, error_apply_delay=LATE)
+    got = await broker.replace(
+        acct, acc.broker_order_id, order(acct, f"r5-{status}", type=V20OrderType.LIMIT, price=bid - 30 * PIP)
+    )
+    (rep,) = got
+    assert isinstance(rep, OrderReplaced)
+    v = sim.venue.accounts[acct]
+    (new,) = [o for o in v.orders.values() if o.replaces_id == int(acc.broker_order_id)]
+    assert rep.new_broker_order_id == str(new.id) and new.state == "PENDING"
+    assert len([r for r in sim.stats.requests if r.method == "PUT"]) == 1
+    assert not [t for t in v.txns if t.type.endswith("_REJECT")]
+
+
+async def test_replace_answered_503_before_apply_leaves_the_old_order(sim, acct):
+    b = OandaBroker(adapter_config(sim, resolve_window_s=0.6))
+    await b.start(streams=False)
+    bid, _, _ = sim.venue.price("EUR_USD")
+    try:
+        (acc,) = await b.submit(order(acct, "r5-none", type=V20OrderType.LIMIT, price=bid - 20 * PIP))
+        only(sim, methods=("PUT",), error_next=1, error_status=503)
+        (rej,) = await b.replace(
+            acct, acc.broker_order_id, order(acct, "r5-none", type=V20OrderType.LIMIT, price=bid - 30 * PIP)
+        )
+    finally:
+        await b.stop()
+    assert isinstance(rej, OrderRejected) and rej.reason == NOT_PLACED
+    assert sim.venue.accounts[acct].orders[int(acc.broker_order_id)].state == "PENDING"
+    assert len([r for r in sim.stats.requests if r.method == "PUT"]) == 1
+    assert sim.stats.count(path=f"/orders/{acc.broker_order_id}") >= 3  # the PUT, then lookups through the window
+
+
+_CLOSE_FAULTS = {
+    "drop": dict(drop_next=1),
+    "timeout": dict(timeout_next=1, hold=0.8, timeout_applies=True),
+    "502": dict(error_next=1, error_status=502),
+    "503": dict(error_next=1, error_status=503),
+    "500-applied": dict(error_next=1, error_status=500, error_applies=True),
+    "503-applied-late": dict(error_next=1, error_status=503, error_applies=True, error_apply_delay=LATE),
+}
+
+
+@pytest.mark.parametrize("fault", list(_CLOSE_FAULTS))
 async def test_partial_trade_close_is_never_applied_twice(sim, broker, acct, fault):
     (fill,) = await broker.submit(order(acct, f"ptc-{fault}", units=1000))
     tid = fill.trade_opened_id
-    if fault == "drop":
-        only(sim, methods=("PUT",), path="/close", drop_next=1)
-    elif fault == "timeout":
-        only(sim, methods=("PUT",), path="/close", timeout_next=1, hold=0.8, timeout_applies=True)
-    else:
-        only(sim, methods=("PUT",), path="/close", error_next=1, error_status=502)
+    only(sim, methods=("PUT",), path="/close", **_CLOSE_FAULTS[fault])
     got = await broker.close_trade(acct, tid, 400)
+    await asyncio.sleep(LATE)  # a request applied late has landed by now
     trade = sim.venue.accounts[acct].trades[int(tid)]
     puts = [r for r in sim.stats.requests if r.method == "PUT"]
     assert len(puts) == 1
-    if fault == "502":  # answered before the venue: nothing happened, and we say so
+    if fault in ("502", "503"):  # answered before the venue: nothing happened, and we say so
         assert [e.reason for e in got] == [NOT_PLACED] and trade.units == 1000
     else:
         (part,) = got
         assert isinstance(part, OrderFilled) and part.units == -400 and trade.units == 600
 
 
-async def test_position_close_dropped_after_apply(sim, broker, acct):
+@pytest.mark.parametrize("fault", ["drop", "503-applied-late"])
+async def test_position_close_whose_answer_was_lost_is_not_sent_again(sim, broker, acct, fault):
     await broker.submit(order(acct, "pcd-1", units=1000))
-    only(sim, methods=("PUT",), path="/close", drop_next=1)
+    only(sim, methods=("PUT",), path="/close", **_CLOSE_FAULTS[fault])
     (fill,) = await broker.close_position(acct, "EUR_USD", 250, None)
+    await asyncio.sleep(LATE)
     assert fill.units == -250
     (pos,) = await broker.open_positions(acct)
     assert pos.long_units == 750
+    assert len([r for r in sim.stats.requests if r.method == "PUT"]) == 1
 
 
 async def test_cancel_is_retried_through_errors(sim, broker, acct):

@@ -4,6 +4,7 @@ the engine exactly once across disconnects and stalls, and prices resume."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 
 from fastexec.brokers.base import OrderAccepted, OrderFilled, OrderRequest, PriceTick, V20OrderType
@@ -134,3 +135,64 @@ async def test_several_accounts_each_have_their_stream():
             assert {(e.account_id, e.client_id) for e in events.of(OrderFilled)} == {(a1, "ma-1"), (a2, "ma-2")}
         finally:
             await b.stop()
+
+
+# What another platform trading on the same account can put in its history: a
+# fill of an index CFD in tenths of a unit, which the engine (whole units
+# only) cannot represent and the simulator cannot make, so it is shown to the
+# adapter in place of one of the venue's own fills.
+FRACTIONAL_FILL = {"instrument": "SPX500_USD", "units": "0.5", "price": "5000.1"}
+
+
+def skipped_logged(caplog, txn_id: int) -> list:
+    return [r for r in caplog.records if r.levelno >= logging.WARNING and f"transaction {txn_id} " in r.getMessage()]
+
+
+async def test_replay_skips_a_transaction_it_cannot_read_and_delivers_the_rest(sim, acct, caplog):
+    first = OandaBroker(adapter_config(sim))
+    await first.start(streams=False)
+    try:
+        resume = (await first.account_summary(acct)).last_txn_id
+        fills = []
+        for i, units in enumerate((100, -100, 100)):
+            (fill,) = await first.submit(OrderRequest(f"ur-{i}", acct, "EUR_USD", units))
+            fills.append(fill)
+    finally:
+        await first.stop()
+    bad = fills[1].txn_id
+    sim.faults.txn_overrides[bad] = FRACTIONAL_FILL
+    events = Recorder()
+    second = OandaBroker(adapter_config(sim))
+    second.set_event_handler(events)
+    second.set_resume_point(acct, resume)  # the start replays all three fills in one sinceid answer
+    await second.start()
+    try:
+        v = sim.venue.accounts[acct]
+        await eventually(lambda: second.delivered_txn_id(acct) == v.last_id, what="replay delivered")
+        assert events.of(OrderFilled) == [fills[0], fills[2]]
+        await asyncio.sleep(0.6)  # heartbeats go on: the skipped transaction is not replayed again
+        assert second.stats["skipped_txns"] == 1 and second.stats["txn_stream_errors"] == 0
+        assert sim.stats.count(path="/transactions/sinceid") == 1
+        (rec,) = skipped_logged(caplog, bad)
+        assert "SPX500_USD" in rec.getMessage() and "FixedPointError" in rec.getMessage()
+    finally:
+        await second.stop()
+
+
+async def test_live_stream_skips_a_transaction_it_cannot_read_and_goes_on(sim, broker, events, acct, caplog):
+    await eventually(lambda: sim.stats.count(path="/transactions/sinceid") == 1, what="stream open and replayed")
+    last = sim.venue.accounts[acct].last_id
+    bad = last + 4  # three market orders: create, fill each; the second one's fill
+    sim.faults.txn_overrides[bad] = FRACTIONAL_FILL
+    fills = []
+    for i, units in enumerate((100, -100, 100)):
+        (fill,) = await broker.submit(OrderRequest(f"ul-{i}", acct, "EUR_USD", units))
+        fills.append(fill)
+    assert fills[1].txn_id == bad
+    v = sim.venue.accounts[acct]
+    await eventually(lambda: broker.delivered_txn_id(acct) == v.last_id, what="stream delivered")
+    assert events.of(OrderFilled) == [fills[0], fills[2]]
+    # skipped where it stood: no reconnect, no replay
+    assert broker.stats["txn_stream_errors"] == 0 and broker.stats["txn_stream_connects"] == 1
+    assert sim.stats.count(path="/transactions/sinceid") == 1 and broker.stats["skipped_txns"] == 1
+    assert len(skipped_logged(caplog, bad)) == 1

@@ -55,12 +55,42 @@ async def test_engine_over_the_oanda_adapter():
             venue_units = sum(p.units for p in acct.positions.values() if p.inst.name == "EUR_USD")
             assert venue_units == 1400
 
-            # a 503 before the venue saw the order: proven absent, so placed once
+            # a 429: the rate limiter refused it before the venue saw it, so it is sent again, placed once
+            sim.faults.error_status = 429
             sim.faults.error_next = 1
-            retried = await engine.submit(OrderSpec(a, "EUR_USD", "sell", 200, client_order_id="after-503"))
+            retried = await engine.submit(OrderSpec(a, "EUR_USD", "sell", 200, client_order_id="after-429"))
             assert retried.status == "filled"
-            assert sum(1 for o in acct.orders.values() if o.client_id == "after-503") == 1
+            assert sum(1 for o in acct.orders.values() if o.client_id == "after-429") == 1
             assert engine.position(a, "EUR_USD").units == 1200
+        finally:
+            await engine.stop()
+
+
+async def test_a_submit_answered_503_after_the_venue_filled_it_is_filled_once():
+    """OANDA's order engine filled the order and the answer is a 503 (here the
+    venue even takes it only after answering): the engine ends with the order
+    filled, with its fill, and the venue holds it once."""
+    async with SimServer(seed=5, accounts=1) as sim:
+        cfg = OandaConfig(token=sim.token, account_ids=tuple(sim.account_ids), rest_url=sim.base_url,
+                          resolve_window_s=3.0)
+        engine = Engine(Settings(max_orders_per_second=1000), OandaBroker(cfg))
+        await engine.start()
+        try:
+            a = engine.account_ids[0]
+            acct = sim.venue.accounts[a]
+            _, ask, _ = sim.venue.price("EUR_USD")
+            f = sim.faults
+            f.fault_path, f.fault_methods = "/orders", ("POST",)
+            f.error_status, f.error_applies, f.error_apply_delay, f.error_next = 503, True, 0.3, 1
+            view = await engine.submit(OrderSpec(a, "EUR_USD", "buy", 400, client_order_id="applied-503"))
+            assert view.status == "filled" and view.filled_units == 400 and view.average_fill_price == ask
+            (order,) = [o for o in acct.orders.values() if o.client_id == "applied-503"]
+            assert view.broker_order_id == str(order.id)
+            assert sum(1 for r in sim.stats.requests if r.method == "POST") == 1
+            await asyncio.sleep(0.2)  # anything sent twice would have landed by now
+            assert sum(1 for o in acct.orders.values() if o.client_id == "applied-503") == 1
+            assert engine.position(a, "EUR_USD").units == 400
+            assert sum(p.units for p in acct.positions.values() if p.inst.name == "EUR_USD") == 400
         finally:
             await engine.stop()
 
@@ -79,7 +109,7 @@ async def test_broker_outages_never_place_an_order_twice_and_end_in_a_known_stat
             a = engine.account_ids[0]
             acct = sim.venue.accounts[a]
             sim.faults.fault_path = "/orders"
-            # the venue refuses every attempt: provably not placed -> 503 to the caller
+            # every POST answers 503 and lookups through the window find nothing: not placed -> 503 to the caller
             sim.faults.fault_methods = ("POST",)
             sim.faults.error_next = 50
             with pytest.raises(BrokerUnavailableError) as err:

@@ -123,6 +123,62 @@ async def test_error_next_forces_exactly_n_errors():
         assert got == [500, 500, 200, 200]
 
 
+@pytest.mark.parametrize("delay", [0.0, 0.3], ids=["before-the-answer", "after-the-answer"])
+async def test_5xx_after_the_venue_applied_the_order(delay):
+    faults = FaultConfig(error_next=1, error_status=500, error_applies=True, error_apply_delay=delay,
+                         fault_path="/orders")
+    async with SimServer(faults=faults) as sim:
+        aid = sim.account_ids[0]
+        acct = sim.venue.accounts[aid]
+        async with await _session(sim) as s:
+            async with s.post(f"{sim.base_url}/v3/accounts/{aid}/orders", json=market("applied-500")) as r:
+                assert r.status == 500
+                assert "lastTransactionID" not in await r.json()  # nothing in the answer tells
+        # with a delay, a lookup straight after the answer finds nothing yet...
+        assert ("applied-500" in acct.by_client) is (delay == 0)
+        await asyncio.sleep(delay + 0.2)  # bounded: past the delay
+        # ...and the order shows up once the venue took it, exactly once
+        creates = [t for t in acct.txns if t.type == "MARKET_ORDER" and t.p.client_id == "applied-500"]
+        assert len(creates) == 1 and creates[0].p.state == "FILLED"
+        (rec,) = [r for r in sim.stats.requests if r.fault == "5xx"]
+        assert rec.status == 500 and rec.applied is True
+
+
+async def test_5xx_retry_after_header_is_sent_when_set():
+    async with SimServer(faults=FaultConfig(error_next=1, error_status=429, error_retry_after="7")) as sim:
+        async with await _session(sim) as s:
+            async with s.get(sim.base_url + "/v3/accounts") as r:
+                assert r.status == 429 and r.headers.get("Retry-After") == "7"
+            async with s.get(sim.base_url + "/v3/accounts") as r:
+                assert r.status == 200 and "Retry-After" not in r.headers
+
+
+async def test_txn_overrides_change_what_clients_read_not_the_books():
+    async with SimServer(faults=FaultConfig(heartbeat=0.05)) as sim:
+        aid = sim.account_ids[0]
+        acct = sim.venue.accounts[aid]
+        base = f"{sim.base_url}/v3/accounts/{aid}"
+        async with await _session(sim) as s:
+            since = acct.last_id
+            fill_id = since + 2  # the market order's create, then its fill
+            sim.faults.txn_overrides[fill_id] = {"instrument": "SPX500_USD", "units": "0.5"}
+            async with s.get(base + "/transactions/stream") as stream:
+                async with s.post(base + "/orders", json=market("ov-1")) as r:
+                    assert (await r.json())["orderFillTransaction"]["id"] == str(fill_id)
+                lines = []
+                while not any(b'"ORDER_FILL"' in ln for ln in lines):
+                    lines.append(await _read_line(stream, 1.0))
+            async with s.get(base + "/transactions/sinceid", params={"id": str(since)}) as r:
+                replayed = (await r.json())["transactions"]
+            async with s.get(base + f"/transactions/{fill_id}") as r:
+                one = (await r.json())["transaction"]
+        (streamed,) = [orjson.loads(ln) for ln in lines if b'"ORDER_FILL"' in ln]
+        (fill,) = [t for t in replayed if t["type"] == "ORDER_FILL"]
+        for t in (streamed, fill, one):
+            assert (t["id"], t["instrument"], t["units"]) == (str(fill_id), "SPX500_USD", "0.5")
+        assert sum(p.units for p in acct.positions.values() if p.inst.name == "EUR_USD") == 100
+
+
 @pytest.mark.parametrize("applies,late", [(True, False), (True, True), (False, False)])
 async def test_held_request_times_out_client_then_applies_or_not(applies, late):
     faults = FaultConfig(timeout_next=1, hold=0.4, timeout_applies=applies, timeout_apply_late=late,

@@ -27,7 +27,8 @@ class FaultConfig:
     At most one request fault hits a request. They are tried in this order and
     the first that fires wins (the later ones are not even drawn, so their
     ``*_next`` counters are not consumed): the rate limit (429), then an error
-    (``error_*``: 5xx, nothing applied), then a timeout (``timeout_*``), then a
+    (``error_*``: 5xx, nothing applied unless ``error_applies``), then a
+    timeout (``timeout_*``), then a
     drop before the venue sees the request (``drop_before_apply_*``), then a
     drop after it was applied (``drop_*``). So an error fault takes precedence
     over a timeout fault on the same request. Streams take only the error
@@ -44,10 +45,23 @@ class FaultConfig:
     rate_limit: Optional[int] = None
     connection_rate_limit: Optional[int] = None
     connection_reject_with_429: bool = False
-    # random server errors, answered before the request touches the venue
+    # random server errors: by default answered before the request touches the
+    # venue (a load balancer refusing it). A 5xx proves nothing to a client,
+    # though: OANDA's order engine can apply a request and its front end still
+    # answer 500/503, so with ``error_applies`` the venue applies the request
+    # and the client gets only the error. ``error_apply_delay`` > 0 sends the
+    # error first and applies the request that many seconds later (a gateway
+    # giving up on an order engine still working on it: lookups made at once
+    # find nothing yet). Streams never apply: an error at stream open is a
+    # refusal.
     error_rate: float = 0.0
     error_next: int = 0
     error_status: int = 503
+    error_applies: bool = False
+    error_apply_delay: float = 0.0
+    # a Retry-After header on the error answer (seconds or an HTTP-date), to
+    # test a client's waiting; None sends none
+    error_retry_after: Optional[str] = None
     # held requests: the server sits on the request for ``hold`` seconds (longer
     # than the client's timeout) and then applies it or not
     timeout_rate: float = 0.0
@@ -78,6 +92,12 @@ class FaultConfig:
     # transactions with /transactions/sinceid
     stream_skip_next: int = 0
     max_streams: int = 20
+    # fields replaced in the transaction with this id wherever it is read from
+    # the log (sinceid, idrange, GET /transactions/{id}, the transaction
+    # stream), the venue's books unchanged: how a test shows a client a
+    # transaction this venue cannot make, such as a fill of an index CFD
+    # traded in tenths of a unit from another platform on the same account
+    txn_overrides: dict = field(default_factory=dict)
     price_interval: float = 0.25  # seconds between stream price updates per instrument (≤ 4/s)
 
     _rng: random.Random = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
@@ -132,7 +152,7 @@ class RequestRecord:
     status: int = 0
     fault: Optional[str] = None  # None | "429" | "5xx" | "timeout" | "drop_before_apply" | "drop"
     delay: float = 0.0  # latency added by the fault config, seconds
-    applied: Optional[bool] = None  # for timeout/drop faults: did the request reach the venue
+    applied: Optional[bool] = None  # for 5xx/timeout/drop faults: did (or will) the request reach the venue
 
 
 @dataclass

@@ -83,6 +83,7 @@ class V20Sim:
         self._active_streams = 0
         self._closing: Optional[asyncio.Event] = None
         self._stream_tasks: set = set()
+        self._late_tasks: set = set()  # requests answered 5xx, applied later (error_apply_delay)
         self._stream_transports: set = set()
         self.app = self._make_app()
         self._runner: Optional[web.AppRunner] = None
@@ -127,7 +128,7 @@ class V20Sim:
             self._ticker = None
         for t in list(self._stream_transports):
             t.abort()
-        for task in list(self._stream_tasks):  # streams wait on queues; shutdown must not wait on them
+        for task in list(self._stream_tasks) + list(self._late_tasks):  # shutdown must not wait on them
             task.cancel()
         if self._server is not None:
             self._server.close()
@@ -185,6 +186,25 @@ class V20Sim:
         r.add_get(A + "/transactions/{tid}", self.get_transaction)
         return app
 
+    def _late(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._late_tasks.add(task)
+        task.add_done_callback(self._late_tasks.discard)
+
+    @staticmethod
+    async def _apply_later(handler, request: web.Request, delay: float) -> None:
+        """Apply a request whose client was already answered (its body was
+        read first, so the handler works on the finished request)."""
+        await asyncio.sleep(delay)
+        await handler(request)
+
+    def _render_txn(self, acct, t, unix: bool) -> dict:
+        d = render_txn(self.venue, acct, t, unix)
+        over = self.faults.txn_overrides.get(t.id)
+        if over:
+            d.update(over)
+        return d
+
     @web.middleware
     async def _fault_mw(self, request: web.Request, handler):
         now = time.monotonic()
@@ -206,7 +226,16 @@ class V20Sim:
         if f.matches(request.method, request.path):
             if f.take_error():
                 rec.status, rec.fault = f.error_status, "5xx"
-                return json_response(f.error_status, {"errorMessage": "An unexpected internal server error has occurred"})
+                rec.applied = f.error_applies and not stream
+                if rec.applied:
+                    if f.error_apply_delay > 0:
+                        await request.read()  # the body arrived; the venue takes it later
+                        self._late(self._apply_later(handler, request, f.error_apply_delay))
+                    else:
+                        await handler(request)  # applied; its answer is lost behind the error
+                headers = {"Retry-After": f.error_retry_after} if f.error_retry_after is not None else None
+                return json_response(f.error_status, {"errorMessage": "An unexpected internal server error has occurred"},
+                                     headers)
             if not stream and f.take_timeout():
                 rec.fault = "timeout"
                 hold = f.hold
@@ -829,7 +858,7 @@ class V20Sim:
     def _txns(self, request, acct, lo: int, hi: int) -> web.Response:
         types = set(request.query["type"].split(",")) if request.query.get("type") else None
         unix = self._unix(request)
-        out = [render_txn(self.venue, acct, t, unix) for t in acct.txns[max(0, lo - 1):hi]
+        out = [self._render_txn(acct, t, unix) for t in acct.txns[max(0, lo - 1):hi]
                if types is None or t.type in types]
         return json_response(200, {"transactions": out, "lastTransactionID": str(acct.last_id)})
 
@@ -861,7 +890,7 @@ class V20Sim:
             raise HTTPError(404, {"errorCode": "NO_SUCH_TRANSACTION",
                                   "errorMessage": "The transaction ID specified does not exist",
                                   "lastTransactionID": str(acct.last_id)})
-        return json_response(200, {"transaction": render_txn(self.venue, acct, t, self._unix(request)),
+        return json_response(200, {"transaction": self._render_txn(acct, t, self._unix(request)),
                                    "lastTransactionID": str(acct.last_id)})
 
     async def txn_stream(self, request):
@@ -889,7 +918,7 @@ class V20Sim:
                 if f.stream_skip_next > 0 and f.take_stream_skip():
                     self.stats.stream_lines_skipped.append(x.id)  # left out; the connection stays open
                     continue
-                out.append(render_txn(self.venue, acct, x, unix))
+                out.append(self._render_txn(acct, x, unix))
             return out
 
         self.venue.on_transactions(on_txns)

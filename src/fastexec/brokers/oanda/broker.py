@@ -2,17 +2,22 @@
 
 The rule that shapes this module: an order-changing request (create,
 replace, close) is sent exactly once. When its answer is lost (timeout,
-dropped connection, 5xx) we do not know whether OANDA applied it, so we ask:
-``GET /orders/@{clientID}`` and ``GET /transactions/sinceid`` from the last
-transaction id known *before* the request, repeated within a bounded window.
-Only a 429 — OANDA's rate limiter refusing the request before it reaches the
-order engine — permits another attempt, and even then only after the lookup
-has confirmed the venue holds nothing under that client id.
+dropped connection) or is a 5xx we do not know whether OANDA applied it, so
+we ask: ``GET /orders/@{clientID}`` and ``GET /transactions/sinceid`` from the
+last transaction id known *before* the request, repeated within a bounded
+window. A 5xx is not a refusal: OANDA's order engine can apply a request and
+its front end still answer 500/503 (``INTERNAL_SERVER_ERROR`` is even a
+transaction reject reason), and a market order's client id does not block a
+second one once the first has filled. Only a 429 — OANDA's rate limiter
+refusing the request before it reaches the order engine — permits another
+attempt, after the wait the venue asks for (``Retry-After``).
 
 Streams keep the engine whole between requests: every transaction reaches
 the event handler once (deduped by id), a reconnect first replays
 ``sinceid`` from the last delivered id, and a heartbeat that reports a newer
-``lastTransactionID`` than we have seen triggers the same replay.
+``lastTransactionID`` than we have seen triggers the same replay. A
+transaction counts as delivered only once it was handled; one that cannot be
+turned into an event is logged by id and skipped on its own.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import asyncio
 import logging
 import random
 import time
+from functools import partial
 from importlib import resources
 from urllib.parse import quote
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
@@ -46,9 +52,10 @@ from .types import AccountChanges, OandaInstrument, OandaTrade
 log = logging.getLogger("fastexec.brokers.oanda")
 
 NOT_PLACED = "NOT_PLACED"
-# Answers that mean the request was refused before it reached the order
-# engine; anything else in 5xx (502, 504) may still be executing upstream.
-_REFUSED = frozenset({429, 500, 503})
+# The one answer that proves an order request was not processed: OANDA's rate
+# limiter refuses it before it reaches the order engine. Every 5xx may come
+# after the order engine applied it.
+_RATE_LIMITED = 429
 _MAX_CLIENT_IDS = 200_000
 
 
@@ -155,6 +162,7 @@ class OandaBroker(Broker):
             "heartbeat_gaps": 0,
             "history_gaps": 0,  # replays the venue could no longer serve (sinceid 416)
             "handler_errors": 0,
+            "skipped_txns": 0,  # transactions the adapter could not turn into events (logged one by one)
         }
 
     def __repr__(self) -> str:
@@ -298,12 +306,20 @@ class OandaBroker(Broker):
     async def _send_resolved(
         self, acct: str, method: str, url: str, body: bytes, ok: int, keys: tuple, lookup, cid: Optional[str]
     ) -> list:
-        """Send a request that changes the venue, at most once per proven
-        absence: only an answer that says "not processed" (429, 500, 503)
-        followed by a lookup that finds nothing allows another attempt; a lost
-        answer (timeout, dropped connection, 502/504) is resolved by lookups
-        alone and never resent."""
+        """Send a request that changes the venue; only a 429 sends it again.
+
+        A lost answer (timeout, dropped connection) and every 5xx leave the
+        outcome unknown and are resolved by lookups alone (``_resolve``).
+
+        A 429 is resent after the wait the venue asks for, with no lookup
+        first: every earlier attempt was a 429 as well (any other answer ends
+        the loop), so the venue holds nothing to find, and reads sent straight
+        after "too many requests" would only add to the excess. After
+        ``max_attempts`` 429s, or a ``Retry-After`` longer than
+        ``retry_after_max_s``, the order is reported not placed — which the
+        429s prove."""
         http = self.http
+        why = ""
         for attempt in range(self.config.max_attempts):
             try:
                 status, data, headers = await http.send(method, url, body, http.t_order)
@@ -313,27 +329,22 @@ class OandaBroker(Broker):
                 self._note_last(acct, data)
             if status == ok:
                 return wire.response_events(acct, data, keys, self._cid_map(acct))
-            if status in _REFUSED:
-                try:
-                    found = await lookup()
-                except BrokerError:
-                    return await self._resolve(acct, lookup, cid, f"HTTP {status}")
-                if found is not None:
-                    return found
-                if attempt + 1 < self.config.max_attempts:
-                    self.stats["resent_after_refusal"] += 1
-                    await asyncio.sleep(http.backoff(attempt, headers))
+            if status == _RATE_LIMITED:
+                why = f"venue refused {attempt + 1} attempts with HTTP 429"
+                if attempt + 1 >= self.config.max_attempts:
+                    break
+                delay = http.retry_delay(attempt, headers)
+                if delay is None:
+                    why += f" and asks to wait longer than {self.config.retry_after_max_s:g} s"
+                    break
+                self.stats["resent_after_refusal"] += 1
+                await asyncio.sleep(delay)
                 continue
             if status >= 500:
                 return await self._resolve(acct, lookup, cid, f"HTTP {status}")
             return self._rejected(acct, cid, status, data, keys)
         self.stats["not_placed"] += 1
-        return [
-            OrderRejected(
-                acct, cid, None, NOT_PLACED, f"venue refused {self.config.max_attempts} attempts (last HTTP {status})",
-                _now_ns(),
-            )
-        ]
+        return [OrderRejected(acct, cid, None, NOT_PLACED, why, _now_ns())]
 
     async def _lookup_submit(self, acct: str, cid: str, since: int) -> Optional[list]:
         """Events of the order created under ``cid`` after ``since`` (or of its
@@ -478,7 +489,11 @@ class OandaBroker(Broker):
                             return done
                     return self._rejected(acct, None, status, data, wire.CANCEL_KEYS)
             if attempt + 1 < self.config.max_attempts:
-                await asyncio.sleep(http.backoff(attempt, headers))
+                delay = http.retry_delay(attempt, headers)
+                if delay is None:
+                    last += f", Retry-After beyond {self.config.retry_after_max_s:g} s"
+                    break
+                await asyncio.sleep(delay)
         done = await self._cancelled_already(acct, broker_order_id)
         if done is not None:
             return done
@@ -537,9 +552,11 @@ class OandaBroker(Broker):
         return await self._close(acct, url, orjson.dumps(payload), match, wire.CLOSE_POSITION_KEYS)
 
     async def _close(self, acct: str, url: str, body: bytes, match: Callable[[dict], bool], keys) -> list:
-        """Closes are not idempotent (a repeated partial close closes twice):
-        one attempt, then resolution by the closing MARKET_ORDER the venue
-        records in its transactions."""
+        """Closes are not idempotent (a repeated partial close closes twice)
+        and carry no client id to look up: one attempt (a 429 aside, which
+        the venue refused unprocessed), and an unknown outcome — lost answer
+        or any 5xx — is resolved from the transactions after ``since``, by the
+        closing MARKET_ORDER and its fill the venue records there."""
         since = self._last_txn.get(acct, 0)
 
         async def lookup() -> Optional[list]:
@@ -634,6 +651,16 @@ class OandaBroker(Broker):
             self.stats["handler_errors"] += 1
             log.exception("event handler raised")
 
+    def _skip_txn(self, acct: str, t: dict, exc: Exception) -> None:
+        """A transaction that cannot become an event: said once, by id, and
+        passed over, so neither its neighbours nor the stream wait on it (a
+        replay would meet it again on every reconnect)."""
+        self.stats["skipped_txns"] += 1
+        log.error(
+            "account %s: transaction %s (%s %s) cannot be turned into an event and is skipped: %s: %s",
+            acct, t.get("id"), t.get("type"), t.get("instrument", ""), type(exc).__name__, exc,
+        )
+
     def _advance(self, acct: str, t: dict) -> bool:
         """Mark a transaction delivered; False when it already was (dedupe)."""
         tid = int(t["id"])
@@ -671,10 +698,20 @@ class OandaBroker(Broker):
                         self._last_txn[acct] = last
                 return
             txns.sort(key=lambda t: int(t["id"]))
-            fresh = [t for t in txns if self._advance(acct, t)]
-            self.stats["recovered_txns"] += len(fresh)
-            for ev in wire.txns_events(acct, fresh, "", self._cid_map(acct)):
+            fresh = []
+            floor = self._delivered.get(acct, 0)
+            for t in txns:
+                tid = int(t["id"])
+                if tid > floor:
+                    fresh.append(t)
+                    floor = tid
+            # Handled first (emitted, or logged and skipped), marked delivered
+            # after: a replay that fails part-way is replayed again whole.
+            for ev in wire.txns_events(acct, fresh, "", self._cid_map(acct), partial(self._skip_txn, acct)):
                 self._emit(ev)
+            for t in fresh:
+                self._advance(acct, t)
+            self.stats["recovered_txns"] += len(fresh)
 
     def delivered_txn_id(self, account_id: str) -> int:
         """Highest transaction id handed to the event handler."""
@@ -762,8 +799,13 @@ class OandaBroker(Broker):
             if int(tid) > delivered.get(acct, 0) + 1:
                 flush()
                 return gap(t)
-            if not self._advance(acct, t):
-                return None
+            if int(tid) <= delivered.get(acct, 0):
+                return None  # already delivered (a replay overlapping the stream)
+            try:
+                ev = wire.txn_event(acct, t, "", cids)
+            except wire.TXN_PARSE_ERRORS as exc:
+                self._skip_txn(acct, t, exc)
+                ev = None
             typ = t.get("type")
             if held:
                 if (typ == "ORDER_FILL" or typ == "ORDER_CANCEL") and t.get("orderID") == held[2] and t.get(
@@ -773,13 +815,13 @@ class OandaBroker(Broker):
                     held.clear()
                 else:
                     flush()
-            ev = wire.txn_event(acct, t, "", cids)
-            if ev is None:
-                return None
-            if typ in wire.ORDER_CREATE_TYPES and t.get("reason") == "CLIENT_ORDER":
-                held.extend((ev, t.get("batchID"), tid, loop.call_later(0.05, flush)))
-                return None
-            self._emit(ev)
+            if ev is not None:
+                if typ in wire.ORDER_CREATE_TYPES and t.get("reason") == "CLIENT_ORDER":
+                    held.extend((ev, t.get("batchID"), tid, loop.call_later(0.05, flush)))
+                else:
+                    self._emit(ev)
+            # marked delivered once handled (emitted, held for its batch, or skipped)
+            self._advance(acct, t)
             return None
 
         try:

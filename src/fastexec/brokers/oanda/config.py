@@ -65,11 +65,17 @@ class OandaConfig:
     rate_slack: float = 0.1
     connection_window_s: float = 1.2
     timeouts: OandaTimeouts = field(default_factory=OandaTimeouts)
-    # Idempotent requests (reads, cancels): attempts and exponential backoff
-    # with full jitter.
+    # Idempotent requests (reads, cancels), and order requests answered 429:
+    # attempts and exponential backoff with full jitter, used when the answer
+    # carries no Retry-After.
     max_attempts: int = 5
     backoff_base_s: float = 0.05
     backoff_max_s: float = 2.0
+    # A Retry-After (seconds or HTTP-date) is waited out in full up to this
+    # long; one asking for more ends the retries at once (reads raise, an
+    # order is reported NOT_PLACED) instead of retrying early against the
+    # venue's limiter or holding the caller for minutes.
+    retry_after_max_s: float = 60.0
     # How long an unanswered order request is looked up (by client id) before
     # it is declared not placed; must exceed the venue's worst processing time.
     resolve_window_s: float = 15.0
@@ -91,6 +97,8 @@ class OandaConfig:
             raise OandaConfigError("pool_size, max_new_connections_per_s and max_requests_per_s must be >= 1")
         if not 1 <= self.request_burst < self.max_requests_per_s:
             raise OandaConfigError("request_burst must be >= 1 and below max_requests_per_s")
+        if not self.retry_after_max_s >= 0:
+            raise OandaConfigError("retry_after_max_s must be >= 0")
         if self.gslo_style not in GSLO_STYLES:
             raise OandaConfigError(f"OANDA_GSLO_STYLE must be one of {list(GSLO_STYLES)}, got {self.gslo_style!r}")
 

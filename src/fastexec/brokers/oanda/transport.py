@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
+import time
+from email.utils import parsedate_to_datetime
 from typing import Any, Optional
 
 import aiohttp
@@ -41,6 +44,32 @@ def _safe_path(url: str) -> str:
     i = url.find("/v3/")
     path = url[i:] if i >= 0 else url
     return path.split("?", 1)[0]
+
+
+def retry_after_s(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Seconds a ``Retry-After`` value asks for (RFC 9110 §10.2.3: delta
+    seconds or an HTTP-date; a date in the past asks for nothing), or None
+    when it is absent or unreadable.
+
+    An unreadable value is ignored rather than failing the request: the
+    jittered backoff still spaces the retry, and a malformed header from a
+    proxy must not make a read or an order fail on its own."""
+    if not value:
+        return None
+    v = value.strip()
+    try:
+        secs = float(v)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(v)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        secs = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(secs):
+        return None
+    return max(0.0, secs)
 
 
 class V20Http:
@@ -148,16 +177,23 @@ class V20Http:
             data = _EMPTY
         return status, data, headers
 
-    def backoff(self, attempt: int, headers: Any = None) -> float:
+    def retry_delay(self, attempt: int, headers: Any = None) -> Optional[float]:
+        """Seconds to wait before the attempt after ``attempt``, or None when
+        the venue's ``Retry-After`` asks for more than ``retry_after_max_s``:
+        the caller gives up then, since retrying sooner than asked is what a
+        rate limiter counts against us and a request stuck for minutes is
+        worth less to the engine than a prompt failure.
+
+        Without a ``Retry-After``: exponential backoff with full jitter up to
+        ``backoff_max_s``. With one, at least what it asks for."""
         cfg = self.cfg
         delay = random.uniform(0.0, min(cfg.backoff_max_s, cfg.backoff_base_s * (2**attempt)))
         if headers is not None:
-            ra = headers.get("Retry-After")
-            if ra:
-                try:
-                    delay = max(delay, min(float(ra), cfg.backoff_max_s))
-                except ValueError:
-                    pass
+            asked = retry_after_s(headers.get("Retry-After"))
+            if asked is not None:
+                if asked > cfg.retry_after_max_s:
+                    return None
+                delay = max(delay, asked)
         return delay
 
     async def idempotent(
@@ -170,7 +206,8 @@ class V20Http:
         timeout: Optional[aiohttp.ClientTimeout] = None,
         attempts: Optional[int] = None,
     ) -> tuple[int, dict]:
-        """Send, retrying 429/5xx/transport failures with jittered backoff.
+        """Send, retrying 429/5xx/transport failures with jittered backoff
+        (or after the ``Retry-After`` the venue sends, see ``retry_delay``).
 
         Only for requests that change nothing at the venue when repeated.
         Returns the first definitive (non-429, non-5xx) answer.
@@ -189,7 +226,14 @@ class V20Http:
                     return status, data
                 last = f"HTTP {status}"
             if attempt + 1 < n:
+                delay = self.retry_delay(attempt, headers)
+                if delay is None:
+                    raise BrokerError(
+                        f"{method} {_safe_path(url)} failed after {attempt + 1} attempts: {last}, and the venue asks "
+                        f"to wait longer than {self.cfg.retry_after_max_s:g} s (Retry-After)",
+                        retryable=True,
+                    )
                 self.retries += 1
                 log.debug("retrying %s %s after %s", method, _safe_path(url), last)
-                await asyncio.sleep(self.backoff(attempt, headers))
+                await asyncio.sleep(delay)
         raise BrokerError(f"{method} {_safe_path(url)} failed after {n} attempts: {last}", retryable=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import calendar
 import time as _time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from fastexec._core.fixedpoint import (
     FixedPointError,
@@ -305,11 +305,29 @@ def txn_event(account_id: str, t: dict, message: str = "", client_ids: Optional[
     return None
 
 
-def txns_events(account_id: str, txns: list, message: str = "", client_ids: Optional[dict] = None) -> list:
+# What turning one transaction into an event can raise: a field missing or
+# of the wrong type, a number our fixed-point types refuse (FixedPointError is
+# a ValueError), such as the fractional units of an instrument traded in
+# tenths the engine never trades itself.
+TXN_PARSE_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
+
+
+def txns_events(
+    account_id: str,
+    txns: list,
+    message: str = "",
+    client_ids: Optional[dict] = None,
+    on_error: Optional[Callable[[dict, Exception], None]] = None,
+) -> list:
     """Events of consecutive transactions (one response, a sinceid page, a
     replay), with the same rule as the in-process simulated broker: an order
     that filled or was cancelled in the batch that created it is reported by
-    that fill/cancel alone, so ``OrderAccepted`` always means "working"."""
+    that fill/cancel alone, so ``OrderAccepted`` always means "working".
+
+    With ``on_error``, a transaction that cannot be turned into an event is
+    handed to it and left out, and the others still are: a stream replay must
+    not lose a batch of fills to one transaction it cannot read. Without it
+    the error propagates (a request's own answer is all one order's)."""
     done = set()
     for t in txns:
         typ = t.get("type")
@@ -325,7 +343,14 @@ def txns_events(account_id: str, txns: list, message: str = "", client_ids: Opti
             if client_ids is not None and cid:
                 client_ids[t["id"]] = cid
             continue
-        ev = txn_event(account_id, t, message, client_ids)
+        if on_error is None:
+            ev = txn_event(account_id, t, message, client_ids)
+        else:
+            try:
+                ev = txn_event(account_id, t, message, client_ids)
+            except TXN_PARSE_ERRORS as exc:
+                on_error(t, exc)
+                continue
         if ev is not None:
             out.append(ev)
     return out
