@@ -146,6 +146,10 @@ class Settings:
     # direct writes under concurrent load: how long the next batch may wait for more records after
     # one completes (PostgreSQL's commit_delay); 0 = submit at once
     journal_commit_delay_us: int = 100
+    # Idempotency-Key: the newest this many keys are remembered, each for this many seconds after
+    # its first use; journaled with the orders, so a retry after a restart is answered too
+    idempotency_keys: int = 10_000
+    idempotency_ttl_s: int = 24 * 3600
     oanda_max_requests_per_s: int = 100
     oanda_pool_size: int = 10
     oanda_gslo_style: str = "legacy"  # legacy: stopLossOnFill.guaranteed (v20 3.0.25); modern: guaranteedStopLossOnFill
@@ -219,6 +223,8 @@ class Settings:
             journal_durability=durability,
             journal_direct=_bool(env, "FASTEXEC_JOURNAL_DIRECT", True),
             journal_commit_delay_us=_commit_delay(_int(env, "FASTEXEC_JOURNAL_COMMIT_DELAY_US", 100)),
+            idempotency_keys=_int(env, "FASTEXEC_IDEMPOTENCY_KEYS", 10_000, minimum=1),
+            idempotency_ttl_s=_int(env, "FASTEXEC_IDEMPOTENCY_TTL_S", 24 * 3600, minimum=1),
             oanda_max_requests_per_s=_int(env, "OANDA_MAX_REQUESTS_PER_S", 100, minimum=1),
             oanda_pool_size=_int(env, "OANDA_POOL_SIZE", 10, minimum=1),
             oanda_gslo_style=gslo_style,

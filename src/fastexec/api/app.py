@@ -44,7 +44,7 @@ from fastexec.logging import request_id_var
 
 from . import models as m
 from .auth import ANONYMOUS, Authenticator, Principal
-from .idempotency import KEY_PATTERN, MAX_KEY_LENGTH, IdempotencyStore, check_key
+from .idempotency import KEY_PATTERN, MAX_KEY_LENGTH, IdempotencyStore, JournaledIdempotencyStore, check_key
 from .schemas import MAX_BODY_BYTES, Object, Param, bool_param, int_param, text_param, String
 
 log = logging.getLogger("fastexec.api")
@@ -151,7 +151,10 @@ H_IDEMPOTENCY = Param(
     "header",
     {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN},
     check_key,
-    description="Retrying a submit with the same key returns the first result instead of placing a second order (same body required, else 422).",
+    description="Retrying a submit with the same key returns the first result instead of placing a second order "
+                "(same body required, else 422), also after a restart or a crash of the service: keys are journaled "
+                "with the orders and remembered for 24 h after their first use (the newest 10,000 keys; "
+                "`FASTEXEC_IDEMPOTENCY_TTL_S`, `FASTEXEC_IDEMPOTENCY_KEYS`). 400s and 5xx are not remembered.",
 )
 
 
@@ -162,7 +165,11 @@ class Api:
         self.engine = engine
         self.auth = Authenticator(tokens)
         self.metrics = metrics
-        self.idempotency = IdempotencyStore(max_entries=idempotency_max)
+        keys = getattr(engine, "idempotency_keys", None)  # a JournaledEngine: keys survive restarts
+        if keys is not None and callable(getattr(engine, "submit_recorded", None)):
+            self.idempotency: Any = JournaledIdempotencyStore(keys, engine)
+        else:
+            self.idempotency = IdempotencyStore(max_entries=idempotency_max)
         self.started = time.monotonic()
         self.state = "ok"
         if instruments is None:
@@ -275,6 +282,8 @@ class Api:
         if stored is not None:
             status, payload = stored
             return status, _Replay(payload)
+        if self.idempotency.durable:
+            return await self._submit_journaled_key(spec, ctx.request_id, ctx.principal.name, key, digest)
         try:
             view = await self._submit(spec, ctx.request_id)
         except FastexecError as exc:
@@ -289,6 +298,40 @@ class Api:
         payload = _order_json(view)
         self.idempotency.finish(ctx.principal.name, key, digest, 201, payload)
         return 201, _Replay(payload)
+
+    async def _submit_journaled_key(self, spec, request_id: str, principal: str, key: str, digest: bytes):
+        """A keyed submit on a journaled engine: the key is journaled right before the
+        order, the outcome right after the engine's answer, and the answer waits for all
+        of them at once (``fastexec.journal.keys``)."""
+        store = self.idempotency
+        keys = store.keys
+        hexdigest = digest.hex()
+        payloads: list[bytes] = []
+
+        def record(view, exc) -> None:  # runs as soon as the engine answered, before the durable wait
+            if exc is None:
+                payload = _order_json(view)
+                payloads.append(payload)
+                keys.result(principal, key, hexdigest, 201, payload, view.order_id)
+            elif isinstance(exc, FastexecError) and exc.http_status < 500 and exc.http_status != 400:
+                keys.result(principal, key, hexdigest, exc.http_status, orjson.dumps(exc.to_dict()), None)
+            else:
+                keys.release(principal, key)
+
+        t0 = time.perf_counter()
+        try:
+            # no await between the key record and the engine's order record (see keys.py)
+            keys.begin(principal, key, hexdigest, account_id=spec.account_id, request_id=request_id,
+                       client_order_id=spec.client_order_id)
+            view = await self.engine.submit_recorded(spec, record, request_id=request_id)
+        except FastexecError as exc:
+            self._submit_failed(exc, spec, t0)
+            raise
+        finally:
+            keys.disarm(principal, key)
+            store.done(principal, key)
+        self._submitted(view, spec, t0)
+        return 201, _Replay(payloads[0])
 
     async def _submit(self, spec, request_id: str):
         t0 = time.perf_counter()

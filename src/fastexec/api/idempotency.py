@@ -12,6 +12,15 @@ Only outcomes that reflect a decision are stored: a created order, or a
 refusal by the engine (risk denial, kill switch, broker reject). Malformed
 requests (400) and transient failures (5xx) are not, so fixing the body or
 retrying later with the same key works.
+
+Two stores: ``IdempotencyStore`` keeps everything in this process (an engine
+without a journal: the keys end with the process), ``JournaledIdempotencyStore``
+keeps the outcomes in the journal next to the orders (``JournaledEngine``, what
+``fastexec serve`` runs), so a retry after a restart or a crash is answered as
+before it; how, and why that way, is in ``fastexec.journal.keys``. Both remember
+the newest 10,000 keys for 24 h after their first use (``FASTEXEC_IDEMPOTENCY_KEYS``,
+``FASTEXEC_IDEMPOTENCY_TTL_S`` for the journaled one). Requests with the same key
+running at once are refused with 409 (the reservation is in memory in both).
 """
 from __future__ import annotations
 
@@ -34,6 +43,25 @@ class IdempotencyKeyReused(FastexecError):
     default_code = "IDEMPOTENCY_KEY_REUSED"
 
 
+class IdempotencyResultLost(ConflictError):
+    """The key placed an order, the process stopped before the outcome was journaled
+    and the engine no longer holds the order (it finished before the restart)."""
+
+    default_code = "IDEMPOTENCY_KEY_RESULT_LOST"
+
+
+def _reused() -> IdempotencyKeyReused:
+    return IdempotencyKeyReused("Idempotency-Key was already used with a different request body", field="Idempotency-Key")
+
+
+def _in_use() -> ConflictError:
+    return ConflictError(
+        "a request with this Idempotency-Key is still being processed; retry shortly",
+        code="IDEMPOTENCY_KEY_IN_USE",
+        field="Idempotency-Key",
+    )
+
+
 def check_key(key: str) -> str:
     if not key or len(key) > MAX_KEY_LENGTH or _KEY_RE.fullmatch(key) is None:
         raise ValidationError(
@@ -52,6 +80,8 @@ class _InFlight:
 
 
 class IdempotencyStore:
+    durable = False
+
     def __init__(self, max_entries: int = 10_000, ttl_seconds: float = 24 * 3600) -> None:
         self.max_entries = max_entries
         self.ttl = ttl_seconds
@@ -76,16 +106,12 @@ class IdempotencyStore:
         if entry is not None:
             if isinstance(entry, _InFlight):
                 if entry.digest != digest:
-                    raise IdempotencyKeyReused("Idempotency-Key was already used with a different request body", field="Idempotency-Key")
-                raise ConflictError(
-                    "a request with this Idempotency-Key is still being processed; retry shortly",
-                    code="IDEMPOTENCY_KEY_IN_USE",
-                    field="Idempotency-Key",
-                )
+                    raise _reused()
+                raise _in_use()
             stored_digest, stored_at, status, body = entry  # type: ignore[misc]
             if time.monotonic() - stored_at <= self.ttl:
                 if stored_digest != digest:
-                    raise IdempotencyKeyReused("Idempotency-Key was already used with a different request body", field="Idempotency-Key")
+                    raise _reused()
                 self._entries.move_to_end(k)
                 return status, body
             del self._entries[k]
@@ -114,3 +140,70 @@ class IdempotencyStore:
                     break
                 continue
             del entries[k]
+
+
+class JournaledIdempotencyStore:
+    """Outcomes in the journal (``fastexec.journal.keys.IdempotencyKeys``), reservations here.
+
+    The API calls ``begin`` as ``IdempotencyStore.begin``; on None it journals the key
+    (``keys.begin``) and submits through ``JournaledEngine.submit_recorded``, whose
+    callback journals the outcome (``keys.result`` / ``keys.release``); ``done`` drops
+    the reservation.
+    """
+
+    durable = True
+
+    def __init__(self, keys, engine) -> None:
+        self.keys = keys
+        self.engine = engine
+        self._inflight: dict[tuple[str, str], bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys) + len(self._inflight)
+
+    @property
+    def max_entries(self) -> int:
+        return self.keys.max_entries
+
+    digest = staticmethod(IdempotencyStore.digest)
+
+    def begin(self, principal: str, key: str, digest: bytes) -> Optional[tuple[int, bytes]]:
+        """A (status, body) to replay, or None after reserving the key (see ``IdempotencyStore.begin``)."""
+        k = (principal, key)
+        running = self._inflight.get(k)
+        if running is not None:
+            if running != digest:
+                raise _reused()
+            raise _in_use()
+        entry = self.keys.get(principal, key)
+        if entry is not None and (entry.status is not None or entry.order_id is not None):
+            if entry.digest != digest.hex():
+                raise _reused()
+            if entry.status is not None:
+                return entry.status, entry.body.encode()
+            return self._current(entry)
+        # never seen, forgotten, or a key whose request placed nothing and never answered
+        # (the process stopped first): a new request
+        self._inflight[k] = digest
+        return None
+
+    def _current(self, entry) -> tuple[int, bytes]:
+        """A key whose order was journaled but whose outcome was not (the process stopped
+        in between, before answering): the order as the engine holds it now."""
+        from fastexec.engine.wire import order_json
+
+        try:
+            view = self.engine.get_order(entry.order_id)
+        except FastexecError:
+            view = None
+        if view is None or view.order_id != entry.order_id:
+            raise IdempotencyResultLost(
+                f"the first request with this Idempotency-Key placed order {entry.order_id}; the service stopped "
+                "before its result was recorded and the order has finished since. It is not placed again.",
+                field="Idempotency-Key",
+                detail=f"order_id={entry.order_id} client_order_id={entry.client_order_id}",
+            )
+        return 201, order_json(view)
+
+    def done(self, principal: str, key: str) -> None:
+        self._inflight.pop((principal, key), None)

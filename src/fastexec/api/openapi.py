@@ -17,7 +17,7 @@ _ERROR_TEXT = {
     401: "Missing or invalid bearer token (only when tokens are configured).",
     403: "The token may not act on this account.",
     404: "Unknown order, account or position.",
-    409: "Conflict with the current state (e.g. cancel of a filled order, Idempotency-Key in use).",
+    409: "Conflict with the current state (e.g. cancel of a filled order, Idempotency-Key in use, or its result lost in a crash: IDEMPOTENCY_KEY_RESULT_LOST).",
     413: "Request body larger than 64 KiB.",
     422: "Refused by the risk gateway (code = the gateway's denial code) or by the broker; or Idempotency-Key reused with another body.",
     423: "The account's kill switch is active.",

@@ -15,6 +15,9 @@ closes that gap without touching the engine's internals:
 * a client order id already in the journal is refused after a restart too
   (``DUPLICATE_CLIENT_ORDER_ID``), so a client retrying an order it never got
   an answer for cannot make the engine send it twice;
+* ``Idempotency-Key`` outcomes are journaled with the orders they placed
+  (``fastexec.journal.keys``, ``idempotency_keys``; the API submits those through
+  ``submit_recorded``), so a retry after a restart gets the first answer too;
 * ``stop()`` snapshots and closes the journal.
 
 Restoring engine state: when the engine offers ``restore_state(dict)`` it gets
@@ -42,6 +45,7 @@ from typing import Any, Optional
 from fastexec.config import Settings
 from fastexec.errors import ConflictError, FastexecError
 
+from .keys import IdempotencyKeys, keys_from_settings
 from .recovery import ReconcileReport, recover, triggered_unconfirmed
 from .store import Journal, OpenReport
 from .writer import DEFAULT_SEGMENT_BYTES, Durability
@@ -84,6 +88,9 @@ class JournaledEngine:
                                commit_delay_us=(settings.journal_commit_delay_us if commit_delay_us is None
                                                 else commit_delay_us))
         self.engine = Engine(settings, broker, journal=self.journal, **engine_kwargs)
+        #: ``Idempotency-Key`` outcomes, in the journal and its snapshots (``fastexec.journal.keys``)
+        self.idempotency_keys: IdempotencyKeys = keys_from_settings(settings)
+        self.journal.add_fold("idempotency", self.idempotency_keys)
         self.unknown_orders = unknown_orders
         self.open_report: Optional[OpenReport] = None
         self.reconcile_report: Optional[ReconcileReport] = None
@@ -260,6 +267,28 @@ class JournaledEngine:
         if cid is not None and cid in self.journal.state.by_client:
             self._refuse_forgotten(cid)
         return await self._submit_durable_py(order, request_id)
+
+    async def submit_recorded(self, order: Any, record: Any, *, request_id: Optional[str] = None) -> Any:
+        """``submit`` (the same refusal of a journaled client order id, the same durable
+        ack) for a caller that journals records of its own about the outcome:
+        ``record(view, None)`` or ``record(None, exc)`` runs as soon as the engine has
+        answered, before the wait that makes the submit's records durable, so the
+        caller's records share that wait (one write, no second fsync). The API's
+        ``Idempotency-Key`` path (``fastexec.journal.keys``); everything else uses
+        ``submit``."""
+        return await self._durable(self._submit_recording(order, record, request_id))
+
+    async def _submit_recording(self, order: Any, record: Any, request_id: Optional[str]) -> Any:
+        try:
+            cid = getattr(order, "client_order_id", None)  # as submit_py / journaled_submit
+            if cid is not None and cid in self.journal.state.by_client:
+                self._refuse_forgotten(cid)
+            view = await self.engine.submit(order, request_id=request_id)
+        except BaseException as exc:
+            record(None, exc)
+            raise
+        record(view, None)
+        return view
 
     if _journaled_submit is not None:
         submit = _journaled_submit  # a compiled coroutine function, bound like any method

@@ -25,6 +25,10 @@ Command records (written before the caller's acknowledgement):
 - ``risk.limits``       account_id (None = defaults), limits {name: int}
 - ``trading_state``     account_id, state (active | reducing | halted)
 
+API records (``idempotency.key``, ``idempotency.result``, ``idempotency.released``): the
+``Idempotency-Key`` of a submit, journaled just before its ``order.submitted``, and its
+outcome; folded by ``fastexec.journal.keys``, not by ``JournalState``.
+
 Broker records (``broker.<event>``, one per ``BrokerEvent`` except price ticks):
 the event's fields, as built by ``event_record``.
 

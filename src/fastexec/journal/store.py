@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .codec import Record
 from .reader import read_records
@@ -106,6 +106,28 @@ class Journal(_JournalBase):
         #: encode and write snapshots in a forked child (the loop only forks); default: on Linux
         self.snapshot_in_child = _default_snapshot_in_child() if snapshot_in_child is None else bool(snapshot_in_child)
         self._snapshot_child: Optional[int] = None  # pid of the child writing a snapshot, while it runs
+        #: further folds over the records, each with its own part of every snapshot (``add_fold``)
+        self.folds: dict[str, Any] = {}
+
+    def add_fold(self, name: str, fold: Any) -> None:
+        """Keep another fold next to ``JournalState``, before ``open``: ``fold.load(part)`` gets
+        its part of the newest snapshot (None without one), ``fold.replay(record)`` every record
+        after it, and ``fold.to_dict()`` is stored as ``name`` in every snapshot. Live records
+        are the fold's own business (``fastexec.journal.keys`` appends and folds its records
+        itself). ``name`` must not be ``journal`` or ``engine``."""
+        if name in ("journal", "engine"):
+            raise ValueError(f"fold name {name!r} is taken")
+        self.folds[name] = fold
+        attach = getattr(fold, "attach", None)
+        if attach is not None:
+            attach(self)
+
+    def _snapshot_state(self, engine_state: Optional[dict]) -> dict:
+        """What a snapshot stores: the journal's state, the engine's, each fold's."""
+        out = {"journal": self.state.to_dict(copy=False), "engine": engine_state}
+        for name, fold in self.folds.items():
+            out[name] = fold.to_dict()
+        return out
 
     # ------------------------------------------------------------------ start-up
 
@@ -121,11 +143,17 @@ class Journal(_JournalBase):
         if snap is not None:
             self.state = JournalState.from_dict(snap.state["journal"])
             self.engine_state = snap.state.get("engine")
+        replays = []
+        for name, fold in self.folds.items():
+            fold.load(snap.state.get(name) if snap is not None else None)
+            replays.append(fold.replay)
         after = snap.seq if snap is not None else 0
         tail: list[Record] = []
         count = 0
         for rec in read_records(self.directory, after_seq=after):
             self.state.apply(rec.payload, rec.seq)
+            for replay in replays:
+                replay(rec.payload)
             count += 1
             if self.keep_tail:
                 tail.append(rec)
@@ -252,7 +280,7 @@ class Journal(_JournalBase):
                 log.warning("journal: cannot fork a snapshot child (%s); encoding the snapshot on the loop", exc)
         # encoded straight from the live state (one orjson pass, on the loop, so
         # state and seq agree), not deep-copied first and encoded again
-        body = snapshot_body(seq, {"journal": self.state.to_dict(copy=False), "engine": engine_state})
+        body = snapshot_body(seq, self._snapshot_state(engine_state))
         await self.writer.barrier()
         loop = asyncio.get_running_loop()
         durable = self.durability is not Durability.NONE
@@ -274,10 +302,9 @@ class Journal(_JournalBase):
         durable = self.durability is not Durability.NONE
         directory = self.directory
         tmp = snapshot_tmp_path(directory, seq)
-        state = self.state
 
         def state_fn() -> dict:  # runs in the child only
-            return {"journal": state.to_dict(copy=False), "engine": engine_state}
+            return self._snapshot_state(engine_state)
 
         r, w = os.pipe()
         try:
