@@ -1224,13 +1224,23 @@ cdef class EngineCore:
             self._perf.count("refused." + exc.code)
             raise
         o = self._record(order, inst, a, n, request_id, now, _perf_ns() - t0)
-        if self._journal_on:
-            self._journal_add(_submitted_record(o, now))  # Engine._journal_submitted, compiled
-        if self._subs:
-            self._emit_order("order_submitted", o)
-        if n.emulated:
-            self._arm(o, now)
-        else:
+        # Atomic up to the first send: if the journal refuses the record (it cannot encode
+        # it, or the writer failed) or arming raises, the order leaves every table it
+        # entered and the error reaches the caller; no half-recorded order stays behind.
+        # (A try costs nothing measurable on the success path.)
+        cdef bint journaled = False
+        try:
+            if self._journal_on:
+                self._journal_add(_submitted_record(o, now))  # Engine._journal_submitted, compiled
+                journaled = True
+            if self._subs:
+                self._emit_order("order_submitted", o)
+            if n.emulated:
+                self._arm(o, now)
+        except BaseException:
+            self._unrecord(o, journaled)
+            raise
+        if not n.emulated:
             # one send per order (never resent; lost answers are resolved by
             # client id): at once when the broker can answer without waiting
             # (_send_now), else through _route
@@ -1278,6 +1288,32 @@ cdef class EngineCore:
         if coid is not oid and coid != oid:
             self._by_client[coid] = o
         return o
+
+    cdef int _unrecord(self, Order o, bint journaled) except -1:
+        """Undo ``_record`` for an order that was never sent (``submit`` failed before
+        its first send): out of ``_orders``, the client-id index and the emulation book;
+        its store row ends (working counts drop) and is forgotten with the finished
+        orders. If its ``order.submitted`` record went out, a ``rejected`` status follows
+        it (best effort: the journal may be the thing that failed)."""
+        oid = o.order_id
+        if self._orders.get(oid) is o:
+            del self._orders[oid]
+        coid = o.client_order_id
+        if coid is not oid and coid != oid and self._by_client.get(coid) is o:
+            del self._by_client[coid]
+        if o.norm.emulated:
+            self._emu.remove(oid)
+        if not C_TERMINAL[_st(o.state)]:
+            o.state = self._store.apply_at(o.slot, oid, E.CANCEL if o.state is _EMULATED else E.REJECT)
+            self._terminal.append(oid)
+        o.reject_reason = "SUBMIT_FAILED"
+        if journaled:
+            try:
+                self._journal_add({"type": "order.status", "ts": self._clock(), "account_id": o.account_id,
+                                   "order_id": oid, "status": "rejected", "reason": "SUBMIT_FAILED"})
+            except Exception:
+                log.exception("order %s: its rejection could not be journaled", oid)
+        return 0
 
     cdef Order _client_order(self, cid):
         """The order whose client id is ``cid`` (a str), or None."""
