@@ -118,3 +118,84 @@ async def test_trailing_distance_error_shows_decimals(api):
     st, out, _ = await api.call("POST", "/api/v1/orders", json_body=body)
     assert st == 400, out
     assert out["error"]["message"] == "trailing_stop_distance=5.00000 outside [0.00050, 1.00000] for EUR_USD", out
+
+
+# ------------------------------------------------------------------ order ids and client ids
+
+
+async def test_client_id_equal_to_engine_id_is_refused(authed):
+    api = authed
+    api.token = TOKEN_ALL
+    a1, a2 = api.accounts[:2]
+    st, first, _ = await api.call("POST", "/api/v1/orders", json_body=_limit(api, account_id=a2, client_order_id="strat-1"))
+    assert st == 201, first
+    oid = first["order_id"]
+    prefix, seq = oid.rsplit("-", 1)
+    # an existing engine id, of this account or another, and the id the next order would get
+    for acct, cid in ((a2, oid), (a1, oid), (a1, f"{prefix}-{int(seq) + 1}")):
+        st, out, _ = await api.call("POST", "/api/v1/orders", json_body=_limit(api, account_id=acct, client_order_id=cid))
+        assert st == 400, out
+        assert (out["error"]["code"], out["error"]["field"]) == ("RESERVED_CLIENT_ORDER_ID", "client_order_id"), out
+        st, verdict, _ = await api.call("POST", "/api/v1/risk/validate",
+                                        json_body=_limit(api, account_id=acct, client_order_id=cid))
+        assert (verdict["allowed"], verdict["code"]) == (False, "RESERVED_CLIENT_ORDER_ID"), verdict
+    # nothing was created, and the engine id still names its own order
+    assert [o["order_id"] for o in await _listed(api, a1)] == []
+    st, got, _ = await api.call("PUT", f"/api/v1/orders/{oid}/cancel")
+    assert st == 200 and (got["order_id"], got["client_order_id"]) == (oid, "strat-1"), got
+
+
+async def test_client_ids_are_per_account(authed):
+    api = authed
+    a1, a2 = api.accounts[:2]
+    api.token = TOKEN_ALL
+    st, b_order, _ = await api.call("POST", "/api/v1/orders", json_body=_limit(api, account_id=a2, client_order_id="b2-lim"))
+    assert st == 201, b_order
+    # token A (account 1 only) cannot probe or squat account 2's client id: it is simply free in account 1
+    api.token = TOKEN_A
+    st, out, _ = await api.call("GET", "/api/v1/orders/b2-lim")
+    assert st == 404 and out["error"]["code"] == "ORDER_NOT_FOUND", out
+    st, a_order, _ = await api.call("POST", "/api/v1/orders", json_body=_limit(api, account_id=a1, client_order_id="b2-lim"))
+    assert st == 201 and a_order["account_id"] == a1, a_order
+    st, again, _ = await api.call("POST", "/api/v1/orders", json_body=_limit(api, account_id=a1, client_order_id="b2-lim"))
+    assert st == 409 and again["error"]["code"] == "DUPLICATE_CLIENT_ORDER_ID", again  # unique within the account
+    # each token finds its own account's order by the shared client id, and cancels that one
+    st, got, _ = await api.call("GET", "/api/v1/orders/b2-lim")
+    assert st == 200 and got["order_id"] == a_order["order_id"], got
+    st, out, _ = await api.call("GET", f"/api/v1/orders/{b_order['order_id']}")
+    assert st == 404, out
+    st, got, _ = await api.call("PUT", "/api/v1/orders/b2-lim/cancel")
+    assert st == 200 and (got["order_id"], got["status"]) == (a_order["order_id"], "cancelled"), got
+    # the all-accounts token: the engine id is exact; the shared client id is ambiguous (409), never a guess
+    api.token = TOKEN_ALL
+    st, got, _ = await api.call("GET", f"/api/v1/orders/{b_order['order_id']}")
+    assert st == 200 and got["status"] == "working", got
+    st, out, _ = await api.call("PUT", "/api/v1/orders/b2-lim/cancel")
+    assert st == 409 and out["error"]["code"] == "AMBIGUOUS_ORDER_ID", out
+    st, out, _ = await api.call("GET", "/api/v1/orders/b2-lim")
+    assert st == 409 and out["error"]["code"] == "AMBIGUOUS_ORDER_ID", out
+    # the broker (the simulated venue) holds both, each in its own account
+    venue = api.engine.broker.venue
+    assert venue.accounts[a2].by_client["b2-lim"].id == int(b_order["broker_order_id"])
+    assert venue.accounts[a1].by_client["b2-lim"].id == int(a_order["broker_order_id"])
+
+
+async def test_cursor_of_other_account_is_invalid_cursor(authed):
+    api = authed
+    a1, a2 = api.accounts[:2]
+    api.token = TOKEN_ALL
+    st, b_order, _ = await api.call("POST", "/api/v1/orders", json_body=_limit(api, account_id=a2))
+    assert st == 201
+    for _ in range(3):
+        st, _, _ = await api.call("POST", "/api/v1/orders", json_body=_limit(api, account_id=a1))
+        assert st == 201
+    api.token = TOKEN_A
+    answers = []
+    for cursor in (b_order["order_id"], "nonexistent1"):
+        st, out, _ = await api.call("GET", f"/api/v1/orders?cursor={cursor}")
+        answers.append((st, out["error"]["code"], out["error"]["field"]))
+    assert answers == [(400, "INVALID_CURSOR", "cursor")] * 2, answers
+    # a cursor of one's own account pages on
+    st, page, _ = await api.call("GET", "/api/v1/orders?limit=1")
+    st, rest, _ = await api.call("GET", f"/api/v1/orders?cursor={page['next_cursor']}")
+    assert st == 200 and len(rest["orders"]) == 2, rest

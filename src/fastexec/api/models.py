@@ -59,7 +59,9 @@ _ORDER_FIELDS = {
     "take_profit": Field(TAKE_PROFIT),
     "trailing_stop_distance": Field(Price(description="Trailing stop loss distance created on fill.")),
     "client_order_id": Field(
-        String(max_length=128, pattern=CLIENT_ORDER_ID_PATTERN, description="Your id for the order (v20 clientExtensions.id); unique per account.")
+        String(max_length=128, pattern=CLIENT_ORDER_ID_PATTERN, description="Your id for the order (v20 clientExtensions.id); unique per account (another account may use "
+                    "the same id). It may not have the form of an engine order id (8 characters 0-9a-z, '-', digits, e.g. "
+                    "mws6cffq-17): 400 RESERVED_CLIENT_ORDER_ID.")
     ),
 }
 
