@@ -170,28 +170,55 @@ async def test_client_order_id_is_unique_and_finds_the_order(h):
     assert h.engine.account(h.a1).working_orders == 1
 
 
-async def test_client_ids_share_the_order_id_namespace(h):
-    """An order without a client id is its own client id (found through its order id, not kept in
-    ``_by_client``): that id is refused as a client id; an engine id whose order has a client id of
-    its own is not a client id; an engine id a client already chose is skipped."""
+async def test_client_ids_and_engine_ids_never_collide(h):
+    """Engine ids have a form client ids may not take (8 characters 0-9a-z, '-', digits), so
+    ``{order_id}`` never names two orders. An order without a client id is its own client id
+    (found through its order id, not kept in ``_by_client``)."""
+    from fastexec.engine.hotpath import is_engine_id
+
     plain = await _resting_buy(h)
-    assert plain.client_order_id == plain.order_id and plain.order_id not in h.engine._by_client
-    with pytest.raises(ConflictError) as err:
-        await _resting_buy(h, client_order_id=plain.order_id)
-    assert err.value.code == "DUPLICATE_CLIENT_ORDER_ID"
-    named = await _resting_buy(h, client_order_id="own-1")
-    assert h.engine._by_client["own-1"].order_id == named.order_id
-    again = await _resting_buy(h, client_order_id=named.order_id)  # named's order id is no client id
-    assert h.engine.get_order(named.order_id).order_id == named.order_id
-    assert h.engine._by_client_id(named.order_id).order_id == again.order_id
+    assert plain.client_order_id == plain.order_id and is_engine_id(plain.order_id)
+    assert all(plain.order_id not in d for d in h.engine._by_client)
     seq, prefix = h.engine._seq, h.engine._id_prefix
-    chosen = await _resting_buy(h, client_order_id=f"{prefix}{seq + 2}")  # the id the next order would get
-    nxt = await _resting_buy(h)
-    assert (chosen.order_id, nxt.order_id) == (f"{prefix}{seq + 1}", f"{prefix}{seq + 3}")
-    assert h.engine.get_order(f"{prefix}{seq + 2}").order_id == chosen.order_id
-    assert h.engine.account(h.a1).working_orders == 5
-    for v in (plain, again, chosen):  # each found by its client id when the broker answers
+    # an engine id, now or later, and anything of that form (a client id like "strategy-1" too)
+    for taken in (plain.order_id, f"{prefix}{seq + 1}", "00000000-1", "zzzzzzzz-0", "strategy-1"):
+        with pytest.raises(ValidationError) as err:
+            await _resting_buy(h, client_order_id=taken)
+        assert (err.value.code, err.value.field) == ("RESERVED_CLIENT_ORDER_ID", "client_order_id")
+    assert h.engine._seq == seq  # refused before an id was drawn
+    # near misses are ordinary client ids
+    near = ["strat-1", "strategy-x1", "Mws6cffq-1", "mws6cffq-1a", "mws6cffq_1", "mws6cffqx-1", "mws6cff-1"]
+    views = [await _resting_buy(h, client_order_id=c) for c in near]
+    named = views[0]
+    assert h.engine._by_client[h.engine._accounts[h.a1]]["strat-1"].order_id == named.order_id
+    assert h.engine.get_order("strat-1").order_id == named.order_id
+    assert h.engine.get_order(named.order_id).client_order_id == "strat-1"
+    assert h.engine.account(h.a1).working_orders == 1 + len(near)
+    for v in (plain, named):  # each found by its client id when the broker answers
         assert (await h.engine.cancel(v.client_order_id)).status == "cancelled"
+
+
+async def test_client_ids_are_unique_per_account(h):
+    """The same client id in two accounts: two orders, each found in its own account;
+    by client id alone (every account) the id is ambiguous and the engine id is needed."""
+    v1 = await _resting_buy(h, client_order_id="dup-1")
+    v2 = await h.engine.submit(OrderSpec(h.a2, "EUR_USD", "buy", 1000, type="limit", price=px("1.09500"),
+                                         client_order_id="dup-1"))
+    assert v1.order_id != v2.order_id and (v1.account_id, v2.account_id) == (h.a1, h.a2)
+    with pytest.raises(ConflictError) as err:  # still unique within an account
+        await _resting_buy(h, client_order_id="dup-1")
+    assert err.value.code == "DUPLICATE_CLIENT_ORDER_ID"
+    assert h.engine.find_order_id("dup-1", frozenset({h.a1})) == v1.order_id
+    assert h.engine.find_order_id("dup-1", frozenset({h.a2})) == v2.order_id
+    with pytest.raises(NotFoundError):  # an engine id of another account is not found either
+        h.engine.find_order_id(v2.order_id, frozenset({h.a1}))
+    with pytest.raises(ConflictError) as err:
+        h.engine.get_order("dup-1")
+    assert err.value.code == "AMBIGUOUS_ORDER_ID"
+    # the venue keeps them apart too: each cancel reaches its own order
+    assert (await h.engine.cancel(v2.order_id)).status == "cancelled"
+    assert h.engine.get_order(v1.order_id).status == "working"
+    assert h.engine.find_order_id("dup-1", frozenset({h.a2})) == v2.order_id  # finished orders stay readable
 
 
 async def test_modify_refused_by_the_broker_leaves_the_working_order_as_it_was(h):

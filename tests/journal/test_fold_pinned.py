@@ -12,6 +12,11 @@ before the change, on these streams at retain 200 and 20,000: the open orders,
 positions, balances, transaction ids, kill switches, limits and trading states
 were equal, and the finished client ids were the old ones with older ones
 before them (ids are now forgotten in batches).
+
+Re-pinned a second time, on purpose, when client ids became unique per account:
+the snapshot's ``finished_client_ids`` entries gained the account ([account,
+client id, order id]). Checked then: with the account dropped from each entry,
+the three states hash to the previous pins exactly (nothing else moved).
 """
 from __future__ import annotations
 
@@ -28,9 +33,9 @@ from fastexec.journal.records import EVENT_TYPES, event_from_record, event_recor
 from .streams import stream
 
 PINNED = {
-    1: "8c36fec2378d76dad6ccfa80c783512b3a4f82f268ed9a401dd155f5590f6947",
-    2: "55830fb53adfb10a27e2d90f7f71a940e306b22e1be0d01fcc097b75955a6477",
-    3: "2f5b5eb55e7ca52fdd48aef61345b366126aae9f848bb8493964899adcda4c46",
+    1: "a8d9e337de6ac9d49b24613e1b7cd89ae5cb4031776c84a4ad9bba054709ec40",
+    2: "358b4fdd40d6d9a0559dd5ce20c13d04d337f42a3a198ab3e09ff6b1a10e1521",
+    3: "4b98ec3943fb13e6338236de820f44f96b0ef83433360e2eccad294b2430ba18",
 }
 
 

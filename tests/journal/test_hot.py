@@ -242,7 +242,7 @@ def test_submitted_orders_from_the_template_and_from_a_copy_match_python():
         got = [(list(o.items()), gc.is_tracked(o)) for o in dict.values(st_.orders)]
         if handlers is state_mod.PY_HANDLERS:
             expected = got
-    assert got == expected and (st_.by_client, st_.by_broker) == ({f"c{i}": f"o{i}" for i in (1, 2, 3, 4, 5, 6, 8)},
+    assert got == expected and (st_.by_client, st_.by_broker) == ({"A": {f"c{i}": f"o{i}" for i in (1, 2, 3, 4, 5, 6, 8)}},
                                                                   {"A/b3": "o3"})
 
 
@@ -259,7 +259,8 @@ def _finished_state():
 def test_a_finished_order_leaves_the_state_and_its_client_id_stays():
     st_ = _finished_state()
     assert st_.orders == {} and st_.by_broker == {} and st_.open_orders() == []
-    assert st_.by_client == {"c0": "o0", "c1": "o1", "c2": "o2"} and list(st_._terminal) == ["c0", "c1", "c2"]
+    assert st_.by_client == {"A": {"c0": "o0", "c1": "o1", "c2": "o2"}}
+    assert list(st_._terminal) == [("A", "c0"), ("A", "c1"), ("A", "c2")]
     assert st_.order_for("A", "c1", "b1") is None  # a late event for it changes no order
     assert st_.positions == {"A": {"EUR_USD": 30}} and st_.last_txn == {"A": 3}
 
@@ -278,7 +279,7 @@ def test_only_string_client_ids_are_indexed_and_remembered():
         c, c_err, c_state = _fold(records, state_mod._HANDLERS, retain)
         assert py_err == c_err == [None] * len(records) and c == py
         _same_state(c_state, py_state)
-        assert list(py_state._terminal) == ["c"] and list(py_state.by_client) == ["c"]
+        assert list(py_state._terminal) == [("A", "c")] and py_state.by_client == {"A": {"c": "o3"}}
 
 
 def test_finished_client_ids_are_forgotten_in_batches_oldest_first():
@@ -288,8 +289,8 @@ def test_finished_client_ids_are_forgotten_in_batches_oldest_first():
                    "units": 1}, 2 * i + 1)
         st_.apply({"type": "order.status", "order_id": f"o{i}", "status": "cancelled"}, 2 * i + 2)
         if i == 4:  # 5 = 3 + 2 kept until the sixth finishes
-            assert list(st_._terminal) == ["c0", "c1", "c2", "c3", "c4"]
-    assert list(st_._terminal) == ["c3", "c4", "c5"] and set(st_.by_client) == {"c3", "c4", "c5"}
+            assert list(st_._terminal) == [("A", f"c{j}") for j in range(5)]
+    assert list(st_._terminal) == [("A", "c3"), ("A", "c4"), ("A", "c5")] and set(st_.by_client["A"]) == {"c3", "c4", "c5"}
 
 
 def test_a_client_id_reused_by_an_open_order_is_not_forgotten_under_it():
@@ -300,7 +301,8 @@ def test_a_client_id_reused_by_an_open_order_is_not_forgotten_under_it():
                "units": 1, "broker_order_id": "b2"}, 3)
     st_.apply({"type": "order.submitted", "order_id": "o3", "client_order_id": "d", "account_id": "A", "units": 1}, 4)
     st_.apply({"type": "order.status", "order_id": "o3", "status": "cancelled"}, 5)  # forgets "c": o2 is open
-    assert st_.by_client == {"c": "o2", "d": "o3"} and list(st_.orders) == ["o2"] and list(st_._terminal) == ["d"]
+    assert st_.by_client == {"A": {"c": "o2", "d": "o3"}} and list(st_.orders) == ["o2"]
+    assert list(st_._terminal) == [("A", "d")]
 
 
 def test_late_events_for_finished_orders_and_forgetting_them_match_python():
@@ -350,5 +352,45 @@ def test_from_dict_reads_a_snapshot_that_held_finished_orders_whole():
                              "broker_order_id": None}},
            "terminal": ["o0", "o2"]}
     st_ = JournalState.from_dict(old)
-    assert list(st_.orders) == ["o1"] and st_.by_client == {"c0": "o0", "c1": "o1"} and st_.by_broker == {"A/b1": "o1"}
-    assert list(st_._terminal) == ["c0"] and st_.to_dict()["finished_client_ids"] == [["c0", "o0"]]
+    assert list(st_.orders) == ["o1"] and st_.by_client == {"A": {"c0": "o0", "c1": "o1"}}
+    assert st_.by_broker == {"A/b1": "o1"}
+    assert list(st_._terminal) == [("A", "c0")] and st_.to_dict()["finished_client_ids"] == [["A", "c0", "o0"]]
+
+
+def test_client_ids_are_per_account_in_both_folds():
+    """The same client id in two accounts: two orders, each event reaching its own account's
+    order, each finished id remembered and forgotten under its account; the compiled fold
+    leaves what the Python one does."""
+    records = []
+    for acct, oid in (("A", "oa"), ("B", "ob")):
+        records.append({"type": "order.submitted", "order_id": oid, "client_order_id": "same", "account_id": acct,
+                        "units": 10, "ts": 1})
+    records += [{"type": "broker.filled", "account_id": "B", "client_id": "same", "broker_order_id": "b1",
+                 "units": 4, "price": 7, "instrument": "EUR_USD", "txn_id": 1, "ts": 2},
+                {"type": "broker.filled", "account_id": "A", "client_id": "same", "broker_order_id": "a1",
+                 "units": 10, "price": 7, "instrument": "EUR_USD", "txn_id": 1, "ts": 3}]
+    for retain in (0, 5):
+        py, py_err, py_state = _fold(records, state_mod.PY_HANDLERS, retain)
+        c, c_err, c_state = _fold(records, state_mod._HANDLERS, retain)
+        assert py_err == c_err == [None] * len(records) and c == py
+        _same_state(c_state, py_state)
+        assert list(py_state.orders) == ["ob"] and py_state.orders["ob"]["filled_units"] == 4
+        assert py_state.order_for("B", "same", None)["order_id"] == "ob" and py_state.order_for("A", "same", None) is None
+        assert py_state.client_id_known("A", "same") and py_state.client_id_known("B", "same")  # finished: remembered
+        assert not py_state.client_id_known("C", "same")
+    assert py_state.by_client == {"A": {"same": "oa"}, "B": {"same": "ob"}} and list(py_state._terminal) == [("A", "same")]
+    body = py_state.to_dict()
+    assert body["finished_client_ids"] == [["A", "same", "oa"]]
+    assert JournalState.from_dict(body, retain_terminal=5) == py_state
+
+
+def test_from_dict_reads_finished_client_ids_without_their_account():
+    """Snapshots written before client ids were per account hold [client id, order id]: each
+    is kept under every account the state knows, so a retry stays refused in its own."""
+    old = {"seq": 4, "positions": {"A": {"EUR_USD": 10}}, "balances": {"B": 5}, "last_txn": {}, "watermark": {},
+           "kill_switches": {}, "risk_limits": {}, "trading_states": {}, "recent_txns": {}, "orders": {},
+           "finished_client_ids": [["c0", "o0"]]}
+    st_ = JournalState.from_dict(old)
+    assert st_.by_client == {"A": {"c0": "o0"}, "B": {"c0": "o0"}}
+    assert list(st_._terminal) == [("A", "c0"), ("B", "c0")]
+    assert st_.to_dict()["finished_client_ids"] == [["A", "c0", "o0"], ["B", "c0", "o0"]]

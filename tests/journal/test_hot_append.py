@@ -187,7 +187,8 @@ async def test_submit_acks_only_durable_records_and_refuses_forgotten_ids(tmp_pa
     je2 = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="fsync")
     await je2.start()
     submit2 = (lambda s: JournaledEngine.submit_py(je2, s)) if py else je2.submit
-    je2.engine._by_client.pop("d-0", None)
+    for d in je2.engine._by_client:
+        d.pop("d-0", None)
     je2.engine._orders.clear()
     with pytest.raises(ConflictError) as ei:
         await submit2(OrderSpec(account_id=acct, instrument="EUR_USD", side="buy", units=1000,
@@ -493,6 +494,33 @@ def test_an_unhashable_id_raises_in_the_compiled_fold_as_in_python():
            "txn_id": 5, "instrument": "EUR_USD", "units": 10, "price": 1, "ts": 1}
     for handler in (state_mod.PY_HANDLERS["broker.filled"], _hot.on_filled):
         st = JournalState()
+        st.by_client["A"] = {"x": "o"}  # the account has client ids: the lookup by client id happens
         with pytest.raises(TypeError):
             handler(st, dict(rec))
         assert st.positions == {"A": {"EUR_USD": 10}}  # what happened before the lookup, in both
+
+
+@pytest.mark.parametrize("py", [False, True])
+async def test_forgotten_client_ids_are_refused_per_account_after_a_restart(tmp_path, py):
+    """The journal remembers a finished order's client id under its account: after a restart
+    (the engine has forgotten it) a retry in that account is refused, and the same id is free
+    in another account, as it was before the restart."""
+    venue = Venue(seed=2, accounts=2, balance="100000")
+    je = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="none")
+    await je.start()
+    a1, a2 = je.account_ids[:2]
+    assert (await je.submit(OrderSpec(account_id=a1, instrument="EUR_USD", side="buy", units=1000,
+                                      client_order_id="r-1"))).status == "filled"
+    await je.stop()
+    je2 = JournaledEngine(_settings(), SimulatedBroker(venue), journal_dir=str(tmp_path), durability="none")
+    await je2.start()
+    submit2 = (lambda s: JournaledEngine.submit_py(je2, s)) if py else je2.submit
+    for d in je2.engine._by_client:
+        d.pop("r-1", None)
+    je2.engine._orders.clear()
+    with pytest.raises(ConflictError) as ei:
+        await submit2(OrderSpec(account_id=a1, instrument="EUR_USD", side="buy", units=1000, client_order_id="r-1"))
+    assert ei.value.code == "DUPLICATE_CLIENT_ORDER_ID"
+    view = await submit2(OrderSpec(account_id=a2, instrument="EUR_USD", side="buy", units=1000, client_order_id="r-1"))
+    assert (view.account_id, view.client_order_id, view.status) == (a2, "r-1", "filled")
+    await je2.stop()

@@ -78,7 +78,7 @@ async def test_state_survives_an_abandoned_engine(venue, tmp_path):
     assert je2.account(acct).balance == venue.account(acct).balance
     orders, st = journal_orders(je2.journal_dir), je2.journal.state
     for i in range(20):  # finished: gone from the state, their client ids kept
-        assert orders[st.by_client[f"o-{i}"]]["status"] == "filled" and st.by_client[f"o-{i}"] not in st.orders
+        assert orders[st.by_client[acct][f"o-{i}"]]["status"] == "filled" and st.by_client[acct][f"o-{i}"] not in st.orders
     await je2.stop()
 
 
@@ -107,7 +107,7 @@ async def test_clean_stop_snapshots_and_the_next_start_replays_nothing(venue, tm
     je2 = await start(venue, tmp_path)
     assert je2.open_report.snapshot_seq is not None and je2.open_report.replayed == 0
     st = je2.journal.state  # from the snapshot: no open order, the five client ids
-    assert st.orders == {} and list(st._terminal) == [f"s-{i}" for i in range(5)]
+    assert st.orders == {} and list(st._terminal) == [(acct, f"s-{i}") for i in range(5)]
     await je2.stop()
 
 
@@ -190,7 +190,7 @@ async def test_a_restart_after_the_venue_forgot_the_gap_reconciles_from_its_pres
     assert je2.journal.state.positions[acct] == positions
     assert je2.journal.state.balances[acct] == (await je2.engine.broker.account_summary(acct)).balance
     st = je2.journal.state
-    assert journal_orders(je2.journal_dir)[st.by_client["before-1"]]["status"] == "filled"  # journaled before the gap
+    assert journal_orders(je2.journal_dir)[st.by_client[acct]["before-1"]]["status"] == "filled"  # journaled before the gap
     view = await je2.submit(spec(acct, "after-1"))
     assert view.status == "filled"
     await je2.stop()

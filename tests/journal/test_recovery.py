@@ -101,7 +101,7 @@ async def test_an_order_the_broker_never_received_is_closed_not_resent(tmp_path,
     rep = await recover(j, broker)
     order = journal_orders(tmp_path)["lost-1"]
     assert order["status"] == "rejected" and order["reject_reason"] == NOT_RECEIVED
-    assert "lost-1" not in j.state.orders and j.state.by_client["lost-1"] == "lost-1"  # finished: its id stays
+    assert "lost-1" not in j.state.orders and j.state.by_client[acct]["lost-1"] == "lost-1"  # finished: its id stays
     assert [c.detail["order_id"] for c in rep.by_kind("order")] == ["lost-1"]
     assert await broker.order_by_client_id(acct, "lost-1") is None  # nothing was sent on its behalf
     assert (await broker.account_summary(acct)).last_txn_id == before_txn

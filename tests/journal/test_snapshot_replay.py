@@ -191,8 +191,11 @@ async def test_finished_orders_are_retired_identically_live_and_after_restart(tm
     assert resumed.by_broker.items() <= live.by_broker.items()
     # every open order is indexed by its client id; of the finished, only the retained ones are
     open_ids = {o["client_order_id"]: o["order_id"] for o in live.orders.values() if o.get("client_order_id")}
-    assert set(live.by_client) == set(open_ids) | set(live._terminal)
-    assert all(live.by_client[c] == oid for c, oid in open_ids.items())
+    indexed = {(acct, c) for acct, d in live.by_client.items() for c in d}
+    assert indexed == {(o["account_id"], o["client_order_id"]) for o in live.orders.values()
+                       if o.get("client_order_id")} | set(live._terminal)
+    assert all(live.by_client[o["account_id"]][o["client_order_id"]] == o["order_id"]
+               for o in live.orders.values() if o.get("client_order_id"))
 
 
 def test_a_snapshot_larger_than_a_record_limit_round_trips(tmp_path):

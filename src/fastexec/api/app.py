@@ -121,7 +121,11 @@ class Operation:
 
 
 # Parameters (one definition each, shared by the routes that take them)
-P_ORDER_ID = text_param("order_id", "path", m.order_id, description="Engine order id or client order id.")
+P_ORDER_ID = text_param(
+    "order_id", "path", m.order_id,
+    description="Engine order id or client order id. Engine ids (8 characters 0-9a-z, '-', digits) are a form client "
+                "ids may not take, so the two never collide; a client id is looked up in the token's accounts, and one "
+                "used in several of them is 409 AMBIGUOUS_ORDER_ID (use the engine id).")
 P_ACCOUNT_PATH = text_param("account_id", "path", m.account_id, description="Account id.")
 P_INSTRUMENT_PATH = text_param("instrument", "path", m.instrument, description="Instrument, e.g. EUR_USD.")
 P_ACCOUNT_QUERY = text_param(
@@ -259,8 +263,10 @@ class Api:
 
     def visible_order(self, principal: Principal, order_id: str):
         """An order the caller may see. Another account's order is reported
-        as not found, so ids of other accounts cannot be probed."""
-        view = self.engine.get_order(order_id)
+        as not found, so ids of other accounts cannot be probed. A client
+        order id is looked up in the caller's accounts only (client ids are
+        unique per account)."""
+        view = self.engine.get_order(self.engine.find_order_id(order_id, principal.accounts))
         if not principal.allows(view.account_id):
             raise NotFoundError(f"order {order_id} not found", code="ORDER_NOT_FOUND", field="order_id")
         return view
@@ -617,7 +623,7 @@ OPERATIONS: list[Operation] = [
               params=[P_ACCOUNT_QUERY, P_STATUS, P_INSTRUMENT_QUERY, P_LIMIT, P_CURSOR],
               description="In creation order (oldest first); paginate with `limit` and `cursor` (the previous page's `next_cursor`)."),
     Operation("GET", "/api/v1/orders/{order_id}", "getOrder", "Get an order", Api.get_order, "orders", 200, "Order",
-              params=[P_ORDER_ID]),
+              params=[P_ORDER_ID], errors=(400, 401, 403, 404, 409)),
     Operation("PUT", "/api/v1/orders/{order_id}/modify", "modifyOrder", "Modify a working order", Api.modify, "orders", 200, "Order",
               params=[P_ORDER_ID], body=m.MODIFY_REQUEST, errors=(400, 401, 403, 404, 409, 413, 422, 423, 503)),
     Operation("PUT", "/api/v1/orders/{order_id}/cancel", "cancelOrder", "Cancel a working order", Api.cancel, "orders", 200, "Order",

@@ -54,12 +54,14 @@ _ORDER_FIELDS = {
     "stop_price": Field(Price(description="Trigger price of a stop_limit order.")),
     "trailing_distance": Field(Price(description="How far a trailing_stop entry trails the market.")),
     "time_in_force": Field(String(enum=TIME_IN_FORCE)),
-    "gtd_time": Field(Timestamp(description="Expiry for time_in_force GTD.")),
+    "gtd_time": Field(Timestamp(description="Expiry for time_in_force GTD: in the future and before 2200-01-01T00:00:00Z (else INVALID_GTD_TIME; use GTC for no expiry).")),
     "stop_loss": Field(STOP_LOSS),
     "take_profit": Field(TAKE_PROFIT),
     "trailing_stop_distance": Field(Price(description="Trailing stop loss distance created on fill.")),
     "client_order_id": Field(
-        String(max_length=128, pattern=CLIENT_ORDER_ID_PATTERN, description="Your id for the order (v20 clientExtensions.id); unique per account.")
+        String(max_length=128, pattern=CLIENT_ORDER_ID_PATTERN, description="Your id for the order (v20 clientExtensions.id); unique per account (another account may use "
+                    "the same id). It may not have the form of an engine order id (8 characters 0-9a-z, '-', digits, e.g. "
+                    "mws6cffq-17): 400 RESERVED_CLIENT_ORDER_ID.")
     ),
 }
 

@@ -411,7 +411,7 @@ class Timestamp(T):
         text = base + ("+00:00" if tz == "Z" else tz)
         try:
             return datetime.fromisoformat(text).astimezone(timezone.utc)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: the offset moves it out of datetime's range
             raise ValidationError(f"{path} {value!r} is not a valid date-time", code="INVALID_VALUE", field=path) from None
 
     def base_schema(self) -> dict:

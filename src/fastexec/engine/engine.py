@@ -72,7 +72,7 @@ from .hotpath import (
     with_units,
 )
 from .hotpath import Order as _Order
-from .hotpath import _IS_TERMINAL
+from .hotpath import _IS_TERMINAL, engine_id_prefix
 from .hotpath import new_order as _new_order
 from .journal import Journal, NullJournal
 from .killswitch import KillSwitches
@@ -158,7 +158,8 @@ class Engine(EngineCore):
         self._account_names: list[str] = []
         self._currency: dict[str, str] = {}
         self._orders: dict[str, _Order] = {}
-        self._by_client: dict[str, _Order] = {}
+        # per account index: client id -> order (EngineCore._client_order)
+        self._by_client: list[dict[str, _Order]] = [{} for _ in range(max_accounts)]
         self._by_broker: dict[str, dict[str, _Order]] = {}  # account -> broker order id -> order
         self._terminal: list = []  # finished order ids, oldest first (EngineCore._forget_oldest)
         self._emu = EmulationBook()
@@ -200,7 +201,7 @@ class Engine(EngineCore):
         self.broker.set_event_handler(self._on_event)
         await self.broker.start()
         now = self._clock()
-        self._id_prefix = _base36(now // 1_000_000) + "-"
+        self._id_prefix = engine_id_prefix(now)  # a form client ids may not take (hotpath.is_engine_id)
         for account_id in self.broker.account_ids():
             await self._add_account(account_id)
         names = [inst.name for inst in self.instruments]
@@ -336,22 +337,44 @@ class Engine(EngineCore):
         return inst
 
     def _next_id(self) -> str:
-        """Engine ids share the client-id namespace (get_order takes either), so
-        an id a caller already chose as client_order_id is skipped."""
+        """The next engine id no order holds (an adopted order keeps the id an earlier
+        start gave it). Client ids never take this form (``check_client_order_id``)."""
         self._seq += 1
         oid = self._id_prefix + str(self._seq)
-        while oid in self._by_client or oid in self._orders:
+        while oid in self._orders:
             self._seq += 1
             oid = self._id_prefix + str(self._seq)
         return oid
 
-    def _find(self, order_id) -> _Order:
-        o = self._orders.get(order_id) if isinstance(order_id, str) else None
-        if o is None and isinstance(order_id, str):
-            o = self._by_client.get(order_id)
-        if o is None:
+    def _find(self, order_id, accounts=None) -> _Order:
+        """The order ``order_id`` names, among the orders of ``accounts`` (account ids;
+        None: every account): its engine id, else its client id. Client ids are unique
+        per account only, so one that names orders in several of those accounts is a
+        409 AMBIGUOUS_ORDER_ID (use the engine id); an engine id never equals a client id."""
+        if type(order_id) is not str:
             raise NotFoundError(f"no order {order_id!r}", code="ORDER_NOT_FOUND", field="order_id")
-        return o
+        o = self._orders.get(order_id)
+        if o is not None and (accounts is None or o.account_id in accounts):
+            return o
+        found = []
+        for account_id in (self._account_names if accounts is None else accounts):
+            x = self._by_client_id(account_id, order_id)
+            if x is not None:
+                found.append(x)
+        if not found:
+            raise NotFoundError(f"no order {order_id!r}", code="ORDER_NOT_FOUND", field="order_id")
+        if len(found) > 1:
+            raise ConflictError(
+                f"client_order_id {order_id!r} names orders in {len(found)} accounts: use the engine order id",
+                code="AMBIGUOUS_ORDER_ID", field="order_id",
+                detail="order_ids=" + ",".join(sorted(x.order_id for x in found)))
+        return found[0]
+
+    def find_order_id(self, order_id, accounts=None) -> str:
+        """The engine id of the order ``order_id`` (engine or client id) names among
+        ``accounts``' orders (None: all); raises as ``_find``. Another account's order
+        is not found, so the caller learns nothing of it."""
+        return self._find(order_id, accounts).order_id
 
     @staticmethod
     def _state(o: _Order) -> OrderState:
@@ -619,7 +642,7 @@ class Engine(EngineCore):
                           extra={"account_id": getattr(ev, "account_id", None)})
 
     def _match(self, account_id: str, client_id: Optional[str], broker_order_id: Optional[str]) -> Optional[_Order]:
-        o = self._by_client_id(client_id) if client_id else None
+        o = self._by_client_id(account_id, client_id) if client_id else None
         if o is None and broker_order_id is not None:
             o = self._by_broker_id(account_id, broker_order_id)
         if o is not None and o.account_id != account_id:
@@ -971,7 +994,8 @@ class Engine(EngineCore):
         coid = record.get("client_order_id") or oid
         if type(oid) is not str or not oid or type(coid) is not str:
             raise ValidationError("order_id and client_order_id must be text", code="NOT_ADOPTABLE", field="order_id")
-        if oid in self._orders or self._by_client_id(coid) is not None or self._by_client_id(oid) is not None:
+        acct = record.get("account_id")
+        if oid in self._orders or self._by_client_id(acct, coid) is not None or self._by_client_id(acct, oid) is not None:
             raise ConflictError(f"order {oid!r} is already known", code="DUPLICATE_ORDER_ID", field="order_id")
         inst = self._instrument(record.get("instrument"))
         a = self._acct_index(record.get("account_id"), for_order=True)
@@ -1013,7 +1037,7 @@ class Engine(EngineCore):
             o.trigger_price = emulation.get("trigger_price")
         self._orders[oid] = o
         if coid != oid:
-            self._by_client[coid] = o  # else it is found in _orders (EngineCore._client_order)
+            self._by_client[a][coid] = o  # else it is found in _orders (EngineCore._client_order)
         if broker_id is not None:
             self._bind(o, str(broker_id))
             self._transition(o, E.ACCEPT)
@@ -1101,7 +1125,9 @@ class Engine(EngineCore):
             raise ValidationError("limit must be 1..10000", code="INVALID_LIMIT", field="limit")
         orders = iter(self._orders.values())
         if after is not None:
-            if after not in self._orders:
+            cur = self._orders.get(after) if type(after) is str else None
+            if cur is None or (account_id is not None and cur.account_id != account_id):
+                # another account's order is as unknown as no order: ids cannot be probed
                 raise ValidationError(f"unknown cursor {after!r}", code="INVALID_CURSOR", field="after")
             for o in orders:
                 if o.order_id == after:
@@ -1411,12 +1437,3 @@ def _exit_record(d) -> Optional[dict]:
     if d is None:
         return None
     return {"price": d.price, "distance": d.distance, "guaranteed": d.guaranteed}
-
-
-def _base36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while n:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-    return out or "0"

@@ -481,6 +481,33 @@ cdef object _PF_DEFAULT = PositionFill.DEFAULT
 cdef object _TC_DEFAULT = TriggerCondition.DEFAULT
 MAX_CLIENT_ID_LENGTH = 128  # v20 ClientID limit
 
+# Engine order ids: the engine's start time in ms, in base36, as exactly 8 characters
+# (zero-padded; 8 digits last until 2059, the count wraps after that), a hyphen, and a
+# decimal sequence number: "mws6cffq-17". Client order ids may not take that form, so the
+# two never name different orders: ``{order_id}`` (either one) is unambiguous, no engine
+# id a later start makes can equal a client id already in use, and an order without a
+# client id of its own can be its own client id at the broker (clientExtensions.id).
+ENGINE_ID_PREFIX_LEN = 8
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_B36 = frozenset(_BASE36)
+_DIGITS = frozenset("0123456789")
+
+
+def engine_id_prefix(long long now_ns):
+    """The id prefix of an engine started at ``now_ns``: 8 base36 digits of the ms, and "-"."""
+    cdef long long n = (now_ns // 1_000_000) % (36 ** ENGINE_ID_PREFIX_LEN)
+    out = []
+    for _ in range(ENGINE_ID_PREFIX_LEN):
+        n, r = divmod(n, 36)
+        out.append(_BASE36[r])
+    return "".join(reversed(out)) + "-"
+
+
+def is_engine_id(value):
+    """True when ``value`` has the engine order id form (see ``engine_id_prefix``)."""
+    return (type(value) is str and len(value) > ENGINE_ID_PREFIX_LEN + 1 and value[ENGINE_ID_PREFIX_LEN] == "-"
+            and _B36.issuperset(value[:ENGINE_ID_PREFIX_LEN]) and _DIGITS.issuperset(value[ENGINE_ID_PREFIX_LEN + 1:]))
+
 
 cdef TypeInfo _info_of(object value):
     """The TypeInfo of an OrderType member or its value string, or None."""
@@ -501,6 +528,12 @@ def check_client_order_id(value):
         raise ValidationError(
             f"client_order_id must be 1..{MAX_CLIENT_ID_LENGTH} printable characters without spaces",
             code="INVALID_CLIENT_ORDER_ID", field="client_order_id",
+        )
+    if len(value) > ENGINE_ID_PREFIX_LEN + 1 and value[ENGINE_ID_PREFIX_LEN] == "-" and is_engine_id(value):
+        raise ValidationError(
+            f"client_order_id {value!r} has the form of an engine order id (8 characters 0-9a-z, '-', digits), "
+            "which is reserved for the engine's own ids",
+            code="RESERVED_CLIENT_ORDER_ID", field="client_order_id",
         )
     return value
 
@@ -1118,11 +1151,13 @@ cdef class EngineCore:
     cdef public RiskEngine _kernel  # _risk.kernel: _gate's object, called in C
     cdef public dict _accounts
     cdef public dict _orders
-    # Orders by client id, for the orders whose client id differs from their
-    # order id (a client chose it); an order without one is its own client
-    # id and found in ``_orders`` (``_client_order``): one big table fewer
-    # to insert into and forget from per order.
-    cdef public dict _by_client
+    # Orders by client id, per account (a list indexed by the account's int:
+    # client ids are unique per account, as at OANDA), for the orders whose
+    # client id differs from their order id (a client chose it); an order
+    # without one is its own client id and found in ``_orders``
+    # (``_client_order``): one big table fewer to insert into and forget
+    # from per order.
+    cdef public list _by_client
     # account id -> {broker order id -> order}: keyed by the broker's id
     # alone within an account, no (account, broker id) tuple per order
     # (``_broker_order``, ``_bind_broker``)
@@ -1183,7 +1218,7 @@ cdef class EngineCore:
         if n is None:
             n = _normalize()(spec, inst, now)
         coid = n.client_order_id
-        if coid is not None and self._client_order(coid) is not None:
+        if coid is not None and self._client_order(a, coid) is not None:
             raise ConflictError(
                 f"client_order_id {coid!r} is already in use",
                 code="DUPLICATE_CLIENT_ORDER_ID", field="client_order_id",
@@ -1224,13 +1259,23 @@ cdef class EngineCore:
             self._perf.count("refused." + exc.code)
             raise
         o = self._record(order, inst, a, n, request_id, now, _perf_ns() - t0)
-        if self._journal_on:
-            self._journal_add(_submitted_record(o, now))  # Engine._journal_submitted, compiled
-        if self._subs:
-            self._emit_order("order_submitted", o)
-        if n.emulated:
-            self._arm(o, now)
-        else:
+        # Atomic up to the first send: if the journal refuses the record (it cannot encode
+        # it, or the writer failed) or arming raises, the order leaves every table it
+        # entered and the error reaches the caller; no half-recorded order stays behind.
+        # (A try costs nothing measurable on the success path.)
+        cdef bint journaled = False
+        try:
+            if self._journal_on:
+                self._journal_add(_submitted_record(o, now))  # Engine._journal_submitted, compiled
+                journaled = True
+            if self._subs:
+                self._emit_order("order_submitted", o)
+            if n.emulated:
+                self._arm(o, now)
+        except BaseException:
+            self._unrecord(o, journaled)
+            raise
+        if not n.emulated:
             # one send per order (never resent; lost answers are resolved by
             # client id): at once when the broker can answer without waiting
             # (_send_now), else through _route
@@ -1261,7 +1306,7 @@ cdef class EngineCore:
         cdef Order o
         self._seq += 1
         oid = fe_id_str(self._id_prefix, self._seq)  # self._id_prefix + str(self._seq)
-        if oid in self._by_client or oid in self._orders:
+        if oid in self._orders:  # an adopted order's id (client ids never take this form)
             oid = self._next_id()
         coid = n.client_order_id or oid
         price = n.price
@@ -1276,21 +1321,52 @@ cdef class EngineCore:
         o.risk_ns = risk_ns
         self._orders[oid] = o
         if coid is not oid and coid != oid:
-            self._by_client[coid] = o
+            (<dict>self._by_client[a])[coid] = o
         return o
 
-    cdef Order _client_order(self, cid):
-        """The order whose client id is ``cid`` (a str), or None."""
-        x = self._by_client.get(cid)
+    cdef int _unrecord(self, Order o, bint journaled) except -1:
+        """Undo ``_record`` for an order that was never sent (``submit`` failed before
+        its first send): out of ``_orders``, the client-id index and the emulation book;
+        its store row ends (working counts drop) and is forgotten with the finished
+        orders. If its ``order.submitted`` record went out, a ``rejected`` status follows
+        it (best effort: the journal may be the thing that failed)."""
+        oid = o.order_id
+        if self._orders.get(oid) is o:
+            del self._orders[oid]
+        coid = o.client_order_id
+        d = <dict>self._by_client[o.acct]
+        if coid is not oid and coid != oid and d.get(coid) is o:
+            del d[coid]
+        if o.norm.emulated:
+            self._emu.remove(oid)
+        if not C_TERMINAL[_st(o.state)]:
+            o.state = self._store.apply_at(o.slot, oid, E.CANCEL if o.state is _EMULATED else E.REJECT)
+            self._terminal.append(oid)
+        o.reject_reason = "SUBMIT_FAILED"
+        if journaled:
+            try:
+                self._journal_add({"type": "order.status", "ts": self._clock(), "account_id": o.account_id,
+                                   "order_id": oid, "status": "rejected", "reason": "SUBMIT_FAILED"})
+            except Exception:
+                log.exception("order %s: its rejection could not be journaled", oid)
+        return 0
+
+    cdef Order _client_order(self, a, cid):
+        """The order of account ``a`` (its int) whose client id is ``cid`` (a str), or None."""
+        x = (<dict>self._by_client[a]).get(cid)
         if x is None:
             x = self._orders.get(cid)
             if x is None or ((<Order>x).client_order_id is not cid and (<Order>x).client_order_id != cid):
                 return None
+            if (<Order>x).acct is not a and (<Order>x).acct != a:
+                return None
         return <Order>x
 
-    def _by_client_id(self, cid):
-        """``_client_order`` from Python: the order whose client id is ``cid``, or None."""
-        return self._client_order(cid) if type(cid) is str else None
+    def _by_client_id(self, account_id, cid):
+        """``_client_order`` from Python: the order of ``account_id`` (its id) whose client
+        id is ``cid``, or None."""
+        a = self._accounts.get(account_id) if type(account_id) is str else None
+        return self._client_order(a, cid) if a is not None and type(cid) is str else None
 
     async def _route(self, Order o not None):
         """Send a routed order (or a triggered emulated order's child) once."""
@@ -1374,7 +1450,8 @@ cdef class EngineCore:
         cdef list terminal = self._terminal
         cdef Py_ssize_t keep = self.retain_terminal
         cdef Py_ssize_t n = len(terminal) - keep
-        cdef dict orders = self._orders, by_client = self._by_client, by_broker = self._by_broker
+        cdef dict orders = self._orders, by_broker = self._by_broker
+        cdef list by_client = self._by_client
         cdef Order o
         if n > 0:
             old = terminal[:n]
@@ -1386,7 +1463,7 @@ cdef class EngineCore:
                 o = <Order?>x
                 coid = o.client_order_id
                 if coid is not oid and coid != oid:
-                    by_client.pop(coid, None)
+                    (<dict>by_client[o.acct]).pop(coid, None)
                 if o.broker_order_id is not None:
                     d = by_broker.get(o.account_id)
                     if d is not None:
@@ -1529,7 +1606,7 @@ cdef class EngineCore:
         charge = financing - commission
         if charge:
             ledger.apply_charge(a, charge)
-        o = self._client_order(cid) if type(cid) is str else None
+        o = self._client_order(a, cid) if type(cid) is str else None
         if o is None:
             o = self._broker_order(account_id, broker_id)
         if o is not None and o.inst_idx == i and o.account_id == account_id:

@@ -15,10 +15,10 @@ here is the one entry point and the reference for every other spec.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Optional
 
-from fastexec._core.fixedpoint import MAX_PRICE, MAX_UNITS, PRICE_SCALE
+from fastexec._core.fixedpoint import MAX_PRICE, MAX_UNITS, format_price
 from fastexec.brokers.base import ExitDetails
 from fastexec.errors import ValidationError
 
@@ -35,8 +35,35 @@ INFO = {i.otype: i for i in _INFO_LIST}
 EMULATED = frozenset({OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
 
 
+#: The latest ``gtd_time`` an order may carry (exclusive): 2200-01-01T00:00:00Z. A product
+#: rule: an expiry further out is a typo or a GTC in disguise (use GTC). It keeps every
+#: expiry well inside what the engine, the journal and the broker carry (signed 64-bit
+#: nanoseconds end in 2262; OANDA renders DateTimes as RFC 3339 and as Unix seconds with
+#: nine decimals), so a far-future date is refused here, never half-recorded later.
+MAX_GTD_TIME = datetime(2200, 1, 1, tzinfo=timezone.utc)
+MAX_GTD_NS = datetime_to_ns(MAX_GTD_TIME)
+_MAX_GTD_TEXT = "2200-01-01T00:00:00Z"
+
+
 def _bad(code: str, message: str, field: str) -> ValidationError:
     return ValidationError(message, code=code, field=field)
+
+
+def decimal_text(value, precision: int) -> str:
+    """A price-scale integer as the decimal a client writes: ``precision`` places (as
+    responses render it), more when the value is finer (so an over-precise input shows
+    as sent). Only for messages: never raises."""
+    try:
+        return format_price(value, precision)
+    except Exception:  # finer than precision, negative or out of range
+        try:
+            sign = "-" if value < 0 else ""
+            q, r = divmod(abs(int(value)), 10**9)
+            frac = f"{r:09d}".rstrip("0")
+            frac = frac.ljust(precision, "0") if len(frac) < precision else frac
+            return f"{sign}{q}.{frac}" if frac else f"{sign}{q}"
+        except Exception:
+            return repr(value)
 
 
 def check_int(value, field: str, code: str = "INVALID_NUMBER") -> int:
@@ -49,12 +76,13 @@ def check_price(value, field: str, precision: int) -> int:
     """A positive price at PRICE_SCALE with no more decimals than the instrument quotes."""
     check_int(value, field, "INVALID_PRICE")
     if value <= 0 or value > MAX_PRICE:
-        raise _bad("INVALID_PRICE", f"{field}={value} must be > 0 and <= {MAX_PRICE}", field)
+        raise _bad("INVALID_PRICE",
+                   f"{field}={decimal_text(value, precision)} must be > 0 and <= {decimal_text(MAX_PRICE, 0)}", field)
     step = 10 ** (9 - precision)
     if value % step:
         raise _bad(
             "PRICE_PRECISION_EXCEEDED",
-            f"{field}={value} has more than {precision} decimals (must be a multiple of {step} at scale {PRICE_SCALE})",
+            f"{field}={decimal_text(value, precision)} has more than {precision} decimals",
             field,
         )
     return value
@@ -172,6 +200,8 @@ def normalize(spec: OrderSpec, instrument, now_ns: int) -> Normalized:
         gtd_ns = datetime_to_ns(gtd)
         if gtd_ns <= now_ns:
             raise _bad("GTD_TIME_IN_PAST", "gtd_time must be in the future", "gtd_time")
+        if gtd_ns >= MAX_GTD_NS:
+            raise _bad("INVALID_GTD_TIME", f"gtd_time must be before {_MAX_GTD_TEXT} (use GTC for no expiry)", "gtd_time")
     elif spec.gtd_time is not None:
         raise _bad("GTD_TIME_NOT_ALLOWED", "gtd_time is only allowed with time_in_force GTD", "gtd_time")
     sl = spec.stop_loss
@@ -195,4 +225,7 @@ def _trail_distance(value, field: str, instrument) -> None:
     lo = instrument.minimum_trailing_stop_distance
     hi = instrument.maximum_trailing_stop_distance
     if value < lo or value > hi:
-        raise _bad("TRAILING_DISTANCE_OUT_OF_RANGE", f"{field}={value} outside [{lo}, {hi}] for {instrument.name}", field)
+        p = instrument.display_precision
+        raise _bad("TRAILING_DISTANCE_OUT_OF_RANGE",
+                   f"{field}={decimal_text(value, p)} outside [{decimal_text(lo, p)}, {decimal_text(hi, p)}] "
+                   f"for {instrument.name}", field)

@@ -576,10 +576,11 @@ cdef int _forget_oldest(StateCore state) except -1:
     cdef dict by_client = state.by_client
     cdef dict orders = <dict>state._orders
     while len(terminal) > state.retain_terminal:
-        cid = _deque_popleft(terminal) if type(terminal) is _deque else terminal.popleft()
-        oid = _get(by_client, cid)
+        acct, cid = _deque_popleft(terminal) if type(terminal) is _deque else terminal.popleft()
+        d = _get(by_client, acct)
+        oid = None if d is None else _get(<dict>d, cid)
         if oid is not None and not PyDict_Contains(orders, oid):
-            del by_client[cid]
+            del (<dict>d)[cid]
     return 0
 
 
@@ -601,12 +602,14 @@ cdef int _finish(StateCore state, dict order, bint indexed=True) except -1:
         if _get(state.by_broker, key) == oid:
             del state.by_broker[key]
     cid = _get(order, "client_order_id")
-    if type(cid) is str and PyObject_IsTrue(cid):  # state._is_client_id
+    acct = _get(order, "account_id")
+    if type(cid) is str and PyObject_IsTrue(cid) and type(acct) is str:  # state._is_client_id, a str account
         terminal = state._terminal
+        key = (acct, cid)
         if type(terminal) is _deque:
-            _deque_append(terminal, cid)
+            _deque_append(terminal, key)
         else:
-            terminal.append(cid)
+            terminal.append(key)
         if len(terminal) > state.retain_terminal + state.forget_batch:
             _forget_oldest(state)
     return 0
@@ -747,8 +750,13 @@ cdef int _on_submitted_c(StateCore state, dict rec) except -1:
         cid = _get(rec, "client_order_id")
     cdef dict orders = <dict>state._orders
     orders[oid] = order
-    if type(cid) is str and PyObject_IsTrue(cid):  # state._is_client_id
-        state.by_client[cid] = oid
+    acct = _get(rec, "account_id")
+    if type(cid) is str and PyObject_IsTrue(cid) and type(acct) is str:  # state._is_client_id, a str account
+        d = _get(state.by_client, acct)
+        if d is None:
+            d = {}
+            state.by_client[acct] = d
+        (<dict>d)[cid] = oid
     if bid is not None:
         state.by_broker[f"{rec['account_id']}/{bid}"] = oid
     return 0
@@ -830,7 +838,9 @@ cdef int _on_filled_c(StateCore state, dict rec) except -1:
     oid = None
     cid = _get(rec, "client_id")
     if cid is not None:
-        oid = _get(state.by_client, cid)
+        d = _get(state.by_client, acct)
+        if d is not None:
+            oid = _get(<dict>d, cid)
     bid = _get(rec, "broker_order_id")
     if oid is None and bid is not None:
         oid = _get(state.by_broker, f"{acct}/{bid}")
@@ -1231,6 +1241,7 @@ async def journaled_submit(self, order, *, request_id=None):
     every record the submit appended durable: one future awaited here (in ``none`` mode one
     loop turn), no coroutine layers in between."""
     cid = getattr(order, "client_order_id", None)
+    cdef object known
     journal = self.journal
     if isinstance(journal, JournalCore):  # the fields read straight from the structs
         st = (<JournalCore>journal).state
@@ -1238,8 +1249,12 @@ async def journaled_submit(self, order, *, request_id=None):
     else:
         st = journal.state
         w = journal.writer
-    if cid is not None and cid in ((<StateCore>st).by_client if isinstance(st, StateCore) else st.by_client):
-        self._refuse_forgotten(cid)
+    if cid is not None:  # client ids are per account: the journal's index of this order's account
+        acct = getattr(order, "account_id", None)
+        known = _get((<StateCore>st).by_client if isinstance(st, StateCore) else st.by_client, acct) \
+            if type(acct) is str else None
+        if known is not None and cid in known:
+            self._refuse_forgotten(acct, cid)
     cdef WriterCore wc
     if not isinstance(w, WriterCore):
         return await self._submit_durable_py(order, request_id)

@@ -240,14 +240,12 @@ class JournaledEngine:
                 if fut is not None:
                     await fut
 
-    def _refuse_forgotten(self, cid: str) -> None:
-        """``cid`` is in the journal: refuse it unless the engine still knows the order
-        (then the engine refuses it itself, as a duplicate of a live id)."""
-        try:
-            self.engine.get_order(cid)
-        except FastexecError:  # the engine forgot it in a restart; the journal did not
+    def _refuse_forgotten(self, account_id: str, cid: str) -> None:
+        """``cid`` is in the journal for ``account_id``: refuse it unless the engine still
+        knows the order (then the engine refuses it itself, as a duplicate of a live id)."""
+        if self.engine._by_client_id(account_id, cid) is None:  # the engine forgot it in a restart; the journal did not
             raise ConflictError(f"client_order_id {cid!r} is already in use", code="DUPLICATE_CLIENT_ORDER_ID",
-                                field="client_order_id") from None
+                                field="client_order_id")
 
     async def _submit_durable_py(self, order: Any, request_id: Optional[str]) -> Any:
         w = self.journal.writer
@@ -264,8 +262,9 @@ class JournaledEngine:
     async def submit_py(self, order: Any, *, request_id: Optional[str] = None) -> Any:
         """The reference of ``submit`` (``_hot.journaled_submit``, what runs when compiled)."""
         cid = getattr(order, "client_order_id", None)
-        if cid is not None and cid in self.journal.state.by_client:
-            self._refuse_forgotten(cid)
+        acct = getattr(order, "account_id", None)
+        if cid is not None and type(acct) is str and self.journal.state.client_id_known(acct, cid):
+            self._refuse_forgotten(acct, cid)
         return await self._submit_durable_py(order, request_id)
 
     async def submit_recorded(self, order: Any, record: Any, *, request_id: Optional[str] = None) -> Any:

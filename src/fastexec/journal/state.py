@@ -11,7 +11,9 @@ A finished order (filled, cancelled, rejected) leaves the model when it
 finishes: a restart adopts open orders only, and the records keep the whole
 history (``fastexec audit`` exports it). Its client order id stays, for the
 newest ``RETAIN_TERMINAL`` finished orders, so that a retried submit is still
-refused after a restart (``JournaledEngine`` checks ``by_client``).
+refused after a restart (``JournaledEngine`` checks ``by_client``). Client ids
+are unique per account (as at OANDA, and in the engine), so ``by_client`` is
+per account: account id -> client id -> order id.
 
 ``apply`` is deterministic and total: the same records in the same order give
 the same state, whether they come from a snapshot plus a tail or from the
@@ -70,8 +72,8 @@ class JournalState(_StateBase):
         self.forget_batch = forget_batch
         self.seq = 0
         self.orders: dict[str, dict] = {}  # open orders only (see the module docstring)
-        # client order id -> order id, of open orders and of the newest finished ones
-        self.by_client: dict[str, str] = {}
+        # account id -> client order id -> order id, of open orders and of the newest finished ones
+        self.by_client: dict[str, dict[str, str]] = {}
         self.by_broker: dict[str, str] = {}  # "account/broker id" -> order id, of open orders
         self.positions: dict[str, dict[str, int]] = {}  # account -> instrument -> net units
         self.balances: dict[str, int] = {}
@@ -82,7 +84,7 @@ class JournalState(_StateBase):
         self.trading_states: dict[str, str] = {}
         self._recent: dict[str, set[int]] = {}
         self._recent_order: dict[str, deque] = {}
-        self._terminal: deque = deque()  # client ids of finished orders, oldest first
+        self._terminal: deque = deque()  # (account id, client id) of finished orders, oldest first
 
     # ------------------------------------------------------------------ queries
 
@@ -93,10 +95,17 @@ class JournalState(_StateBase):
     def order_for(self, account_id: str, client_id: Optional[str], broker_order_id: Optional[str]) -> Optional[dict]:
         oid = None
         if client_id is not None:
-            oid = self.by_client.get(client_id)
+            d = self.by_client.get(account_id)
+            if d is not None:
+                oid = d.get(client_id)
         if oid is None and broker_order_id is not None:
             oid = self.by_broker.get(f"{account_id}/{broker_order_id}")
         return self.orders.get(oid) if oid is not None else None
+
+    def client_id_known(self, account_id: str, client_id: str) -> bool:
+        """Whether ``client_id`` names an open or recently finished order of ``account_id``."""
+        d = self.by_client.get(account_id)
+        return d is not None and client_id in d
 
     def position(self, account_id: str, instrument: str) -> int:
         return self.positions.get(account_id, {}).get(instrument, 0)
@@ -154,9 +163,10 @@ class JournalState(_StateBase):
             if self.by_broker.get(key) == oid:
                 del self.by_broker[key]
         cid = order.get("client_order_id")
-        if _is_client_id(cid):
+        acct = order.get("account_id")
+        if _is_client_id(cid) and type(acct) is str:
             terminal = self._terminal
-            terminal.append(cid)
+            terminal.append((acct, cid))
             if len(terminal) > self.retain_terminal + self.forget_batch:
                 self._forget_oldest()
 
@@ -165,10 +175,11 @@ class JournalState(_StateBase):
         is open again (a client id reused after it was last forgotten) stays."""
         terminal, by_client, orders = self._terminal, self.by_client, self.orders
         while len(terminal) > self.retain_terminal:
-            cid = terminal.popleft()
-            oid = by_client.get(cid)
+            acct, cid = terminal.popleft()
+            d = by_client.get(acct)
+            oid = d.get(cid) if d is not None else None
             if oid is not None and oid not in orders:
-                del by_client[cid]
+                del d[cid]
 
     def _index_broker(self, account: str, broker_id: Optional[str], order_id: str) -> None:
         if broker_id is not None:
@@ -190,8 +201,12 @@ class JournalState(_StateBase):
             order["broker_order_id"] = None
         self.orders[oid] = order
         cid = rec.get("client_order_id")
-        if _is_client_id(cid):
-            self.by_client[cid] = oid
+        acct = rec.get("account_id")
+        if _is_client_id(cid) and type(acct) is str:  # the engine writes only strings; nothing else is indexed
+            d = self.by_client.get(acct)
+            if d is None:
+                d = self.by_client[acct] = {}
+            d[cid] = oid
         if bid is not None:
             self.by_broker[f"{rec['account_id']}/{bid}"] = oid
 
@@ -295,7 +310,9 @@ class JournalState(_StateBase):
         oid = None
         cid = rec.get("client_id")
         if cid is not None:
-            oid = self.by_client.get(cid)
+            d = self.by_client.get(acct)
+            if d is not None:
+                oid = d.get(cid)
         bid = rec.get("broker_order_id")
         if oid is None and bid is not None:
             oid = self.by_broker.get(f"{acct}/{bid}")
@@ -398,8 +415,8 @@ class JournalState(_StateBase):
             "risk_limits": self.risk_limits,
             "trading_states": self.trading_states,
             "recent_txns": {a: list(d) for a, d in self._recent_order.items()},
-            # finished orders' client ids, oldest first, with their order ids
-            "finished_client_ids": [[cid, self.by_client.get(cid)] for cid in self._terminal],
+            # finished orders' client ids, oldest first: [account id, client id, order id]
+            "finished_client_ids": [[acct, cid, self.by_client.get(acct, {}).get(cid)] for acct, cid in self._terminal],
         }
         return orjson.loads(orjson.dumps(body)) if copy else body
 
@@ -422,16 +439,28 @@ class JournalState(_StateBase):
             st._recent_order[acct] = deque(txns)
             st._recent[acct] = set(txns)
         if "finished_client_ids" in data:
-            finished = [(cid, oid) for cid, oid in data["finished_client_ids"]]
+            finished = []
+            legacy = None
+            for entry in data["finished_client_ids"]:
+                if len(entry) == 3:
+                    finished.append(tuple(entry))
+                else:
+                    # a snapshot from before client ids were per account: [client id, order id], its
+                    # account not recorded. Kept under every account the state knows, so a retry is
+                    # still refused in its own account (and, until forgotten, in the others)
+                    if legacy is None:
+                        legacy = sorted(st.accounts() | {o["account_id"] for o in orders.values()})
+                    finished.extend((acct, entry[0], entry[1]) for acct in legacy)
         else:  # a snapshot from before 2026-11-22: finished orders whole, their ids in "terminal"
-            finished = [(orders[oid]["client_order_id"], oid) for oid in data.get("terminal", ())
+            finished = [(orders[oid]["account_id"], orders[oid]["client_order_id"], oid)
+                        for oid in data.get("terminal", ())
                         if oid in orders and _is_client_id(orders[oid].get("client_order_id"))]
-        for cid, oid in finished:
-            st._terminal.append(cid)
-            st.by_client[cid] = oid
+        for acct, cid, oid in finished:
+            st._terminal.append((acct, cid))
+            st.by_client.setdefault(acct, {})[cid] = oid
         for oid, order in st.orders.items():
-            if _is_client_id(order.get("client_order_id")):
-                st.by_client[order["client_order_id"]] = oid
+            if _is_client_id(order.get("client_order_id")) and type(order.get("account_id")) is str:
+                st.by_client.setdefault(order["account_id"], {})[order["client_order_id"]] = oid
             st._index_broker(order["account_id"], order.get("broker_order_id"), oid)
         return st
 
