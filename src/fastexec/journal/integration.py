@@ -280,8 +280,9 @@ class JournaledEngine:
     async def _submit_recording(self, order: Any, record: Any, request_id: Optional[str]) -> Any:
         try:
             cid = getattr(order, "client_order_id", None)  # as submit_py / journaled_submit
-            if cid is not None and cid in self.journal.state.by_client:
-                self._refuse_forgotten(cid)
+            acct = getattr(order, "account_id", None)
+            if cid is not None and type(acct) is str and self.journal.state.client_id_known(acct, cid):
+                self._refuse_forgotten(acct, cid)
             view = await self.engine.submit(order, request_id=request_id)
         except BaseException as exc:
             record(None, exc)
