@@ -342,7 +342,7 @@ class DecimalRiskEngine:
                 return self._deny("MAX_POSITIONS_PER_INSTRUMENT",
                                   f"count={count} limit={lim['max_positions_per_instrument']}")
             nav = acct.balance + acct.upl
-            if lim["max_daily_loss"] is not None and nav - acct.day_start_nav < -lim["max_daily_loss"]:
+            if lim["max_daily_loss"] is not None and nav - acct.day_start_nav <= -lim["max_daily_loss"]:
                 return self._deny("MAX_DAILY_LOSS",
                                   f"daily_pl={nav - acct.day_start_nav} limit={lim['max_daily_loss']}")
             pu = ledger.per_unit(i, acct.home)

@@ -303,13 +303,35 @@ def test_check_max_positions_per_instrument_counts_working_orders_and_position(c
 def test_check_max_daily_loss_blocks_new_risk_until_next_day(core):
     core.risk.set_limits(core.a, max_daily_loss=M("500"))
     core.ledger.apply_fill(core.a, EU, 100_000, P("1.20000"))
-    core.mark(EU, "1.19500")  # -500 USD: at the limit, not past it
+    core.mark(EU, "1.19501")  # -499 USD: inside the limit
     assert core.check(1)[0] == RiskCode.OK
     core.mark(EU, "1.19499")
     assert core.check(1) == (RiskCode.MAX_DAILY_LOSS,
                              "MAX_DAILY_LOSS: daily_pl=-501 limit=500")
     assert core.check(-1)[0] == RiskCode.OK
     core.ledger.start_trading_day(core.a)
+    assert core.check(1)[0] == RiskCode.OK
+
+
+def test_daily_loss_at_exactly_the_limit_denies(core):
+    """Reaching the maximum daily loss stops new risk (the risk score reads 100
+    there); reducing orders still pass. Audit defect 7: the limit used to hold
+    only past the limit."""
+    core.risk.set_limits(core.a, max_daily_loss=M("500"))
+    core.ledger.apply_fill(core.a, EU, 100_000, P("1.20000"))
+    core.mark(EU, "1.19500")  # -500 USD: exactly the limit
+    for check in (core.check, lambda u: core.risk._check_exact(core.a, EU, u, 0)):
+        assert check(1) == (RiskCode.MAX_DAILY_LOSS, "MAX_DAILY_LOSS: daily_pl=-500 limit=500")
+        assert check(-1)[0] == RiskCode.OK
+    out = array.array("i", [9])
+    core.risk.check_batch(array.array("i", [core.a]), array.array("i", [EU]), array.array("q", [1]), 0, out)
+    assert list(out) == [RiskCode.MAX_DAILY_LOSS]
+    core.ledger.apply_charge(core.a, M("0.000001"))  # one micro-unit inside
+    assert core.check(1)[0] == RiskCode.OK
+    core.risk.set_limits(core.a, max_daily_loss=0)  # 0: new risk only on a day in profit
+    core.ledger.start_trading_day(core.a)
+    assert core.check(1)[0] == RiskCode.MAX_DAILY_LOSS
+    core.ledger.apply_charge(core.a, M("0.000001"))
     assert core.check(1)[0] == RiskCode.OK
 
 

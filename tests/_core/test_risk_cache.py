@@ -83,7 +83,7 @@ def ref_decision(R, a, name, u, lim, book=None, state=TradingState.ACTIVE):
     after = abs(p + u)  # money checks: on the filled position
     st_ = R.account_state(a)
     nav = st_["nav"]
-    if lim.get("max_daily_loss") is not None and st_["daily_pl"] < -dmoney(lim["max_daily_loss"]):
+    if lim.get("max_daily_loss") is not None and st_["daily_pl"] <= -dmoney(lim["max_daily_loss"]):
         return RiskCode.MAX_DAILY_LOSS
     pu = R.per_unit(name, acct.home)
     if pu is None:

@@ -96,12 +96,14 @@ async def test_max_daily_loss_counts_unrealized_pnl(h):
     h.engine.set_risk_limits(h.a1, max_daily_loss=100 * MONEY_SCALE)
     # the entry itself costs the spread (1 pip on 10000 = 1 USD); then the bid falls
     await h.engine.submit(buy(h, 10_000))  # at ask 1.10010
-    h.quote("EUR_USD", "1.09010", "1.09020")  # unrealized: 10000 * (1.09010 - 1.10010) = -100.00 USD
-    assert h.engine.account(h.a1).daily_pl == -100 * MONEY_SCALE
+    h.quote("EUR_USD", "1.09011", "1.09021")  # unrealized: 10000 * (1.09011 - 1.10010) = -99.90 USD
+    assert h.engine.account(h.a1).daily_pl == -999 * MONEY_SCALE // 10
     assert_allowed(h, buy(h, 1, instrument="USD_JPY"))
-    h.quote("EUR_USD", "1.09009", "1.09019")  # -100.10 USD
+    h.quote("EUR_USD", "1.09010", "1.09020")  # -100.00 USD: the maximum loss is reached, no new risk
+    assert h.engine.account(h.a1).daily_pl == -100 * MONEY_SCALE
     err = await assert_denied(h, buy(h, 1, instrument="USD_JPY"), "MAX_DAILY_LOSS")
-    assert "daily_pl=-100.1 limit=100" in err.detail
+    assert "daily_pl=-100 limit=100" in err.detail
+    assert h.engine.risk_metrics(h.a1).risk_score == 100  # "at a limit", as the check now says
     # reducing the losing position is still allowed
     assert_allowed(h, sell(h, 10_000))
 

@@ -81,7 +81,7 @@ cdef struct AcctRisk:
     int64_t required_margin_ratio
     int64_t max_daily_loss
     int8_t state
-    int8_t c_daily_ok       # NAV - day-start NAV >= -max_daily_loss (or no limit)
+    int8_t c_daily_ok       # NAV - day-start NAV > -max_daily_loss (or no limit)
 
 cdef struct Why:
     int128 x

@@ -22,7 +22,9 @@ run cheapest first and stop at the first denial:
                               (|base + units| > |base|)
  9. MAX_POSITIONS_PER_INSTRUMENT  working orders + open position (+ this order)
                               on the instrument > limit
-10. MAX_DAILY_LOSS            NAV - NAV at the day's start < -limit
+10. MAX_DAILY_LOSS            NAV - NAV at the day's start <= -limit: reaching
+                              the maximum loss stops new risk (a limit of 0
+                              allows new risk only on a day in profit)
 11. PRICE_UNAVAILABLE         no mark yet for the instrument or its conversion
 12. MAX_LEVERAGE              gross position value after the order > leverage * NAV
                               (only if the gross value grows)
@@ -262,7 +264,7 @@ cdef class RiskEngine:
         cdef int128 x, q
         r.c_avail = nav - self.a_margin[a]
         r.c_daily_ok = not (r.max_daily_loss != INT64_MAX
-                            and nav - self.a_day_start[a] < -r.max_daily_loss)
+                            and nav - self.a_day_start[a] <= -r.max_daily_loss)
         if r.max_leverage == INT64_MAX:
             r.c_lev_room = _ROOM
         else:
@@ -289,7 +291,7 @@ cdef class RiskEngine:
         cdef int128 v_after, m_after, gross, used, avail
         cdef int x
         nav = self.a_balance[a] + self.a_upl[a]
-        if self.acct[a].max_daily_loss != INT64_MAX and nav - self.a_day_start[a] < -self.acct[a].max_daily_loss:
+        if self.acct[a].max_daily_loss != INT64_MAX and nav - self.a_day_start[a] <= -self.acct[a].max_daily_loss:
             why.x = nav - self.a_day_start[a]
             why.y = self.acct[a].max_daily_loss
             return R_MAX_DAILY_LOSS
