@@ -240,8 +240,8 @@ def test_position_limit_counts_working_orders_on_the_same_side(core):
     r.set_limits(a, max_position_size=10_000)
     assert core.check(-1)[0] == RiskCode.MAX_POSITION_SIZE       # -40000 -> -40001
     o.apply("s1", OrderEvent.CANCEL)
-    assert core.check(-100_000)[0] == RiskCode.OK                # +60000 -> -40000: |worst| shrinks... 
-    assert core.check(-200_000)[0] == RiskCode.MAX_POSITION_SIZE  # ...to -140000 it grows
+    assert core.check(-100_000)[0] == RiskCode.OK                # +60000 -> -40000: |worst| shrinks
+    assert core.check(-200_000)[0] == RiskCode.MAX_POSITION_SIZE  # to -140000 it grows
 
 
 def test_trigger_of_reducing_stop_does_not_count_itself(core):
