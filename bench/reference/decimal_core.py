@@ -87,7 +87,7 @@ class Position:
 
 class Account:
     __slots__ = ("home", "balance", "day_start_nav", "positions", "upl", "value", "margin",
-                 "realized", "working", "state", "allowed", "limits", "tokens", "last_ns")
+                 "realized", "working", "pending", "state", "allowed", "limits", "tokens", "last_ns")
 
     def __init__(self, home: str, balance: Decimal, instruments):
         self.home = home
@@ -99,6 +99,7 @@ class Account:
         self.margin = ZERO
         self.realized = ZERO
         self.working = {}  # instrument index -> working order count
+        self.pending = {}  # instrument index -> [buy, sell]: units still to fill of working orders (>= 0)
         self.state = "ACTIVE"
         self.allowed = {i.index for i in instruments}
         self.limits = {"max_units_per_order": None, "max_position_size": None,
@@ -323,19 +324,25 @@ class DecimalRiskEngine:
             return self._deny("MAX_UNITS_PER_ORDER", f"units={au} limit={max_units}")
         pos = acct.positions.get(i)
         p = pos.units if pos is not None else 0
-        reducing = p != 0 and (units > 0) != (p > 0) and au <= abs(p)
+        pend = acct.pending.get(i)
+        w = 0 if pend is None else pend[0] if units > 0 else pend[1]  # working orders on the order's side
+        reducing = p != 0 and (units > 0) != (p > 0) and au + w <= abs(p)
         if acct.state == "REDUCING" and not reducing:
-            return self._deny("REDUCE_ONLY_VIOLATION", f"units={units} position={p} state=REDUCING")
+            return self._deny("REDUCE_ONLY_VIOLATION",
+                              f"units={units} position={p} working_same_side={w} state=REDUCING")
         if not reducing:
+            base = p + w if units > 0 else p - w  # worst case on the order's side
+            worst = abs(base + units)
+            if worst > abs(base) and lim["max_position_size"] is not None and worst > lim["max_position_size"]:
+                return self._deny("MAX_POSITION_SIZE", f"units={worst} limit={lim['max_position_size']} "
+                                  f"position={p} working_same_side={w} order={units}")
             after = abs(p + units)
-            if after > abs(p) and lim["max_position_size"] is not None and after > lim["max_position_size"]:
-                return self._deny("MAX_POSITION_SIZE", f"units={after} limit={lim['max_position_size']}")
             count = acct.working.get(i, 0) + (1 if p != 0 else 0) + 1
             if lim["max_positions_per_instrument"] is not None and count > lim["max_positions_per_instrument"]:
                 return self._deny("MAX_POSITIONS_PER_INSTRUMENT",
                                   f"count={count} limit={lim['max_positions_per_instrument']}")
             nav = acct.balance + acct.upl
-            if lim["max_daily_loss"] is not None and nav - acct.day_start_nav < -lim["max_daily_loss"]:
+            if lim["max_daily_loss"] is not None and nav - acct.day_start_nav <= -lim["max_daily_loss"]:
                 return self._deny("MAX_DAILY_LOSS",
                                   f"daily_pl={nav - acct.day_start_nav} limit={lim['max_daily_loss']}")
             pu = ledger.per_unit(i, acct.home)

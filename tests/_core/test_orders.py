@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastexec._core.orders import (
+    MAX_ORDERS,
     PREVIOUS,
     TERMINAL_STATES,
     TRANSITIONS,
@@ -274,6 +275,132 @@ def test_working_counts_follow_non_terminal_orders(store):
     assert store.working_count(0, 4) == 1
     assert store.working_count(1, 3) == 1
     assert store.working_count_account(0) == 1
+
+
+# --- pending units (what the risk gateway counts as working exposure) -------------------------
+
+def test_pending_units_follow_fills_cancels_and_terminal_states(store):
+    """pend_buy / pend_sell: units - filled of the non-terminal orders, per side."""
+    store.add("b", 0, 3, 100)
+    store.add("s", 0, 3, -70, emulated=True)  # emulated orders can trigger: they count
+    store.add("other", 1, 3, 5)
+    assert store.pending_units(0, 3) == (100, 70)
+    assert store.pending_units(1, 3) == (5, 0) and store.pending_units(0, 4) == (0, 0)
+    store.apply("b", E.ACCEPT)
+    store.fill("b", 40)
+    assert store.pending_units(0, 3) == (60, 70)
+    store.apply("b", E.CANCEL_REQUEST)
+    store.fill("b", 10)                       # a fill racing the cancel
+    assert store.pending_units(0, 3) == (50, 70)
+    store.apply("b", E.CANCEL)                # partial fill then cancel: the rest goes
+    assert store.pending_units(0, 3) == (0, 70)
+    store.apply("s", E.TRIGGER)
+    assert store.pending_units(0, 3) == (0, 70)
+    store.apply("s", E.REJECT)                # e.g. denied at its trigger
+    assert store.pending_units(0, 3) == (0, 0)
+    store.add("x", 0, 3, -30)
+    store.apply("x", E.ACCEPT)
+    store.apply("x", E.EXPIRE)
+    store.add("f", 0, 3, -20)
+    store.fill("f", -20)
+    assert store.pending_units(0, 3) == (0, 0)
+    with pytest.raises(IndexError):
+        store.pending_units(4, 0)
+
+
+def test_pending_units_follow_a_replace_of_units_and_side(store):
+    store.add("o", 0, 1, 100)
+    store.apply("o", E.ACCEPT)
+    store.fill("o", 30)
+    store.apply("o", E.REPLACE_REQUEST)
+    store.fill("o", 10)                       # while the replace is pending
+    assert store.pending_units(0, 1) == (60, 0)
+    store.replace("o", 250, 1)                # 250 - 40 left
+    assert store.pending_units(0, 1) == (210, 0)
+    store.add("e", 0, 1, 50, emulated=True)
+    assert store.pending_units(0, 1) == (260, 0)
+    store.replace("e", -80, 1)                # nothing filled: it may change side
+    assert store.pending_units(0, 1) == (210, 80)
+    with pytest.raises(OrderError):
+        store.replace("o", -10, 1)            # partly filled: refused, nothing moves
+    assert store.pending_units(0, 1) == (210, 80)
+
+
+def test_pending_units_of_an_evicted_and_reused_slot_start_from_scratch():
+    s = OrderStore(1, 2, capacity=2, max_orders=2, keyed=False)
+    k = s.add("a", 0, 0, 100)
+    s.add("b", 0, 1, -100)
+    s.fill_at(k, "a", 60)
+    s.apply_at(k, "a", E.CANCEL)
+    assert s.pending_units(0, 0) == (0, 0)
+    assert s.add("c", 0, 1, -5) == k          # full: the terminal slot is evicted and reused
+    assert s.pending_units(0, 0) == (0, 0) and s.pending_units(0, 1) == (0, 105)
+
+
+def test_max_orders_is_bounded_so_pending_sums_fit_int64():
+    assert MAX_ORDERS == 2**23
+    # every pending sum, plus a position and an order (each <= MAX_UNITS), fits int64
+    assert MAX_ORDERS * 10**12 + 2 * 10**12 < 2**63
+    OrderStore(1, 1, capacity=1, max_orders=MAX_ORDERS)
+    with pytest.raises(ValueError):
+        OrderStore(1, 1, capacity=1, max_orders=MAX_ORDERS + 1)
+
+
+def _pending_recount(s, live):
+    """pend_buy / pend_sell recomputed from the orders themselves."""
+    out = {}
+    for oid in live:
+        a, i, units, filled, _, _, state = s.get(oid)
+        if state in TERMINAL_STATES:
+            continue
+        b, sl = out.get((a, i), (0, 0))
+        out[(a, i)] = (b + units - filled, sl) if units > 0 else (b, sl + filled - units)
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "event", "event", "event", "replace", "evict"]),
+                          st.integers(0, 11), st.sampled_from(list(E)), st.integers(-150, 150),
+                          st.booleans()), max_size=120))
+def test_pending_units_equal_a_recount_after_every_step(steps):
+    """Random adds (emulated or not), broker events, fills (partial, full, over),
+    replaces of units and side, evictions and slot reuse: after every step the
+    kept sums equal a recount from the store."""
+    s = OrderStore(2, 3, capacity=2, max_orders=8)
+    live, n = [], 0
+    for op, pick, ev, q, flag in steps:
+        try:
+            if op == "add" or not live:
+                oid = f"o{n}"
+                n += 1
+                s.add(oid, pick % 2, pick % 3, q or 1, emulated=flag)
+                live.append(oid)
+            elif op == "evict":
+                for oid in list(live):
+                    if s.is_terminal(oid):
+                        live.remove(oid)
+                s.evict_terminal(pick % 3)
+                live = [oid for oid in live if oid in s]
+            else:
+                oid = live[pick % len(live)]
+                _, _, units, filled, _, _, _ = s.get(oid)
+                if op == "replace":
+                    s.replace(oid, q or units, 0)
+                elif ev == E.FILL:
+                    s.fill(oid, units - filled)
+                elif ev == E.PARTIAL_FILL:
+                    s.fill(oid, abs(q) if units > 0 else -abs(q))
+                elif ev == E.REPLACE:
+                    s.replace(oid, units, 0)
+                else:
+                    s.apply(oid, ev)
+        except OrderError as e:
+            assert e.code in ("INVALID_TRANSITION", "OVERFILL", "INVALID_UNITS", "INVALID_FILL", "STORE_FULL")
+        live = [oid for oid in live if oid in s]  # a full store reuses terminal slots
+        want = _pending_recount(s, live)
+        for a in range(2):
+            for i in range(3):
+                assert s.pending_units(a, i) == want.get((a, i), (0, 0)), (a, i, steps)
 
 
 def test_evict_only_terminal_orders_and_reuse_slots(store):

@@ -138,7 +138,7 @@ def test_check_when_reducing_allows_only_reducing_orders(core):
     assert core.check(-500)[0] == RiskCode.OK
     assert core.check(-1000)[0] == RiskCode.OK
     assert core.check(-1001) == (RiskCode.REDUCE_ONLY_VIOLATION,
-                                 "REDUCE_ONLY_VIOLATION: units=-1001 position=1000 state=REDUCING")
+                                 "REDUCE_ONLY_VIOLATION: units=-1001 position=1000 working_same_side=0 state=REDUCING")
     assert core.check(1)[0] == RiskCode.REDUCE_ONLY_VIOLATION
     core.mark(UJ, "150.000")
     assert core.check(-1, i=UJ)[0] == RiskCode.REDUCE_ONLY_VIOLATION  # flat: nothing reduces
@@ -147,7 +147,8 @@ def test_check_when_reducing_allows_only_reducing_orders(core):
 def test_check_max_position_size_counts_the_resulting_position(core):
     core.risk.set_limits(core.a, max_position_size=100_000)
     assert core.check(150_000) == (RiskCode.MAX_POSITION_SIZE,
-                                   "MAX_POSITION_SIZE: units=150000 limit=100000")
+                                   "MAX_POSITION_SIZE: units=150000 limit=100000 position=0 "
+                                   "working_same_side=0 order=150000")
     core.ledger.apply_fill(core.a, EU, -60_000, P("1.20000"))
     assert core.check(-40_000)[0] == RiskCode.OK
     assert core.check(-40_001)[0] == RiskCode.MAX_POSITION_SIZE
@@ -160,6 +161,129 @@ def test_check_max_position_size_lets_a_position_above_limit_shrink(core):
     core.risk.set_limits(core.a, max_position_size=100_000)
     assert core.check(-10_000)[0] == RiskCode.OK
     assert core.check(1)[0] == RiskCode.MAX_POSITION_SIZE
+
+
+def test_reducing_denies_sells_that_with_working_sells_would_flip(core):
+    """Long +50000 in REDUCING: three resting sells of 50000 each used to pass
+    one by one and end the position at -100000 (audit defect 3). A sell reduces
+    only if it and the account's other working sells fit in the position."""
+    a, r, o = core.a, core.risk, core.orders
+    core.ledger.apply_fill(a, EU, 50_000, P("1.20000"))
+    r.set_trading_state(a, TradingState.REDUCING)
+    assert core.check(-50_000)[0] == RiskCode.OK
+    o.add("s1", a, EU, -50_000)                       # rests
+    assert core.check(-50_000) == (
+        RiskCode.REDUCE_ONLY_VIOLATION,
+        "REDUCE_ONLY_VIOLATION: units=-50000 position=50000 working_same_side=50000 state=REDUCING")
+    assert core.check(-1)[0] == RiskCode.REDUCE_ONLY_VIOLATION
+    o.apply("s1", OrderEvent.CANCEL)
+    o.add("s2", a, EU, -20_000)
+    o.add("b", a, EU, 30_000)                         # a working buy does not make room for sells
+    assert core.check(-30_000)[0] == RiskCode.OK      # 30000 + 20000 <= 50000
+    assert core.check(-30_001)[0] == RiskCode.REDUCE_ONLY_VIOLATION
+    o.add("s3", a, EU, -30_000)
+    assert core.check(-1)[0] == RiskCode.REDUCE_ONLY_VIOLATION
+    o.apply("s3", OrderEvent.ACCEPT)
+    o.fill("s3", -10_000)                             # position 40000, s3 has 20000 left
+    core.ledger.apply_fill(a, EU, -10_000, P("1.20000"))
+    assert core.check(-1) == (
+        RiskCode.REDUCE_ONLY_VIOLATION,
+        "REDUCE_ONLY_VIOLATION: units=-1 position=40000 working_same_side=40000 state=REDUCING")
+    o.apply("s3", OrderEvent.CANCEL)                  # partial fill then cancel: its rest no longer counts
+    assert core.check(-20_000)[0] == RiskCode.OK
+    assert core.check(-20_001)[0] == RiskCode.REDUCE_ONLY_VIOLATION
+    # short positions: the same rule on the buy side (the working buy counts now)
+    assert core.check(1, i=UJ)[0] == RiskCode.REDUCE_ONLY_VIOLATION
+
+
+def test_active_only_true_reductions_skip_the_exposure_checks(core):
+    """In ACTIVE an opposite order that, with the working orders on its side,
+    could flip the position is not a reduction: checks 8-13 apply to it."""
+    a, r, o = core.a, core.risk, core.orders
+    core.ledger.apply_fill(a, EU, 50_000, P("1.20000"))
+    core.mark(EU, "1.10000")                          # daily loss 5000
+    r.set_limits(a, max_daily_loss=M("1000"))
+    assert core.check(-50_000)[0] == RiskCode.OK      # reduces: not subject to the daily loss
+    o.add("s", a, EU, -40_000)
+    assert core.check(-10_000)[0] == RiskCode.OK
+    assert core.check(-10_001)[0] == RiskCode.MAX_DAILY_LOSS
+
+
+def test_position_limit_counts_working_orders_on_the_same_side(core):
+    """Two resting buys of 100000 under a limit of 100000 used to both pass
+    (audit defect 4): the limit holds the worst case on the order's side."""
+    a, r, o = core.a, core.risk, core.orders
+    r.set_limits(a, max_position_size=100_000)
+    assert core.check(100_000)[0] == RiskCode.OK
+    o.add("b1", a, EU, 100_000)
+    assert core.check(1) == (RiskCode.MAX_POSITION_SIZE,
+                             "MAX_POSITION_SIZE: units=100001 limit=100000 position=0 "
+                             "working_same_side=100000 order=1")
+    o.add("s1", a, EU, -100_000)                      # working sells do not offset working buys
+    assert core.check(1)[0] == RiskCode.MAX_POSITION_SIZE
+    assert core.check(-1) == (RiskCode.MAX_POSITION_SIZE,
+                              "MAX_POSITION_SIZE: units=100001 limit=100000 position=0 "
+                              "working_same_side=100000 order=-1")
+    o.apply("b1", OrderEvent.ACCEPT)
+    o.fill("b1", 60_000)                              # position 60000, 40000 still to fill
+    core.ledger.apply_fill(a, EU, 60_000, P("1.20000"))
+    assert core.check(1)[0] == RiskCode.MAX_POSITION_SIZE
+    o.apply("b1", OrderEvent.CANCEL)
+    assert core.check(40_000)[0] == RiskCode.OK
+    assert core.check(40_001)[0] == RiskCode.MAX_POSITION_SIZE
+    # sell side: position 60000 - working sells 100000 = -40000; 60000 more reaches -100000
+    assert core.check(-60_000)[0] == RiskCode.OK
+    assert core.check(-60_001)[0] == RiskCode.MAX_POSITION_SIZE
+    o.add("e", a, EU, 40_000, emulated=True)          # an emulated order counts: it can trigger
+    assert core.check(1)[0] == RiskCode.MAX_POSITION_SIZE
+    # a worst case that does not grow passes, as a position above the limit may shrink
+    r.set_limits(a, max_position_size=10_000)
+    assert core.check(-1)[0] == RiskCode.MAX_POSITION_SIZE       # -40000 -> -40001
+    o.apply("s1", OrderEvent.CANCEL)
+    assert core.check(-100_000)[0] == RiskCode.OK                # +60000 -> -40000: |worst| shrinks
+    assert core.check(-200_000)[0] == RiskCode.MAX_POSITION_SIZE  # to -140000 it grows
+
+
+def test_trigger_of_reducing_stop_does_not_count_itself(core):
+    """An emulated stop that reduces is in the store (and in the sell-side sum)
+    when it triggers: re-checked with ``own``, it is not counted twice."""
+    a, r, o = core.a, core.risk, core.orders
+    core.ledger.apply_fill(a, EU, 50_000, P("1.20000"))
+    o.add("stop", a, EU, -50_000, emulated=True)
+    r.set_trading_state(a, TradingState.REDUCING)
+    o.apply("stop", OrderEvent.TRIGGER)
+    assert r.check(a, EU, -50_000, 0, existing=True, own=-50_000) == 0
+    assert r.check_detail(a, EU, -50_000, 0, existing=True, own=-50_000) == (RiskCode.OK, None)
+    assert r._check_exact(a, EU, -50_000, 0, existing=True, own=-50_000) == (RiskCode.OK, None)
+    assert r.check(a, EU, -50_000, 0, existing=True) == RiskCode.REDUCE_ONLY_VIOLATION  # counted twice
+    o.add("s", a, EU, -1)                               # another sell: now it would flip
+    assert r.check_detail(a, EU, -50_000, 0, existing=True, own=-50_000) == (
+        RiskCode.REDUCE_ONLY_VIOLATION,
+        "REDUCE_ONLY_VIOLATION: units=-50000 position=50000 working_same_side=1 state=REDUCING")
+    with pytest.raises(ValueError):
+        r.check(a, EU, -1, 0, own=-1)                   # own belongs to an existing order
+
+
+def test_modify_does_not_count_its_own_remaining(core):
+    """A modify passes the new remaining as the order and the old remaining
+    (what the store counts now) as ``own``."""
+    a, r, o = core.a, core.risk, core.orders
+    r.set_limits(a, max_position_size=100_000)
+    o.add("b", a, EU, 60_000)
+    o.apply("b", OrderEvent.ACCEPT)
+    o.fill("b", 20_000)
+    core.ledger.apply_fill(a, EU, 20_000, P("1.20000"))
+    # to 100000 in all: 80000 left, position 20000 -> worst case 100000
+    assert r.check(a, EU, 80_000, 0, existing=True, own=40_000) == 0
+    assert r.check_detail(a, EU, 80_001, 0, existing=True, own=40_000) == (
+        RiskCode.MAX_POSITION_SIZE,
+        "MAX_POSITION_SIZE: units=100001 limit=100000 position=20000 working_same_side=0 order=80001")
+    assert r.check(a, EU, 80_000, 0, existing=True) == RiskCode.MAX_POSITION_SIZE  # counted twice
+    # a modify that changes side (nothing filled): its old remaining is on the other side
+    o.add("e", a, EU, 30_000, emulated=True)
+    r.set_trading_state(a, TradingState.REDUCING)
+    assert r.check(a, EU, -20_000, 0, existing=True, own=30_000) == 0
+    assert r.check(a, EU, -20_001, 0, existing=True, own=30_000) == RiskCode.REDUCE_ONLY_VIOLATION
 
 
 def test_check_max_positions_per_instrument_counts_working_orders_and_position(core):
@@ -179,13 +303,35 @@ def test_check_max_positions_per_instrument_counts_working_orders_and_position(c
 def test_check_max_daily_loss_blocks_new_risk_until_next_day(core):
     core.risk.set_limits(core.a, max_daily_loss=M("500"))
     core.ledger.apply_fill(core.a, EU, 100_000, P("1.20000"))
-    core.mark(EU, "1.19500")  # -500 USD: at the limit, not past it
+    core.mark(EU, "1.19501")  # -499 USD: inside the limit
     assert core.check(1)[0] == RiskCode.OK
     core.mark(EU, "1.19499")
     assert core.check(1) == (RiskCode.MAX_DAILY_LOSS,
                              "MAX_DAILY_LOSS: daily_pl=-501 limit=500")
     assert core.check(-1)[0] == RiskCode.OK
     core.ledger.start_trading_day(core.a)
+    assert core.check(1)[0] == RiskCode.OK
+
+
+def test_daily_loss_at_exactly_the_limit_denies(core):
+    """Reaching the maximum daily loss stops new risk (the risk score reads 100
+    there); reducing orders still pass. Audit defect 7: the limit used to hold
+    only past the limit."""
+    core.risk.set_limits(core.a, max_daily_loss=M("500"))
+    core.ledger.apply_fill(core.a, EU, 100_000, P("1.20000"))
+    core.mark(EU, "1.19500")  # -500 USD: exactly the limit
+    for check in (core.check, lambda u: core.risk._check_exact(core.a, EU, u, 0)):
+        assert check(1) == (RiskCode.MAX_DAILY_LOSS, "MAX_DAILY_LOSS: daily_pl=-500 limit=500")
+        assert check(-1)[0] == RiskCode.OK
+    out = array.array("i", [9])
+    core.risk.check_batch(array.array("i", [core.a]), array.array("i", [EU]), array.array("q", [1]), 0, out)
+    assert list(out) == [RiskCode.MAX_DAILY_LOSS]
+    core.ledger.apply_charge(core.a, M("0.000001"))  # one micro-unit inside
+    assert core.check(1)[0] == RiskCode.OK
+    core.risk.set_limits(core.a, max_daily_loss=0)  # 0: new risk only on a day in profit
+    core.ledger.start_trading_day(core.a)
+    assert core.check(1)[0] == RiskCode.MAX_DAILY_LOSS
+    core.ledger.apply_charge(core.a, M("0.000001"))
     assert core.check(1)[0] == RiskCode.OK
 
 
@@ -369,6 +515,8 @@ def _engine_pair():
                           orders_per_second=50, burst=20)
         c.risk.set_limits(1, max_units_per_order=200_000, required_margin_ratio=R("0.3"))
         c.risk.set_trading_state(1, TradingState.REDUCING)
+        c.orders.add("w0", 0, EU, 500_000)            # working orders enter the checks
+        c.orders.add("w1", 1, UJ, 20_000)
         out.append(c)
     return out
 

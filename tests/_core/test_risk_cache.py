@@ -1,11 +1,13 @@
 """The risk kernel's cached fast path (per-account rooms derived at the last
 ledger or limit change, split per-unit values, upper bounds) decides exactly
 like a fresh computation: after random marks, fills, deposits, charges, new
-trading days and limit changes, every order gets the same code from
-``check`` (cached), ``_check_exact`` (nothing cached, int128), ``check_batch``
-and a Decimal model of the documented checks built on tests/reference_model.py.
-Limits are drawn at, and one raw unit either side of, the boundary of the
-order about to be checked, where a wrong bound or rounding would show."""
+trading days, limit changes, working orders (resting, emulated, partly
+filled, cancelled) and trading-state changes, every order gets the same code
+from ``check`` (cached), ``_check_exact`` (nothing cached, int128),
+``check_batch`` and a Decimal model of the documented checks built on
+tests/reference_model.py. Limits are drawn at, and one raw unit either side
+of, the boundary of the order about to be checked, where a wrong bound or
+rounding would show."""
 import array
 from decimal import Decimal
 
@@ -15,9 +17,9 @@ from hypothesis import strategies as st
 import reference_model as ref
 from fastexec._core.fixedpoint import FixedPointError, parse_money, parse_price, units_value
 from fastexec._core.instruments import load_instruments
-from fastexec._core.orders import OrderStore
+from fastexec._core.orders import OrderEvent, OrderState, OrderStore
 from fastexec._core.positions import Ledger, LedgerError
-from fastexec._core.risk import RiskCode, RiskEngine
+from fastexec._core.risk import RiskCode, RiskEngine, TradingState
 
 TABLE = load_instruments()
 REF_INSTRUMENTS = [ref.RefInstrument(it.name, Decimal(it.to_v20()["marginRate"])) for it in TABLE]
@@ -44,9 +46,21 @@ def drate(raw):
     return ref.from_raw(raw, "rate")
 
 
-def ref_decision(R, a, name, u, lim):
-    """Checks 4, 6, 8-13 of risk.pyx's list, in order, in Decimal (the others
-    are not exercised here: one account state ACTIVE, no orders, no rate limit)."""
+class Book:
+    """The working orders, kept apart from the OrderStore: (account, name) ->
+    list of [units, filled, live]."""
+
+    def __init__(self):
+        self.orders = {}
+
+    def pending(self, a, name, side):
+        """Units still to fill of the live orders on ``side`` (+1 buy, -1 sell), >= 0."""
+        return sum(abs(u - f) for u, f, live in self.orders.get((a, name), ()) if live and (u > 0) == (side > 0))
+
+
+def ref_decision(R, a, name, u, lim, book=None, state=TradingState.ACTIVE):
+    """Checks 4, 6, 7, 8, 10-13 of risk.pyx's list, in order, in Decimal (the
+    others are not exercised here: no count limits, no rate limit)."""
     inst = TABLE[name]
     au = abs(u)
     if u == 0 or au > ref.MAX_UNITS or au < inst.minimum_trade_size:
@@ -55,12 +69,21 @@ def ref_decision(R, a, name, u, lim):
         return RiskCode.MAX_UNITS_PER_ORDER
     acct = R.accounts[a]
     p = acct.positions.get(name, ref.RefPosition()).units
-    if p != 0 and (u > 0) != (p > 0) and au <= abs(p):
+    # W: what the working orders on the order's side still have to fill
+    w = book.pending(a, name, u) if book is not None else 0
+    reduces = p != 0 and (u > 0) != (p > 0) and au + w <= abs(p)  # together they cannot flip it
+    if state == TradingState.REDUCING and not reduces:
+        return RiskCode.REDUCE_ONLY_VIOLATION
+    if reduces:
         return RiskCode.OK  # reduces: no exposure checks
-    after = abs(p + u)
+    worst_before = p + w if u > 0 else p - w  # every working order on the order's side filled
+    worst = abs(worst_before + u)
+    if lim.get("max_position_size") is not None and worst > abs(worst_before) and worst > lim["max_position_size"]:
+        return RiskCode.MAX_POSITION_SIZE
+    after = abs(p + u)  # money checks: on the filled position
     st_ = R.account_state(a)
     nav = st_["nav"]
-    if lim.get("max_daily_loss") is not None and st_["daily_pl"] < -dmoney(lim["max_daily_loss"]):
+    if lim.get("max_daily_loss") is not None and st_["daily_pl"] <= -dmoney(lim["max_daily_loss"]):
         return RiskCode.MAX_DAILY_LOSS
     pu = R.per_unit(name, acct.home)
     if pu is None:
@@ -83,16 +106,18 @@ def ref_decision(R, a, name, u, lim):
     return RiskCode.OK
 
 
-def boundary_limits(L, a, i, u, draw):
+def boundary_limits(L, O, a, i, u, draw):
     """Limits of account a set at (or one raw unit off) the boundary of order u."""
     st_ = L.account_state(a)
     pos = L.position(a, i)
     after = abs(pos.units + u)
+    buy, sell = O.pending_units(a, i)
+    worst = abs(pos.units + (buy if u > 0 else -sell) + u)
     pu = L.value_per_unit(i, L.home_currency(a))
     lim = {}
     nav = st_.nav
     delta = draw(st.sampled_from([-1, 0, 1]))
-    which = draw(st.sampled_from(["leverage", "margin", "daily", "all", "random"]))
+    which = draw(st.sampled_from(["leverage", "margin", "daily", "position", "all", "random"]))
     try:
         v_after = units_value(after, pu[0]) if pu is not None else None
         m_after = units_value(after, pu[1]) if pu is not None else None
@@ -107,6 +132,8 @@ def boundary_limits(L, a, i, u, draw):
             lim["required_margin_ratio"] = max(0, min(10**18, avail_after * S // nav + delta))
     if which in ("daily", "all"):
         lim["max_daily_loss"] = max(0, min(9 * 10**15, -st_.daily_pl + delta))
+    if which in ("position", "all"):
+        lim["max_position_size"] = max(0, min(10**12, worst + delta))
     if which == "random":
         lim["max_leverage"] = draw(st.sampled_from([None, 10**12, 20 * 10**12, 50 * 10**12]))
         lim["required_margin_ratio"] = draw(st.sampled_from([None, 10**11, 5 * 10**11]))
@@ -128,15 +155,22 @@ def test_cached_fast_path_decides_like_exact_path_batch_and_decimal_model(data):
         L.add_account(f"a{n}", h, parse_money(bal))
         R.add_account(h, Decimal(bal))
     limits = [{}, {}]
+    book = Book()
+    states = [TradingState.ACTIVE, TradingState.ACTIVE]
+    n_orders = 0
     marked = draw(st.lists(st.sampled_from(NAMES), unique=True, min_size=1))
     for name in marked:
         mid = P(LEVELS[name], name)
         L.mark(TABLE.index(name), mid, mid + TABLE[name].price_tick)
         R.mark(name, dprice(mid), dprice(mid + TABLE[name].price_tick))
     for _ in range(draw(st.integers(1, 12))):
-        kind = draw(st.sampled_from(["mark", "fill", "fill", "deposit", "charge", "day", "limits"]))
+        kind = draw(st.sampled_from(["mark", "fill", "fill", "deposit", "charge", "day", "limits", "limits",
+                                     "order", "order", "state"]))
         a = draw(st.integers(0, 1))
         name = draw(st.sampled_from(NAMES))
+        live = sorted(k for k, recs in book.orders.items() if any(r[2] for r in recs))
+        if live and draw(st.booleans()):  # where working orders are, their counting shows
+            a, name = draw(st.sampled_from(live))
         i = TABLE.index(name)
         tick = TABLE[name].price_tick
         px = draw(st.integers(P(LEVELS[name], name) // tick * 9 // 10,
@@ -176,23 +210,60 @@ def test_cached_fast_path_decides_like_exact_path_batch_and_decimal_model(data):
         elif kind == "day":
             L.start_trading_day(a)
             R.start_trading_day(a)
+        elif kind == "order":
+            # a working order: resting, emulated, partly filled, or gone (cancelled, filled)
+            units = draw(st.integers(1, 3_000_000)) * draw(st.sampled_from([1, -1]))
+            oid = f"o{n_orders}"
+            n_orders += 1
+            O.add(oid, a, i, units, emulated=draw(st.booleans()))
+            rec = [units, 0, True]
+            book.orders.setdefault((a, name), []).append(rec)
+            then = draw(st.sampled_from(["rest", "rest", "partial", "cancel", "partial_cancel", "fill"]))
+            if then != "rest" and O.state_of(oid) == OrderState.EMULATED:
+                O.apply(oid, OrderEvent.TRIGGER)
+                O.apply(oid, OrderEvent.SUBMIT)
+            if then in ("partial", "partial_cancel") and abs(units) > 1:
+                part = draw(st.integers(1, abs(units) - 1)) * (1 if units > 0 else -1)
+                O.fill(oid, part)
+                rec[1] = part
+            if then in ("cancel", "partial_cancel"):
+                O.apply(oid, OrderEvent.CANCEL)
+                rec[2] = False
+            elif then == "fill":
+                O.fill(oid, units - rec[1])
+                rec[1], rec[2] = units, False
+        elif kind == "state":
+            states[a] = draw(st.sampled_from([TradingState.ACTIVE, TradingState.REDUCING]))
+            K.set_trading_state(a, states[a])
         else:
             u = draw(st.integers(-3_000_000, 3_000_000))
-            limits[a] = boundary_limits(L, a, i, u, draw)
-            K.set_limits(a, max_leverage=None, required_margin_ratio=None, max_daily_loss=None)
+            sides = [r[0] > 0 for r in book.orders.get((a, name), ()) if r[2]]
+            if sides and u != 0 and draw(st.booleans()):  # on the side of a working order
+                u = abs(u) if draw(st.sampled_from(sides)) else -abs(u)
+            limits[a] = boundary_limits(L, O, a, i, u, draw)
+            K.set_limits(a, max_leverage=None, required_margin_ratio=None, max_daily_loss=None,
+                         max_position_size=None)
             K.set_limits(a, **limits[a])
         # then a few orders, the first one the order the boundary was drawn for
         orders = draw(st.lists(st.tuples(st.integers(0, 1), st.sampled_from(NAMES),
                                          st.integers(-3_000_000, 3_000_000)), min_size=1, max_size=6))
         if kind == "limits":
             orders.insert(0, (a, name, u))
+        # an order at the edge of reducing: against the position, by what the
+        # working orders on its side leave of it (-1, 0, +1 unit)
+        p = L.position(a, i).units
+        if p != 0:
+            w = book.pending(a, name, -p)
+            e = abs(p) - w + draw(st.sampled_from([-1, 0, 1]))
+            if e > 0:
+                orders.insert(0, (a, name, e if p < 0 else -e))
         codes = []
         for oa, oname, ou in orders:
             oi = TABLE.index(oname)
             cached = K.check(oa, oi, ou, 0, consume=False)
             exact = K._check_exact(oa, oi, ou, 0)
             detail = K.check_detail(oa, oi, ou, 0, consume=False)
-            want = ref_decision(R, oa, oname, ou, limits[oa])
+            want = ref_decision(R, oa, oname, ou, limits[oa], book, states[oa])
             event(want.name)
             assert cached == exact[0] == detail[0] == want, (oa, oname, ou, limits[oa])
             assert detail == exact

@@ -1,9 +1,10 @@
 """The benchmark's Decimal reference does the same work as the compiled core.
 
 A speed ratio between two implementations only means something if they
-compute the same thing: random walks of marks, fills, limit changes and
-trading-state changes drive both, and every decision, position and account
-number must agree exactly (core ints at their scales vs reference Decimals).
+compute the same thing: random walks of marks, fills, limit changes,
+trading-state changes and working orders drive both, and every decision (and
+its detail), position and account number must agree exactly (core ints at
+their scales vs reference Decimals).
 """
 import importlib.util
 import os
@@ -14,7 +15,7 @@ from decimal import Decimal
 import pytest
 
 from fastexec._core.instruments import load_instruments
-from fastexec._core.orders import OrderStore
+from fastexec._core.orders import OrderEvent, OrderStore
 from fastexec._core.positions import Ledger
 from fastexec._core.risk import RiskCode, RiskEngine, TradingState
 
@@ -61,6 +62,7 @@ def test_reference_agrees_with_core(seed, home):
     table, ledger, risk, rledger, rrisk, a = build(home, "100000")
     insts = list(table)
     decided = set()
+    resting = []  # (order id, instrument index, units): working orders, in the core's store and the reference
     for step in range(600):
         op = rng.random()
         inst = rng.choice(insts[:8] if rng.random() < 0.8 else insts)
@@ -75,7 +77,25 @@ def test_reference_agrees_with_core(seed, home):
             code = RiskCode(risk.check(a, i, units, now)).name
             rcode = rrisk.check(a, i, units, now)
             assert code == rcode, (step, inst.name, units, risk.last_denial, rrisk.last_denial)
+            if code in ("REDUCE_ONLY_VIOLATION", "MAX_POSITION_SIZE"):
+                assert risk.last_denial == rrisk.last_denial
             decided.add(code)
+            if code == "OK" and rng.random() < 0.15:
+                # it rests instead of filling: a working order from now on (and maybe cancelled later)
+                oid = f"w{step}"
+                risk.orders.add(oid, a, i, units)
+                racct = rledger.accounts[a]
+                racct.working[i] = racct.working.get(i, 0) + 1
+                pend = racct.pending.setdefault(i, [0, 0])
+                pend[0 if units > 0 else 1] += abs(units)
+                resting.append((oid, i, units))
+                continue
+            if resting and rng.random() < 0.1:
+                oid, j, w = resting.pop(rng.randrange(len(resting)))
+                risk.orders.apply(oid, OrderEvent.CANCEL)
+                racct = rledger.accounts[a]
+                racct.working[j] -= 1
+                racct.pending[j][0 if w > 0 else 1] -= abs(w)
             px = rledger.prices.get(i)
             if code == "OK" and px is not None:
                 price = px[1] if units > 0 else px[0]

@@ -96,12 +96,14 @@ async def test_max_daily_loss_counts_unrealized_pnl(h):
     h.engine.set_risk_limits(h.a1, max_daily_loss=100 * MONEY_SCALE)
     # the entry itself costs the spread (1 pip on 10000 = 1 USD); then the bid falls
     await h.engine.submit(buy(h, 10_000))  # at ask 1.10010
-    h.quote("EUR_USD", "1.09010", "1.09020")  # unrealized: 10000 * (1.09010 - 1.10010) = -100.00 USD
-    assert h.engine.account(h.a1).daily_pl == -100 * MONEY_SCALE
+    h.quote("EUR_USD", "1.09011", "1.09021")  # unrealized: 10000 * (1.09011 - 1.10010) = -99.90 USD
+    assert h.engine.account(h.a1).daily_pl == -999 * MONEY_SCALE // 10
     assert_allowed(h, buy(h, 1, instrument="USD_JPY"))
-    h.quote("EUR_USD", "1.09009", "1.09019")  # -100.10 USD
+    h.quote("EUR_USD", "1.09010", "1.09020")  # -100.00 USD: the maximum loss is reached, no new risk
+    assert h.engine.account(h.a1).daily_pl == -100 * MONEY_SCALE
     err = await assert_denied(h, buy(h, 1, instrument="USD_JPY"), "MAX_DAILY_LOSS")
-    assert "daily_pl=-100.1 limit=100" in err.detail
+    assert "daily_pl=-100 limit=100" in err.detail
+    assert h.engine.risk_metrics(h.a1).risk_score == 100  # "at a limit", as the check now says
     # reducing the losing position is still allowed
     assert_allowed(h, sell(h, 10_000))
 
@@ -257,3 +259,73 @@ async def test_concurrent_orders_checked_before_the_kernel_limits(h):
     assert "count=2 limit=1" in err.detail
     h.engine.set_risk_limits(h.a1, max_concurrent_orders=2)
     await assert_denied(h, buy(h, 6), "MAX_UNITS_PER_ORDER")
+
+
+# --- working orders count (audit defects 3 and 4) ------------------------------------------------
+
+async def test_reducing_denies_sells_that_with_working_sells_would_flip(h):
+    """Long 50000 in REDUCING: resting sells used to pass one by one and flip
+    the position to -100000 once they filled."""
+    await h.engine.submit(buy(h, 50_000))
+    h.engine.set_trading_state(h.a1, "reducing")
+    first = await h.engine.submit(sell(h, 50_000, type="limit", price=px("1.11000")))
+    assert first.status == "working"
+    err = await assert_denied(h, sell(h, 50_000, type="limit", price=px("1.11000")), "REDUCE_ONLY_VIOLATION")
+    assert err.detail == ("REDUCE_ONLY_VIOLATION: units=-50000 position=50000 working_same_side=50000 "
+                          "state=REDUCING")
+    await assert_denied(h, sell(h, 1), "REDUCE_ONLY_VIOLATION")
+    h.quote("EUR_USD", "1.11000", "1.11010")
+    await h.settle()
+    assert h.engine.get_order(first.order_id).status == "filled"
+    assert h.engine.position(h.a1, "EUR_USD").units == 0
+
+
+async def test_position_limit_counts_working_orders_on_the_same_side(h):
+    """Two resting buys of 100000 under a limit of 100000 used to both pass and
+    fill to 200000."""
+    h.engine.set_risk_limits(h.a1, max_position_size=100_000)
+    first = await h.engine.submit(buy(h, 100_000, type="limit", price=px("1.09000")))
+    assert first.status == "working"
+    err = await assert_denied(h, buy(h, 100_000, type="limit", price=px("1.09000")), "MAX_POSITION_SIZE")
+    assert err.detail == ("MAX_POSITION_SIZE: units=200000 limit=100000 position=0 working_same_side=100000 "
+                          "order=100000")
+    assert_allowed(h, sell(h, 100_000, type="limit", price=px("1.12000")))  # the other side: its own worst case
+    await h.engine.cancel(first.order_id)
+    assert_allowed(h, buy(h, 100_000, type="limit", price=px("1.09000")))  # cancelled: no longer counted
+
+
+async def test_trigger_of_reducing_stop_does_not_count_itself(h):
+    """A protective stop of the whole position, waiting in the engine, is
+    re-checked at its trigger while the store still counts it: it must not be
+    counted twice (it would read as a flip and be rejected)."""
+    await h.engine.submit(buy(h, 1000))
+    stop = await h.engine.submit(sell(h, 1000, type="stop_limit", stop_price=px("1.09500"), price=px("1.09400")))
+    assert stop.status == "waiting"
+    h.engine.set_trading_state(h.a1, "reducing")
+    await assert_denied(h, sell(h, 1), "REDUCE_ONLY_VIOLATION")  # the waiting stop counts for others
+    h.quote("EUR_USD", "1.09490", "1.09500")
+    await h.settle()
+    done = h.engine.get_order(stop.order_id)
+    assert done.status == "filled", done.reject_reason
+    assert h.engine.position(h.a1, "EUR_USD").units == 0
+
+
+async def test_modify_does_not_count_its_own_remaining(h):
+    """A modify is checked with its new remaining units against the other
+    working orders: its old remaining, still in the store, is left out."""
+    h.engine.set_risk_limits(h.a1, max_position_size=5000)
+    view = await h.engine.submit(buy(h, 4000, type="limit", price=px("1.09500")))
+    assert (await h.engine.modify(view.order_id, units=5000)).units == 5000
+    with pytest.raises(RiskDeniedError) as err:
+        await h.engine.modify(view.order_id, units=5001)
+    assert err.value.detail == ("MAX_POSITION_SIZE: units=5001 limit=5000 position=0 working_same_side=0 "
+                                "order=5001")
+    # in REDUCING: long 1000, a resting sell may grow to the whole position, not past it
+    await h.engine.cancel(view.order_id)
+    await h.engine.submit(buy(h, 1000))
+    h.engine.set_trading_state(h.a1, "reducing")
+    s = await h.engine.submit(sell(h, 600, type="limit", price=px("1.11000")))
+    assert (await h.engine.modify(s.order_id, units=1000)).units == 1000
+    with pytest.raises(RiskDeniedError) as err:
+        await h.engine.modify(s.order_id, units=1001)
+    assert err.value.code == "REDUCE_ONLY_VIOLATION"

@@ -13,10 +13,28 @@ Invariants:
 * ``working[a * n_instruments + i]`` = number of non-terminal orders of account
   a on instrument i; ``working_acct[a]`` their sum over instruments. The risk
   kernel reads these in C.
+* ``pend_buy[a * n_instruments + i]`` = sum of ``units[k] - filled[k]`` over the
+  non-terminal buy orders k of account a on instrument i, ``pend_sell[...]`` =
+  sum of ``filled[k] - units[k]`` over its non-terminal sell orders: the units
+  still to fill on each side, both >= 0. EMULATED and TRIGGERED orders count
+  (they can trigger and fill). Kept exact by the only writers of units, filled
+  and state: ``_add`` (+ the order's units; a reused slot starts from scratch),
+  ``_set_fill`` (- the fill), ``_replace_k`` (- the old remaining on the old
+  side, + the new on the new side) and ``transition`` into a terminal state
+  (- what is left: 0 after FILL). Eviction and slot reuse touch only terminal
+  orders, which count 0. No overflow, no saturation: every term is at most
+  MAX_UNITS = 10**12 and at most ``max_orders`` <= MAX_ORDERS = 2**23 orders
+  are non-terminal, so a sum is <= 2**23 * 10**12 < 8.4e18, and the risk
+  kernel's ``position + sum + order`` (<= 8.4e18 + 2 * 10**12) stays inside
+  int64.
 * Prices are at PRICE_SCALE (0 = none); units whole.
 """
 cimport cython
 from libc.stdint cimport int8_t, int32_t, int64_t
+
+# bound on OrderStore.max_orders: keeps the pend_* sums exact in int64 (see above)
+cdef enum:
+    C_MAX_ORDERS = 8388608   # 2**23
 
 cdef enum:
     N_STATES = 11
@@ -70,6 +88,8 @@ cdef class OrderStore:
     cdef int8_t* prev
     cdef int32_t* working
     cdef int32_t* working_acct
+    cdef int64_t* pend_buy    # remaining units of non-terminal buy orders per (account, instrument)
+    cdef int64_t* pend_sell   # ... of sell orders, as a positive number
     cdef dict _ids  # None unless keyed
     cdef list _id_of
     cdef int64_t* _free  # evicted slots to reuse, a stack (at most ``cap``)
@@ -88,6 +108,7 @@ cdef class OrderStore:
     cdef int _set_stop_k(self, int64_t k, str order_id, int64_t stop_price) except -1
     cdef int transition(self, int64_t k, int event) except -1
     cdef int _set_fill(self, int64_t k, int64_t fill_units) except -1
+    cdef void _pend(self, int64_t k, int64_t d) noexcept
     cdef int _term_push(self, int64_t k) except -1
     cdef int64_t _term_pop(self) noexcept
     # the engine's per-order calls in C (``add``, ``fill``, ``evict_terminal``)

@@ -27,6 +27,8 @@ from libc.stdlib cimport realloc, free, calloc, malloc
 
 from fastexec._core.fixedpoint cimport C_MAX_UNITS, C_MAX_PRICE
 
+MAX_ORDERS = C_MAX_ORDERS  # the largest max_orders (keeps the pending sums exact in int64)
+
 
 class OrderState(IntEnum):
     PENDING_SUBMIT = ST_PENDING_SUBMIT
@@ -195,6 +197,9 @@ cdef class OrderStore:
             raise ValueError("max_accounts and n_instruments must be positive")
         if capacity <= 0 or max_orders < capacity:
             raise ValueError("need 0 < capacity <= max_orders")
+        if max_orders > C_MAX_ORDERS:
+            # keeps the pend_* sums exact in int64 (orders.pxd)
+            raise ValueError(f"max_orders={max_orders} above MAX_ORDERS={C_MAX_ORDERS}")
         self.max_accounts = max_accounts
         self.n_instruments = n_instruments
         self.max_orders = max_orders
@@ -202,7 +207,10 @@ cdef class OrderStore:
         self.hi = 0
         self.working = <int32_t*>calloc(max_accounts * n_instruments, sizeof(int32_t))
         self.working_acct = <int32_t*>calloc(max_accounts, sizeof(int32_t))
-        if self.working == NULL or self.working_acct == NULL:
+        self.pend_buy = <int64_t*>calloc(max_accounts * n_instruments, sizeof(int64_t))
+        self.pend_sell = <int64_t*>calloc(max_accounts * n_instruments, sizeof(int64_t))
+        if (self.working == NULL or self.working_acct == NULL
+                or self.pend_buy == NULL or self.pend_sell == NULL):
             raise MemoryError()
         self.keyed = keyed
         self._ids = {} if keyed else None
@@ -217,6 +225,7 @@ cdef class OrderStore:
         free(self.account); free(self.instrument); free(self.units); free(self.filled)
         free(self.price); free(self.stop_price); free(self.state); free(self.prev)
         free(self.working); free(self.working_acct); free(self._term); free(self._free)
+        free(self.pend_buy); free(self.pend_sell)
 
     def _resize(self, int64_t n):
         cdef void* p
@@ -365,6 +374,7 @@ cdef class OrderStore:
         self.prev[k] = self.state[k]
         self.working[account * self.n_instruments + instrument] += 1
         self.working_acct[account] += 1
+        self._pend(k, units)
         if self.keyed:
             self._ids[order_id] = k
         self._id_of[k] = order_id
@@ -396,8 +406,18 @@ cdef class OrderStore:
         if _terminal(t):
             self.working[self.account[k] * self.n_instruments + self.instrument[k]] -= 1
             self.working_acct[self.account[k]] -= 1
+            self._pend(k, self.filled[k] - self.units[k])  # what is left (0 after FILL)
             self._term_push(k)
         return t
+
+    cdef void _pend(self, int64_t k, int64_t d) noexcept:
+        """Add ``d`` units, signed like order k's units (+ more to fill, - a
+        fill or what a cancel takes away), to its side's remaining sum."""
+        cdef int64_t j = <int64_t>self.account[k] * self.n_instruments + self.instrument[k]
+        if self.units[k] > 0:
+            self.pend_buy[j] += d
+        else:
+            self.pend_sell[j] -= d
 
     cdef int _set_fill(self, int64_t k, int64_t fill_units) except -1:
         cdef int64_t u = self.units[k]
@@ -408,6 +428,7 @@ cdef class OrderStore:
         if (u > 0 and f > u) or (u < 0 and f < u):
             raise OrderError("OVERFILL", f"filled={f} would exceed units={u}")
         self.filled[k] = f
+        self._pend(k, -fill_units)
         return 0
 
     def apply(self, str order_id, int event):
@@ -475,7 +496,10 @@ cdef class OrderStore:
             raise OrderError("INVALID_UNITS", f"units={units} not beyond filled={self.filled[k]}")
         if price < 0 or price > C_MAX_PRICE or stop_price < 0 or stop_price > C_MAX_PRICE:
             raise OrderError("INVALID_PRICE", f"price={price} stop_price={stop_price} outside 0..{C_MAX_PRICE}")
+        # the remaining units move from the old terms to the new (side included)
+        self._pend(k, self.filled[k] - self.units[k])
         self.units[k] = units
+        self._pend(k, units - self.filled[k])
         self.price[k] = price
         self.stop_price[k] = stop_price
         return _STATE_OF[self.transition(k, EV_REPLACE)]
@@ -525,6 +549,14 @@ cdef class OrderStore:
         if account < 0 or account >= self.max_accounts:
             raise IndexError(f"account={account} out of range")
         return self.working_acct[account]
+
+    def pending_units(self, int account, int instrument):
+        """(buy, sell): the units still to fill of the account's non-terminal
+        buy and sell orders on the instrument, both >= 0 (emulated included)."""
+        if account < 0 or account >= self.max_accounts or instrument < 0 or instrument >= self.n_instruments:
+            raise IndexError(f"account={account} instrument={instrument} out of range")
+        cdef int64_t j = <int64_t>account * self.n_instruments + instrument
+        return (self.pend_buy[j], self.pend_sell[j])
 
     def is_terminal(self, str order_id):
         return _terminal(self.state[self._slot(order_id)])

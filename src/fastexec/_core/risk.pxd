@@ -13,6 +13,14 @@ Invariants:
   ``elapsed_ns * orders_per_second`` and capped at ``burst * 10**9``;
   timestamps are caller-supplied integer nanoseconds (a clock going backwards
   refills nothing).
+* Working orders (``OrderStore.pend_buy``/``pend_sell``, the units still to
+  fill on each side; exact in int64, see orders.pxd) enter two checks: an
+  order reduces only if it is on the opposite side of the position and its
+  units plus those of the account's other working orders on its side are at
+  most |position|; MAX_POSITION_SIZE bounds the worst case on the order's
+  side, position + those orders + this one. An order already in the store
+  (``F_EXISTING``) passes ``own``, its signed remaining units the store
+  counts, so it is not counted twice. Every sum fits int64 (orders.pxd).
 * The pointers cached from the Ledger/OrderStore/InstrumentTable point to
   arrays those objects never reallocate, and the engine keeps references to
   them (``ledger``, ``orders``), so they stay valid.
@@ -73,12 +81,13 @@ cdef struct AcctRisk:
     int64_t required_margin_ratio
     int64_t max_daily_loss
     int8_t state
-    int8_t c_daily_ok       # NAV - day-start NAV >= -max_daily_loss (or no limit)
+    int8_t c_daily_ok       # NAV - day-start NAV > -max_daily_loss (or no limit)
 
 cdef struct Why:
     int128 x
     int128 y
     int128 z
+    int128 w
 
 
 @cython.final
@@ -117,8 +126,11 @@ cdef class RiskEngine:
     cdef int64_t* i_min_size
     cdef int64_t* i_max_units
     cdef int32_t* working
+    cdef int64_t* pend_buy
+    cdef int64_t* pend_sell
 
-    cdef inline int _eval(self, int a, int i, int64_t u, int64_t now_ns, int flags, Why* why) noexcept nogil
+    cdef inline int _eval(self, int a, int i, int64_t u, int64_t now_ns, int flags, int64_t own,
+                          Why* why) noexcept nogil
     cdef int _exposure_exact(self, int a, int i, int64_t u, int64_t p, int64_t k, int64_t after,
                              Why* why) noexcept nogil
     cdef void _refresh(self, int a) noexcept nogil

@@ -12,14 +12,19 @@ run cheapest first and stop at the first denial:
  5. INSTRUMENT_RESTRICTED     instrument not in the account's allowed set
  6. MAX_UNITS_PER_ORDER       |units| > min(account limit, instrument maximumOrderUnits)
  7. REDUCE_ONLY_VIOLATION     state REDUCING and the order does not reduce the
-                              position (opposite side, |units| <= |position|)
+                              position (see "reduces" below)
  7b. MAX_CONCURRENT_ORDERS    working orders of the account (+ this one) > limit
                               (not for an order already in the store)
     -- orders that reduce the position skip 8-13: they never add risk --
- 8. MAX_POSITION_SIZE         |position + units| > limit (only if |position| grows)
+ 8. MAX_POSITION_SIZE         worst case on the order's side: with
+                              base = position + W (signed like the order),
+                              |base + units| > limit, only if it grows
+                              (|base + units| > |base|)
  9. MAX_POSITIONS_PER_INSTRUMENT  working orders + open position (+ this order)
                               on the instrument > limit
-10. MAX_DAILY_LOSS            NAV - NAV at the day's start < -limit
+10. MAX_DAILY_LOSS            NAV - NAV at the day's start <= -limit: reaching
+                              the maximum loss stops new risk (a limit of 0
+                              allows new risk only on a day in profit)
 11. PRICE_UNAVAILABLE         no mark yet for the instrument or its conversion
 12. MAX_LEVERAGE              gross position value after the order > leverage * NAV
                               (only if the gross value grows)
@@ -30,10 +35,21 @@ run cheapest first and stop at the first denial:
 14. ORDER_RATE_LIMIT          token bucket empty; last, so only orders that
                               would be sent consume a token
 
+W is the units still to fill of the account's *other* working orders on the
+instrument on the order's side (``OrderStore.pend_buy``/``pend_sell``:
+non-terminal orders, emulated ones included, units - filled). An order
+*reduces* when it is on the opposite side of a non-zero position and
+|units| + W <= |position|: it and every working order on its side filling
+together cannot flip the position. Checks 10-13 (money) stay on the filled
+position, |position + units| (the broker takes margin at the fill).
+
 ``consume=False`` checks without spending a token (a dry-run validation);
 ``existing=True`` checks an order already in the OrderStore (a modify, an
 emulated order at its trigger), so it is not counted twice in the working
-order limits.
+order limits, and ``own`` is the signed remaining units (units - filled) the
+store counts for it now, taken out of W when on the order's side (a modify
+that changes the side leaves the old remaining on the other side, where it
+does not enter this check).
 
 Values after the order use the ledger's per-unit values at the last mark
 (position value and margin = |units| * per-unit value, half-even), i.e. the
@@ -214,6 +230,8 @@ cdef class RiskEngine:
         self.i_max_units = ledger.instruments.maximum_order_units
         self.working = orders.working
         self.working_acct = orders.working_acct
+        self.pend_buy = orders.pend_buy
+        self.pend_sell = orders.pend_sell
 
     def __dealloc__(self):
         free(self.acct); free(self.allowed)
@@ -246,7 +264,7 @@ cdef class RiskEngine:
         cdef int128 x, q
         r.c_avail = nav - self.a_margin[a]
         r.c_daily_ok = not (r.max_daily_loss != INT64_MAX
-                            and nav - self.a_day_start[a] < -r.max_daily_loss)
+                            and nav - self.a_day_start[a] <= -r.max_daily_loss)
         if r.max_leverage == INT64_MAX:
             r.c_lev_room = _ROOM
         else:
@@ -273,7 +291,7 @@ cdef class RiskEngine:
         cdef int128 v_after, m_after, gross, used, avail
         cdef int x
         nav = self.a_balance[a] + self.a_upl[a]
-        if self.acct[a].max_daily_loss != INT64_MAX and nav - self.a_day_start[a] < -self.acct[a].max_daily_loss:
+        if self.acct[a].max_daily_loss != INT64_MAX and nav - self.a_day_start[a] <= -self.acct[a].max_daily_loss:
             why.x = nav - self.a_day_start[a]
             why.y = self.acct[a].max_daily_loss
             return R_MAX_DAILY_LOSS
@@ -311,8 +329,9 @@ cdef class RiskEngine:
                 return R_INSUFFICIENT_MARGIN
         return R_OK
 
-    cdef inline int _eval(self, int a, int i, int64_t u, int64_t now_ns, int flags, Why* why) noexcept nogil:
-        cdef int64_t k, p, au, lim, cnt, elapsed, tk, cap, after, vu, mu, pv, pm
+    cdef inline int _eval(self, int a, int i, int64_t u, int64_t now_ns, int flags, int64_t own,
+                          Why* why) noexcept nogil:
+        cdef int64_t k, p, au, lim, cnt, elapsed, tk, cap, after, vu, mu, pv, pm, wk, base
         cdef AcctRisk* r
         cdef const UnitVal* w
         cdef bint reducing
@@ -348,21 +367,34 @@ cdef class RiskEngine:
             return R_MAX_UNITS_PER_ORDER
         k = <int64_t>a * self.n_i + i
         p = self.p_units[k]
-        reducing = p != 0 and (u > 0) != (p > 0) and au <= _abs(p)
+        # W: the other working orders' units still to fill on the order's side
+        # (<= 2**23 * 10**12, orders.pxd: every sum below fits int64)
+        wk = self.pend_buy[k] if u > 0 else self.pend_sell[k]
+        if own != 0 and (own > 0) == (u > 0):
+            wk -= _abs(own)
+            if wk < 0:
+                wk = 0
+        reducing = p != 0 and (u > 0) != (p > 0) and au + wk <= _abs(p)
         if r.state == TS_REDUCING and not reducing:
             why.x = u
             why.y = p
+            why.z = wk
             return R_REDUCE_ONLY_VIOLATION
         if not (flags & F_EXISTING) and self.working_acct[a] + 1 > r.max_working_orders:
             why.x = self.working_acct[a] + 1
             why.y = r.max_working_orders
             return R_MAX_CONCURRENT_ORDERS
         if not reducing:
-            after = _abs(p + u)  # |p|, |u| <= MAX_UNITS: no int64 overflow
-            if after > _abs(p) and after > r.max_position_size:
+            # worst case on the order's side: everything on it fills
+            base = p + wk if u > 0 else p - wk
+            after = _abs(base + u)
+            if after > _abs(base) and after > r.max_position_size:
                 why.x = after
                 why.y = r.max_position_size
+                why.z = wk
+                why.w = p
                 return R_MAX_POSITION_SIZE
+            after = _abs(p + u)  # the filled position after it: |p|, |u| <= MAX_UNITS
             cnt = self.working[k] + (1 if p != 0 else 0) + (0 if flags & F_EXISTING else 1)
             if cnt > r.max_positions_per_instrument:
                 why.x = cnt
@@ -427,9 +459,10 @@ cdef class RiskEngine:
         elif code == R_MAX_UNITS_PER_ORDER:
             d = f"units={_i128(why.x)} limit={_i128(why.y)}"
         elif code == R_REDUCE_ONLY_VIOLATION:
-            d = f"units={u} position={_i128(why.y)} state=REDUCING"
+            d = f"units={u} position={_i128(why.y)} working_same_side={_i128(why.z)} state=REDUCING"
         elif code == R_MAX_POSITION_SIZE:
-            d = f"units={_i128(why.x)} limit={_i128(why.y)}"
+            d = (f"units={_i128(why.x)} limit={_i128(why.y)} position={_i128(why.w)} "
+                 f"working_same_side={_i128(why.z)} order={u}")
         elif code == R_MAX_POSITIONS_PER_INSTRUMENT:
             d = f"count={_i128(why.x)} limit={_i128(why.y)}"
         elif code == R_MAX_DAILY_LOSS:
@@ -456,13 +489,17 @@ cdef class RiskEngine:
     # --- entry points -----------------------------------------------------------------
 
     def check(self, int account, int instrument, int64_t units, int64_t now_ns,
-              bint consume=True, bint existing=False):
+              bint consume=True, bint existing=False, int64_t own=0):
         """0 if the order may go, else a RiskCode value; on denial
-        ``last_denial`` holds the detail text (built only then)."""
+        ``last_denial`` holds the detail text (built only then). ``own``
+        (with ``existing``): the order's signed remaining units the store
+        counts now."""
         cdef Why why
+        if own != 0 and not existing:
+            raise ValueError("own is the remaining units of an existing order: pass existing=True")
         cdef int code = self._eval(account, instrument, units, now_ns,
                                    (F_CONSUME if consume else 0) | (F_EXISTING if existing else 0),
-                                   &why)
+                                   own, &why)
         if code != R_OK:
             self.last_denial = self._detail(code, account, instrument, units, &why)
         return code
@@ -479,18 +516,20 @@ cdef class RiskEngine:
         """``gate`` (the engine calls it in C on every order)."""
         cdef Why why
         cdef int code = self._eval(account, instrument, units, now_ns,
-                                   (F_CONSUME | F_WORKING_FIRST) if consume else F_WORKING_FIRST, &why)
+                                   (F_CONSUME | F_WORKING_FIRST) if consume else F_WORKING_FIRST, 0, &why)
         if code != R_OK:
             self.last_denial = self._detail(code, account, instrument, units, &why)
         return code
 
     def check_detail(self, int account, int instrument, int64_t units, int64_t now_ns,
-                     bint consume=True, bint existing=False):
+                     bint consume=True, bint existing=False, int64_t own=0):
         """(RiskCode, detail or None) for callers off the hot path."""
         cdef Why why
+        if own != 0 and not existing:
+            raise ValueError("own is the remaining units of an existing order: pass existing=True")
         cdef int code = self._eval(account, instrument, units, now_ns,
                                    (F_CONSUME if consume else 0) | (F_EXISTING if existing else 0),
-                                   &why)
+                                   own, &why)
         if code == R_OK:
             return RiskCode.OK, None
         d = self._detail(code, account, instrument, units, &why)
@@ -498,14 +537,16 @@ cdef class RiskEngine:
         return RiskCode(code), d
 
     def _check_exact(self, int account, int instrument, int64_t units, int64_t now_ns,
-                     bint consume=False, bint existing=False):
+                     bint consume=False, bint existing=False, int64_t own=0):
         """``check_detail`` without the cached fast path of checks 10-13 (every
         number recomputed from the ledger in int128): the reference the tests
         hold the cached decisions to. Not for the hot path."""
         cdef Why why
+        if own != 0 and not existing:
+            raise ValueError("own is the remaining units of an existing order: pass existing=True")
         cdef int code = self._eval(account, instrument, units, now_ns,
                                    (F_CONSUME if consume else 0) | (F_EXISTING if existing else 0)
-                                   | F_EXACT, &why)
+                                   | F_EXACT, own, &why)
         if code == R_OK:
             return RiskCode.OK, None
         return RiskCode(code), self._detail(code, account, instrument, units, &why)
@@ -529,7 +570,7 @@ cdef class RiskEngine:
         cdef int* po = out.data.as_ints
         with nogil:
             for j in range(n):
-                c = self._eval(pa[j], pi[j], pu[j], now_ns, F_CONSUME, &why)
+                c = self._eval(pa[j], pi[j], pu[j], now_ns, F_CONSUME, 0, &why)
                 po[j] = c
                 denied += c != R_OK
         return denied

@@ -611,7 +611,8 @@ class Engine(EngineCore):
         if self._kill.blocking(o.account_id) is not None:
             reason = "KILL_SWITCH_ACTIVE"
         else:
-            code, detail = self._risk.check_existing(o.acct, o.inst_idx, o.norm.units, self._clock(), False)
+            code, detail = self._risk.check_existing(o.acct, o.inst_idx, o.norm.units, self._clock(), False,
+                                                     own=o.norm.units)  # emulated: nothing filled yet
             if code is not None:
                 reason = code
         if reason is not None:
@@ -786,7 +787,8 @@ class Engine(EngineCore):
             raise KillSwitchActiveError(f"kill switch active: {ks.reason}", code="KILL_SWITCH_ACTIVE",
                                         detail=f"actor={ks.actor} reason={ks.reason}")
         remaining = n.units - filled
-        code, detail = self._risk.check_existing(o.acct, inst.index, remaining, self._clock(), True)
+        own = old.units - (o.fill_units if old.units > 0 else -o.fill_units)  # what the store counts now
+        code, detail = self._risk.check_existing(o.acct, inst.index, remaining, self._clock(), True, own=own)
         if code is not None:
             raise RiskDeniedError(f"risk check failed: {detail}", code=code, detail=detail)
         if self._journal_on:

@@ -120,12 +120,15 @@ class RiskGateway:
             return _CODE_NAMES[code], self.kernel.last_denial
         return None, None
 
-    def check_existing(self, a: int, i: int, units: int, now_ns: int, consume: bool):
+    def check_existing(self, a: int, i: int, units: int, now_ns: int, consume: bool, *, own: int):
         """Check for an order that is already counted as working (a modify, an
         emulated order at its trigger): the kernel's ``existing`` flag counts
         the order being checked once, not twice, in its per-instrument limit
-        and skips the concurrency limit."""
-        code = self.kernel.check(a, i, units, now_ns, consume, True)
+        and skips the concurrency limit; ``own`` is the order's signed
+        remaining units (units - filled) the store counts now, which the
+        reduce-only and position-size checks leave out of the other working
+        orders (``units`` is what the order will have left to fill)."""
+        code = self.kernel.check(a, i, units, now_ns, consume, True, own)
         if code:
             return _CODE_NAMES[code], self.kernel.last_denial
         return None, None
