@@ -1087,7 +1087,7 @@ class Engine(EngineCore):
         o.updated_at = record.get("updated_at") or now
         self._orders[oid] = o
         if coid != oid:
-            self._by_client[coid] = o
+            self._by_client[a][coid] = o
         log.info("re-armed emulated order %s", oid, extra=self._log_extra(o))
         if self._kill.blocking(o.account_id) is not None:
             self._cancel_local(o, "KILL_SWITCH")  # what the activation did to every waiting order
