@@ -10,16 +10,9 @@ import asyncio
 from fastexec.brokers.oanda import OandaBroker, OandaConfig
 from fastexec.config import Settings
 from fastexec.engine import Engine, OrderSpec
-from fastexec.sim.testing import SimServer
+from fastexec.sim.testing import SimServer, wait_for
 
 from .harness import px
-
-
-async def _wait_for(pred, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not pred():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 def _cancels(sim) -> list:
@@ -69,7 +62,7 @@ async def test_kill_switch_retries_a_failed_cancel_until_the_order_is_cancelled(
             ks = engine.health()["kill_switch"]
             assert ks["cancels_retrying"] == 1 and ks["retrying_orders"] == [order.order_id]
 
-            await _wait_for(lambda: engine.get_order(order.order_id).status == "cancelled")
+            await wait_for(lambda: engine.get_order(order.order_id).status == "cancelled")
             done = engine.get_order(order.order_id)
             assert done.reject_reason == "KILL_SWITCH"
             assert sim.venue.accounts[a].pending == {}
@@ -91,9 +84,9 @@ async def test_kill_switch_stops_retrying_once_released():
             _fail_cancels(sim, always=True)
             view = await engine.activate_kill_switch(a, reason="outage", actor="ops")
             assert view.cancel_failed == (order.order_id,)
-            await _wait_for(lambda: len(_cancels(sim)) >= 3)  # activation plus retries
+            await wait_for(lambda: len(_cancels(sim)) >= 3)  # activation plus retries
             await engine.release_kill_switch(a, actor="ops")
-            await _wait_for(lambda: engine.health()["kill_switch"]["cancels_retrying"] == 0, timeout=2)
+            await wait_for(lambda: engine.health()["kill_switch"]["cancels_retrying"] == 0, timeout=2)
             sent = len(_cancels(sim))
             await asyncio.sleep(0.5)  # several backoff periods
             assert len(_cancels(sim)) == sent
@@ -118,11 +111,11 @@ async def test_kill_switch_retry_ends_an_order_filled_before_its_cancel_got_thro
             limit = order.price
             sim.venue.set_price("EUR_USD", limit - px("0.00010"), limit)  # the venue fills the limit
             assert sim.venue.accounts[a].pending == {}
-            await _wait_for(lambda: engine.get_order(order.order_id).status != "working")
+            await wait_for(lambda: engine.get_order(order.order_id).status != "working")
             done = engine.get_order(order.order_id)
             assert done.status == "filled" and done.filled_units == 1000
             assert engine.position(a, "EUR_USD").units == 1000
-            await _wait_for(lambda: engine.health()["kill_switch"]["cancels_retrying"] == 0, timeout=2)
+            await wait_for(lambda: engine.health()["kill_switch"]["cancels_retrying"] == 0, timeout=2)
             sent = len(_cancels(sim))
             await asyncio.sleep(0.4)
             assert len(_cancels(sim)) == sent  # nothing left to cancel

@@ -8,16 +8,9 @@ import asyncio
 from fastexec.brokers.oanda import OandaBroker, OandaConfig
 from fastexec.config import Settings
 from fastexec.engine import Engine, OrderSpec
-from fastexec.sim.testing import SimServer
+from fastexec.sim.testing import SimServer, wait_for
 
 from .harness import px
-
-
-async def _wait_for(pred, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not pred():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_engine_over_the_oanda_adapter():
@@ -40,7 +33,7 @@ async def test_engine_over_the_oanda_adapter():
 
             # the market comes down to the limit: the fill arrives on the transaction stream
             sim.venue.set_price("EUR_USD", bid - px("0.00410"), bid - px("0.00400"))
-            await _wait_for(lambda: engine.get_order(resting.order_id).status == "filled")
+            await wait_for(lambda: engine.get_order(resting.order_id).status == "filled")
             assert engine.position(a, "EUR_USD").units == 1700
 
             # the connection drops after the venue applied the order: resolved, not resent
@@ -128,7 +121,7 @@ async def test_broker_outages_never_place_an_order_twice_and_end_in_a_known_stat
             assert engine.get_order("unknown").status == "pending"
             # the broker comes back with no record of it: after the grace period it is known not placed
             sim.faults.error_rate = 0.0
-            await _wait_for(lambda: engine.get_order("unknown").status != "pending", timeout=10)
+            await wait_for(lambda: engine.get_order("unknown").status != "pending", timeout=10)
             assert engine.get_order("unknown").status == "rejected"
             assert engine.get_order("unknown").reject_reason == "NOT_PLACED"
             assert not any(o.client_id == "unknown" for o in acct.orders.values())
@@ -199,20 +192,20 @@ async def test_an_order_resolved_later_at_the_start_of_the_venues_history_still_
                 await other.submit(OrderRequest(client_id=f"o-{i}", account_id=a, instrument="EUR_USD",
                                                 units=100 if i % 2 == 0 else -100))
                 i += 1
-            await _wait_for(lambda: engine.broker.delivered_txn_id(a) == acct.last_id, timeout=30)
+            await wait_for(lambda: engine.broker.delivered_txn_id(a) == acct.last_id, timeout=30)
             sim.faults.heartbeat = 3600.0
             sim.faults.stream_skip_next = 10**9  # nor does the stream tell
             sim.faults.hold = 2.0
             sim.faults.timeout_next = 1  # applied, the answer held past the adapter's timeout
             task = asyncio.ensure_future(engine.submit(OrderSpec(a, "EUR_USD", "sell", 300, client_order_id="late")))
-            await _wait_for(lambda: any(o.client_id == "late" for o in acct.orders.values()))
+            await wait_for(lambda: any(o.client_id == "late" for o in acct.orders.values()))
             sim.faults.fault_methods = ("GET",)
             sim.faults.error_rate = 1.0  # every lookup fails until the adapter and the engine give up for now
             with pytest.raises(BrokerUnavailableError):
                 await task
             assert engine.get_order("late").status == "pending"
             sim.faults.error_rate = 0.0
-            await _wait_for(lambda: engine.get_order("late").status != "pending", timeout=10)
+            await wait_for(lambda: engine.get_order("late").status != "pending", timeout=10)
             (order,) = [o for o in acct.orders.values() if o.client_id == "late"]
             assert order.fill_txn - 64 < acct.txns.base < order.fill_txn  # the edge this test is about
             view = engine.get_order("late")

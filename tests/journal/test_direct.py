@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from fastexec.journal._direct import BLOCK, DirectAppender
+from fastexec.sim.testing import wait_for
 
 FILE = 256 * 1024
 
@@ -415,14 +416,6 @@ async def _write_until(w, cond, k=0, limit=5000):
     raise AssertionError("condition not reached")
 
 
-async def _wait_for(cond, timeout=10.0):
-    import asyncio
-
-    for _ in range(int(timeout / 0.005)):
-        if cond():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("timed out")
 
 
 async def test_rotation_renames_the_spare_made_ahead_into_place(tmp_path):
@@ -439,7 +432,7 @@ async def test_rotation_renames_the_spare_made_ahead_into_place(tmp_path):
     spare = tmp_path / wmod.SPARE_NAME
     n = await _write_until(w, lambda: w.spare != "none")
     assert w._pos >= 32 * 1024  # not before half a segment
-    await _wait_for(lambda: w.spare == "ready")
+    await wait_for(lambda: w.spare == "ready", timeout=10.0, poll=0.005)
     inode, size = spare.stat().st_ino, spare.stat().st_size
     assert size >= 64 * 1024 and not any(spare.read_bytes()) and w.stats.rotations == 0
     n += await _write_until(w, lambda: w.stats.rotations == 1)
@@ -509,7 +502,7 @@ async def test_a_writer_killed_after_rotating_into_the_spare_reopens_where_it_wa
     w = JournalWriter(str(tmp_path), segment_bytes=64 * 1024)
     w.open()
     n = await _write_until(w, lambda: w.spare != "none")
-    await _wait_for(lambda: w.spare == "ready")
+    await wait_for(lambda: w.spare == "ready", timeout=10.0, poll=0.005)
     n += await _write_until(w, lambda: w.stats.rotations == 1)
     n += await _write_until(w, lambda: w._pos >= 8 * 1024)
     await w.flush()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from fastexec.config import Settings
 from fastexec.engine.types import OrderSpec
 from fastexec.journal import read_records
 from fastexec.journal.integration import JournaledEngine
@@ -17,27 +16,12 @@ from fastexec.sim.broker import SimulatedBroker
 from fastexec.sim.venue import Venue
 
 from .history import journal_orders
-
-
-def settings() -> Settings:
-    return Settings.from_env({"MAX_ORDERS_PER_SECOND": "10000"}, dotenv=False)
+from .restart import crash, settings, start
 
 
 @pytest.fixture
 def venue():
     return Venue(seed=2, accounts=1, balance="100000")
-
-
-async def start(venue, path) -> JournaledEngine:
-    je = JournaledEngine(settings(), SimulatedBroker(venue), journal_dir=str(path))
-    await je.start()
-    return je
-
-
-async def crash(je: JournaledEngine) -> None:
-    """What kill -9 leaves: the journal's files as they are, and no more events reaching the old engine."""
-    je.journal.abandon()
-    await je.engine.broker.stop()
 
 
 def spec(acct, cid, units=1000, side="buy", **kw) -> OrderSpec:

@@ -10,16 +10,9 @@ from fastexec.brokers.oanda import OandaBroker, OandaConfig
 from fastexec.config import Settings
 from fastexec.engine.types import OrderSpec
 from fastexec.journal.integration import JournaledEngine
-from fastexec.sim.testing import SimServer
+from fastexec.sim.testing import SimServer, wait_for
 
 PIP = 10_000_000  # 0.0001 at PRICE_SCALE (1e11)
-
-
-async def _wait_for(pred, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not pred():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def _start(sim, path) -> JournaledEngine:
@@ -66,7 +59,7 @@ async def test_restart_with_active_kill_switch_cancels_adopted_orders(tmp_path):
             assert je2.kill_switch(acct).active
             assert (je2.kill_switch(acct).reason, je2.kill_switch(acct).actor) == ("outage", "ops")
             assert je2.kill_switch(acct).activated_at == ks.activated_at  # when it was pulled, not the restart
-            await _wait_for(lambda: je2.get_order(order.order_id).status == "cancelled")
+            await wait_for(lambda: je2.get_order(order.order_id).status == "cancelled")
             back = je2.get_order("w1")
             assert back.order_id == order.order_id and back.reject_reason == "KILL_SWITCH"
             assert sim.venue.accounts[acct].pending == {}

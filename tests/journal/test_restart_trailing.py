@@ -5,35 +5,18 @@ from __future__ import annotations
 
 import asyncio
 
-from fastexec.config import Settings
 from fastexec.engine.types import OrderSpec
-from fastexec.journal.integration import JournaledEngine
-from fastexec.sim.broker import SimulatedBroker
 from fastexec.sim.venue import Venue
 
 from .history import journal_orders
+from .restart import crash, start
 
 PIP = 10_000_000  # 0.0001 at PRICE_SCALE (1e11)
 P = 100_000  # 1e-6: EUR_USD prices below are written in pips from 1.10000
 
 
-def settings() -> Settings:
-    return Settings.from_env({"MAX_ORDERS_PER_SECOND": "10000"}, dotenv=False)
-
-
 def px(pips_from_1_1: int) -> int:
     return 110_000_000_000 + pips_from_1_1 * PIP
-
-
-async def start(venue, path) -> JournaledEngine:
-    je = JournaledEngine(settings(), SimulatedBroker(venue), journal_dir=str(path))
-    await je.start()
-    return je
-
-
-async def crash(je: JournaledEngine) -> None:
-    je.journal.abandon()
-    await je.engine.broker.stop()
 
 
 async def _trailed(venue, path):

@@ -12,7 +12,7 @@ from fastexec.config import Settings
 from fastexec.engine.types import OrderSpec
 from fastexec.journal.integration import JournaledEngine
 from fastexec.sim.broker import SimulatedBroker
-from fastexec.sim.testing import SimServer
+from fastexec.sim.testing import SimServer, wait_for
 from fastexec.sim.venue import Venue
 
 from .history import journal_orders
@@ -22,13 +22,6 @@ PIP = 10_000_000  # 0.0001 at PRICE_SCALE (1e11)
 
 def settings() -> Settings:
     return Settings.from_env({"MAX_ORDERS_PER_SECOND": "10000"}, dotenv=False)
-
-
-async def _wait_for(pred, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not pred():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 def _stop_limit(acct, cid, stop):
@@ -96,9 +89,9 @@ async def test_restart_resolves_a_triggered_order_whose_send_was_not_confirmed_b
         sim.faults.hold = 3.0
         sim.faults.timeout_next = 1  # applied at once, the answer held past the adapter's timeout
         sim.venue.set_price("EUR_USD", stop - PIP, stop)
-        await _wait_for(lambda: _created(sim.venue, acct, "sl-2"))
+        await wait_for(lambda: _created(sim.venue, acct, "sl-2"))
         sim.faults.error_rate = 1.0
-        await _wait_for(lambda: je.get_order(view.order_id).status == "pending")
+        await wait_for(lambda: je.get_order(view.order_id).status == "pending")
         await je.journal_barrier()
         assert je.journal.state.orders[view.order_id]["status"] == "emulated"  # triggered, send unconfirmed
         je.journal.abandon()  # crash

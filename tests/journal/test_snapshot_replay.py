@@ -190,7 +190,6 @@ async def test_finished_orders_are_retired_identically_live_and_after_restart(tm
     # broker is also still found by its old one
     assert resumed.by_broker.items() <= live.by_broker.items()
     # every open order is indexed by its client id; of the finished, only the retained ones are
-    open_ids = {o["client_order_id"]: o["order_id"] for o in live.orders.values() if o.get("client_order_id")}
     indexed = {(acct, c) for acct, d in live.by_client.items() for c in d}
     assert indexed == {(o["account_id"], o["client_order_id"]) for o in live.orders.values()
                        if o.get("client_order_id")} | set(live._terminal)

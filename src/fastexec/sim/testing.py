@@ -7,7 +7,8 @@ a test can both drive the broker and check what the client did to it.
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+import asyncio
+from typing import Callable, Optional, Union
 
 from .faults import FaultConfig, Stats
 from .server import DEFAULT_TOKEN, V20Sim
@@ -27,6 +28,17 @@ def run_inline(coro):
         return done.value
     coro.close()
     raise AssertionError("the coroutine yielded to the event loop on the in-process path")
+
+
+async def wait_for(pred: Callable[[], object], timeout: float = 5.0, poll: float = 0.02) -> None:
+    """Poll ``pred`` on the running loop until it holds; AssertionError after
+    ``timeout`` seconds. For outcomes that arrive over loopback (a retried
+    cancel, a resolved lookup): a bounded wait, never a sleep that hopes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(poll)
 
 
 class SimServer:
