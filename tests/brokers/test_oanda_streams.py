@@ -196,3 +196,32 @@ async def test_live_stream_skips_a_transaction_it_cannot_read_and_goes_on(sim, b
     assert broker.stats["txn_stream_errors"] == 0 and broker.stats["txn_stream_connects"] == 1
     assert sim.stats.count(path="/transactions/sinceid") == 1 and broker.stats["skipped_txns"] == 1
     assert len(skipped_logged(caplog, bad)) == 1
+
+
+async def test_replay_skips_a_transaction_without_a_readable_id_instead_of_reconnecting_forever(sim, acct, caplog):
+    first = OandaBroker(adapter_config(sim))
+    await first.start(streams=False)
+    try:
+        resume = (await first.account_summary(acct)).last_txn_id
+        fills = []
+        for i, units in enumerate((100, -100, 100)):
+            (fill,) = await first.submit(OrderRequest(f"ui-{i}", acct, "EUR_USD", units))
+            fills.append(fill)
+    finally:
+        await first.stop()
+    sim.faults.txn_overrides[fills[1].txn_id] = {"id": "not-a-number"}
+    events = Recorder()
+    second = OandaBroker(adapter_config(sim))
+    second.set_event_handler(events)
+    second.set_resume_point(acct, resume)
+    await second.start()
+    try:
+        v = sim.venue.accounts[acct]
+        await eventually(lambda: second.delivered_txn_id(acct) == v.last_id, what="replay delivered")
+        assert events.of(OrderFilled) == [fills[0], fills[2]]
+        await asyncio.sleep(0.6)  # the stream stays up: no failed replay, no reconnect loop
+        assert second.stats["txn_stream_errors"] == 0 and second.stats["skipped_txns"] == 1
+        assert sim.stats.count(path="/transactions/sinceid") == 1
+        assert [r for r in caplog.records if "unreadable transaction id 'not-a-number'" in r.getMessage()]
+    finally:
+        await second.stop()

@@ -26,6 +26,7 @@ import logging
 import random
 import time
 from functools import partial
+from operator import itemgetter
 from importlib import resources
 from urllib.parse import quote
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
@@ -114,6 +115,16 @@ async def _cancel_and_wait(tasks: Sequence[asyncio.Task]) -> None:
             if exc is not None:
                 log.warning("%s ended with %r", t.get_name(), exc)
 
+
+
+def _txn_id(t: dict) -> Optional[int]:
+    """A transaction's id as an int (OANDA sends a decimal string), or None when it
+    has none that reads as one: such a transaction cannot be ordered or marked
+    delivered, and failing on it would make every reconnect replay it again."""
+    try:
+        return int(t["id"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 class _StreamStatus(Exception):
     def __init__(self, status: int) -> None:
@@ -697,11 +708,17 @@ class OandaBroker(Broker):
                     if last > self._last_txn.get(acct, 0):
                         self._last_txn[acct] = last
                 return
-            txns.sort(key=lambda t: int(t["id"]))
+            numbered = []
+            for t in txns:
+                tid = _txn_id(t)
+                if tid is None:  # cannot be ordered or marked: said once, never waited on
+                    self._skip_txn(acct, t, ValueError(f"unreadable transaction id {t.get('id')!r}"))
+                else:
+                    numbered.append((tid, t))
+            numbered.sort(key=itemgetter(0))
             fresh = []
             floor = self._delivered.get(acct, 0)
-            for t in txns:
-                tid = int(t["id"])
+            for tid, t in numbered:
                 if tid > floor:
                     fresh.append(t)
                     floor = tid
@@ -787,19 +804,22 @@ class OandaBroker(Broker):
                 on_line(t)
 
         def on_line(t: dict):
-            tid = t.get("id")
-            if tid is None:
+            if t.get("id") is None:
                 flush()
                 lt = t.get("lastTransactionID")
                 if lt and int(lt) > delivered.get(acct, 0):
                     return gap(None)
                 return None
+            tid = _txn_id(t)
+            if tid is None:
+                self._skip_txn(acct, t, ValueError(f"unreadable transaction id {t.get('id')!r}"))
+                return None
             # Transaction ids are consecutive per account: a jump means the
             # stream skipped something, so replay before going on.
-            if int(tid) > delivered.get(acct, 0) + 1:
+            if tid > delivered.get(acct, 0) + 1:
                 flush()
                 return gap(t)
-            if int(tid) <= delivered.get(acct, 0):
+            if tid <= delivered.get(acct, 0):
                 return None  # already delivered (a replay overlapping the stream)
             try:
                 ev = wire.txn_event(acct, t, "", cids)
@@ -817,7 +837,7 @@ class OandaBroker(Broker):
                     flush()
             if ev is not None:
                 if typ in wire.ORDER_CREATE_TYPES and t.get("reason") == "CLIENT_ORDER":
-                    held.extend((ev, t.get("batchID"), tid, loop.call_later(0.05, flush)))
+                    held.extend((ev, t.get("batchID"), t["id"], loop.call_later(0.05, flush)))
                 else:
                     self._emit(ev)
             # marked delivered once handled (emitted, held for its batch, or skipped)
