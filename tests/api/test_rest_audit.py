@@ -180,7 +180,7 @@ async def test_client_ids_are_per_account(authed):
     assert venue.accounts[a1].by_client["b2-lim"].id == int(a_order["broker_order_id"])
 
 
-async def test_cursor_of_other_account_is_invalid_cursor(authed):
+async def test_cursor_of_other_account_reads_as_a_position_like_any_id(authed):
     api = authed
     a1, a2 = api.accounts[:2]
     api.token = TOKEN_ALL
@@ -190,11 +190,15 @@ async def test_cursor_of_other_account_is_invalid_cursor(authed):
         st, _, _ = await api.call("POST", "/api/v1/orders", json_body=_limit(api, account_id=a1))
         assert st == 201
     api.token = TOKEN_A
+    prefix = b_order["order_id"].rpartition("-")[0]
     answers = []
-    for cursor in (b_order["order_id"], "nonexistent1"):
+    # account B's order, and an id never issued at the same place (before A's three orders)
+    for cursor in (b_order["order_id"], f"{prefix}-0"):
         st, out, _ = await api.call("GET", f"/api/v1/orders?cursor={cursor}")
-        answers.append((st, out["error"]["code"], out["error"]["field"]))
-    assert answers == [(400, "INVALID_CURSOR", "cursor")] * 2, answers
+        answers.append((st, [o["order_id"] for o in out["orders"]]))
+    assert answers[0] == answers[1] and answers[0][0] == 200 and len(answers[0][1]) == 3, answers
+    st, out, _ = await api.call("GET", "/api/v1/orders?cursor=nonexistent1")  # not an engine id
+    assert (st, out["error"]["code"], out["error"]["field"]) == (400, "INVALID_CURSOR", "cursor")
     # a cursor of one's own account pages on
     st, page, _ = await api.call("GET", "/api/v1/orders?limit=1")
     st, rest, _ = await api.call("GET", f"/api/v1/orders?cursor={page['next_cursor']}")

@@ -112,6 +112,32 @@ async def test_list_orders_filters_and_pages(h):
         h.engine.list_orders(account_id="nope")
 
 
+async def test_a_walk_through_list_orders_goes_on_when_the_cursor_order_is_retired(h):
+    h.engine.retain_terminal = 5
+    h.engine.retire_batch = 3
+    working = (await h.engine.submit(OrderSpec(h.a1, "EUR_USD", "buy", 1, type="limit", price=px("1.09000")))).order_id
+    first = [(await h.engine.submit(OrderSpec(h.a1, "EUR_USD", "buy", 1))).order_id for _ in range(3)]
+    page = h.engine.list_orders(account_id=h.a1, limit=4)
+    assert [o.order_id for o in page] == [working, *first]
+    cursor = page[-1].order_id
+    later = [(await h.engine.submit(OrderSpec(h.a1, "EUR_USD", "sell", 1))).order_id for _ in range(12)]
+    with pytest.raises(NotFoundError):
+        h.engine.get_order(cursor)  # retired meanwhile
+    rest = [o.order_id for o in h.engine.list_orders(account_id=h.a1, limit=100, after=cursor)]
+    assert rest and set(rest) <= set(later) and rest == [i for i in later if i in rest]  # newer ones only, in order
+    assert rest == [o.order_id for o in h.engine.list_orders(account_id=h.a1, limit=100)][1:]  # all held after it
+    # another account's order as a cursor pages exactly as an id that was never issued at its place
+    other = (await h.engine.submit(OrderSpec(h.a2, "EUR_USD", "buy", 1))).order_id
+    assert h.engine.list_orders(account_id=h.a1, after=other) == []
+    prefix, _, n = other.rpartition("-")
+    never = f"{prefix}-{int(n) + 1000}"
+    assert h.engine.list_orders(account_id=h.a1, after=never) == []
+    assert h.engine.list_orders(account_id=h.a1, after=f"{prefix}-0") == h.engine.list_orders(account_id=h.a1)
+    with pytest.raises(ValidationError) as err:
+        h.engine.list_orders(after="no-such-order")  # not an engine id: not a cursor
+    assert err.value.code == "INVALID_CURSOR"
+
+
 async def test_journal_gets_the_command_before_the_broker_events(h):
     await h.engine.submit(OrderSpec(h.a1, "EUR_USD", "buy", 100, client_order_id="j-1"), request_id="r-1")
     kinds = [r["type"] for r in h.journal.records]

@@ -145,7 +145,7 @@ P_STATUS = text_param(
 )
 P_INSTRUMENT_QUERY = text_param("instrument", "query", m.instrument, description="Only this instrument.")
 P_LIMIT = int_param("limit", minimum=1, maximum=1000, default=100, description="Page size.")
-P_CURSOR = text_param("cursor", "query", String(max_length=128, pattern=r"^[A-Za-z0-9@][A-Za-z0-9_.:@\-]{0,127}$"), description="`next_cursor` of the previous page.")
+P_CURSOR = text_param("cursor", "query", String(max_length=128, pattern=r"^[A-Za-z0-9@][A-Za-z0-9_.:@\-]{0,127}$"), description="`next_cursor` of the previous page: a position in creation order (the page goes on after it even if its order has since been retired).")
 P_REASON = text_param(
     "reason", "query", String(max_length=128, pattern=m.REASON_PATTERN), description="Why (kept with the activation); default `manual`."
 )

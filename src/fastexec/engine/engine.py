@@ -72,7 +72,7 @@ from .hotpath import (
     with_units,
 )
 from .hotpath import Order as _Order
-from .hotpath import _IS_TERMINAL, engine_id_prefix
+from .hotpath import _IS_TERMINAL, engine_id_prefix, is_engine_id
 from .hotpath import new_order as _new_order
 from .journal import Journal, NullJournal
 from .killswitch import KillSwitches
@@ -115,6 +115,14 @@ UNRESOLVED_GRACE_S = 30.0  # after this, "no record at a reachable broker" means
 # under an active switch, and a dead broker must not be hammered either.
 KILL_RETRY_BASE_S = 0.5
 KILL_RETRY_MAX_S = 30.0
+
+
+
+def _id_position(order_id: str) -> tuple[str, int]:
+    """Where an engine order id stands in creation order: its start-time prefix
+    (fixed-width base36, so it sorts as text), then its counter."""
+    prefix, _, n = order_id.rpartition("-")
+    return prefix, int(n) if n.isdigit() else -1
 
 
 class Engine(EngineCore):
@@ -1117,7 +1125,15 @@ class Engine(EngineCore):
     def list_orders(self, account_id: Optional[str] = None, status: Optional[str] = None,
                     instrument: Optional[str] = None, limit: int = 100, after: Optional[str] = None) -> list[OrderView]:
         """Orders in creation order, filtered; ``after`` is the last order id of
-        the previous page. ``status`` is a status word or "open"."""
+        the previous page. ``status`` is a status word or "open".
+
+        ``after`` is a position, not a reference: any id of the engine's form
+        pages on from where that id stands (engine ids rise with creation:
+        the start-time prefix, then a counter), whether or not its order is
+        still held. So a walk goes on when the cursor's order is retired (the
+        oldest finished orders are, past ``retain_terminal``), and a cursor
+        naming another account's order answers exactly as an id never issued
+        at that place: ids cannot be probed through it."""
         if account_id is not None:
             self._acct_index(account_id)
         if status is not None and status != "open" and status not in STATUSES:
@@ -1127,13 +1143,16 @@ class Engine(EngineCore):
             raise ValidationError("limit must be 1..10000", code="INVALID_LIMIT", field="limit")
         orders = iter(self._orders.values())
         if after is not None:
-            cur = self._orders.get(after) if type(after) is str else None
-            if cur is None or (account_id is not None and cur.account_id != account_id):
-                # another account's order is as unknown as no order: ids cannot be probed
-                raise ValidationError(f"unknown cursor {after!r}", code="INVALID_CURSOR", field="after")
-            for o in orders:
-                if o.order_id == after:
-                    break
+            if not is_engine_id(after):
+                raise ValidationError(f"cursor {after!r} is not a next_cursor (an engine order id)",
+                                      code="INVALID_CURSOR", field="after")
+            if after in self._orders:  # held: the page starts right after it
+                for o in orders:
+                    if o.order_id == after:
+                        break
+            else:  # retired or never issued: after every order created before that id would have been
+                key = _id_position(after)
+                orders = (o for o in orders if _id_position(o.order_id) > key)
         out = []
         for o in orders:
             if account_id is not None and o.account_id != account_id:
