@@ -110,6 +110,9 @@ _PENDING_SUBMIT = S.PENDING_SUBMIT
 RETAIN_TERMINAL = 10_000
 RETIRE_BATCH = 512
 UNRESOLVED_GRACE_S = 30.0  # after this, "no record at a reachable broker" means never placed
+# Start-up reads of an account (balance, open trades) are repeated at most this
+# often until its last transaction id stays the same across them (_add_account).
+LOAD_CONSISTENT_READS = 8
 # A cancel the kill switch could not get through is tried again after these
 # delays (doubling, capped): a broker outage must not leave an order working
 # under an active switch, and a dead broker must not be hammered either.
@@ -206,12 +209,22 @@ class Engine(EngineCore):
             return
         if self.broker is None:
             self.broker = self._default_broker()
-        self.broker.set_event_handler(self._on_event)
-        await self.broker.start()
-        now = self._clock()
-        self._id_prefix = engine_id_prefix(now)  # a form client ids may not take (hotpath.is_engine_id)
-        for account_id in self.broker.account_ids():
-            await self._add_account(account_id)
+        # Events that arrive while the accounts load wait until each account's
+        # watermark is known (``_add_account``): then those already in the
+        # loaded state are dropped by the window and the later ones applied,
+        # in the order they came.
+        early: list = []
+        self.broker.set_event_handler(early.append)
+        try:
+            await self.broker.start()
+            now = self._clock()
+            self._id_prefix = engine_id_prefix(now)  # a form client ids may not take (hotpath.is_engine_id)
+            for account_id in self.broker.account_ids():
+                await self._add_account(account_id)
+        finally:
+            self.broker.set_event_handler(self._on_event)
+            for ev in early:
+                self._on_event(ev)
         names = [inst.name for inst in self.instruments]
         try:
             await self.broker.subscribe_prices(names)
@@ -257,26 +270,44 @@ class Engine(EngineCore):
         return SimulatedBroker(venue, tick_interval=s.sim_tick_interval_ms / 1000)
 
     async def _add_account(self, account_id: str) -> None:
-        snap = await self.broker.account_summary(account_id)
+        # Balance and positions opened before this engine started (e.g. on
+        # OANDA, or before a restart), read at one point of the account's
+        # history: its last transaction id is read before and after, and the
+        # reads are repeated if it moved. That id is the account's watermark:
+        # the state loaded here includes every transaction up to it, so the
+        # dedupe window starts there (``TxnWindow(floor=...)``) and no path
+        # that turns broker transactions into events (stream and its replays,
+        # an order looked up after a lost answer or a refused cancel, the
+        # housekeeping of orders of unknown fate) books one of them again.
+        trades = positions = None
+        for _ in range(LOAD_CONSISTENT_READS):
+            before = await self.broker.account_summary(account_id)
+            # The ledger closes lots FIFO like the broker, so it takes the
+            # broker's open trades, oldest first, one lot each, when the broker
+            # can list them; else one lot per position side at its average price
+            # (later closes then realize against that average, not per trade).
+            trades = await self._open_trades(account_id)
+            if trades is None:
+                positions = await self.broker.open_positions(account_id)
+            snap = await self.broker.account_summary(account_id)
+            if snap.last_txn_id == before.last_txn_id:
+                break
+        else:
+            log.error("account %s kept moving during %d reads at start; its state is taken from the last read",
+                      account_id, LOAD_CONSISTENT_READS)
         a = self._ledger.add_account(account_id, snap.currency, snap.balance)
         self._accounts[account_id] = a
         self._account_names.append(account_id)
         self._currency[account_id] = snap.currency
-        self._seen[account_id] = TxnWindow()
+        self._seen[account_id] = TxnWindow(max(0, snap.last_txn_id or 0))
         self._risk.add_account(a)
-        # Positions opened before this engine started (e.g. on OANDA, or before
-        # a restart). The ledger closes lots FIFO like the broker, so it takes
-        # the broker's open trades, oldest first, one lot each, when the broker
-        # can list them; else one lot per position side at its average price
-        # (later closes then realize against that average, not per trade).
-        trades = await self._open_trades(account_id)
         if trades is not None:
             for t in trades:
                 inst = self._inst.get(t.instrument)
                 if inst is not None and t.current_units:
                     self._ledger.apply_fill(a, inst.index, t.current_units, t.price, 0, int(t.trade_id))
             return
-        for pos in await self.broker.open_positions(account_id):
+        for pos in positions:
             inst = self._inst.get(pos.instrument)
             if inst is None:
                 continue
@@ -509,12 +540,20 @@ class Engine(EngineCore):
                 self._unresolved.pop(oid, None)
 
     async def _events_for_found(self, o: _Order, found) -> list:
+        """The broker's events that decide ``o`` (found at the broker by its
+        client id), for ``_on_event``. Only transactions after the account's
+        watermark are asked for: the state loaded at start includes the ones
+        up to it (``_add_account``), and the window drops them anyway."""
         if o.broker_order_id is None:
             o.broker_order_id = found.broker_order_id
             self._bind_broker(o, found.broker_order_id)
         txn = max(t for t in (found.filling_txn_id, found.cancelling_txn_id, 0) if t is not None)
         if txn:
-            for since in (txn - 64, txn - 1):  # with some context; failing that, from the deciding one
+            floor = self._seen[o.account_id].floor
+            if txn <= floor:
+                self._settle_included(o, found)
+                return []
+            for since in (max(txn - 64, floor), txn - 1):  # with some context; failing that, from the deciding one
                 try:
                     return await self.broker.transactions_since(o.account_id, since)
                 except BrokerError as exc:
@@ -524,6 +563,30 @@ class Engine(EngineCore):
         if found.state == "PENDING" and self._state(o) is S.PENDING_SUBMIT:
             self._transition(o, E.ACCEPT)
         return []
+
+    def _settle_included(self, o: _Order, found) -> None:
+        """``o`` was decided by a transaction the state loaded at start already
+        includes (an order taken back after a restart whose lookup failed then):
+        its state follows the broker's record, and positions are not touched,
+        as in ``adopt_order``."""
+        if self._state(o) in TERMINAL:
+            return
+        if found.state in ("FILLED", "TRIGGERED"):
+            n = o.norm
+            rest = n.units - (o.fill_units if n.units > 0 else -o.fill_units)
+            o.state = self._store.fill_at(o.slot, o.order_id, rest)
+            o.fill_units = abs(n.units)
+            o.updated_at = self._clock()
+            self._journal_status(o, None)
+            self._emit_order("order_filled", o)
+            if _IS_TERMINAL[o.state]:
+                self._retire(o)
+        elif found.state == "CANCELLED":
+            o.reject_reason = "CANCELLED_BEFORE_START"
+            o.updated_at = self._clock()
+            self._transition(o, E.CANCEL)
+            self._journal_status(o, o.reject_reason)
+            self._emit_order("order_cancelled", o)
 
     async def _reconcile_order(self, o: _Order) -> None:
         try:
