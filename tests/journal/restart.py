@@ -12,8 +12,9 @@ def settings() -> Settings:
     return Settings.from_env({"MAX_ORDERS_PER_SECOND": "10000"}, dotenv=False)
 
 
-async def start(venue, path) -> JournaledEngine:
-    je = JournaledEngine(settings(), SimulatedBroker(venue), journal_dir=str(path))
+async def start(venue, path, broker=None) -> JournaledEngine:
+    """``broker``: a broker over ``venue`` of the test's own (a ``SimulatedBroker`` by default)."""
+    je = JournaledEngine(settings(), broker if broker is not None else SimulatedBroker(venue), journal_dir=str(path))
     await je.start()
     return je
 
