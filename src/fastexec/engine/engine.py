@@ -11,7 +11,9 @@ Why it is shaped like this:
   later on the handler (fills of resting orders, exits hit by price, expiries)
   go through ``_on_event``, deduplicated by ``(account, txn_id)``: a venue may
   report the same transaction twice (HTTP response and transaction stream) and
-  applying a fill twice would corrupt the position.
+  applying a fill twice would corrupt the position. Per account, every id up
+  to the one the state loaded at start includes (the account's watermark,
+  ``_add_account``) counts as applied from the start.
 * **Never send an order twice.** Each order's client id goes to the broker
   once; when a submit fails without an answer the engine asks the broker for
   that client id instead of sending again.
