@@ -241,7 +241,7 @@ async def test_modify_refused_by_the_broker_leaves_the_working_order_as_it_was(h
 
 # ---------------------------------------------------------------------------------------------
 # Races of modify (a v20 replace: the old order is cancelled and a replacement created under a
-# new broker id) with fills and cancels, over the OANDA adapter and the v20 simulator on loopback.
+# new broker id) with fills and cancels, and of close with fills, over the OANDA adapter and the v20 simulator on loopback.
 # After each: the engine's working orders are the venue's pending ones, its positions the
 # venue's, the core store's pending units those of the venue's pending orders, each client id
 # was created once, and no fill was refused by the order bookkeeping.
@@ -430,6 +430,29 @@ async def test_a_second_modify_while_the_replacement_is_already_on_the_stream_is
         assert _puts(sim) - puts == 1
         await _caught_up(sim, engine, a)
         _agrees_with_the_venue(sim, engine, a, [view.order_id], caplog)
+
+
+async def test_close_of_n_units_sends_n_not_all_when_a_fill_lands_meanwhile(caplog):
+    """Long 1000 with a buy LIMIT 500 working; close_position(units=1000) is held at the venue
+    while the LIMIT fills: the venue closes 1000 (longUnits "1000", not "ALL"), 500 stay."""
+    async with _oanda(seed=62) as (sim, engine, a):
+        await engine.submit(OrderSpec(a, "EUR_USD", "buy", 1000, client_order_id="pos-1"))
+        limit, bid, ask = await _working_limit(sim, engine, a, "w-1", units=500)
+        f = sim.faults
+        f.fault_methods, f.fault_path = ("PUT",), "/close"
+        f.timeout_next, f.hold, f.timeout_applies, f.timeout_apply_late = 1, 0.3, True, True
+        close = asyncio.create_task(engine.close_position(a, "EUR_USD", units=1000))
+        await asyncio.sleep(0.1)
+        sim.venue.set_price("EUR_USD", bid - 25 * PIP, ask - 25 * PIP)  # the LIMIT fills
+        await close
+        await _caught_up(sim, engine, a)
+        acct = sim.venue.accounts[a]
+        last_fill = [t for t in acct.txns if t.type == "ORDER_FILL"][-1]
+        assert last_fill.p.units == -1000
+        assert engine.get_order(limit.order_id).status == "filled"
+        assert engine.position(a, "EUR_USD").units == 500
+        assert sum(1 for r in sim.stats.requests if r.path.endswith("/close")) == 1
+        _agrees_with_the_venue(sim, engine, a, [limit.order_id], caplog)
 
 
 async def test_in_process_modify_whose_replacement_fills_at_once_ends_filled(h):

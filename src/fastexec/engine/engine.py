@@ -1070,8 +1070,10 @@ class Engine(EngineCore):
 
     async def close_position(self, account_id: str, instrument: str, units: Optional[int] = None,
                              reason: str = "") -> PositionView:
-        """Close all (``units`` None) or part of a net position at market.
-        Allowed while the account is halted: getting flat must always work."""
+        """Close all (``units`` None) or ``units`` of a net position at market;
+        ``units`` goes to the broker as that size, never as "ALL", so a fill
+        landing meanwhile is not closed too. Allowed while the account is
+        halted: getting flat must always work."""
         t0 = perf_counter_ns()
         a = self._acct_index(account_id)
         inst = self._instrument(instrument)
@@ -1087,7 +1089,9 @@ class Engine(EngineCore):
             if units > abs(net):
                 raise ValidationError(f"units={units} exceeds the position {abs(net)}", code="UNITS_EXCEED_POSITION",
                                       field="units")
-        amount = "ALL" if units is None or units == abs(net) else units
+        # An explicit size is sent as that size, never as "ALL": the engine's
+        # position may be stale (a fill on its way), and ALL would close that too.
+        amount = "ALL" if units is None else units
         if self._journal_on:
             self._journal.append({"type": "position.close_requested", "ts": self._clock(), "account_id": account_id,
                                   "instrument": instrument, "units": units, "reason": reason})
