@@ -241,7 +241,8 @@ async def test_modify_refused_by_the_broker_leaves_the_working_order_as_it_was(h
 
 # ---------------------------------------------------------------------------------------------
 # Races of modify (a v20 replace: the old order is cancelled and a replacement created under a
-# new broker id) with fills and cancels, and of close with fills, over the OANDA adapter and the v20 simulator on loopback.
+# new broker id) with fills and cancels, and of close with fills, over the OANDA adapter and the
+# v20 simulator on loopback.
 # After each: the engine's working orders are the venue's pending ones, its positions the
 # venue's, the core store's pending units those of the venue's pending orders, each client id
 # was created once, and no fill was refused by the order bookkeeping.
