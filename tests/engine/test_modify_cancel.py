@@ -253,7 +253,6 @@ from contextlib import asynccontextmanager
 
 from fastexec.brokers.oanda import OandaBroker, OandaConfig, OandaTimeouts
 from fastexec.config import Settings
-from fastexec.errors import BrokerRejectedError
 from fastexec.sim.faults import FaultConfig
 from fastexec.sim.testing import SimServer, wait_for
 from fastexec.sim.venue import Order as VenueOrder
