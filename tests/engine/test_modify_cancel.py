@@ -237,3 +237,262 @@ async def test_modify_refused_by_the_broker_leaves_the_working_order_as_it_was(h
     # and it still works normally afterwards
     assert (await h.engine.modify(view.order_id, price=px("1.09600"))).price == px("1.09600")
     assert (await h.engine.cancel("gslo-1")).status == "cancelled"
+
+
+# ---------------------------------------------------------------------------------------------
+# Races of modify (a v20 replace: the old order is cancelled and a replacement created under a
+# new broker id) with fills and cancels, and of close with fills, over the OANDA adapter and the
+# v20 simulator on loopback.
+# After each: the engine's working orders are the venue's pending ones, its positions the
+# venue's, the core store's pending units those of the venue's pending orders, each client id
+# was created once, and no fill was refused by the order bookkeeping.
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+from fastexec.brokers.oanda import OandaBroker, OandaConfig, OandaTimeouts
+from fastexec.config import Settings
+from fastexec.sim.faults import FaultConfig
+from fastexec.sim.testing import SimServer, wait_for
+from fastexec.sim.venue import Order as VenueOrder
+
+PIP = px("0.00010")
+
+
+@asynccontextmanager
+async def _oanda(seed):
+    async with SimServer(seed=seed, accounts=1, faults=FaultConfig(seed=seed, heartbeat=0.25)) as sim:
+        cfg = OandaConfig(token=sim.token, account_ids=tuple(sim.account_ids), rest_url=sim.base_url,
+                          stream_url=sim.stream_url, resolve_window_s=2.0, backoff_base_s=0.01, backoff_max_s=0.1,
+                          stream_backoff_base_s=0.02, stream_backoff_max_s=0.2,
+                          timeouts=OandaTimeouts(connect=2.0, order=1.0, read=1.0, cancel=1.0, stream_heartbeat=0.8))
+        engine = Engine(Settings(max_orders_per_second=1000), OandaBroker(cfg))
+        await engine.start()
+        try:
+            yield sim, engine, engine.account_ids[0]
+        finally:
+            await engine.stop()
+
+
+def _hold_next(sim, path, hold, *, apply_late=False):
+    """The venue's answer to the next PUT on ``path`` comes ``hold`` s late; the request is
+    applied before the hold (the stream shows its outcome first), or after it."""
+    f = sim.faults
+    f.fault_methods, f.fault_path = ("PUT",), path
+    f.timeout_next, f.hold, f.timeout_applies, f.timeout_apply_late = 1, hold, True, apply_late
+
+
+async def _caught_up(sim, engine, a):
+    """The transaction stream has delivered everything the venue did."""
+    last = sim.venue.accounts[a].last_id
+    await wait_for(lambda: engine.broker.delivered_txn_id(a) >= last)
+    await engine.settle()
+
+
+def _agrees_with_the_venue(sim, engine, a, order_ids, caplog, instrument="EUR_USD"):
+    acct = sim.venue.accounts[a]
+    pending = [o for o in acct.pending.values() if o.reason in ("CLIENT_ORDER", "REPLACEMENT")]
+    assert engine.account(a).working_orders == len(pending)
+    venue_units = sum(p.units for p in acct.positions.values() if p.inst.name == instrument)
+    assert engine.position(a, instrument).units == venue_units
+    ai, ii = engine._accounts[a], engine._inst[instrument].index
+    assert engine._store.pending_units(ai, ii) == (sum(o.units for o in pending if o.units > 0),
+                                                   -sum(o.units for o in pending if o.units < 0))
+    for oid in order_ids:
+        v = engine.get_order(oid)
+        mine = [o for o in acct.orders.values() if o.client_id == v.client_order_id]
+        assert v.filled_units == sum(abs(o.fill_units) for o in mine if o.state == "FILLED")
+        assert v.is_open == any(o.state == "PENDING" for o in mine)
+        if v.is_open:  # the view's terms are the store's
+            assert abs(v.units) - v.filled_units == sum(abs(o.units) for o in mine if o.state == "PENDING")
+        creates = [t for t in acct.txns if isinstance(t.p, VenueOrder) and t.p.reason == "CLIENT_ORDER"
+                   and t.p.client_id == v.client_order_id]
+        assert len(creates) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+async def _working_limit(sim, engine, a, cid, units=1000):
+    bid, ask, _ = sim.venue.price("EUR_USD")
+    view = await engine.submit(OrderSpec(a, "EUR_USD", "buy", units, type="limit", price=bid - 20 * PIP,
+                                         client_order_id=cid))
+    assert view.status == "working"
+    await _caught_up(sim, engine, a)
+    return view, bid, ask
+
+
+def _puts(sim):
+    return sum(1 for r in sim.stats.requests if r.method == "PUT" and "/orders/" in r.path)
+
+
+@pytest.mark.parametrize("stream_first", [False, True], ids=["fill-in-the-answer", "fill-on-the-stream-first"])
+async def test_modify_raising_units_whose_replacement_fills_at_once_ends_filled(stream_first, caplog):
+    """The replace answer (or the stream, ahead of a held answer) carries the replacement's
+    fill of 1500: the store has the new units before that fill, so the order ends filled."""
+    async with _oanda(seed=21) as (sim, engine, a):
+        view, bid, ask = await _working_limit(sim, engine, a, "up-1")
+        puts = _puts(sim)
+        if stream_first:
+            _hold_next(sim, "/orders/", 0.3)
+        done = await engine.modify(view.order_id, price=ask + 5 * PIP, units=1500)
+        assert (done.status, done.units, done.filled_units) == ("filled", 1500, 1500)
+        assert done.broker_order_id != view.broker_order_id
+        await _caught_up(sim, engine, a)
+        assert _puts(sim) - puts == 1
+        assert engine.get_order(view.order_id).status == "filled"
+        assert engine.position(a, "EUR_USD").units == 1500
+        _agrees_with_the_venue(sim, engine, a, [view.order_id], caplog)
+
+
+@pytest.mark.parametrize("stream_first", [False, True], ids=["fill-in-the-answer", "fill-on-the-stream-first"])
+async def test_modify_lowering_units_whose_replacement_fills_at_once_ends_filled(stream_first, caplog):
+    """Lowered to 600 and filled at once: no raw store error escapes modify and the order
+    does not stay pending_replace."""
+    async with _oanda(seed=22) as (sim, engine, a):
+        view, bid, ask = await _working_limit(sim, engine, a, "down-1")
+        if stream_first:
+            _hold_next(sim, "/orders/", 0.3)
+        done = await engine.modify(view.order_id, price=ask + 5 * PIP, units=600)
+        assert (done.status, done.units, done.filled_units) == ("filled", 600, 600)
+        await _caught_up(sim, engine, a)
+        assert engine.position(a, "EUR_USD").units == 600
+        _agrees_with_the_venue(sim, engine, a, [view.order_id], caplog)
+
+
+async def test_cancel_during_modify_keeps_store_and_view_in_agreement(caplog):
+    """A cancel sent while a modify (1000 -> 1500) is in flight, the venue having applied it
+    with its answer held and the stream not showing the replacement yet: the cancel waits for
+    the replace and cancels the replacement. Store and view agree (1500 while working), and
+    the replacement's price being reached afterwards fills nothing."""
+    async with _oanda(seed=33) as (sim, engine, a):
+        view, bid, ask = await _working_limit(sim, engine, a, "mc-1")
+        _hold_next(sim, "/orders/", 0.6)
+        sim.faults.stream_skip_next = 2  # the replaced order's cancel and the replacement's create
+        seen = []
+        engine.subscribe(lambda e: seen.append((e.kind, e.data.status, e.data.units))
+                         if e.order_id == view.order_id else None)
+        modify = asyncio.create_task(engine.modify(view.order_id, price=bid - 30 * PIP, units=1500))
+        await asyncio.sleep(0.05)
+        cancelled = await engine.cancel(view.order_id)
+        modified = await modify
+        assert (modified.units, modified.broker_order_id) == (1500, cancelled.broker_order_id)
+        assert ("order_modified", "working", 1500) in seen
+        assert (cancelled.status, cancelled.units) == ("cancelled", 1500)
+        assert cancelled.broker_order_id != view.broker_order_id  # the replacement was cancelled
+        await _caught_up(sim, engine, a)
+        _agrees_with_the_venue(sim, engine, a, [view.order_id], caplog)
+        sim.venue.set_price("EUR_USD", bid - 35 * PIP, ask - 35 * PIP)
+        await asyncio.sleep(0.3)
+        await _caught_up(sim, engine, a)
+        assert engine.get_order(view.order_id).status == "cancelled"
+        assert engine.position(a, "EUR_USD").units == 0
+        _agrees_with_the_venue(sim, engine, a, [view.order_id], caplog)
+
+
+async def test_modify_that_lost_to_a_fill_is_409(caplog):
+    """The old order fills before the replace reaches the venue, which refuses it: modify is a
+    409 ORDER_NOT_MODIFIABLE, emits no order_modified, and the order ends filled with its own
+    units and terms."""
+    async with _oanda(seed=24) as (sim, engine, a):
+        view, bid, ask = await _working_limit(sim, engine, a, "lost-1")
+        _hold_next(sim, "/orders/", 0.3, apply_late=True)
+        kinds = []
+        engine.subscribe(lambda e: kinds.append(e.kind) if e.order_id == view.order_id else None)
+        modify = asyncio.create_task(engine.modify(view.order_id, price=bid - 30 * PIP))
+        await asyncio.sleep(0.1)
+        sim.venue.set_price("EUR_USD", bid - 25 * PIP, ask - 25 * PIP)  # the old order fills
+        with pytest.raises(ConflictError) as err:
+            await modify
+        assert err.value.code == "ORDER_NOT_MODIFIABLE" and err.value.http_status == 409
+        assert "status=filled" in err.value.detail
+        assert "order_modified" not in kinds and "order_filled" in kinds
+        await _caught_up(sim, engine, a)
+        done = engine.get_order(view.order_id)
+        assert (done.status, done.filled_units, done.price, done.broker_order_id) == (
+            "filled", 1000, view.price, view.broker_order_id)
+        _agrees_with_the_venue(sim, engine, a, [view.order_id], caplog)
+
+
+async def test_a_second_modify_while_the_replacement_is_already_on_the_stream_is_409(caplog):
+    """The stream shows the first modify's replacement (so the order is working again) while
+    that modify's answer is still held: a second modify is refused, one replace is sent."""
+    async with _oanda(seed=31) as (sim, engine, a):
+        view, bid, ask = await _working_limit(sim, engine, a, "twice-1")
+        puts = _puts(sim)
+        _hold_next(sim, "/orders/", 0.4)
+        first = asyncio.create_task(engine.modify(view.order_id, price=bid - 30 * PIP))
+        replaced = lambda: engine.get_order(view.order_id).broker_order_id != view.broker_order_id  # noqa: E731
+        await wait_for(replaced)
+        with pytest.raises(ConflictError) as err:
+            await engine.modify(view.order_id, price=bid - 40 * PIP)
+        assert err.value.code == "ORDER_NOT_MODIFIABLE"
+        assert (await first).price == bid - 30 * PIP
+        assert _puts(sim) - puts == 1
+        await _caught_up(sim, engine, a)
+        _agrees_with_the_venue(sim, engine, a, [view.order_id], caplog)
+
+
+async def test_close_of_n_units_sends_n_not_all_when_a_fill_lands_meanwhile(caplog):
+    """Long 1000 with a buy LIMIT 500 working; close_position(units=1000) is held at the venue
+    while the LIMIT fills: the venue closes 1000 (longUnits "1000", not "ALL"), 500 stay."""
+    async with _oanda(seed=62) as (sim, engine, a):
+        await engine.submit(OrderSpec(a, "EUR_USD", "buy", 1000, client_order_id="pos-1"))
+        limit, bid, ask = await _working_limit(sim, engine, a, "w-1", units=500)
+        f = sim.faults
+        f.fault_methods, f.fault_path = ("PUT",), "/close"
+        f.timeout_next, f.hold, f.timeout_applies, f.timeout_apply_late = 1, 0.3, True, True
+        close = asyncio.create_task(engine.close_position(a, "EUR_USD", units=1000))
+        await asyncio.sleep(0.1)
+        sim.venue.set_price("EUR_USD", bid - 25 * PIP, ask - 25 * PIP)  # the LIMIT fills
+        await close
+        await _caught_up(sim, engine, a)
+        acct = sim.venue.accounts[a]
+        last_fill = [t for t in acct.txns if t.type == "ORDER_FILL"][-1]
+        assert last_fill.p.units == -1000
+        assert engine.get_order(limit.order_id).status == "filled"
+        assert engine.position(a, "EUR_USD").units == 500
+        assert sum(1 for r in sim.stats.requests if r.path.endswith("/close")) == 1
+        _agrees_with_the_venue(sim, engine, a, [limit.order_id], caplog)
+
+
+async def test_in_process_modify_whose_replacement_fills_at_once_ends_filled(h):
+    """The same over the in-process venue, whose events come while the replace runs."""
+    view = await _resting_buy(h)
+    done = await h.engine.modify(view.order_id, price=px("1.10100"), units=1500)
+    assert (done.status, done.units, done.filled_units) == ("filled", 1500, 1500)
+    assert h.engine.position(h.a1, "EUR_USD").units == 1500
+    assert h.engine.account(h.a1).working_orders == 0
+    assert h.engine._store.pending_units(h.engine._accounts[h.a1], h.engine._inst["EUR_USD"].index) == (0, 0)
+
+
+class ReplacementFillFirstBroker(SimulatedBroker):
+    """The in-process venue, with a replace's OrderReplaced delivered after the replacement's
+    fill (a lagging stream replayed out of order): the fill names a broker id the engine has
+    not seen yet."""
+
+    async def replace(self, account_id, broker_order_id, request):
+        from fastexec.brokers.base import OrderReplaced
+
+        events = await super().replace(account_id, broker_order_id, request)
+        return [e for e in events if type(e) is not OrderReplaced] + [e for e in events if type(e) is OrderReplaced]
+
+
+@pytest.mark.parametrize("units", [1500, 600])
+async def test_a_replacement_fill_that_overtakes_its_order_replaced_ends_filled(units, caplog):
+    clock = FakeClock()
+    venue = Venue(seed=3, accounts=1, clock=clock)
+    engine = Engine(make_settings(), ReplacementFillFirstBroker(venue), clock=clock)
+    await engine.start()
+    try:
+        a = engine.account_ids[0]
+        venue.set_price("EUR_USD", px("1.10000"), px("1.10010"), clock.now)
+        view = await engine.submit(OrderSpec(a, "EUR_USD", "buy", 1000, type="limit", price=px("1.09500")))
+        done = await engine.modify(view.order_id, price=px("1.10100"), units=units)
+        assert (done.status, done.units, done.filled_units) == ("filled", units, units)
+        assert done.broker_order_id != view.broker_order_id
+        assert engine.position(a, "EUR_USD").units == units
+        assert engine.account(a).working_orders == 0
+        assert engine._store.pending_units(engine._accounts[a], engine._inst["EUR_USD"].index) == (0, 0)
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    finally:
+        await engine.stop()

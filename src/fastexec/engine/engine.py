@@ -45,6 +45,7 @@ from fastexec.brokers.base import (
     OrderCancelled,
     OrderFilled,
     OrderRejected,
+    OrderReplaced,
     PriceTick,
 )
 from fastexec.config import Settings
@@ -120,7 +121,26 @@ LOAD_CONSISTENT_READS = 8
 # under an active switch, and a dead broker must not be hammered either.
 KILL_RETRY_BASE_S = 0.5
 KILL_RETRY_MAX_S = 30.0
+# What a venue answers a replace of an order no longer pending there (filled or
+# cancelled first): v20's 404 with an orderCancelRejectTransaction.
+_REPLACE_TARGET_GONE = frozenset({"ORDER_DOESNT_EXIST", "NO_SUCH_ORDER"})
 
+
+
+class _Replace:
+    """A replace (modify of a routed order) sent to the broker: what the
+    replacement carries, so the store takes the new terms the moment the
+    replacement is known to exist (its OrderReplaced, or a fill of it that
+    overtook that), before any fill of it is applied."""
+
+    __slots__ = ("old_broker_id", "terms", "sent", "new_broker_id", "event")
+
+    def __init__(self, old_broker_id: Optional[str], terms: Normalized, sent: int) -> None:
+        self.old_broker_id = old_broker_id
+        self.terms = terms  # the order's new terms (units: the whole order, fills before the replace included)
+        self.sent = sent  # the replacement's own units (signed): what was left to fill when it was sent
+        self.new_broker_id: Optional[str] = None  # set once the replacement is known to exist
+        self.event: Optional[asyncio.Event] = None  # made by a cancel waiting for the replace to finish
 
 
 def _id_position(order_id: str) -> tuple[str, int]:
@@ -186,6 +206,11 @@ class Engine(EngineCore):
         self._unresolved: dict[str, float] = {}
         self._resolving: Optional[asyncio.Task] = None
         self.unresolved_grace_s = UNRESOLVED_GRACE_S
+        # order id -> the replace in flight at the broker (modify); a cancel waits for it
+        self._replacing: dict[str, _Replace] = {}
+        # order id -> a replace whose answer was lost and whose outcome is unknown: its
+        # OrderReplaced may still come on the stream, and then brings these terms
+        self._replace_unknown: dict[str, _Replace] = {}
         # order id -> the task retrying its cancel while a kill switch blocks its account
         self._kill_retries: dict[str, asyncio.Task] = {}
         self._trails: dict[str, Emulated] = {}  # trailing stops whose level moved this loop turn (_trail_moved)
@@ -735,7 +760,11 @@ class Engine(EngineCore):
             return
         o.events += 1
         if o.broker_order_id is not None and o.broker_order_id != ev.broker_order_id:
-            return  # an old incarnation (replaced) going away
+            rep = self._replacing.get(o.order_id) or self._replace_unknown.get(o.order_id)
+            if rep is None or rep.new_broker_id is not None or ev.broker_order_id == rep.old_broker_id:
+                return  # an old incarnation (replaced) going away
+            # the replacement, cancelled at once, reported before its OrderReplaced
+            self._replaced(o, ev.broker_order_id)
         st = self._state(o)
         if st in TERMINAL:
             return
@@ -749,6 +778,77 @@ class Engine(EngineCore):
             o.reject_reason = ev.reason  # FOK/IOC not filled, margin, bounds, linked trade closed...
         self._transition(o, E.CANCEL)
         self._emit_order("order_cancelled", o)
+
+    def _on_replaced(self, ev: OrderReplaced) -> None:
+        """The broker replaced the order (v20: cancelled it and created the
+        replacement under a new broker id). The order lives on under the new
+        id, and the store takes the replacement's terms now, before any fill
+        of it is applied: that fill may follow in the same answer or have come
+        first (``_other_incarnation``)."""
+        o = self._match(ev.account_id, ev.client_id, ev.old_broker_order_id)
+        if o is None:
+            return
+        o.events += 1
+        if o.broker_order_id != ev.new_broker_order_id:  # else a fill of the replacement brought it first
+            self._replaced(o, ev.new_broker_order_id)
+        o.updated_at = ev.time_ns
+        self._emit_order("order_replaced", o)
+
+    def _replaced(self, o: _Order, new_broker_id: str) -> None:
+        """The replacement ``new_broker_id`` exists: bind it and put the new
+        terms in the store. Its units are what was left to fill when it was
+        sent; fills of the old order stay filled, so the order's units are
+        those fills plus the replacement's."""
+        self._bind(o, new_broker_id)
+        rep = self._replacing.get(o.order_id)
+        if rep is None:
+            rep = self._replace_unknown.pop(o.order_id, None)
+        if rep is None or rep.new_broker_id is not None or self._state(o) in TERMINAL:
+            log.warning("order %s (%s) replaced at the broker by %s, by no modify the engine has in flight; "
+                        "terms kept", o.order_id, STATUS[self._state(o)], new_broker_id, extra=self._log_extra(o))
+            return
+        rep.new_broker_id = new_broker_id
+        n = rep.terms
+        units = (o.fill_units if n.units > 0 else -o.fill_units) + rep.sent
+        self._set_terms(o, n if units == n.units else with_units(n, units))
+
+    def _set_terms(self, o: _Order, n: Normalized) -> None:
+        """New terms for a routed order, in the store and on the view. From a
+        working state (a replace confirmed after its request was given up on,
+        or an order grown by a late fill of its old incarnation) it goes
+        through the table's own REPLACE_REQUEST/REPLACE pair."""
+        if self._state(o) is not S.PENDING_REPLACE:
+            self._transition(o, E.REPLACE_REQUEST)
+        o.state = self._store.replace_at(o.slot, o.order_id, n.units, n.price or 0, n.stop_price or 0)
+        o.norm = n
+
+    def _other_incarnation(self, o: _Order, broker_id: str, units: int) -> None:
+        """A fill of ``o`` under a broker id other than its current one (called
+        by ``_on_fill`` before the store takes the fill; never raises):
+
+        * the replacement of a replace in flight, whose fill overtook its
+          OrderReplaced (a lagging or replayed stream): the replacement is
+          known to exist, so its terms go into the store first;
+        * the old order, filled before the replace and reported only now: the
+          replacement carried what was left on top of it, so the order is
+          larger by this fill."""
+        try:
+            rep = self._replacing.get(o.order_id) or self._replace_unknown.get(o.order_id)
+            if rep is not None and rep.new_broker_id is None and broker_id != rep.old_broker_id:
+                self._replaced(o, broker_id)
+                return
+            if self._state(o) in (S.SUBMITTED, S.PARTIALLY_FILLED):
+                n = o.norm
+                log.info("fill of order %s under its replaced broker order %s: the order grows by %s units",
+                         o.order_id, broker_id, units, extra=self._log_extra(o))
+                self._set_terms(o, with_units(n, n.units + units))
+            else:
+                log.warning("fill of order %s under %s, not its current broker order %s, while it is %s",
+                            o.order_id, broker_id, o.broker_order_id, STATUS[self._state(o)],
+                            extra=self._log_extra(o))
+        except Exception:
+            log.exception("fill of order %s under another broker order %s could not be matched to its terms",
+                          o.order_id, broker_id, extra=self._log_extra(o))
 
     def _on_tick(self, tick: PriceTick) -> None:
         inst = self._inst.get(tick.instrument)
@@ -821,13 +921,22 @@ class Engine(EngineCore):
     ) -> OrderView:
         """Change a working or waiting order. The changed order passes the risk
         gateway again; at the broker it is a replace (new broker id, same
-        engine ``order_id``). Nothing changes unless the whole change succeeds."""
+        engine ``order_id``). Nothing changes unless the whole change succeeds.
+        The replacement may fill at once: the order then ends filled on the
+        new terms. Raises ConflictError ORDER_NOT_MODIFIABLE (and emits
+        nothing) when a fill or cancel ended the order before the replace got
+        there, or while another modify or cancel of it is in flight."""
         t0 = perf_counter_ns()
         o = self._find(order_id)
         st = self._state(o)
         if st not in (S.EMULATED, S.SUBMITTED, S.PARTIALLY_FILLED):
             raise ConflictError(f"order {o.order_id} is {STATUS[st]} and cannot be modified",
                                 code="ORDER_NOT_MODIFIABLE", detail=f"status={STATUS[st]}")
+        if o.pending_op is not None:
+            # e.g. a modify whose replacement the stream already showed (so the order is
+            # working again) while its answer is still on its way: one request at a time
+            raise ConflictError(f"order {o.order_id} has a {o.pending_op} in flight and cannot be modified",
+                                code="ORDER_NOT_MODIFIABLE", detail=f"status={STATUS[st]} pending={o.pending_op}")
         if price is None and units is None and stop_loss is None and take_profit is None:
             raise ValidationError("nothing to modify: give price, units, stop_loss or take_profit", code="NOTHING_TO_MODIFY")
         old = o.norm
@@ -885,6 +994,12 @@ class Engine(EngineCore):
         return self._view(o)
 
     async def _replace_at_broker(self, o: _Order, n: Normalized) -> None:
+        """Send the replace and apply its answer. Returns once the replacement
+        exists, with its terms in the store (whatever became of it since:
+        filled at once, cancelled by the venue). Raises ConflictError
+        ORDER_NOT_MODIFIABLE when the order was gone at the broker (a fill or
+        a cancel won the race), BrokerRejectedError when the broker refused
+        the new terms, BrokerUnavailableError when the outcome is unknown."""
         self._transition(o, E.REPLACE_REQUEST)
         o.pending_op = "replace"
         o.reject_reason = None
@@ -893,36 +1008,69 @@ class Engine(EngineCore):
             # the replacement is a new broker order: it carries only what is left
             send = with_units(n, n.units - (o.fill_units if n.units > 0 else -o.fill_units))
         req = broker_request(send, o.client_order_id, o.account_id, o.inst.name)
-        old_broker_id = o.broker_order_id
+        self._replace_unknown.pop(o.order_id, None)  # this replace's answer says what is current
+        rep = self._replacing[o.order_id] = _Replace(o.broker_order_id, n, send.units)
+        refused = None
         try:
             try:
-                events = await self.broker.replace(o.account_id, old_broker_id, req)
+                events = await self.broker.replace(o.account_id, rep.old_broker_id, req)
             except BrokerError as exc:
-                self._transition(o, E.REPLACE_REJECT)
+                if rep.new_broker_id is not None:
+                    return  # the stream showed the replacement: the modify happened
+                if self._state(o) is S.PENDING_REPLACE:
+                    self._transition(o, E.REPLACE_REJECT)
+                # it may still have happened: a later OrderReplaced brings these terms
+                unknown = self._replace_unknown
+                for oid in [k for k in unknown if k not in self._orders or self._orders[k].state in TERMINAL]:
+                    del unknown[oid]  # those orders ended: nothing more comes for them
+                unknown[o.order_id] = rep
                 raise BrokerUnavailableError(f"replace failed: {exc}", code="BROKER_UNAVAILABLE") from None
             for ev in events:
+                if refused is None and type(ev) is OrderRejected:
+                    refused = ev.reason
                 self._on_event(ev)
         finally:
             o.pending_op = None
+            if self._replacing.get(o.order_id) is rep:
+                del self._replacing[o.order_id]
+            if rep.event is not None:
+                rep.event.set()
+        if rep.new_broker_id is not None:
+            return  # replaced (_replaced): the new terms are in force
         st = self._state(o)
+        reason = o.reject_reason or refused or "REPLACE_REJECTED"
         if st is S.PENDING_REPLACE:
-            if o.broker_order_id != old_broker_id:
-                # Replaced: the new terms are in force under the new broker id.
-                o.state = self._store.replace_at(o.slot, o.order_id, n.units, n.price or 0, n.stop_price or 0)
-                o.norm = n
-            else:
-                self._transition(o, E.REPLACE_REJECT)
-                reason = o.reject_reason or "REPLACE_REJECTED"
+            self._transition(o, E.REPLACE_REJECT)
+            if reason not in _REPLACE_TARGET_GONE:
                 raise BrokerRejectedError(f"broker refused the modification: {reason}", code=reason)
-        elif o.broker_order_id != old_broker_id:
-            # The replacement filled or was cancelled at once: it carried the new terms.
-            o.norm = n
+            # The order is no longer pending at the broker: a fill or a cancel
+            # won the race and may still be on its way (as for a refused cancel).
+            await self._reconcile_order(o)
+            st = self._state(o)
+        raise ConflictError(f"order {o.order_id} could not be modified: it is {STATUS[st]} at the broker",
+                            code="ORDER_NOT_MODIFIABLE", detail=f"status={STATUS[st]} reason={reason}")
+
+    async def _replace_settled(self, o: _Order) -> None:
+        """Wait until no replace of ``o`` is in flight. A cancel sent meanwhile
+        would go to the order being replaced (refused: it is gone) while the
+        replacement lives on, so a cancel waits and then cancels whatever
+        incarnation is current."""
+        rep = self._replacing.get(o.order_id)
+        while rep is not None:
+            if rep.event is None:
+                rep.event = asyncio.Event()
+            await rep.event.wait()
+            rep = self._replacing.get(o.order_id)
 
     async def cancel(self, order_id: str) -> OrderView:
         """Cancel a working or waiting order. Raises ConflictError when the order
-        already ended (including a fill that won the race with this cancel)."""
+        already ended (including a fill that won the race with this cancel).
+        A cancel during a modify waits for the replace, then cancels what it
+        left (the replacement, or the old order when it was refused)."""
         t0 = perf_counter_ns()
         o = self._find(order_id)
+        if o.pending_op == "replace":
+            await self._replace_settled(o)  # then cancel the incarnation the modify left
         st = self._state(o)
         if st in TERMINAL or st is S.PENDING_CANCEL:
             raise ConflictError(f"order {o.order_id} is {STATUS[st]} and cannot be cancelled",
@@ -956,6 +1104,8 @@ class Engine(EngineCore):
         self._emit_order("order_cancelled", o)
 
     async def _cancel_at_broker(self, o: _Order) -> None:
+        if o.pending_op == "replace":
+            await self._replace_settled(o)  # the kill switch's cancels too: cancel what the modify left
         st = self._state(o)
         if st not in (S.SUBMITTED, S.PARTIALLY_FILLED, S.PENDING_REPLACE, S.PENDING_SUBMIT):
             return
@@ -985,8 +1135,10 @@ class Engine(EngineCore):
 
     async def close_position(self, account_id: str, instrument: str, units: Optional[int] = None,
                              reason: str = "") -> PositionView:
-        """Close all (``units`` None) or part of a net position at market.
-        Allowed while the account is halted: getting flat must always work."""
+        """Close all (``units`` None) or ``units`` of a net position at market;
+        ``units`` goes to the broker as that size, never as "ALL", so a fill
+        landing meanwhile is not closed too. Allowed while the account is
+        halted: getting flat must always work."""
         t0 = perf_counter_ns()
         a = self._acct_index(account_id)
         inst = self._instrument(instrument)
@@ -1002,7 +1154,9 @@ class Engine(EngineCore):
             if units > abs(net):
                 raise ValidationError(f"units={units} exceeds the position {abs(net)}", code="UNITS_EXCEED_POSITION",
                                       field="units")
-        amount = "ALL" if units is None or units == abs(net) else units
+        # An explicit size is sent as that size, never as "ALL": the engine's
+        # position may be stale (a fill on its way), and ALL would close that too.
+        amount = "ALL" if units is None else units
         if self._journal_on:
             self._journal.append({"type": "position.close_requested", "ts": self._clock(), "account_id": account_id,
                                   "instrument": instrument, "units": units, "reason": reason})

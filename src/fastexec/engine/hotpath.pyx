@@ -1557,12 +1557,7 @@ cdef class EngineCore:
                     log.info("order %s rejected by the broker: %s", o.order_id, ev.reason, extra=self._log_extra(o))
                     self._emit_order("order_rejected", o)
         elif t is OrderReplaced:
-            o = self._match(ev.account_id, ev.client_id, ev.old_broker_order_id)
-            if o is not None:
-                o.events += 1
-                self._bind(o, ev.new_broker_order_id)
-                _set_updated(o, ev.time_ns)
-                self._emit_order("order_replaced", o)
+            self._on_replaced(ev)  # Engine: the new terms enter the store before the replacement's fill
         return 0
 
     cdef int _on_fill(self, ev) except -1:
@@ -1611,6 +1606,10 @@ cdef class EngineCore:
             o = self._broker_order(account_id, broker_id)
         if o is not None and o.inst_idx == i and o.account_id == account_id:
             o.events += 1
+            if o.broker_order_id is not None and broker_id is not None and broker_id != o.broker_order_id:
+                # another incarnation of the order (a replace): the engine first makes the
+                # store's terms those of the order this fill is for (Engine._other_incarnation)
+                self._other_incarnation(o, broker_id, units)
             try:
                 st = o.state = self._store._fill_at(o.slot, o.order_id, units)
             except OrderError:
