@@ -328,6 +328,7 @@ class Metrics:
         self._collector = EngineCollector(self)
         r.register(self._collector)
         self._ks_counted: dict[str, Any] = {}
+        self._stream_errors_seen = 0
         self._last_broker_ok = True
 
     # ------------------------------------------------------------ engine wiring
@@ -457,6 +458,7 @@ class Metrics:
         """Catch kill switches the engine activated by itself; runs before the
         registry is collected so the count appears in this very scrape."""
         engine = self.engine
+        self._count_stream_errors(engine)
         ks = getattr(engine, "kill_switch", None)
         if ks is None:
             return
@@ -466,6 +468,24 @@ class Metrics:
                 self.kill_switch_seen(ks(account_id))
         except Exception:  # a scrape must never take the process down
             log.exception("kill switch scan failed")
+
+    def _count_stream_errors(self, engine: Any) -> None:
+        """Stream failures (dropped stream, refused or unreachable reconnect)
+        the broker adapter counted since the last scrape go into
+        ``execution_broker_errors_total{operation="stream"}``."""
+        stats = getattr(getattr(engine, "broker", None), "stats", None)
+        if not isinstance(stats, dict):
+            return
+        try:
+            seen = int(stats.get("txn_stream_errors", 0)) + int(stats.get("price_stream_errors", 0))
+        except (TypeError, ValueError):  # pragma: no cover - defensive
+            return
+        delta = seen - self._stream_errors_seen
+        if delta < 0:  # a new adapter: its counters start again
+            delta = seen
+        self._stream_errors_seen = seen
+        if delta:
+            self.broker_errors.labels("stream").inc(delta)
 
     def render(self) -> bytes:
         self.refresh()
