@@ -313,7 +313,7 @@ class Engine(EngineCore):
         if retries:
             await asyncio.gather(*retries, return_exceptions=True)
         await self.settle()
-        if self.broker is not None and self._started:
+        if self.broker is not None:  # also after a failed start: close its sessions
             await self.broker.stop()
         self._started = False
 
