@@ -265,3 +265,63 @@ async def test_second_serve_on_a_locked_data_dir_cannot_start_and_leaves_the_fir
         _assert_one_clean_cannot_start(rc2, records2, text2, "in use by another process")
     finally:
         assert await stop_serve(first) == 0
+
+
+async def _load_test(*args: str, timeout: float = 60) -> tuple[int, bytes, bytes]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "scripts" / "load_test.py"), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout)
+    return proc.returncode, out, err
+
+
+async def test_load_test_fails_when_every_order_is_refused_unless_allowed(tmp_path):
+    """Scenario: the server refuses every order (MAX_UNITS_PER_ORDER=10 < the
+    script's 100 units). The run must not pass on fast refusals: rc 1, refusals
+    counted apart, acked-only percentiles empty; --allow-refusals passes."""
+    s = await start_serve(tmp_path, MAX_UNITS_PER_ORDER="10")
+    try:
+        rc, out, err = await _load_test("--rate", "40", "--duration", "1", "--url", s.api, "--json")
+        rc_allowed, out_allowed, _ = await _load_test("--rate", "40", "--duration", "1", "--url", s.api, "--json",
+                                                      "--allow-refusals")
+    finally:
+        await stop_serve(s)
+    summary = json.loads(out)
+    assert rc == 1, (summary, err[-2000:])
+    assert summary["sent"] == 40 and summary["acked"] == 0 and summary["rejected"] == 40
+    assert summary["reject_kinds"] == {"MAX_UNITS_PER_ORDER": 40}
+    assert summary["p95_ms"] != summary["p95_ms"]  # NaN: no acked order, no execution latency
+    assert summary["refused_p95_ms"] > 0
+    assert b"refused" in err and b"FAILED" in err
+    allowed = json.loads(out_allowed)
+    assert allowed["rejected"] == 40
+    assert rc_allowed == 1 and "no order was acked" in allowed["failed"]  # allowed refusals, but nothing executed
+
+
+async def test_load_test_burst_rate_is_honest(tmp_path):
+    """Scenario: a burst run whose orders are all acked reports the rate it
+    scheduled (not inflated by stopping the clock at the last batch)."""
+    s = await start_serve(tmp_path)
+    try:
+        rc, out, err = await _load_test("--rate", "50", "--duration", "2", "--burst", "--url", s.api, "--json",
+                                         "--max-p95-ms", "10000")
+    finally:
+        await stop_serve(s)
+    summary = json.loads(out)
+    assert rc == 0, (summary, err[-2000:])
+    assert summary["acked"] == 100 and summary["failed"] == []
+    assert summary["wall_seconds"] >= 2.0
+    assert summary["achieved_rate"] <= 50.0
+
+
+async def test_load_test_bad_targets_and_arguments_are_one_line_errors(tmp_path):
+    """Scenario: an unreachable URL, --connections 0, too few orders."""
+    url = f"http://127.0.0.1:{_closed_port()}"
+    rc, out, err = await _load_test("--rate", "10", "--duration", "1", "--url", url)
+    assert rc == 1 and b"Traceback" not in err, err
+    assert err.decode().strip().count("\n") == 0 and "cannot reach" in err.decode(), err
+    rc, _, err = await _load_test("--rate", "10", "--duration", "1", "--url", url, "--connections", "0")
+    assert rc == 2 and b"--connections" in err, err
+    rc, _, err = await _load_test("--rate", "0.2", "--duration", "2", "--url", url)
+    assert rc == 2 and b"less than one order" in err, err
