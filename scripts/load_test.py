@@ -20,8 +20,13 @@ accepted.
 
 Outcomes: ``acked`` = 201 (order accepted by the engine), ``rejected`` =
 refused by the engine (422 risk/broker, 423 kill switch, 409), ``errors`` =
-anything else (4xx input errors, 5xx, timeouts, connection failures). Exit
-status is 1 when there were errors or p95 exceeded ``--max-p95-ms``.
+anything else (4xx input errors, 5xx, timeouts, connection failures). The
+latency percentiles are of acked orders only (a fast refusal is not an
+execution); refusals have their own (``refused_p50_ms``, ``refused_p95_ms``).
+``achieved_rate`` is orders sent over the whole sending schedule (the last
+burst's interval included). Exit status is 1 when there were errors,
+unanswered requests, refusals (unless ``--allow-refusals``), no acked order at
+all, or the acked p95 exceeded ``--max-p95-ms``; 2 for bad arguments.
 """
 from __future__ import annotations
 
@@ -64,19 +69,25 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[idx]
 
 
+class LoadTestError(Exception):
+    """The run cannot start (server unreachable, no account): one line, exit 1."""
+
+
 class Stats:
     def __init__(self) -> None:
         self.sent = 0
         self.acked = 0
         self.rejected = 0
         self.errors = 0
-        self.latencies: list[float] = []
+        self.latencies: list[float] = []  # acked orders only
+        self.reject_latencies: list[float] = []
         self.error_kinds: dict[str, int] = {}
         self.reject_kinds: dict[str, int] = {}
         self.inflight = 0
 
     def summary(self, wall: float) -> dict:
         lat = sorted(self.latencies)
+        rej = sorted(self.reject_latencies)
         done = self.acked + self.rejected + self.errors
         return {
             "sent": self.sent,
@@ -88,6 +99,8 @@ class Stats:
             "p95_ms": round(percentile(lat, 95) * 1000, 3),
             "p99_ms": round(percentile(lat, 99) * 1000, 3),
             "max_ms": round(lat[-1] * 1000, 3) if lat else float("nan"),
+            "refused_p50_ms": round(percentile(rej, 50) * 1000, 3),
+            "refused_p95_ms": round(percentile(rej, 95) * 1000, 3),
             "achieved_rate": round(self.sent / wall, 1) if wall > 0 else 0.0,
             "answered_rate": round(done / wall, 1) if wall > 0 else 0.0,
             "wall_seconds": round(wall, 3),
@@ -97,11 +110,14 @@ class Stats:
 
 
 async def _discover_account(session: aiohttp.ClientSession, url: str, headers: dict) -> str:
-    async with session.get(f"{url}/api/v1/accounts", headers=headers) as resp:
-        body = await resp.json()
-        if resp.status != 200 or not body.get("accounts"):
-            raise SystemExit(f"cannot discover an account at {url}/api/v1/accounts: HTTP {resp.status} {body}")
-        return body["accounts"][0]["account_id"]
+    try:
+        async with session.get(f"{url}/api/v1/accounts", headers=headers) as resp:
+            body = await resp.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+        raise LoadTestError(f"cannot reach {url}/api/v1/accounts: {type(exc).__name__}: {exc}") from None
+    if resp.status != 200 or not isinstance(body, dict) or not body.get("accounts"):
+        raise LoadTestError(f"cannot discover an account at {url}/api/v1/accounts: HTTP {resp.status} {body}")
+    return body["accounts"][0]["account_id"]
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -136,7 +152,7 @@ async def run(args: argparse.Namespace) -> dict:
                         stats.latencies.append(elapsed)
                     elif resp.status in (409, 422, 423):
                         stats.rejected += 1
-                        stats.latencies.append(elapsed)
+                        stats.reject_latencies.append(elapsed)
                         code = _code(payload)
                         stats.reject_kinds[code] = stats.reject_kinds.get(code, 0) + 1
                     else:
@@ -178,7 +194,10 @@ async def run(args: argparse.Namespace) -> dict:
         send_end = clock()
         if tasks:
             await asyncio.wait(set(tasks), timeout=args.timeout + 1)
-        wall = send_end - start
+        # the schedule spans every slot's interval, the last one included (a
+        # burst run's last batch goes out at the start of its interval)
+        slots = -(-total // batch)
+        wall = max(send_end - start, slots * interval)
         if tty:
             sys.stderr.write("\n")
         summary = stats.summary(wall)
@@ -219,7 +238,9 @@ def main(argv=None) -> int:
     p.add_argument("--units", type=int, default=100)
     p.add_argument("--connections", type=int, default=64, help="client connection pool size")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
-    p.add_argument("--max-p95-ms", type=float, default=100.0, help="exit 1 when p95 exceeds this")
+    p.add_argument("--max-p95-ms", type=float, default=100.0, help="exit 1 when the acked orders' p95 exceeds this")
+    p.add_argument("--allow-refusals", action="store_true",
+                   help="do not fail the run when the engine refuses orders (risk limits, rate limit, kill switch)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback URL (you own that server)")
     args = p.parse_args(argv)
@@ -230,6 +251,10 @@ def main(argv=None) -> int:
         p.error(f"--rate must be in (0, {MAX_RATE}]")
     if not 0 < args.duration <= MAX_DURATION:
         p.error(f"--duration must be in (0, {MAX_DURATION}]")
+    if args.rate * args.duration < 1:
+        p.error("--rate x --duration is less than one order")
+    if args.connections < 1:
+        p.error("--connections must be at least 1 (aiohttp takes 0 as an unlimited pool)")
     if not _loopback(args.url) and not args.allow_remote:
         p.error(f"{args.url} is not a loopback address; pass --allow-remote to load a server you own")
     try:
@@ -239,7 +264,22 @@ def main(argv=None) -> int:
     except ImportError:  # pragma: no cover
         runner = asyncio.Runner()
     with runner:
-        summary = runner.run(run(args))
+        try:
+            summary = runner.run(run(args))
+        except LoadTestError as exc:
+            print(f"load_test: {exc}", file=sys.stderr)
+            return 1
+    reasons = []
+    if summary["errors"] or summary["unanswered"]:
+        reasons.append(f"{summary['errors']} errors, {summary['unanswered']} unanswered")
+    if summary["rejected"] and not args.allow_refusals:
+        reasons.append(f"{summary['rejected']} of {summary['sent']} orders refused {summary['reject_kinds']} "
+                       "(--allow-refusals to accept)")
+    if not summary["acked"]:
+        reasons.append("no order was acked")
+    elif not summary["p95_ms"] <= args.max_p95_ms:
+        reasons.append(f"acked p95 {summary['p95_ms']}ms above --max-p95-ms {args.max_p95_ms:g}")
+    summary["failed"] = reasons
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -247,15 +287,17 @@ def main(argv=None) -> int:
             f"rate={summary['rate']:g}/s duration={summary['duration']:g}s burst={summary['burst']}\n"
             f"sent={summary['sent']} acked={summary['acked']} rejected={summary['rejected']} errors={summary['errors']} "
             f"unanswered={summary['unanswered']}\n"
-            f"latency p50={summary['p50_ms']}ms p95={summary['p95_ms']}ms p99={summary['p99_ms']}ms max={summary['max_ms']}ms\n"
+            f"acked latency p50={summary['p50_ms']}ms p95={summary['p95_ms']}ms p99={summary['p99_ms']}ms max={summary['max_ms']}ms\n"
             f"achieved rate={summary['achieved_rate']}/s (answered {summary['answered_rate']}/s)"
         )
         if summary["error_kinds"]:
             print(f"errors: {summary['error_kinds']}")
         if summary["reject_kinds"]:
-            print(f"rejections: {summary['reject_kinds']}")
-    failed = summary["errors"] > 0 or summary["unanswered"] > 0 or not (summary["p95_ms"] <= args.max_p95_ms)
-    return 1 if failed else 0
+            print(f"rejections: {summary['reject_kinds']} (refused latency p50={summary['refused_p50_ms']}ms "
+                  f"p95={summary['refused_p95_ms']}ms)")
+    if reasons:
+        print("FAILED: " + "; ".join(reasons), file=sys.stderr)
+    return 1 if reasons else 0
 
 
 if __name__ == "__main__":

@@ -138,3 +138,67 @@ def test_sim_history_bounds_the_embedded_venue_and_zero_keeps_everything():
 def test_busy_poll_is_off_unless_asked_for():
     assert Settings.from_env({}).busy_poll_us == 0
     assert Settings.from_env({"FASTEXEC_BUSY_POLL_US": "250"}).busy_poll_us == 250
+
+
+# Huge values: each is refused by Settings.from_env with the variable named, not
+# by a traceback from the core inside engine.start() (or the OOM killer).
+HUGE = [
+    ("MAX_POSITION_SIZE", "99999999999999999999999"),
+    ("MAX_POSITION_SIZE", "1000000000001"),
+    ("MAX_LEVERAGE", "1e30"),
+    ("MAX_LEVERAGE", "1000000.000000000001"),
+    ("MAX_DAILY_LOSS", "1e30"),
+    ("MAX_DAILY_LOSS", "9000000000.000001"),
+    ("MAX_UNITS_PER_ORDER", "99999999999999999999"),
+    ("MAX_POSITIONS_PER_INSTRUMENT", "99999999999999999999999"),
+    ("MAX_CONCURRENT_ORDERS", "1000000001"),
+    ("MAX_ORDERS_PER_SECOND", "1000000001"),
+    ("REQUIRED_MARGIN_RATIO", "5"),
+    ("FASTEXEC_SIM_BALANCE", "1e40"),
+    ("FASTEXEC_SIM_ACCOUNTS", "100000000"),
+    ("FASTEXEC_SIM_ACCOUNTS", "1001"),
+    ("FASTEXEC_PORT", "99999"),
+    ("PROMETHEUS_PORT", "70000"),
+]
+
+
+@pytest.mark.parametrize("name,value", HUGE)
+def test_huge_value_is_a_config_error_naming_the_variable(name, value):
+    with pytest.raises(ConfigError, match=rf"^{name}=.* is above the maximum"):
+        Settings.from_env({name: value}, dotenv=False)
+
+
+async def test_largest_allowed_values_start_the_engine(tmp_path):
+    """Scenario: every limit at its documented maximum is accepted by the core
+    too (the maxima are the core's bounds, not stricter or looser)."""
+    from fastexec.engine import Engine
+
+    settings = Settings.from_env({
+        "FASTEXEC_DATA_DIR": str(tmp_path), "MAX_POSITION_SIZE": "1000000000000", "MAX_LEVERAGE": "1000000",
+        "MAX_DAILY_LOSS": "9000000000", "MAX_UNITS_PER_ORDER": "1000000000000",
+        "MAX_POSITIONS_PER_INSTRUMENT": "1000000000", "MAX_CONCURRENT_ORDERS": "1000000000",
+        "MAX_ORDERS_PER_SECOND": "1000000000", "REQUIRED_MARGIN_RATIO": "1", "FASTEXEC_SIM_BALANCE": "9000000000",
+        "FASTEXEC_SIM_ACCOUNTS": "2",
+    }, dotenv=False)
+    engine = Engine(settings)
+    await engine.start()
+    try:
+        assert len(engine.account_ids) == 2
+    finally:
+        await engine.stop()
+
+
+async def test_huge_value_in_serve_exits_2_with_the_variable_named(tmp_path):
+    """Scenario: `fastexec serve` with MAX_LEVERAGE=1e30: rc 2, one line, no traceback."""
+    import asyncio
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OANDA_", "FASTEXEC_", "MAX_"))}
+    env.update({"FASTEXEC_DATA_DIR": str(tmp_path / "data"), "MAX_LEVERAGE": "1e30"})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fastexec", "serve", "--port", "0", "--metrics-port", "0", env=env, cwd=str(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 2, err
+    assert "MAX_LEVERAGE=1e30 is above the maximum" in err.decode() and b"Traceback" not in err

@@ -194,3 +194,134 @@ async def test_load_test_script_against_serve(tmp_path):
     assert summary["sent"] == 100 and summary["acked"] == 100
     assert summary["errors"] == 0 and summary["unanswered"] == 0
     assert b"sent=" in err  # the progress line
+
+
+async def _failed_start(tmp_path, timeout: float = 90, **env: str) -> tuple[int, list[dict], str]:
+    """Run a serve expected to fail at start-up: (rc, JSON log records, raw stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fastexec", "serve", "--port", "0", "--metrics-port", "0",
+        env=_env(tmp_path, **env), cwd=str(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=timeout)
+    text = err.decode()
+    records = [json.loads(line) for line in text.splitlines() if line.strip()]  # every line is one JSON object
+    return proc.returncode, records, text
+
+
+def _assert_one_clean_cannot_start(rc: int, records: list[dict], text: str, *needles: str) -> str:
+    assert rc == 1, text[-3000:]
+    failed = [r for r in records if str(r.get("msg", "")).startswith("cannot start:")]
+    assert len(failed) == 1, text[-3000:]
+    msg = failed[0]["msg"]
+    for needle in needles:
+        assert needle in msg, msg
+    assert "Traceback" not in text and "Unclosed" not in text, text[-3000:]
+    assert not any("snapshot at stop failed" in str(r.get("msg", "")) for r in records), text[-3000:]
+    return msg
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_unreachable_broker_is_one_cannot_start_line_and_a_clean_exit(tmp_path):
+    """Scenario: OANDA_REST_URL points at a loopback port nobody listens on."""
+    url = f"http://127.0.0.1:{_closed_port()}"
+    rc, records, text = await _failed_start(
+        tmp_path, OANDA_API_KEY="SECRETTOKEN-abcdef123456", OANDA_ACCOUNT_ID="101-001-0000001-001",
+        OANDA_REST_URL=url, OANDA_STREAM_URL=url,
+    )
+    _assert_one_clean_cannot_start(rc, records, text, "broker unreachable", "OANDA_REST_URL")
+    assert "SECRETTOKEN-abcdef123456" not in text
+
+
+async def test_wrong_oanda_key_is_one_cannot_start_line_naming_the_key(tmp_path):
+    """Scenario: the v20 simulator (loopback) refuses the token with 401."""
+    from fastexec.sim.testing import SimServer
+
+    async with SimServer(seed=3, accounts=1) as sim:
+        rc, records, text = await _failed_start(
+            tmp_path, OANDA_API_KEY="WRONGTOKEN-0000000000000", OANDA_ACCOUNT_ID=sim.account_ids[0],
+            OANDA_REST_URL=sim.base_url, OANDA_STREAM_URL=sim.stream_url,
+        )
+    _assert_one_clean_cannot_start(rc, records, text, "OANDA_API_KEY", "401")
+
+
+async def test_second_serve_on_a_locked_data_dir_cannot_start_and_leaves_the_first_running(tmp_path):
+    """Scenario: two serves on one FASTEXEC_DATA_DIR; the second says the
+    journal is in use and exits 1, without touching the first one's lock."""
+    first = await start_serve(tmp_path)
+    try:
+        rc, records, text = await _failed_start(tmp_path)
+        _assert_one_clean_cannot_start(rc, records, text, "in use by another process", "FASTEXEC_DATA_DIR")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(first.api + "/health") as resp:
+                assert resp.status == 200
+        rc2, records2, text2 = await _failed_start(tmp_path)  # still locked by the first
+        _assert_one_clean_cannot_start(rc2, records2, text2, "in use by another process")
+    finally:
+        assert await stop_serve(first) == 0
+
+
+async def _load_test(*args: str, timeout: float = 60) -> tuple[int, bytes, bytes]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "scripts" / "load_test.py"), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout)
+    return proc.returncode, out, err
+
+
+async def test_load_test_fails_when_every_order_is_refused_unless_allowed(tmp_path):
+    """Scenario: the server refuses every order (MAX_UNITS_PER_ORDER=10 < the
+    script's 100 units). The run must not pass on fast refusals: rc 1, refusals
+    counted apart, acked-only percentiles empty; --allow-refusals passes."""
+    s = await start_serve(tmp_path, MAX_UNITS_PER_ORDER="10")
+    try:
+        rc, out, err = await _load_test("--rate", "40", "--duration", "1", "--url", s.api, "--json")
+        rc_allowed, out_allowed, _ = await _load_test("--rate", "40", "--duration", "1", "--url", s.api, "--json",
+                                                      "--allow-refusals")
+    finally:
+        await stop_serve(s)
+    summary = json.loads(out)
+    assert rc == 1, (summary, err[-2000:])
+    assert summary["sent"] == 40 and summary["acked"] == 0 and summary["rejected"] == 40
+    assert summary["reject_kinds"] == {"MAX_UNITS_PER_ORDER": 40}
+    assert summary["p95_ms"] != summary["p95_ms"]  # NaN: no acked order, no execution latency
+    assert summary["refused_p95_ms"] > 0
+    assert b"refused" in err and b"FAILED" in err
+    allowed = json.loads(out_allowed)
+    assert allowed["rejected"] == 40
+    assert rc_allowed == 1 and "no order was acked" in allowed["failed"]  # allowed refusals, but nothing executed
+
+
+async def test_load_test_burst_rate_is_honest(tmp_path):
+    """Scenario: a burst run whose orders are all acked reports the rate it
+    scheduled (not inflated by stopping the clock at the last batch)."""
+    s = await start_serve(tmp_path)
+    try:
+        rc, out, err = await _load_test("--rate", "50", "--duration", "2", "--burst", "--url", s.api, "--json",
+                                         "--max-p95-ms", "10000")
+    finally:
+        await stop_serve(s)
+    summary = json.loads(out)
+    assert rc == 0, (summary, err[-2000:])
+    assert summary["acked"] == 100 and summary["failed"] == []
+    assert summary["wall_seconds"] >= 2.0
+    assert summary["achieved_rate"] <= 50.0
+
+
+async def test_load_test_bad_targets_and_arguments_are_one_line_errors(tmp_path):
+    """Scenario: an unreachable URL, --connections 0, too few orders."""
+    url = f"http://127.0.0.1:{_closed_port()}"
+    rc, out, err = await _load_test("--rate", "10", "--duration", "1", "--url", url)
+    assert rc == 1 and b"Traceback" not in err, err
+    assert err.decode().strip().count("\n") == 0 and "cannot reach" in err.decode(), err
+    rc, _, err = await _load_test("--rate", "10", "--duration", "1", "--url", url, "--connections", "0")
+    assert rc == 2 and b"--connections" in err, err
+    rc, _, err = await _load_test("--rate", "0.2", "--duration", "2", "--url", url)
+    assert rc == 2 and b"less than one order" in err, err

@@ -16,6 +16,16 @@ from typing import Mapping, Optional
 
 MONEY_SCALE = 10**6
 RATE_SCALE = 10**12
+# Largest values the core accepts (fastexec._core.fixedpoint MAX_UNITS, MAX_MONEY,
+# MAX_RATE; counts as fastexec.engine.risk), checked here so that a huge value is
+# a ConfigError naming its variable, not a traceback from inside engine.start().
+MAX_UNITS = 10**12
+MAX_MONEY = 9 * 10**15  # at MONEY_SCALE: 9e9 in home currency
+MAX_RATE = 10**18  # at RATE_SCALE: 1e6
+MAX_COUNT = 10**9
+# The simulated venue builds every account up front: more than this is a typo
+# (100000000 accounts took 24 GB before the kernel killed the process).
+MAX_SIM_ACCOUNTS = 1000
 
 
 class ConfigError(ValueError):
@@ -29,7 +39,7 @@ def _get(env: Mapping[str, str], name: str, default: Optional[str]) -> Optional[
     return value.strip()
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, maximum: Optional[int] = None) -> int:
     raw = _get(env, name, str(default))
     try:
         value = int(raw)
@@ -37,11 +47,14 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
         raise ConfigError(f"{name}={raw!r} is not a whole number") from None
     if value < minimum:
         raise ConfigError(f"{name}={value} is below the minimum {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={raw.strip()[:40]} is above the maximum {maximum}")
     return value
 
 
-def _scaled(env: Mapping[str, str], name: str, default: str, scale: int) -> int:
-    """Parse a decimal string exactly at ``scale``; excess precision is an error."""
+def _scaled(env: Mapping[str, str], name: str, default: str, scale: int, *, maximum: Optional[int] = None) -> int:
+    """Parse a decimal string exactly at ``scale``; excess precision is an error.
+    ``maximum`` is the largest allowed value at ``scale``."""
     raw = _get(env, name, default)
     try:
         value = Decimal(raw)
@@ -49,6 +62,8 @@ def _scaled(env: Mapping[str, str], name: str, default: str, scale: int) -> int:
         raise ConfigError(f"{name}={raw!r} is not a decimal number") from None
     if not value.is_finite() or value < 0:
         raise ConfigError(f"{name}={raw!r} must be a finite non-negative number")
+    if maximum is not None and value * scale > maximum:
+        raise ConfigError(f"{name}={raw.strip()[:40]} is above the maximum {Decimal(maximum) / scale:f}")
     scaled = value * scale
     if scaled != scaled.to_integral_value():
         raise ConfigError(f"{name}={raw!r} has more decimals than supported (1/{scale})")
@@ -206,17 +221,17 @@ class Settings:
             oanda_environment=environment,
             oanda_rest_url=_get(env, "OANDA_REST_URL", None),
             oanda_stream_url=_get(env, "OANDA_STREAM_URL", None),
-            max_concurrent_orders=_int(env, "MAX_CONCURRENT_ORDERS", 50, minimum=1),
-            max_position_size=_int(env, "MAX_POSITION_SIZE", 100_000, minimum=0),
-            max_leverage=_scaled(env, "MAX_LEVERAGE", "30", RATE_SCALE),
-            max_daily_loss=_scaled(env, "MAX_DAILY_LOSS", "1000", MONEY_SCALE),
-            max_positions_per_instrument=_int(env, "MAX_POSITIONS_PER_INSTRUMENT", 3, minimum=1),
-            required_margin_ratio=_scaled(env, "REQUIRED_MARGIN_RATIO", "0.02", RATE_SCALE),
-            max_units_per_order=_int(env, "MAX_UNITS_PER_ORDER", 100_000, minimum=1),
-            max_orders_per_second=_int(env, "MAX_ORDERS_PER_SECOND", 100, minimum=1),
+            max_concurrent_orders=_int(env, "MAX_CONCURRENT_ORDERS", 50, minimum=1, maximum=MAX_COUNT),
+            max_position_size=_int(env, "MAX_POSITION_SIZE", 100_000, minimum=0, maximum=MAX_UNITS),
+            max_leverage=_scaled(env, "MAX_LEVERAGE", "30", RATE_SCALE, maximum=MAX_RATE),
+            max_daily_loss=_scaled(env, "MAX_DAILY_LOSS", "1000", MONEY_SCALE, maximum=MAX_MONEY),
+            max_positions_per_instrument=_int(env, "MAX_POSITIONS_PER_INSTRUMENT", 3, minimum=1, maximum=MAX_COUNT),
+            required_margin_ratio=_scaled(env, "REQUIRED_MARGIN_RATIO", "0.02", RATE_SCALE, maximum=RATE_SCALE),
+            max_units_per_order=_int(env, "MAX_UNITS_PER_ORDER", 100_000, minimum=1, maximum=MAX_UNITS),
+            max_orders_per_second=_int(env, "MAX_ORDERS_PER_SECOND", 100, minimum=1, maximum=MAX_COUNT),
             host=_get(env, "FASTEXEC_HOST", "127.0.0.1"),
-            port=_int(env, "FASTEXEC_PORT", 8004, minimum=0),
-            prometheus_port=_int(env, "PROMETHEUS_PORT", 8091, minimum=0),
+            port=_int(env, "FASTEXEC_PORT", 8004, minimum=0, maximum=65535),
+            prometheus_port=_int(env, "PROMETHEUS_PORT", 8091, minimum=0, maximum=65535),
             log_level=log_level,
             api_tokens=_tokens(_get(env, "FASTEXEC_API_TOKENS", None)),
             data_dir=_get(env, "FASTEXEC_DATA_DIR", "var"),
@@ -228,8 +243,8 @@ class Settings:
             oanda_max_requests_per_s=_int(env, "OANDA_MAX_REQUESTS_PER_S", 100, minimum=1),
             oanda_pool_size=_int(env, "OANDA_POOL_SIZE", 10, minimum=1),
             oanda_gslo_style=gslo_style,
-            sim_accounts=_int(env, "FASTEXEC_SIM_ACCOUNTS", 1, minimum=1),
-            sim_balance=_scaled(env, "FASTEXEC_SIM_BALANCE", "100000", MONEY_SCALE),
+            sim_accounts=_int(env, "FASTEXEC_SIM_ACCOUNTS", 1, minimum=1, maximum=MAX_SIM_ACCOUNTS),
+            sim_balance=_scaled(env, "FASTEXEC_SIM_BALANCE", "100000", MONEY_SCALE, maximum=MAX_MONEY),
             sim_currency=currency,
             sim_seed=_int(env, "FASTEXEC_SIM_SEED", 1),
             sim_tick_interval_ms=_int(env, "FASTEXEC_SIM_TICK_MS", 250, minimum=1),

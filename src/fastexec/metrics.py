@@ -14,9 +14,14 @@ on every ``inc``/``observe``, which a single-threaded event loop does not
 need, and they showed up in REST profiles. prometheus_client still renders the
 exposition.
 
-Label values that come from clients (kill-switch reasons) are reduced to a
-short ``[a-z0-9_]`` token so a caller cannot blow up the series count or
-inject odd text into the exposition.
+Label values never carry client text: a kill-switch reason (free text from
+the caller) is mapped to a fixed vocabulary (``KILL_SWITCH_REASONS``), so the
+series count stays bounded and no order id or name ends up in a label.
+
+Counters an alert watches with ``increase`` (kill-switch activations, broker
+errors) have their children created at 0 when the engine is attached: a
+series born at 1 has no earlier sample, so ``increase`` never sees its first
+event.
 """
 from __future__ import annotations
 
@@ -51,6 +56,36 @@ def label_token(text: Optional[str], default: str = "unspecified") -> str:
         return default
     token = _LABEL_RE.sub("_", text.lower()).strip("_")[:32]
     return token or default
+
+
+# The ``reason`` label of execution_kill_switch_activations_total: a bounded set.
+# manual: an operator or client pulled it without a recognised cause (or said "manual");
+# risk / daily_loss: the given reason names risk limits or the daily loss limit;
+# restored: the switch was active in the journal when fastexec started;
+# other: any other free text (the text itself is in the log and GET .../kill-switch).
+KILL_SWITCH_REASONS = ("manual", "risk", "daily_loss", "restored", "other")
+
+# The ``operation`` label of execution_broker_errors_total: submit (order
+# submission failed to reach the broker), stream (a price or transaction stream
+# failed or could not reconnect).
+BROKER_ERROR_OPERATIONS = ("submit", "stream")
+
+
+def kill_switch_reason(text: Optional[str]) -> str:
+    """Map a kill-switch reason (free text) onto ``KILL_SWITCH_REASONS``."""
+    token = label_token(text, default="")
+    if not token or token == "manual":
+        return "manual"
+    if token in KILL_SWITCH_REASONS:
+        return token
+    words = set(token.split("_"))
+    if "daily" in words and ("loss" in words or "losses" in words) or "daily_loss" in token:
+        return "daily_loss"
+    if "risk" in words or token.startswith("risk"):
+        return "risk"
+    if "restored" in words or "journal" in words:
+        return "restored"
+    return "other"
 
 
 def rss_bytes() -> int:
@@ -293,6 +328,7 @@ class Metrics:
         self._collector = EngineCollector(self)
         r.register(self._collector)
         self._ks_counted: dict[str, Any] = {}
+        self._stream_errors_seen = 0
         self._last_broker_ok = True
 
     # ------------------------------------------------------------ engine wiring
@@ -306,12 +342,34 @@ class Metrics:
         scrape finds a switch on whose activation was not counted yet.
         """
         self.engine = engine
+        if engine is None:
+            return
+        accounts = ["all"]
+        try:
+            accounts.extend(engine.account_ids)
+        except Exception:  # pragma: no cover - defensive
+            log.exception("metrics: cannot list the engine's accounts")
+        for account in accounts:
+            for reason in KILL_SWITCH_REASONS:
+                self.kill_switch_activations.labels(account, reason)
+        for operation in BROKER_ERROR_OPERATIONS:
+            self.broker_errors.labels(operation)
+        # A switch already on when the engine is attached was restored (journal)
+        # at start-up: counted once, as "restored", at the next scrape.
+        ks = getattr(engine, "kill_switch", None)
+        if ks is not None:
+            try:
+                for account in [None, *engine.account_ids]:
+                    self.kill_switch_seen(ks(account), reason="restored")
+            except Exception:  # pragma: no cover - defensive
+                log.exception("metrics: kill switch scan at attach failed")
 
     def detach(self) -> None:
         self.engine = None
 
-    def kill_switch_seen(self, view: Any) -> None:
-        """Count an active kill switch once per activation (keyed by its time)."""
+    def kill_switch_seen(self, view: Any, reason: Optional[str] = None) -> None:
+        """Count an active kill switch once per activation (keyed by its time);
+        ``reason`` overrides the mapping of the switch's own reason."""
         if not getattr(view, "active", False):
             return
         account = view.account_id or "all"
@@ -319,7 +377,10 @@ class Metrics:
         if self._ks_counted.get(account) == stamp:
             return
         self._ks_counted[account] = stamp
-        self.kill_switch(account, view.reason)
+        if reason is not None:
+            self.kill_switch_activations.labels(account, reason).inc()
+        else:
+            self.kill_switch(account, view.reason)
 
     def broker_status(self) -> tuple[str, bool]:
         engine = self.engine
@@ -371,7 +432,7 @@ class Metrics:
         child.inc()
 
     def kill_switch(self, account_id: str, reason: Optional[str]) -> None:
-        self.kill_switch_activations.labels(account_id, label_token(reason)).inc()
+        self.kill_switch_activations.labels(account_id, kill_switch_reason(reason)).inc()
 
     def broker_error(self, operation: str) -> None:
         self._last_broker_ok = False
@@ -397,6 +458,7 @@ class Metrics:
         """Catch kill switches the engine activated by itself; runs before the
         registry is collected so the count appears in this very scrape."""
         engine = self.engine
+        self._count_stream_errors(engine)
         ks = getattr(engine, "kill_switch", None)
         if ks is None:
             return
@@ -406,6 +468,24 @@ class Metrics:
                 self.kill_switch_seen(ks(account_id))
         except Exception:  # a scrape must never take the process down
             log.exception("kill switch scan failed")
+
+    def _count_stream_errors(self, engine: Any) -> None:
+        """Stream failures (dropped stream, refused or unreachable reconnect)
+        the broker adapter counted since the last scrape go into
+        ``execution_broker_errors_total{operation="stream"}``."""
+        stats = getattr(getattr(engine, "broker", None), "stats", None)
+        if not isinstance(stats, dict):
+            return
+        try:
+            seen = int(stats.get("txn_stream_errors", 0)) + int(stats.get("price_stream_errors", 0))
+        except (TypeError, ValueError):  # pragma: no cover - defensive
+            return
+        delta = seen - self._stream_errors_seen
+        if delta < 0:  # a new adapter: its counters start again
+            delta = seen
+        self._stream_errors_seen = seen
+        if delta:
+            self.broker_errors.labels("stream").inc(delta)
 
     def render(self) -> bytes:
         self.refresh()

@@ -281,9 +281,12 @@ async def _run(settings: Settings, gc_policy: Optional[GcPolicy] = None) -> int:
             pass
     try:
         await service.start()
-    except OSError as exc:
-        log.error("cannot start", extra={"error": str(exc)})
-        await service.stop()
+    except Exception as exc:  # noqa: BLE001 - any start-up failure: one line, a clean stop, rc 1
+        log.error("cannot start: %s", start_failure(exc), extra={"error": type(exc).__name__})
+        try:
+            await service.stop()
+        except Exception as stop_exc:  # noqa: BLE001 - already failing; say so without a traceback
+            log.error("stop after failed start: %s: %s", type(stop_exc).__name__, stop_exc)
         return 1
     try:
         await stop.wait()
@@ -291,6 +294,24 @@ async def _run(settings: Settings, gc_policy: Optional[GcPolicy] = None) -> int:
     finally:
         await service.stop()
     return 0
+
+
+def start_failure(exc: BaseException) -> str:
+    """What an operator reads in the ``cannot start`` line: the cause, named."""
+    from fastexec.brokers.base import BrokerError
+    from fastexec.journal import JournalLockedError
+
+    if isinstance(exc, JournalLockedError):
+        return f"{exc} (another fastexec serve uses this FASTEXEC_DATA_DIR)"
+    if isinstance(exc, BrokerError):
+        if exc.status in (401, 403):
+            return f"the broker refused the credentials (HTTP {exc.status}): check OANDA_API_KEY and OANDA_ACCOUNT_ID"
+        if exc.status is None or exc.retryable:
+            return f"broker unreachable: {exc} (check OANDA_REST_URL / OANDA_ENVIRONMENT and the network)"
+        return f"broker error: {exc}"
+    if isinstance(exc, OSError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _loop_factory():

@@ -4,7 +4,7 @@ from __future__ import annotations
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from fastexec.metrics import label_token, metrics_app
+from fastexec.metrics import KILL_SWITCH_REASONS, Metrics, kill_switch_reason, label_token, metrics_app
 
 
 async def _scrape(api) -> dict:
@@ -50,7 +50,7 @@ async def test_seed_metric_names_and_labels(api):
     viol = m["execution_risk_violations_total"]
     assert viol and set(viol[0].labels) == {"account_id", "violation_type"}
     ks = {(s.labels["account_id"], s.labels["reason"]): s.value for s in m["execution_kill_switch_activations_total"]}
-    assert ks[(api.accounts[1], "emergency_stop")] == 1
+    assert ks[(api.accounts[1], "other")] == 1
     assert {s.labels["account_id"]: s.value for s in m["execution_kill_switch_active"]}[api.accounts[1]] == 1
     assert "execution_slippage_basis_points_count" in m or "execution_slippage_basis_points_bucket" not in m
 
@@ -69,13 +69,75 @@ async def test_kill_switch_made_by_the_engine_itself_is_counted_once(api):
     await api.engine.activate_kill_switch(acct, reason="daily_loss", actor="risk-monitor")
     for _ in range(2):
         m = await _scrape(api)
-        ks = {(s.labels["account_id"], s.labels["reason"]): s.value for s in m["execution_kill_switch_activations_total"]}
+        ks = {(s.labels["account_id"], s.labels["reason"]): s.value for s in m["execution_kill_switch_activations_total"] if s.value}
         assert ks == {(acct, "daily_loss"): 1}
     await api.engine.release_kill_switch(acct, actor="desk")
     await api.engine.activate_kill_switch(acct, reason="daily_loss", actor="risk-monitor")
     m = await _scrape(api)
-    ks = {(s.labels["account_id"], s.labels["reason"]): s.value for s in m["execution_kill_switch_activations_total"]}
+    ks = {(s.labels["account_id"], s.labels["reason"]): s.value for s in m["execution_kill_switch_activations_total"] if s.value}
     assert ks == {(acct, "daily_loss"): 2}
+
+
+def _ks_series(m) -> dict:
+    return {(s.labels["account_id"], s.labels["reason"]): s.value for s in m["execution_kill_switch_activations_total"]}
+
+
+async def test_alerted_counters_exist_at_zero_before_the_first_event(api):
+    """Scenario: a fresh engine is scraped before anything happened. The
+    activation and broker-error series an alert watches with increase() must
+    already be there at 0, or their first event (born at 1) is never seen."""
+    m = await _scrape(api)
+    ks = _ks_series(m)
+    assert ks == {(a, r): 0.0 for a in ["all", *api.accounts] for r in KILL_SWITCH_REASONS}
+    errors = {s.labels["operation"]: s.value for s in m["execution_broker_errors_total"]}
+    assert errors == {"submit": 0.0, "stream": 0.0}
+    acct = api.accounts[0]
+    assert (await api.call("POST", f"/api/v1/risk/{acct}/kill-switch?reason=manual"))[0] == 200
+    assert _ks_series(await _scrape(api))[(acct, "manual")] == 1
+
+
+async def test_kill_switch_reason_label_is_a_fixed_vocabulary(api):
+    """Scenario: clients pull the switch with free-text reasons (names, order
+    ids, random run numbers); the reason label stays within five values."""
+    acct = api.accounts[0]
+    reasons = ["strategy alpha run 28521", "emergency stop by bob order-1234", "Risk limit breached",
+               "daily loss limit", "", "manual", "x" * 128]
+    for reason in reasons:
+        q = f"?reason={reason}" if reason else ""
+        st, out, _ = await api.call("POST", f"/api/v1/risk/{acct}/kill-switch{q}")
+        assert st == 200, out
+        assert (await api.call("DELETE", f"/api/v1/risk/{acct}/kill-switch"))[0] == 200
+    m = await _scrape(api)
+    ks = _ks_series(m)
+    assert {r for (_, r) in ks} == set(KILL_SWITCH_REASONS)
+    assert len(ks) == len(KILL_SWITCH_REASONS) * (1 + len(api.accounts))
+    mine = {r: v for (a, r), v in ks.items() if a == acct}
+    assert mine == {"manual": 2, "risk": 1, "daily_loss": 1, "restored": 0, "other": 3}
+
+
+def test_kill_switch_reason_mapping():
+    assert kill_switch_reason(None) == "manual"
+    assert kill_switch_reason("Manual") == "manual"
+    assert kill_switch_reason("risk") == "risk"
+    assert kill_switch_reason("risk-limit exceeded") == "risk"
+    assert kill_switch_reason("Daily loss limit hit") == "daily_loss"
+    assert kill_switch_reason("restored from journal") == "restored"
+    assert kill_switch_reason("order 12345 by bob") == "other"
+    assert all(kill_switch_reason(t) in KILL_SWITCH_REASONS for t in ("a\"}{b", "\n", "é" * 40))
+
+
+async def test_switch_already_on_at_attach_counts_once_as_restored(api):
+    """Scenario: a restart restores an active switch from the journal before
+    metrics attach; the first scrape counts it once, as reason="restored"."""
+    acct = api.accounts[1]
+    await api.engine.activate_kill_switch(acct, reason="order 77 by carol", actor="journal")
+    metrics = Metrics()
+    metrics.attach_engine(api.engine)
+    for _ in range(2):
+        ks = {(s.labels["account_id"], s.labels["reason"]): s.value
+              for f in text_string_to_metric_families(metrics.render().decode()) for s in f.samples
+              if s.name == "execution_kill_switch_activations_total" and s.value}
+        assert ks == {(acct, "restored"): 1}
 
 
 async def test_malformed_orders_are_not_execution_failures(api):

@@ -51,7 +51,7 @@ async def test_kill_switch_blocks_orders_until_released(api):
     assert st == 201, out
 
     text = api.metrics.render().decode()
-    assert f'execution_kill_switch_activations_total{{account_id="{acct}",reason="emergency_stop"}} 1.0' in text
+    assert f'execution_kill_switch_activations_total{{account_id="{acct}",reason="other"}} 1.0' in text
 
 
 async def test_kill_switch_cancels_working_orders(api):
@@ -112,4 +112,4 @@ async def test_global_kill_switch_halts_every_account(api):
     st, out, _ = await api.call("POST", "/api/v1/orders", json_body=api.order())
     assert st == 201
     text = api.metrics.render().decode()
-    assert 'execution_kill_switch_activations_total{account_id="all",reason="market_halt"} 1.0' in text
+    assert 'execution_kill_switch_activations_total{account_id="all",reason="other"} 1.0' in text

@@ -275,6 +275,20 @@ class Broker(abc.ABC):
 
     name: str = "broker"
 
+    @property
+    def connected(self) -> bool:
+        """False while the venue's streams are down (a stream failed and has not
+        reconnected yet). A broker without streams is always connected: its
+        outages show on requests. The engine's health and
+        ``execution_broker_connected`` read this, so an outage shows even while
+        no orders flow."""
+        return True
+
+    @property
+    def connection_error(self) -> Optional[str]:
+        """Why ``connected`` is False (``None`` while connected)."""
+        return None
+
     @abc.abstractmethod
     def set_event_handler(self, handler: EventHandler) -> None: ...
 

@@ -371,7 +371,7 @@ class Engine(EngineCore):
         if retries:
             await asyncio.gather(*retries, return_exceptions=True)
         await self.settle()
-        if self.broker is not None and self._started:
+        if self.broker is not None:  # also after a failed start: close its sessions
             await self.broker.stop()
         self._started = False
 
@@ -1632,14 +1632,18 @@ class Engine(EngineCore):
         return snap
 
     def health(self) -> dict:
-        broker = {"name": getattr(self.broker, "name", "broker"), "ok": self._broker_ok,
-                  "last_error": self._last_broker_error}
+        # requests answered (``_broker_ok``) and the streams up (``connected``: an
+        # outage shows here while no orders flow)
+        streams_up = getattr(self.broker, "connected", True) is not False
+        broker_ok = self._broker_ok and streams_up
+        broker = {"name": getattr(self.broker, "name", "broker"), "ok": broker_ok, "streams_connected": streams_up,
+                  "last_error": self._last_broker_error if streams_up else getattr(self.broker, "connection_error", None)}
         stats = getattr(self.broker, "stats", None)
         if isinstance(stats, dict):  # the OANDA adapter's counters (reconnects, lookups, history gaps, ...)
             broker["stats"] = dict(stats)
         retrying = [oid for oid, t in self._kill_retries.items() if not t.done()]
         return {
-            "ok": self._started and self._broker_ok,
+            "ok": self._started and broker_ok,
             "started": self._started,
             "broker": broker,
             "accounts": len(self._accounts),

@@ -95,6 +95,8 @@ class JournaledEngine:
         self.open_report: Optional[OpenReport] = None
         self.reconcile_report: Optional[ReconcileReport] = None
         self.restored: dict[str, int] = {}
+        # start() completed: only then is there a state worth a snapshot at stop
+        self._running = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.engine, name)
@@ -117,6 +119,7 @@ class JournaledEngine:
                                               unknown_orders=self.unknown_orders)
         await self._restore()
         await self.journal.barrier()
+        self._running = True
         log.info("journal recovery done", extra={
             "snapshot_seq": self.open_report.snapshot_seq, "replayed": self.open_report.replayed,
             "truncated_bytes": self.open_report.truncated_bytes,
@@ -126,11 +129,14 @@ class JournaledEngine:
         try:
             await self.engine.stop()
         finally:
-            if self.journal.writer is not None and self.journal.writer.failed is None:
+            # after a failed start (broker unreachable, journal locked) nothing
+            # new is in the journal: no snapshot, just close what was opened
+            if self._running and self.journal.writer is not None and self.journal.writer.failed is None:
                 try:
                     await self.journal.snapshot()
                 except Exception:  # noqa: BLE001 - the journal itself is intact; the next start replays more
                     log.exception("journal: snapshot at stop failed")
+            self._running = False
             await self.journal.close()
 
     async def _restore(self) -> None:

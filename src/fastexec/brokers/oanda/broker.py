@@ -161,6 +161,8 @@ class OandaBroker(Broker):
         self._price_instruments: tuple[str, ...] = ()
         self._stopping = False
         self._started = False
+        # streams that failed and have not reconnected since: key -> why
+        self._streams_down: dict[str, str] = {}
         self.stats: dict[str, int] = {
             "resolved_by_lookup": 0,
             "not_placed": 0,
@@ -191,6 +193,16 @@ class OandaBroker(Broker):
 
     def account_ids(self) -> Sequence[str]:
         return tuple(self._accounts)
+
+    @property
+    def connected(self) -> bool:
+        """False from a stream's failure (dropped, or a (re)connect refused or
+        unreachable) until that stream has connected again."""
+        return not self._streams_down
+
+    @property
+    def connection_error(self) -> Optional[str]:
+        return next(iter(self._streams_down.values()), None)
 
     async def start(self, *, streams: bool = True) -> None:
         if self._started:
@@ -225,6 +237,7 @@ class OandaBroker(Broker):
         and the ``CancelledError`` propagates to the caller.
         """
         self._stopping = True
+        self._streams_down.clear()
         tasks = [*self._tasks.values(), *self._retired]
         self._tasks.clear()
         self._retired.clear()
@@ -232,6 +245,7 @@ class OandaBroker(Broker):
             await _cancel_and_wait(tasks)
         finally:
             await self.http.close()
+            self._streams_down.clear()
             self._started = False
 
     async def __aenter__(self) -> "OandaBroker":
@@ -738,6 +752,7 @@ class OandaBroker(Broker):
         cfg = self.config
         session = self.http.stream_session
         backoff = cfg.stream_backoff_base_s
+        key = kind + " " + url
         while not self._stopping:
             try:
                 async with session.get(url, params=params, timeout=self.http.t_stream) as resp:
@@ -749,6 +764,8 @@ class OandaBroker(Broker):
                         raise asyncio.CancelledError()
                     self.stats[kind + "_stream_connects"] += 1
                     await on_open()
+                    if self._streams_down.pop(key, None) is not None:
+                        log.warning("%s stream %s: reconnected", kind, _safe_path(url))
                     got_line = False
                     async for line in resp.content:
                         if self._stopping:
@@ -770,6 +787,7 @@ class OandaBroker(Broker):
                     # a timeout raised while we were being cancelled
                     raise asyncio.CancelledError() from None
                 self.stats[kind + "_stream_errors"] += 1
+                self._streams_down[key] = f"{kind} stream: {type(exc).__name__}"
                 log.warning("%s stream %s: %s; reconnecting", kind, _safe_path(url), type(exc).__name__)
             await asyncio.sleep(random.uniform(backoff / 2, backoff))
             backoff = min(backoff * 2, cfg.stream_backoff_max_s)
