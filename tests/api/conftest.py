@@ -31,6 +31,24 @@ def make_settings(tmp_path, **env: str) -> Settings:
     return Settings.from_env(base, dotenv=False)
 
 
+async def engine_over_oanda(sim, tmp_path, **config) -> tuple[Engine, TestClient, Metrics]:
+    """A started engine on the OANDA adapter against the v20 simulator ``sim``,
+    served by the real app with metrics: short timeouts and backoffs (``config``
+    overrides any ``OandaConfig`` field) so fault tests end in seconds."""
+    from fastexec.brokers.oanda import OandaBroker, OandaConfig
+
+    cfg = dict(token=sim.token, account_ids=tuple(sim.account_ids), rest_url=sim.base_url,
+               stream_url=sim.stream_url, max_attempts=2, backoff_base_s=0.01, backoff_max_s=0.05)
+    cfg.update(config)
+    engine = Engine(make_settings(tmp_path), OandaBroker(OandaConfig(**cfg)))
+    await engine.start()
+    metrics = Metrics()
+    metrics.attach_engine(engine)
+    client = TestClient(TestServer(create_app(engine, metrics=metrics), host="127.0.0.1"))
+    await client.start_server()
+    return engine, client, metrics
+
+
 class Api:
     """A started engine, its metrics and an HTTP client bound to the app."""
 

@@ -9,18 +9,14 @@ stream loop alone.
 from __future__ import annotations
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from fastexec.api import create_app
-from fastexec.brokers.oanda import OandaBroker, OandaConfig
 from fastexec.brokers.oanda.config import OandaTimeouts
-from fastexec.engine import Engine
 from fastexec.metrics import Metrics
 from fastexec.sim.faults import FaultConfig
 from fastexec.sim.testing import SimServer, wait_for
 
-from .conftest import make_settings
+from .conftest import engine_over_oanda
 
 
 def _samples(metrics: Metrics) -> dict:
@@ -42,24 +38,9 @@ def _stream_errors(metrics: Metrics) -> float:
 @pytest.fixture
 async def idle_over_oanda(tmp_path):
     sim = await SimServer(seed=5, accounts=1, balance="100000", faults=FaultConfig(seed=5)).start()
-    cfg = OandaConfig(
-        token=sim.token,
-        account_ids=tuple(sim.account_ids),
-        rest_url=sim.base_url,
-        stream_url=sim.stream_url,
-        timeouts=OandaTimeouts(connect=1.0, order=1.0, read=0.5, cancel=0.5, stream_heartbeat=0.8),
-        max_attempts=2,
-        backoff_base_s=0.01,
-        backoff_max_s=0.05,
-        stream_backoff_base_s=0.02,
-        stream_backoff_max_s=0.2,
-    )
-    engine = Engine(make_settings(tmp_path), OandaBroker(cfg))
-    await engine.start()
-    metrics = Metrics()
-    metrics.attach_engine(engine)
-    client = TestClient(TestServer(create_app(engine, metrics=metrics), host="127.0.0.1"))
-    await client.start_server()
+    engine, client, metrics = await engine_over_oanda(
+        sim, tmp_path, timeouts=OandaTimeouts(connect=1.0, order=1.0, read=0.5, cancel=0.5, stream_heartbeat=0.8),
+        stream_backoff_base_s=0.02, stream_backoff_max_s=0.2)
     state = {"sim": sim}
     try:
         yield state, engine, client, metrics

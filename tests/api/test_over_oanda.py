@@ -10,39 +10,20 @@ import asyncio
 import json
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from fastexec.api import create_app
-from fastexec.brokers.oanda import OandaBroker, OandaConfig
 from fastexec.brokers.oanda.config import OandaTimeouts
-from fastexec.engine import Engine
-from fastexec.metrics import Metrics
 from fastexec.sim.faults import FaultConfig
 from fastexec.sim.testing import SimServer
 
-from .conftest import make_settings
+from .conftest import engine_over_oanda
 
 
 @pytest.fixture
 async def over_oanda(tmp_path):
     async with SimServer(seed=11, accounts=1, balance="100000", faults=FaultConfig(seed=11)) as sim:
-        cfg = OandaConfig(
-            token=sim.token,
-            account_ids=tuple(sim.account_ids),
-            rest_url=sim.base_url,
-            stream_url=sim.stream_url,
-            timeouts=OandaTimeouts(connect=2.0, order=2.0, read=1.0, cancel=1.0, stream_heartbeat=1.0),
-            resolve_window_s=2.5,
-            max_attempts=2,
-            backoff_base_s=0.01,
-            backoff_max_s=0.05,
-        )
-        engine = Engine(make_settings(tmp_path), OandaBroker(cfg))
-        await engine.start()
-        metrics = Metrics()
-        metrics.attach_engine(engine)
-        client = TestClient(TestServer(create_app(engine, metrics=metrics), host="127.0.0.1"))
-        await client.start_server()
+        engine, client, metrics = await engine_over_oanda(
+            sim, tmp_path, timeouts=OandaTimeouts(connect=2.0, order=2.0, read=1.0, cancel=1.0, stream_heartbeat=1.0),
+            resolve_window_s=2.5)
         try:
             yield sim, engine, client, metrics
         finally:

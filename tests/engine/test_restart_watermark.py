@@ -20,7 +20,7 @@ from fastexec.config import Settings
 from fastexec.engine import Engine, OrderSpec
 from fastexec.errors import BrokerUnavailableError, ConflictError
 from fastexec.sim.broker import SimulatedBroker
-from fastexec.sim.testing import SimServer, wait_for
+from fastexec.sim.testing import LosingBroker, SimServer, wait_for
 from fastexec.sim.venue import Venue
 
 from .harness import px
@@ -122,20 +122,6 @@ async def test_a_submit_resolved_by_the_housekeeping_after_a_start_does_not_book
             assert engine.position(a, "EUR_USD").units == 1700
         finally:
             await engine.stop()
-
-
-class LosingBroker(SimulatedBroker):
-    """The in-process venue, with submits whose answer is lost after the venue
-    applied them (``lose``): the engine resolves them by client id."""
-
-    lose = 0
-
-    async def submit(self, request):
-        events = await super().submit(request)
-        if self.lose:
-            self.lose -= 1
-            raise BrokerError("connection lost after the request was sent")
-        return events
 
 
 async def test_a_lost_submit_after_a_start_on_the_in_process_venue_does_not_book_old_fills_again():

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from fastexec.brokers.base import BrokerError
 from fastexec.brokers.oanda import OandaBroker, OandaConfig
 from fastexec.engine.types import OrderSpec
 from fastexec.errors import ConflictError
 from fastexec.journal.integration import JournaledEngine
-from fastexec.sim.broker import SimulatedBroker
-from fastexec.sim.testing import SimServer, wait_for
+from fastexec.sim.testing import LosingBroker, SimServer, wait_for
 from fastexec.sim.venue import Venue
 
 from . import restart
@@ -84,20 +82,6 @@ async def test_journaled_restart_then_refused_cancel_does_not_book_old_fills_aga
             await _assert_books_equal_the_venues(je2, venue, acct)
         finally:
             await je2.stop()
-
-
-class LosingBroker(SimulatedBroker):
-    """The in-process venue, with submits whose answer is lost after the venue
-    applied them (``lose``): the engine resolves them by client id."""
-
-    lose = 0
-
-    async def submit(self, request):
-        events = await super().submit(request)
-        if self.lose:
-            self.lose -= 1
-            raise BrokerError("connection lost after the request was sent")
-        return events
 
 
 async def test_journaled_restart_then_lost_submit_does_not_book_old_fills_again(tmp_path):

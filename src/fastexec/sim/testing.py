@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 from typing import Callable, Optional, Union
 
+from fastexec.brokers.base import BrokerError
+
+from .broker import SimulatedBroker
 from .faults import FaultConfig, Stats
 from .server import DEFAULT_TOKEN, V20Sim
 from .venue import Venue
@@ -112,3 +115,18 @@ class SimServer:
 
     async def __aexit__(self, *exc) -> None:
         await self.stop()
+
+
+class LosingBroker(SimulatedBroker):
+    """The in-process venue, with submits whose answer is lost after the venue
+    applied them (``lose`` of them): the engine must resolve them by client id,
+    never by sending again."""
+
+    lose = 0
+
+    async def submit(self, request):
+        events = await super().submit(request)
+        if self.lose:
+            self.lose -= 1
+            raise BrokerError("connection lost after the request was sent")
+        return events
