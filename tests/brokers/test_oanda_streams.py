@@ -148,17 +148,24 @@ def skipped_logged(caplog, txn_id: int) -> list:
     return [r for r in caplog.records if r.levelno >= logging.WARNING and f"transaction {txn_id} " in r.getMessage()]
 
 
-async def test_replay_skips_a_transaction_it_cannot_read_and_delivers_the_rest(sim, acct, caplog):
+async def _three_fills(sim, acct, prefix: str):
+    """Three market fills made by an adapter that then stops: (the transaction id
+    before them, their fills), for a second adapter to replay."""
     first = OandaBroker(adapter_config(sim))
     await first.start(streams=False)
     try:
         resume = (await first.account_summary(acct)).last_txn_id
         fills = []
         for i, units in enumerate((100, -100, 100)):
-            (fill,) = await first.submit(OrderRequest(f"ur-{i}", acct, "EUR_USD", units))
+            (fill,) = await first.submit(OrderRequest(f"{prefix}-{i}", acct, "EUR_USD", units))
             fills.append(fill)
     finally:
         await first.stop()
+    return resume, fills
+
+
+async def test_replay_skips_a_transaction_it_cannot_read_and_delivers_the_rest(sim, acct, caplog):
+    resume, fills = await _three_fills(sim, acct, "ur")
     bad = fills[1].txn_id
     sim.faults.txn_overrides[bad] = FRACTIONAL_FILL
     events = Recorder()
@@ -199,16 +206,7 @@ async def test_live_stream_skips_a_transaction_it_cannot_read_and_goes_on(sim, b
 
 
 async def test_replay_skips_a_transaction_without_a_readable_id_instead_of_reconnecting_forever(sim, acct, caplog):
-    first = OandaBroker(adapter_config(sim))
-    await first.start(streams=False)
-    try:
-        resume = (await first.account_summary(acct)).last_txn_id
-        fills = []
-        for i, units in enumerate((100, -100, 100)):
-            (fill,) = await first.submit(OrderRequest(f"ui-{i}", acct, "EUR_USD", units))
-            fills.append(fill)
-    finally:
-        await first.stop()
+    resume, fills = await _three_fills(sim, acct, "ui")
     sim.faults.txn_overrides[fills[1].txn_id] = {"id": "not-a-number"}
     events = Recorder()
     second = OandaBroker(adapter_config(sim))
