@@ -40,6 +40,8 @@ def test_key_without_account_is_rejected():
         ("MAX_POSITION_SIZE", "ten", "MAX_POSITION_SIZE"),
         ("MAX_POSITION_SIZE", "-1", "below the minimum"),
         ("MAX_LEVERAGE", "abc", "MAX_LEVERAGE"),
+        ("MAX_LEVERAGE", "0", "MAX_LEVERAGE=0 would refuse every order"),
+        ("MAX_LEVERAGE", "0.000", "MAX_LEVERAGE=0 would refuse every order"),
         ("MAX_DAILY_LOSS", "10.0000001", "more decimals"),
         ("MAX_DAILY_LOSS", "NaN", "finite"),
         ("OANDA_ENVIRONMENT", "sandbox", "practice"),

@@ -52,9 +52,11 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, m
     return value
 
 
-def _scaled(env: Mapping[str, str], name: str, default: str, scale: int, *, maximum: Optional[int] = None) -> int:
+def _scaled(env: Mapping[str, str], name: str, default: str, scale: int, *, maximum: Optional[int] = None,
+            positive: bool = False) -> int:
     """Parse a decimal string exactly at ``scale``; excess precision is an error.
-    ``maximum`` is the largest allowed value at ``scale``."""
+    ``maximum`` is the largest allowed value at ``scale``; ``positive``: 0 is refused
+    too (a limit whose 0 would stop all trading silently, which is the kill switch's job)."""
     raw = _get(env, name, default)
     try:
         value = Decimal(raw)
@@ -62,6 +64,8 @@ def _scaled(env: Mapping[str, str], name: str, default: str, scale: int, *, maxi
         raise ConfigError(f"{name}={raw!r} is not a decimal number") from None
     if not value.is_finite() or value < 0:
         raise ConfigError(f"{name}={raw!r} must be a finite non-negative number")
+    if positive and value == 0:
+        raise ConfigError(f"{name}=0 would refuse every order; it must be above 0 (use the kill switch to stop trading)")
     if maximum is not None and value * scale > maximum:
         raise ConfigError(f"{name}={raw.strip()[:40]} is above the maximum {Decimal(maximum) / scale:f}")
     scaled = value * scale
@@ -223,7 +227,7 @@ class Settings:
             oanda_stream_url=_get(env, "OANDA_STREAM_URL", None),
             max_concurrent_orders=_int(env, "MAX_CONCURRENT_ORDERS", 50, minimum=1, maximum=MAX_COUNT),
             max_position_size=_int(env, "MAX_POSITION_SIZE", 100_000, minimum=0, maximum=MAX_UNITS),
-            max_leverage=_scaled(env, "MAX_LEVERAGE", "30", RATE_SCALE, maximum=MAX_RATE),
+            max_leverage=_scaled(env, "MAX_LEVERAGE", "30", RATE_SCALE, maximum=MAX_RATE, positive=True),
             max_daily_loss=_scaled(env, "MAX_DAILY_LOSS", "1000", MONEY_SCALE, maximum=MAX_MONEY),
             max_positions_per_instrument=_int(env, "MAX_POSITIONS_PER_INSTRUMENT", 3, minimum=1, maximum=MAX_COUNT),
             required_margin_ratio=_scaled(env, "REQUIRED_MARGIN_RATIO", "0.02", RATE_SCALE, maximum=RATE_SCALE),
