@@ -97,6 +97,16 @@ async def test_price_stream_stall_reconnects(sim, broker, events, acct):
     assert broker.stats["price_stream_connects"] >= 2
 
 
+def _resumed_from(sim, acct, resume: int):
+    """A second adapter (not started) told where the engine's journal ends, and
+    the recorder of what it delivers."""
+    events = Recorder()
+    second = OandaBroker(adapter_config(sim))
+    second.set_event_handler(events)
+    second.set_resume_point(acct, resume)
+    return second, events
+
+
 async def test_start_replays_from_the_engines_resume_point(sim, acct):
     first = OandaBroker(adapter_config(sim))
     await first.start(streams=False)
@@ -106,10 +116,7 @@ async def test_start_replays_from_the_engines_resume_point(sim, acct):
     finally:
         await first.stop()
     # a restarted engine says where its journal ends: nothing after it is missed
-    events = Recorder()
-    second = OandaBroker(adapter_config(sim))
-    second.set_event_handler(events)
-    second.set_resume_point(acct, resume)
+    second, events = _resumed_from(sim, acct, resume)
     await second.start()
     try:
         await eventually(lambda: events.of(OrderFilled), what="replayed fill")
@@ -168,10 +175,7 @@ async def test_replay_skips_a_transaction_it_cannot_read_and_delivers_the_rest(s
     resume, fills = await _three_fills(sim, acct, "ur")
     bad = fills[1].txn_id
     sim.faults.txn_overrides[bad] = FRACTIONAL_FILL
-    events = Recorder()
-    second = OandaBroker(adapter_config(sim))
-    second.set_event_handler(events)
-    second.set_resume_point(acct, resume)  # the start replays all three fills in one sinceid answer
+    second, events = _resumed_from(sim, acct, resume)  # the start replays all three fills in one sinceid answer
     await second.start()
     try:
         v = sim.venue.accounts[acct]
@@ -208,10 +212,7 @@ async def test_live_stream_skips_a_transaction_it_cannot_read_and_goes_on(sim, b
 async def test_replay_skips_a_transaction_without_a_readable_id_instead_of_reconnecting_forever(sim, acct, caplog):
     resume, fills = await _three_fills(sim, acct, "ui")
     sim.faults.txn_overrides[fills[1].txn_id] = {"id": "not-a-number"}
-    events = Recorder()
-    second = OandaBroker(adapter_config(sim))
-    second.set_event_handler(events)
-    second.set_resume_point(acct, resume)
+    second, events = _resumed_from(sim, acct, resume)
     await second.start()
     try:
         v = sim.venue.accounts[acct]

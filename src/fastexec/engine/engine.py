@@ -591,6 +591,15 @@ class Engine(EngineCore):
             self._transition(o, E.ACCEPT)
         return []
 
+    def _filled_as_loaded(self, o: _Order) -> None:
+        """The broker filled the rest of ``o`` in a transaction the positions the
+        engine loaded already include: the order's state follows, positions are
+        not touched (booking it would count the fill twice)."""
+        n = o.norm
+        rest = n.units - (o.fill_units if n.units > 0 else -o.fill_units)
+        o.state = self._store.fill_at(o.slot, o.order_id, rest)
+        o.fill_units = abs(n.units)
+
     def _settle_included(self, o: _Order, found) -> None:
         """``o`` was decided by a transaction the state loaded at start already
         includes (an order taken back after a restart whose lookup failed then):
@@ -599,10 +608,7 @@ class Engine(EngineCore):
         if self._state(o) in TERMINAL:
             return
         if found.state in ("FILLED", "TRIGGERED"):
-            n = o.norm
-            rest = n.units - (o.fill_units if n.units > 0 else -o.fill_units)
-            o.state = self._store.fill_at(o.slot, o.order_id, rest)
-            o.fill_units = abs(n.units)
+            self._filled_as_loaded(o)
             o.updated_at = self._clock()
             self._journal_status(o, None)
             self._emit_order("order_filled", o)
@@ -1254,19 +1260,12 @@ class Engine(EngineCore):
             raise ValidationError(f"filled_units={filled!r} must be below units", code="NOT_ADOPTABLE",
                                   field="filled_units")
         broker_id = record.get("broker_order_id")
-        k = self._store.add(oid, a, inst.index, n.units, n.price or 0, n.stop_price or 0, False)
-        o = _new_order(oid, coid, record["account_id"], a, inst, n, spec.side, record.get("request_id"),
-                   record.get("created_at") or now)
-        o.slot = k
-        o.updated_at = record.get("updated_at") or now
+        o = self._take_back(record, oid, coid, a, inst, n, spec.side, False, now)
         if n.emulated:
             # triggered before the restart: its child is (or may be) the broker order
             # under this order's client id, watched like any routed order
             o.state = _PENDING_SUBMIT  # as the store has it
             o.trigger_price = emulation.get("trigger_price")
-        self._orders[oid] = o
-        if coid != oid:
-            self._by_client[a][coid] = o  # else it is found in _orders (EngineCore._client_order)
         if broker_id is not None:
             self._bind(o, str(broker_id))
             self._transition(o, E.ACCEPT)
@@ -1286,9 +1285,7 @@ class Engine(EngineCore):
             elif found.broker_order_id != o.broker_order_id:
                 self._bind(o, found.broker_order_id)  # replaced while we were down
             if found.state == "FILLED":
-                rest = n.units - (o.fill_units if n.units > 0 else -o.fill_units)
-                o.state = self._store.fill_at(o.slot, oid, rest)
-                o.fill_units = abs(n.units)
+                self._filled_as_loaded(o)
                 if _IS_TERMINAL[o.state]:
                     self._retire(o)
             elif found.state == "CANCELLED":
@@ -1300,6 +1297,20 @@ class Engine(EngineCore):
         await self._cancel_if_killed(o)
         return self._view(o)
 
+    def _take_back(self, record: dict, oid: str, coid: str, a: int, inst, n: Normalized, side, emulated: bool,
+                   now: int) -> _Order:
+        """A journaled order back in the engine's tables (the store, ``_orders``,
+        the account's client-id index) under its own ids, as it was recorded."""
+        k = self._store.add(oid, a, inst.index, n.units, n.price or 0, n.stop_price or 0, emulated)
+        o = _new_order(oid, coid, record["account_id"], a, inst, n, side, record.get("request_id"),
+                       record.get("created_at") or now)
+        o.slot = k
+        o.updated_at = record.get("updated_at") or now
+        self._orders[oid] = o
+        if coid != oid:
+            self._by_client[a][coid] = o  # else it is found in _orders (EngineCore._client_order)
+        return o
+
     def _adopt_waiting(self, record: dict, oid: str, coid: str, a: int, inst, n: Normalized, side, emulation: dict,
                        now: int) -> OrderView:
         """An emulated order still waiting for its trigger, back in the book under
@@ -1307,14 +1318,7 @@ class Engine(EngineCore):
         as it moved): restarting the trail from the current market would loosen
         the stop, and a market that went through the stop while the engine was
         down would never fire it. Checked against the current price at once."""
-        k = self._store.add(oid, a, inst.index, n.units, n.price or 0, n.stop_price or 0, True)
-        o = _new_order(oid, coid, record["account_id"], a, inst, n, side, record.get("request_id"),
-                       record.get("created_at") or now)
-        o.slot = k
-        o.updated_at = record.get("updated_at") or now
-        self._orders[oid] = o
-        if coid != oid:
-            self._by_client[a][coid] = o
+        o = self._take_back(record, oid, coid, a, inst, n, side, True, now)
         log.info("re-armed emulated order %s", oid, extra=self._log_extra(o))
         if self._kill.blocking(o.account_id) is not None:
             self._cancel_local(o, "KILL_SWITCH")  # what the activation did to every waiting order

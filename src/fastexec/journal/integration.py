@@ -246,6 +246,14 @@ class JournaledEngine:
                 if fut is not None:
                     await fut
 
+    def _refuse_journaled_client_id(self, order: Any) -> None:
+        """``order``'s client id is in the journal for its account: refuse it (the
+        Python side of ``journaled_submit``'s check)."""
+        cid = getattr(order, "client_order_id", None)
+        acct = getattr(order, "account_id", None)
+        if cid is not None and type(acct) is str and self.journal.state.client_id_known(acct, cid):
+            self._refuse_forgotten(acct, cid)
+
     def _refuse_forgotten(self, account_id: str, cid: str) -> None:
         """``cid`` is in the journal for ``account_id``: refuse it unless the engine still
         knows the order (then the engine refuses it itself, as a duplicate of a live id)."""
@@ -267,10 +275,7 @@ class JournaledEngine:
 
     async def submit_py(self, order: Any, *, request_id: Optional[str] = None) -> Any:
         """The reference of ``submit`` (``_hot.journaled_submit``, what runs when compiled)."""
-        cid = getattr(order, "client_order_id", None)
-        acct = getattr(order, "account_id", None)
-        if cid is not None and type(acct) is str and self.journal.state.client_id_known(acct, cid):
-            self._refuse_forgotten(acct, cid)
+        self._refuse_journaled_client_id(order)
         return await self._submit_durable_py(order, request_id)
 
     async def submit_recorded(self, order: Any, record: Any, *, request_id: Optional[str] = None) -> Any:
@@ -285,10 +290,7 @@ class JournaledEngine:
 
     async def _submit_recording(self, order: Any, record: Any, request_id: Optional[str]) -> Any:
         try:
-            cid = getattr(order, "client_order_id", None)  # as submit_py / journaled_submit
-            acct = getattr(order, "account_id", None)
-            if cid is not None and type(acct) is str and self.journal.state.client_id_known(acct, cid):
-                self._refuse_forgotten(acct, cid)
+            self._refuse_journaled_client_id(order)  # as submit_py / journaled_submit
             view = await self.engine.submit(order, request_id=request_id)
         except BaseException as exc:
             record(None, exc)
